@@ -58,6 +58,9 @@ template <typename T> constexpr double unit_roundoff() {
   return 1.2e-16;
 }
 
+// Absolute rounding step of T near zero (f16 subnormals are 2^-24 apart; the others are negligible).
+template <typename T> constexpr double subnormal_step() { return std::is_same_v<T, f16> ? 5.9604644775390625e-8 : 0.0; }
+
 #ifdef SEGENGINE_HAS_CUDA
 // GTEST_SKIP works only in the test body itself, so this is a macro.
 #define SE_SKIP_WITHOUT_CUDA()                                                        \
