@@ -6,12 +6,13 @@
 #include <cstddef>
 #include <string>
 
-struct CUstream_st;  // cudaStream_t is CUstream_st*, in CUDA and in the emulator alike
-struct CUevent_st;   // cudaEvent_t is CUevent_st*
+#include "kernels/stream.h"
+
+struct CUevent_st;  // cudaEvent_t is CUevent_st*
 
 namespace se::kernels::cuda {
 
-using Stream = CUstream_st*;  // nullptr: the device's default stream
+using se::kernels::Stream;
 using Event = CUevent_st*;
 
 struct DeviceInfo {
