@@ -67,12 +67,20 @@ __device__ void load_tile(T* s, const T* x, int64_t ld, bool k_contig, int64_t r
   }
 }
 
-// Block tile BM x BN, k step BK; each of the (BM / TM) x (BN / TN) threads owns a TM x TN register tile.
+// Block tile BM x BN, k step BK; each of the (BM / TM) x (BN / TN) threads owns TM x TN outputs, taken in
+// runs of 4 rows (columns) spaced so that a warp's shared-memory reads of one run are contiguous (no bank
+// conflicts; nvcc turns each run into one 16-byte load).
+template <int THREADS_ALONG>
+__device__ inline int strided_index(int thread, int i) {
+  return (i / 4) * THREADS_ALONG * 4 + thread * 4 + i % 4;
+}
+
 template <typename T, int BM, int BN, int BK, int TM, int TN>
 __global__ void gemm_tiled_kernel(GemmArgs g, const T* a,  // (batch, m, k) or (batch, k, m) when trans_a
                                   const T* b,              // (batch, k, n) or (batch, n, k) when trans_b
                                   T* c) {                  // (batch, m, n)
   constexpr int kThreads = (BM / TM) * (BN / TN);
+  static_assert(TM % 4 == 0 && TN % 4 == 0, "register tiles are taken in runs of 4");
   alignas(16) __shared__ T as[BK * BM];
   alignas(16) __shared__ T bs[BK * BN];
   const int tx = static_cast<int>(threadIdx.x) % (BN / TN);
@@ -95,8 +103,8 @@ __global__ void gemm_tiled_kernel(GemmArgs g, const T* a,  // (batch, m, k) or (
       __syncthreads();
       for (int p = 0; p < BK; ++p) {
         T ar[TM], br[TN];
-        for (int i = 0; i < TM; ++i) ar[i] = as[p * BM + ty * TM + i];
-        for (int j = 0; j < TN; ++j) br[j] = bs[p * BN + tx * TN + j];
+        for (int i = 0; i < TM; ++i) ar[i] = as[p * BM + strided_index<BM / TM>(ty, i)];
+        for (int j = 0; j < TN; ++j) br[j] = bs[p * BN + strided_index<BN / TN>(tx, j)];
         for (int i = 0; i < TM; ++i) {
           for (int j = 0; j < TN; ++j) acc[i][j] += ar[i] * br[j];
         }
@@ -104,11 +112,11 @@ __global__ void gemm_tiled_kernel(GemmArgs g, const T* a,  // (batch, m, k) or (
       __syncthreads();  // the next k step overwrites the tiles
     }
     for (int i = 0; i < TM; ++i) {
-      const int64_t row = m0 + ty * TM + i;
-      if (row >= g.m) break;
+      const int64_t row = m0 + strided_index<BM / TM>(ty, i);
+      if (row >= g.m) continue;
       for (int j = 0; j < TN; ++j) {
-        const int64_t col = n0 + tx * TN + j;
-        if (col >= g.n) break;
+        const int64_t col = n0 + strided_index<BN / TN>(tx, j);
+        if (col >= g.n) continue;
         T* out = cb + row * g.ldc + col;
         *out = g.beta == 0.0f ? alpha * acc[i][j] : alpha * acc[i][j] + beta * *out;
       }

@@ -171,6 +171,11 @@ std::vector<Case> case_table() {
   cases.push_back(broadcast_a);
   Case broadcast_b{{96, 64, 80}, false, true, 1.0f, 0.0f, 3, false, true, 2};
   cases.push_back(broadcast_b);
+  // Whole 128 x 128 tiles with 16-byte aligned rows: the CUDA kernels' vector loads, both layouts.
+  Case aligned_ta{{136, 132, 24}, true, false, 1.0f, 0.0f, 2};
+  cases.push_back(aligned_ta);
+  Case aligned_tb{{132, 136, 24}, false, true, 1.0f, 0.0f};
+  cases.push_back(aligned_tb);
   Case k_zero{{5, 6, 0}, false, false, 1.0f, 0.5f};
   cases.push_back(k_zero);
   return cases;
