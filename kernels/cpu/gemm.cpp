@@ -239,7 +239,7 @@ void gemm_item(const GemmDesc& d, const T* a, const T* b, T* c, int nthreads) {
       if constexpr (std::is_same_v<Acc, float>) {
         return detail::f32_kernel(gemm_isa());
       } else {
-        return detail::f64_kernel();
+        return detail::f64_kernel(gemm_isa());
       }
     }();
     const Problem<T, Acc> pr{d.m, d.n, d.k, a, d.lda, d.trans_a, b, d.ldb, d.trans_b, c, d.ldc,

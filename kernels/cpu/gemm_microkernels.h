@@ -25,7 +25,7 @@ struct GemmKernel {
 };
 
 GemmKernel<float> f32_kernel(GemmIsa isa);
-GemmKernel<double> f64_kernel();
+GemmKernel<double> f64_kernel(GemmIsa isa);
 
 // Writes a finished tile (mr x nr of `tile`, row stride tile_ld) to C with alpha and beta.
 template <typename Acc>

@@ -217,11 +217,7 @@ TEST_P(GemmCpu, F32ManyColumnBlocks) {  // n beyond one nc block, and threads sp
   EXPECT_LE(run_cpu_case<float>(c, DType::f32, 99), 1e-5) << describe(c, DType::f32);
 }
 
-INSTANTIATE_TEST_SUITE_P(Isa, GemmCpu,
-                         ::testing::Values(cpu::GemmIsa::generic, cpu::GemmIsa::avx2, cpu::GemmIsa::avx512),
-                         [](const auto& info) { return std::string(cpu::gemm_isa_name(info.param)); });
-
-TEST(GemmCpuF64, MatchesReference) {
+TEST_P(GemmCpu, F64MatchesReference) {
   uint32_t seed = 11;
   for (const Case& c : case_table()) {
     EXPECT_LE(run_cpu_case<double>(c, DType::f64, seed += 3), 1e-13) << describe(c, DType::f64);
@@ -229,6 +225,10 @@ TEST(GemmCpuF64, MatchesReference) {
   Case long_k{kLongK, true, false};
   EXPECT_LE(run_cpu_case<double>(long_k, DType::f64, 5), 1e-12) << describe(long_k, DType::f64);
 }
+
+INSTANTIATE_TEST_SUITE_P(Isa, GemmCpu,
+                         ::testing::Values(cpu::GemmIsa::generic, cpu::GemmIsa::avx2, cpu::GemmIsa::avx512),
+                         [](const auto& info) { return std::string(cpu::gemm_isa_name(info.param)); });
 
 // f16/bf16 against the f32 product of the same (rounded) inputs: they differ by the output rounding
 // (half an ulp of the format) plus f32 accumulation noise.
