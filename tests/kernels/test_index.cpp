@@ -148,7 +148,8 @@ void check_cuda_against_cpu(uint32_t seed) {
     std::vector<T> out(static_cast<size_t>(d.numel())), dst(static_cast<size_t>(p.indexed_numel), T(0));
     cpu::gather(out.data(), src.data(), p.index.data(), d, nullptr);
     cpu::scatter_add(dst.data(), grad.data(), p.index.data(), d, nullptr);
-    DeviceBuffer<T> dsrc(src), dgrad(grad), dout(out.size()), ddst(dst);
+    DeviceBuffer<T> dsrc(src), dgrad(grad), dout(out.size());
+    DeviceBuffer<T> ddst(std::vector<T>(dst.size(), T(0)));
     DeviceBuffer<int64_t> dindex(p.index);
     cuda::gather(dout.get(), dsrc.get(), dindex.get(), d, nullptr);
     cuda::scatter_add(ddst.get(), dgrad.get(), dindex.get(), d, nullptr);
