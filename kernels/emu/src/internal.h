@@ -139,6 +139,7 @@ class BlockRunner {
 
 const char* wait_kind_name(WaitKind kind);
 bool same_place(const std::source_location& a, const std::source_location& b);
+std::string format_place(const std::source_location& where);  // "file.cu:12"
 
 // ---- runtime.cpp --------------------------------------------------------------------------------------
 
