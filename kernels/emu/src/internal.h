@@ -34,7 +34,8 @@ class StackPool {
 
   void reserve(size_t count);  // makes stacks [0, count) exist
   void* top(size_t index) const { return tops_[index]; }
-  size_t stack_bytes() const { return stack_bytes_; }
+  size_t stack_bytes() const { return stack_bytes_ - kMaxColour; }  // usable below top(i)
+  static constexpr size_t kMaxColour = 61 * 64;
 
  private:
   struct Region {
