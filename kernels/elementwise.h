@@ -99,7 +99,9 @@ constexpr std::string_view op_name(BinaryOp op) {
   return "?";
 }
 
-inline constexpr bool is_comparison(BinaryOp op) { return op >= BinaryOp::eq; }
+inline constexpr bool is_comparison(BinaryOp op) {
+  return op >= BinaryOp::eq;
+}
 
 // Scalar operands of the unary ops that take them. For integer dtypes every scalar used by the op must
 // be an integer value representable in i64 (it is converted to the element type, wrapping), else

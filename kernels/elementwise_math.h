@@ -47,20 +47,48 @@ struct ScalarArgs {
 
 // ---- math on float and double, mapped to the C functions both host and device provide ----
 
-SE_HOST_DEVICE inline float math_abs(float x) { return ::fabsf(x); }
-SE_HOST_DEVICE inline double math_abs(double x) { return ::fabs(x); }
-SE_HOST_DEVICE inline float math_exp(float x) { return ::expf(x); }
-SE_HOST_DEVICE inline double math_exp(double x) { return ::exp(x); }
-SE_HOST_DEVICE inline float math_log(float x) { return ::logf(x); }
-SE_HOST_DEVICE inline double math_log(double x) { return ::log(x); }
-SE_HOST_DEVICE inline float math_sqrt(float x) { return ::sqrtf(x); }
-SE_HOST_DEVICE inline double math_sqrt(double x) { return ::sqrt(x); }
-SE_HOST_DEVICE inline float math_erf(float x) { return ::erff(x); }
-SE_HOST_DEVICE inline double math_erf(double x) { return ::erf(x); }
-SE_HOST_DEVICE inline float math_tanh(float x) { return ::tanhf(x); }
-SE_HOST_DEVICE inline double math_tanh(double x) { return ::tanh(x); }
-SE_HOST_DEVICE inline float math_pow(float x, float y) { return ::powf(x, y); }
-SE_HOST_DEVICE inline double math_pow(double x, double y) { return ::pow(x, y); }
+SE_HOST_DEVICE inline float math_abs(float x) {
+  return ::fabsf(x);
+}
+SE_HOST_DEVICE inline double math_abs(double x) {
+  return ::fabs(x);
+}
+SE_HOST_DEVICE inline float math_exp(float x) {
+  return ::expf(x);
+}
+SE_HOST_DEVICE inline double math_exp(double x) {
+  return ::exp(x);
+}
+SE_HOST_DEVICE inline float math_log(float x) {
+  return ::logf(x);
+}
+SE_HOST_DEVICE inline double math_log(double x) {
+  return ::log(x);
+}
+SE_HOST_DEVICE inline float math_sqrt(float x) {
+  return ::sqrtf(x);
+}
+SE_HOST_DEVICE inline double math_sqrt(double x) {
+  return ::sqrt(x);
+}
+SE_HOST_DEVICE inline float math_erf(float x) {
+  return ::erff(x);
+}
+SE_HOST_DEVICE inline double math_erf(double x) {
+  return ::erf(x);
+}
+SE_HOST_DEVICE inline float math_tanh(float x) {
+  return ::tanhf(x);
+}
+SE_HOST_DEVICE inline double math_tanh(double x) {
+  return ::tanh(x);
+}
+SE_HOST_DEVICE inline float math_pow(float x, float y) {
+  return ::powf(x, y);
+}
+SE_HOST_DEVICE inline double math_pow(double x, double y) {
+  return ::pow(x, y);
+}
 
 template <typename C>
 SE_HOST_DEVICE inline bool is_nan(C x) {

@@ -1,232 +1,98 @@
-// Test helpers for kernel tests: host arrays in any dtype and memory layout (with their logical values
-// as double), broadcasting, running a kernel on the CPU or on a CUDA device with host buffers, and
-// tolerance checks.
+// Helpers for kernel tests: deterministic random data, dtype conversions through double, and (in
+// builds with CUDA) a device buffer that copies to and from host vectors.
 #pragma once
 
 #include <gtest/gtest.h>
 
-#include <algorithm>
-#include <cmath>
 #include <cstdint>
-#include <cstring>
-#include <functional>
 #include <random>
-#include <string>
 #include <vector>
 
-#include "core/dtype.h"
-#include "kernels/strided.h"
+#include "core/half.h"
 #ifdef SEGENGINE_HAS_CUDA
 #include "kernels/cuda/runtime.h"
 #endif
 
-namespace se::kernels::testing {
+namespace se::test {
 
-using Bytes = std::vector<unsigned char>;
-using Shape = std::vector<int64_t>;
+inline std::vector<double> random_values(int64_t n, uint32_t seed, double lo = -1.0, double hi = 1.0) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<double> dist(lo, hi);
+  std::vector<double> v(static_cast<size_t>(n));
+  for (auto& x : v) x = dist(rng);
+  return v;
+}
 
-// ---- host arrays: logical values as double plus the dtype's bytes in some memory layout ----
-
-inline double load_element(DType dtype, const Bytes& bytes, int64_t index) {
-  return dispatch_dtype(dtype, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    T value;
-    std::memcpy(&value, bytes.data() + index * sizeof(T), sizeof(T));
-    if constexpr (std::is_same_v<T, f16> || std::is_same_v<T, bf16>) {
-      return static_cast<double>(static_cast<float>(value));
+// Values rounded to T (through float for the 16-bit types).
+template <typename T>
+std::vector<T> cast_to(const std::vector<double>& v) {
+  std::vector<T> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i) {
+    if constexpr (sizeof(T) == 2 && !std::is_integral_v<T>) {
+      out[i] = T(static_cast<float>(v[i]));
     } else {
-      return static_cast<double>(value);
+      out[i] = static_cast<T>(v[i]);
     }
-  });
-}
-
-inline void store_element(DType dtype, Bytes& bytes, int64_t index, double v) {
-  dispatch_dtype(dtype, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    T value;
-    if constexpr (std::is_same_v<T, f16> || std::is_same_v<T, bf16>) {
-      value = T(static_cast<float>(v));
-    } else {
-      value = static_cast<T>(v);
-    }
-    std::memcpy(bytes.data() + index * sizeof(T), &value, sizeof(T));
-  });
-}
-
-inline double round_to(DType dtype, double v) {
-  Bytes one(dtype_size(dtype));
-  store_element(dtype, one, 0, v);
-  return load_element(dtype, one, 0);
-}
-
-inline int64_t numel_of(const Shape& shape) {
-  int64_t n = 1;
-  for (int64_t s : shape) n *= s;
-  return n;
-}
-
-inline StridedLayout layout_of(int64_t numel) {  // contiguous 1-d
-  StridedLayout layout;
-  layout.ndim = 1;
-  layout.sizes[0] = numel;
-  layout.strides[0] = 1;
-  return layout;
-}
-
-struct Array {
-  DType dtype = DType::f32;
-  Shape shape;
-  std::vector<double> values;  // row-major logical values, exactly representable in dtype
-  Shape strides;               // element strides of `storage`
-  Bytes storage;
-};
-
-// transposed: the last two dims are stored swapped (column-major), so the layout is non-contiguous.
-inline Array make_array(DType dtype, const Shape& shape, const std::function<double()>& next, bool transposed = false) {
-  Array a{dtype, shape, {}, Shape(shape.size()), Bytes(numel_of(shape) * dtype_size(dtype))};
-  const int nd = static_cast<int>(shape.size());
-  int64_t stride = 1;
-  for (int d = nd - 1; d >= 0; --d) {
-    a.strides[d] = stride;
-    stride *= shape[d];
-  }
-  if (transposed && nd >= 2) {
-    a.strides[nd - 2] = 1;
-    a.strides[nd - 1] = shape[nd - 2];
-  }
-  for (int64_t i = 0; i < numel_of(shape); ++i) {
-    const double v = round_to(dtype, next());
-    a.values.push_back(v);
-    int64_t rest = i, offset = 0;
-    for (int d = nd - 1; d >= 0; --d) {
-      offset += rest % shape[d] * a.strides[d];
-      rest /= shape[d];
-    }
-    store_element(dtype, a.storage, offset, v);
-  }
-  return a;
-}
-
-inline Shape broadcast_shape(const Shape& a, const Shape& b) {
-  Shape out(std::max(a.size(), b.size()), 1);
-  for (size_t i = 0; i < out.size(); ++i) {
-    const int64_t sa = i < a.size() ? a[a.size() - 1 - i] : 1;
-    const int64_t sb = i < b.size() ? b[b.size() - 1 - i] : 1;
-    out[out.size() - 1 - i] = sa == 1 ? sb : sa;
   }
   return out;
 }
 
-// The array seen with the output's shape: right-aligned, 0 strides on broadcast dims.
-inline StridedLayout layout_as(const Array& a, const Shape& out) {
-  StridedLayout layout;
-  layout.ndim = static_cast<int>(out.size());
-  const size_t lead = out.size() - a.shape.size();
-  for (size_t d = 0; d < out.size(); ++d) {
-    layout.sizes[d] = out[d];
-    layout.strides[d] = d < lead || a.shape[d - lead] == 1 ? 0 : a.strides[d - lead];
+template <typename T>
+std::vector<double> to_double(const std::vector<T>& v) {
+  std::vector<double> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i) {
+    if constexpr (sizeof(T) == 2 && !std::is_integral_v<T>) {
+      out[i] = static_cast<float>(v[i]);
+    } else {
+      out[i] = static_cast<double>(v[i]);
+    }
   }
-  return layout;
-}
-
-// The logical value of `a` at the out-shaped row-major index `linear`.
-inline double value_at(const Array& a, const Shape& out, int64_t linear) {
-  int64_t index = 0, stride = 1;
-  for (int d = static_cast<int>(out.size()) - 1; d >= 0; --d) {
-    const int64_t i = linear % out[d];
-    linear /= out[d];
-    const int da = d - static_cast<int>(out.size() - a.shape.size());
-    if (da < 0) continue;
-    if (a.shape[da] != 1) index += i * stride;
-    stride *= a.shape[da];
-  }
-  return a.values[index];
-}
-
-// ---- running a kernel on either backend with host buffers ----
-
-enum class Device { cpu, cuda };
-
-// CUDA_ONLY(cuda::f(...)): builds without CUDA have no se::kernels::cuda to link (and no CUDA tests).
-#ifdef SEGENGINE_HAS_CUDA
-#define CUDA_ONLY(call) call
-#else
-#define CUDA_ONLY(call) ADD_FAILURE() << "CUDA is off in this build"
-#endif
-
-// Calls kernel(out, inputs) with device copies of the inputs (CUDA) or the host buffers (CPU), and
-// returns the output bytes.
-inline Bytes run_on(Device device, size_t out_bytes, const std::vector<const Bytes*>& inputs,
-                    const std::function<void(void*, const std::vector<const void*>&)>& kernel) {
-  Bytes out(out_bytes);
-  if (device == Device::cpu) {
-    std::vector<const void*> ptrs;
-    for (const Bytes* in : inputs) ptrs.push_back(in->data());
-    kernel(out.data(), ptrs);
-    return out;
-  }
-#ifdef SEGENGINE_HAS_CUDA
-  std::vector<void*> buffers;
-  std::vector<const void*> ptrs;
-  for (const Bytes* in : inputs) {
-    buffers.push_back(cuda::device_malloc(std::max<size_t>(in->size(), 1)));
-    cuda::copy_host_to_device(buffers.back(), in->data(), in->size(), nullptr);
-    ptrs.push_back(buffers.back());
-  }
-  void* dev_out = cuda::device_malloc(std::max<size_t>(out_bytes, 1));
-  kernel(dev_out, ptrs);
-  cuda::stream_synchronize(nullptr);
-  cuda::copy_device_to_host(out.data(), dev_out, out_bytes, nullptr);
-  cuda::device_free(dev_out);
-  for (void* b : buffers) cuda::device_free(b);
-#endif
   return out;
 }
 
-struct Tolerance {
-  double rel;
-  double abs;
+// Relative precision of one rounding to T.
+template <typename T> constexpr double unit_roundoff() {
+  if constexpr (std::is_same_v<T, f16>) return 1.0 / 2048;
+  if constexpr (std::is_same_v<T, bf16>) return 1.0 / 256;
+  if constexpr (std::is_same_v<T, float>) return 6e-8;
+  return 1.2e-16;
+}
+
+// Absolute rounding step of T near zero (f16 subnormals are 2^-24 apart; the others are negligible).
+template <typename T> constexpr double subnormal_step() { return std::is_same_v<T, f16> ? 5.9604644775390625e-8 : 0.0; }
+
+#ifdef SEGENGINE_HAS_CUDA
+// GTEST_SKIP works only in the test body itself, so this is a macro.
+#define SE_SKIP_WITHOUT_CUDA()                                                        \
+  do {                                                                                \
+    if (::se::kernels::cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device";  \
+  } while (0)
+
+template <typename T>
+class DeviceBuffer {
+ public:
+  explicit DeviceBuffer(size_t count) : count_(count) {
+    ptr_ = static_cast<T*>(kernels::cuda::device_malloc(std::max<size_t>(count, 1) * sizeof(T)));
+    if (ptr_ == nullptr) throw std::bad_alloc();
+  }
+  explicit DeviceBuffer(const std::vector<T>& host) : DeviceBuffer(host.size()) {
+    if (count_ > 0) kernels::cuda::copy_host_to_device(ptr_, host.data(), count_ * sizeof(T), nullptr);
+  }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  ~DeviceBuffer() { kernels::cuda::device_free(ptr_); }
+
+  T* get() { return ptr_; }
+  std::vector<T> to_host() const {
+    std::vector<T> host(count_);
+    if (count_ > 0) kernels::cuda::copy_device_to_host(host.data(), ptr_, count_ * sizeof(T), nullptr);
+    return host;
+  }
+
+ private:
+  size_t count_;
+  T* ptr_ = nullptr;
 };
+#endif
 
-inline Tolerance tolerance_of(DType dtype) {
-  switch (dtype) {
-    case DType::f64: return {1e-12, 1e-14};
-    case DType::f32: return {1e-5, 1e-6};
-    case DType::f16: return {1e-3, 1e-4};   // half an ulp is 2^-11 relative
-    case DType::bf16: return {8e-3, 1e-4};  // half an ulp is 2^-8 relative
-    default: return {0.0, 0.0};             // integers and bool: exact
-  }
-}
-
-inline void expect_close_values(const std::vector<double>& got, const std::vector<double>& expected, Tolerance tol,
-                                const std::string& what) {
-  ASSERT_EQ(got.size(), expected.size()) << what;
-  int failures = 0;
-  for (size_t i = 0; i < expected.size() && failures < 5; ++i) {
-    const double g = got[i];
-    const double e = expected[i];
-    const bool same_nan = std::isnan(g) && std::isnan(e);
-    const bool same_inf = std::isinf(e) && g == e;
-    if (!same_nan && !same_inf && !(std::fabs(g - e) <= tol.abs + tol.rel * std::fabs(e))) {
-      ADD_FAILURE() << what << ": element " << i << " is " << g << ", expected " << e;
-      ++failures;
-    }
-  }
-}
-
-inline std::vector<double> decode(DType dtype, const Bytes& bytes) {
-  std::vector<double> values(bytes.size() / dtype_size(dtype));
-  for (size_t i = 0; i < values.size(); ++i) values[i] = load_element(dtype, bytes, static_cast<int64_t>(i));
-  return values;
-}
-
-inline void expect_close(DType dtype, const Bytes& got, const std::vector<double>& expected, Tolerance tol,
-                         const std::string& what) {
-  expect_close_values(decode(dtype, got), expected, tol, what);
-}
-
-inline std::function<double()> uniform(std::mt19937& rng, double lo, double hi) {
-  return [&rng, lo, hi] { return std::uniform_real_distribution<double>(lo, hi)(rng); };
-}
-
-}  // namespace se::kernels::testing
+}  // namespace se::test

@@ -17,12 +17,12 @@
 
 #include "core/dtype.h"
 #include "kernels/elementwise.h"
-#include "tests/kernels/kernel_test_util.h"
+#include "tests/kernels/elementwise_test_util.h"
 
 namespace se::kernels {
 namespace {
 
-using namespace se::kernels::testing;
+using namespace se::kernels::elementwise_test;
 
 constexpr DType kFloatTypes[] = {DType::f32, DType::f64, DType::f16, DType::bf16};
 
@@ -235,7 +235,9 @@ std::vector<BinaryCase> binary_cases(DType dtype) {
   return cases;
 }
 
-DType output_dtype(const BinaryDesc& desc) { return is_comparison(desc.op) ? DType::boolean : desc.dtype; }
+DType output_dtype(const BinaryDesc& desc) {
+  return is_comparison(desc.op) ? DType::boolean : desc.dtype;
+}
 
 Bytes run_binary(Device device, const BinaryCase& c) {
   return run_on(device, numel_of(c.out) * dtype_size(output_dtype(c.desc)), {&c.a.storage, &c.b.storage},
@@ -398,7 +400,9 @@ Bytes run_binary_backward(Device device, const BinaryBackwardCase& c) {
 
 // Half types against the f32 kernel on the same (already rounded) inputs, rounded to the format:
 // both compute in f32, so they agree to within one unit in the last place.
-Tolerance half_vs_f32(DType dtype) { return dtype == DType::f16 ? Tolerance{1e-3, 1e-7} : Tolerance{8e-3, 1e-7}; }
+Tolerance half_vs_f32(DType dtype) {
+  return dtype == DType::f16 ? Tolerance{1e-3, 1e-7} : Tolerance{8e-3, 1e-7};
+}
 
 Array with_dtype(const Array& a, DType dtype) {
   Array out = a;
@@ -650,13 +654,10 @@ TEST(ElementwiseCpu, BadScalarsAndLayoutsThrow) {
 
 #ifdef SEGENGINE_HAS_CUDA
 
-#define SKIP_WITHOUT_CUDA_DEVICE() \
-  if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device"
-
 // The CUDA math library and libm differ by a few ulp and nvcc contracts to FMA: same tolerances as
 // against the double reference, applied to the CPU result.
 TEST(ElementwiseCuda, UnaryMatchesCpu) {
-  SKIP_WITHOUT_CUDA_DEVICE();
+  SE_SKIP_WITHOUT_CUDA();
   for (DType dtype : kAllDTypes) {
     for (const UnaryCase& c : unary_cases(dtype)) {
       expect_close(dtype, run_unary(Device::cuda, c), decode(dtype, run_unary(Device::cpu, c)), tolerance_of(dtype),
@@ -666,7 +667,7 @@ TEST(ElementwiseCuda, UnaryMatchesCpu) {
 }
 
 TEST(ElementwiseCuda, BinaryMatchesCpu) {
-  SKIP_WITHOUT_CUDA_DEVICE();
+  SE_SKIP_WITHOUT_CUDA();
   for (DType dtype : kAllDTypes) {
     for (const BinaryCase& c : binary_cases(dtype)) {
       const DType out_dtype = output_dtype(c.desc);
@@ -677,7 +678,7 @@ TEST(ElementwiseCuda, BinaryMatchesCpu) {
 }
 
 TEST(ElementwiseCuda, WhereMatchesCpu) {
-  SKIP_WITHOUT_CUDA_DEVICE();
+  SE_SKIP_WITHOUT_CUDA();
   std::mt19937 rng(5);
   for (DType dtype : kAllDTypes) {
     const WhereCase c = where_case(dtype, rng);
@@ -687,7 +688,7 @@ TEST(ElementwiseCuda, WhereMatchesCpu) {
 }
 
 TEST(ElementwiseCuda, BackwardMatchesCpu) {
-  SKIP_WITHOUT_CUDA_DEVICE();
+  SE_SKIP_WITHOUT_CUDA();
   for (DType dtype : kFloatTypes) {
     for (const UnaryBackwardCase& c : unary_backward_cases(dtype)) {
       expect_close(dtype, run_unary_backward(Device::cuda, c), decode(dtype, run_unary_backward(Device::cpu, c)),
@@ -701,7 +702,7 @@ TEST(ElementwiseCuda, BackwardMatchesCpu) {
 }
 
 TEST(ElementwiseCuda, UnsupportedOpDTypeThrowsNamingDevice) {
-  SKIP_WITHOUT_CUDA_DEVICE();
+  SE_SKIP_WITHOUT_CUDA();
   try {
     cuda::binary(nullptr, nullptr, nullptr, {BinaryOp::div, DType::i64, layout_of(1), layout_of(1)}, nullptr);
     FAIL() << "div on i64 should throw";

@@ -1,0 +1,192 @@
+// GEMM throughput: our CPU kernel beside OpenBLAS (both on all OpenMP threads), f16/bf16 and
+// transposed variants, and the CUDA kernels when a real GPU is present (timed with CUDA events).
+// Run: build/bench/bench_gemm --benchmark_counters_tabular=true
+#include <benchmark/benchmark.h>
+#include <cblas.h>
+#include <omp.h>
+
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/half.h"
+#include "kernels/gemm.h"
+#ifdef SEGENGINE_HAS_CUDA
+#include "kernels/cuda/runtime.h"
+#endif
+
+namespace se::kernels {
+namespace {
+
+struct Shape {
+  int64_t m, n, k;
+  bool trans_a = false, trans_b = false;
+};
+
+template <typename T>
+std::vector<T> random_values(int64_t count) {
+  std::mt19937 gen(42);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  std::vector<T> out(static_cast<size_t>(count));
+  for (auto& x : out) x = static_cast<T>(dist(gen));
+  return out;
+}
+
+GemmDesc make_desc(const Shape& s, DType dtype) {
+  GemmDesc d;
+  d.m = s.m;
+  d.n = s.n;
+  d.k = s.k;
+  d.trans_a = s.trans_a;
+  d.trans_b = s.trans_b;
+  d.lda = s.trans_a ? s.m : s.k;
+  d.ldb = s.trans_b ? s.k : s.n;
+  d.ldc = s.n;
+  d.dtype = dtype;
+  return d;
+}
+
+void set_flops(benchmark::State& state, const Shape& s) {
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(2e-9 * double(s.m) * double(s.n) * double(s.k) * double(state.iterations()),
+                         benchmark::Counter::kIsRate);
+}
+
+template <typename T>
+void bm_cpu_gemm(benchmark::State& state, Shape s, DType dtype) {
+  const GemmDesc d = make_desc(s, dtype);
+  const auto a = random_values<T>(s.m * s.k), b = random_values<T>(s.k * s.n);
+  std::vector<T> c(static_cast<size_t>(s.m * s.n));
+  for (auto _ : state) {
+    cpu::gemm(d, a.data(), b.data(), c.data(), nullptr);
+    benchmark::DoNotOptimize(c.data());
+  }
+  set_flops(state, s);
+  state.SetLabel(cpu::gemm_isa_name(cpu::gemm_isa()));
+}
+
+CBLAS_TRANSPOSE cblas_trans(bool t) { return t ? CblasTrans : CblasNoTrans; }
+
+void bm_openblas_sgemm(benchmark::State& state, Shape s) {
+  const GemmDesc d = make_desc(s, DType::f32);
+  const auto a = random_values<float>(s.m * s.k), b = random_values<float>(s.k * s.n);
+  std::vector<float> c(static_cast<size_t>(s.m * s.n));
+  for (auto _ : state) {
+    cblas_sgemm(CblasRowMajor, cblas_trans(s.trans_a), cblas_trans(s.trans_b), int(s.m), int(s.n), int(s.k), 1.0f,
+                a.data(), int(d.lda), b.data(), int(d.ldb), 0.0f, c.data(), int(d.ldc));
+    benchmark::DoNotOptimize(c.data());
+  }
+  set_flops(state, s);
+}
+
+void bm_openblas_dgemm(benchmark::State& state, Shape s) {
+  const auto a = random_values<double>(s.m * s.k), b = random_values<double>(s.k * s.n);
+  std::vector<double> c(static_cast<size_t>(s.m * s.n));
+  for (auto _ : state) {
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(s.m), int(s.n), int(s.k), 1.0, a.data(), int(s.k),
+                b.data(), int(s.n), 0.0, c.data(), int(s.n));
+    benchmark::DoNotOptimize(c.data());
+  }
+  set_flops(state, s);
+}
+
+#ifdef SEGENGINE_HAS_CUDA
+template <typename T>
+void bm_cuda_gemm(benchmark::State& state, Shape s, DType dtype) {
+  const GemmDesc d = make_desc(s, dtype);
+  const auto a = random_values<T>(s.m * s.k), b = random_values<T>(s.k * s.n);
+  void* da = cuda::device_malloc(a.size() * sizeof(T));
+  void* db = cuda::device_malloc(b.size() * sizeof(T));
+  void* dc = cuda::device_malloc(size_t(s.m * s.n) * sizeof(T));
+  cuda::copy_host_to_device(da, a.data(), a.size() * sizeof(T), nullptr);
+  cuda::copy_host_to_device(db, b.data(), b.size() * sizeof(T), nullptr);
+  cuda::Event start = cuda::event_create(true), stop = cuda::event_create(true);
+  cuda::gemm(d, da, db, dc, nullptr);  // warm-up
+  for (auto _ : state) {
+    cuda::event_record(start, nullptr);
+    cuda::gemm(d, da, db, dc, nullptr);
+    cuda::event_record(stop, nullptr);
+    cuda::event_synchronize(stop);
+    state.SetIterationTime(cuda::event_elapsed_ms(start, stop) * 1e-3);
+  }
+  set_flops(state, s);
+  cuda::event_destroy(start);
+  cuda::event_destroy(stop);
+  cuda::device_free(da);
+  cuda::device_free(db);
+  cuda::device_free(dc);
+}
+#endif
+
+// Peak f32 FLOP/s = cores x clock x FLOP per cycle per core. The FLOP per cycle assumes two 256-bit FMA
+// pipes per core (Zen 2-4, Haswell..Ice Lake client): 2 pipes x 8 lanes x 2 FLOP = 32. Clock: the
+// "cpu MHz" of /proc/cpuinfo, the base clock under a hypervisor (boost is not visible there).
+double cpu_mhz() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("cpu MHz", 0) == 0) return std::stod(line.substr(line.find(':') + 1));
+  }
+  return 0.0;
+}
+
+void register_benchmarks() {
+  const int threads = omp_get_max_threads();
+  openblas_set_num_threads(threads);
+  const double mhz = cpu_mhz();
+  const double peak = threads * mhz * 1e-3 * 32.0;
+  benchmark::AddCustomContext("threads (OpenMP and OpenBLAS)", std::to_string(threads));
+  benchmark::AddCustomContext("f32 peak GFLOP/s", std::to_string(peak) + " = " + std::to_string(threads) +
+                                                      " cores x " + std::to_string(mhz * 1e-3) +
+                                                      " GHz x 32 FLOP/cycle (2 x 256-bit FMA pipes)");
+
+  const std::vector<std::pair<std::string, Shape>> f32_shapes = {
+      {"256", {256, 256, 256}},
+      {"512", {512, 512, 512}},
+      {"1024", {1024, 1024, 1024}},
+      {"2048", {2048, 2048, 2048}},
+      {"1024_tA", {1024, 1024, 1024, true, false}},
+      {"1024_tB", {1024, 1024, 1024, false, true}},
+      {"1024_tAtB", {1024, 1024, 1024, true, true}},
+      // U-Net 3x3 convolutions as GEMM: (pixels, 9 Cin) @ (9 Cin, Cout), and the weight-stationary
+      // form (Cout, 9 Cin) @ (9 Cin, pixels).
+      {"unet_4096x64x576", {4096, 64, 576}},
+      {"unet_16384x32x288", {16384, 32, 288}},
+      {"unet_1024x256x2304", {1024, 256, 2304}},
+      {"unet_64x4096x576", {64, 4096, 576}},
+  };
+  for (const auto& [name, s] : f32_shapes) {
+    benchmark::RegisterBenchmark(("sgemm/ours/" + name).c_str(), bm_cpu_gemm<float>, s, DType::f32)->UseRealTime();
+    benchmark::RegisterBenchmark(("sgemm/openblas/" + name).c_str(), bm_openblas_sgemm, s)->UseRealTime();
+  }
+  const Shape cube{1024, 1024, 1024};
+  benchmark::RegisterBenchmark("hgemm/ours/1024", bm_cpu_gemm<f16>, cube, DType::f16)->UseRealTime();
+  benchmark::RegisterBenchmark("bf16gemm/ours/1024", bm_cpu_gemm<bf16>, cube, DType::bf16)->UseRealTime();
+  benchmark::RegisterBenchmark("dgemm/ours/1024", bm_cpu_gemm<double>, cube, DType::f64)->UseRealTime();
+  benchmark::RegisterBenchmark("dgemm/openblas/1024", bm_openblas_dgemm, cube)->UseRealTime();
+
+#ifdef SEGENGINE_HAS_CUDA
+  if (cuda::device_count() > 0 && !cuda::device_info(0).emulated) {
+    for (const auto& [name, s] : f32_shapes) {
+      benchmark::RegisterBenchmark(("sgemm/cuda/" + name).c_str(), bm_cuda_gemm<float>, s, DType::f32)
+          ->UseManualTime();
+    }
+    const Shape big{4096, 4096, 4096};
+    benchmark::RegisterBenchmark("hgemm/cuda/4096", bm_cuda_gemm<f16>, big, DType::f16)->UseManualTime();
+    benchmark::RegisterBenchmark("bf16gemm/cuda/4096", bm_cuda_gemm<bf16>, big, DType::bf16)->UseManualTime();
+    benchmark::RegisterBenchmark("dgemm/cuda/1024", bm_cuda_gemm<double>, cube, DType::f64)->UseManualTime();
+  }
+#endif
+}
+
+}  // namespace
+}  // namespace se::kernels
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  se::kernels::register_benchmarks();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -1,0 +1,321 @@
+// CPU GEMM, GotoBLAS/BLIS style: for each (kc, nc) block of op(B), packed once into a buffer shared by
+// the threads, each thread packs (mc, kc) blocks of op(A) for its rows and runs the register-blocked
+// micro-kernel over them. Packing absorbs transposes, strides and the f16/bf16 -> f32 conversion, so
+// the micro-kernels see one layout. f16/bf16 results accumulate in an f32 scratch and round once.
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <memory>
+#include <type_traits>
+
+#include "kernels/cpu/gemm_microkernels.h"
+#include "kernels/gemm.h"
+
+namespace se::kernels::cpu {
+namespace {
+
+using detail::GemmKernel;
+
+GemmIsa best_isa() {
+  if (gemm_isa_supported(GemmIsa::avx512)) return GemmIsa::avx512;
+  if (gemm_isa_supported(GemmIsa::avx2)) return GemmIsa::avx2;
+  return GemmIsa::generic;
+}
+
+std::atomic<GemmIsa>& current_isa() {
+  static std::atomic<GemmIsa> isa{best_isa()};
+  return isa;
+}
+
+// A 64-byte aligned buffer that grows and is kept per thread: packing buffers are reused across calls.
+class ScratchBuffer {
+ public:
+  template <typename T>
+  T* get(size_t count) {
+    const size_t bytes = (count * sizeof(T) + 63) / 64 * 64;
+    if (bytes > bytes_) {
+      data_.reset(static_cast<std::byte*>(std::aligned_alloc(64, bytes)));
+      SE_CHECK(data_ != nullptr, "gemm: out of memory allocating ", bytes, " bytes of scratch");
+      bytes_ = bytes;
+    }
+    return reinterpret_cast<T*>(data_.get());
+  }
+
+ private:
+  struct Free {
+    void operator()(std::byte* p) const { std::free(p); }
+  };
+  std::unique_ptr<std::byte, Free> data_;
+  size_t bytes_ = 0;
+};
+
+thread_local ScratchBuffer t_pack_a, t_pack_b, t_accum;
+
+template <typename Acc, typename T>
+inline Acc to_acc(T x) {
+  if constexpr (std::is_same_v<T, Acc>) {
+    return x;
+  } else {
+    return static_cast<Acc>(static_cast<float>(x));
+  }
+}
+
+int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
+
+// One batch item with the accumulation type's C: c = alpha * op(a) @ op(b) + beta * c.
+template <typename T, typename Acc>
+struct Problem {
+  int64_t m, n, k;
+  const T* a;  // (m, k) row-major, or (k, m) when trans_a
+  int64_t lda;
+  bool trans_a;
+  const T* b;  // (k, n) row-major, or (n, k) when trans_b
+  int64_t ldb;
+  bool trans_b;
+  Acc* c;  // (m, n) row-major
+  int64_t ldc;
+  Acc alpha, beta;
+};
+
+// Packs op(A)[i0:i0+mb, p0:p0+kb] into micro-panels of mr rows: out[panel][p][i], zero-padded rows.
+template <typename T, typename Acc>
+void pack_a(const Problem<T, Acc>& pr, int64_t i0, int64_t p0, int64_t mb, int64_t kb, int mr, Acc* out) {
+  for (int64_t ir = 0; ir < mb; ir += mr) {
+    const int rows = static_cast<int>(std::min<int64_t>(mr, mb - ir));
+    Acc* panel = out + ir * kb;
+    if (pr.trans_a) {  // op(A)(i, p) = a[p * lda + i]: rows are contiguous in memory
+      for (int64_t p = 0; p < kb; ++p) {
+        const T* src = pr.a + (p0 + p) * pr.lda + i0 + ir;
+        Acc* dst = panel + p * mr;
+        for (int i = 0; i < rows; ++i) dst[i] = to_acc<Acc>(src[i]);
+        for (int i = rows; i < mr; ++i) dst[i] = Acc(0);
+      }
+    } else {  // op(A)(i, p) = a[i * lda + p]: read along p, write with stride mr
+      for (int i = 0; i < rows; ++i) {
+        const T* src = pr.a + (i0 + ir + i) * pr.lda + p0;
+        for (int64_t p = 0; p < kb; ++p) panel[p * mr + i] = to_acc<Acc>(src[p]);
+      }
+      for (int i = rows; i < mr; ++i) {
+        for (int64_t p = 0; p < kb; ++p) panel[p * mr + i] = Acc(0);
+      }
+    }
+  }
+}
+
+// Packs micro-panel `s` (nr columns from j0 + s * nr) of op(B)[p0:p0+kb, j0:j0+nb]: out[p][j], zero-padded.
+template <typename T, typename Acc>
+void pack_b_panel(const Problem<T, Acc>& pr, int64_t p0, int64_t j0, int64_t nb, int64_t kb, int nr, int64_t s,
+                  Acc* out) {
+  const int64_t js = s * nr;
+  const int cols = static_cast<int>(std::min<int64_t>(nr, nb - js));
+  Acc* panel = out + js * kb;
+  if (pr.trans_b) {  // op(B)(p, j) = b[j * ldb + p]
+    for (int j = 0; j < cols; ++j) {
+      const T* src = pr.b + (j0 + js + j) * pr.ldb + p0;
+      for (int64_t p = 0; p < kb; ++p) panel[p * nr + j] = to_acc<Acc>(src[p]);
+    }
+    for (int j = cols; j < nr; ++j) {
+      for (int64_t p = 0; p < kb; ++p) panel[p * nr + j] = Acc(0);
+    }
+  } else {  // op(B)(p, j) = b[p * ldb + j]
+    for (int64_t p = 0; p < kb; ++p) {
+      const T* src = pr.b + (p0 + p) * pr.ldb + j0 + js;
+      Acc* dst = panel + p * nr;
+      for (int j = 0; j < cols; ++j) dst[j] = to_acc<Acc>(src[j]);
+      for (int j = cols; j < nr; ++j) dst[j] = Acc(0);
+    }
+  }
+}
+
+// Splits `nthreads` into a (rows x cols) grid that minimises the largest per-thread tile, counted in
+// whole micro-tiles; ties prefer splitting rows, since every thread packs its own A but shares B.
+void thread_grid(int64_t m, int64_t nb, int mr, int nr, int nthreads, int& grid_m, int& grid_n) {
+  grid_m = nthreads;
+  grid_n = 1;
+  int64_t best = -1;
+  for (int gn = 1; gn <= nthreads; ++gn) {
+    if (nthreads % gn != 0) continue;
+    const int gm = nthreads / gn;
+    const int64_t tile = (m + mr * int64_t(gm) - 1) / (mr * int64_t(gm)) * ((nb + nr * int64_t(gn) - 1) / (nr * int64_t(gn)));
+    if (best < 0 || tile < best) {
+      best = tile;
+      grid_m = gm;
+      grid_n = gn;
+    }
+  }
+}
+
+// [begin, end) of part `index` of `count` parts of [0, total), in whole units of `unit`.
+void split_range(int64_t total, int64_t unit, int count, int index, int64_t& begin, int64_t& end) {
+  const int64_t units = (total + unit - 1) / unit;
+  const int64_t per = (units + count - 1) / count;
+  begin = std::min(total, index * per * unit);
+  end = std::min(total, (index + 1) * per * unit);
+}
+
+template <typename T, typename Acc>
+void gemm_problem(const GemmKernel<Acc>& kern, const Problem<T, Acc>& pr, int nthreads) {
+  const int64_t nc = std::min(kern.nc, round_up(pr.n, kern.nr));
+  const int64_t kc = std::min(kern.kc, pr.k);
+  const int64_t mc = std::min(kern.mc, round_up(pr.m, kern.mr));
+  Acc* pack_b = t_pack_b.get<Acc>(static_cast<size_t>(kc * nc));
+  int grid_m = 1, grid_n = 1;
+  thread_grid(pr.m, std::min(nc, pr.n), kern.mr, kern.nr, nthreads, grid_m, grid_n);
+
+#pragma omp parallel num_threads(nthreads)
+  {
+    const int tid = omp_get_thread_num();
+    Acc* pack_a_buf = t_pack_a.get<Acc>(static_cast<size_t>(mc * kc));
+    int64_t row_begin, row_end;
+    split_range(pr.m, kern.mr, grid_m, tid % grid_m, row_begin, row_end);
+    for (int64_t jc = 0; jc < pr.n; jc += nc) {
+      const int64_t nb = std::min(nc, pr.n - jc);
+      const int64_t panels_b = (nb + kern.nr - 1) / kern.nr;
+      int64_t col_begin, col_end;
+      split_range(nb, kern.nr, grid_n, tid / grid_m, col_begin, col_end);
+      for (int64_t pc = 0; pc < pr.k; pc += kc) {
+        const int64_t kb = std::min(kc, pr.k - pc);
+#pragma omp for schedule(static)
+        for (int64_t s = 0; s < panels_b; ++s) pack_b_panel(pr, pc, jc, nb, kb, kern.nr, s, pack_b);
+        // Later k blocks add to what the first one stored.
+        const Acc beta = pc == 0 ? pr.beta : Acc(1);
+        for (int64_t ic = row_begin; ic < row_end; ic += mc) {
+          const int64_t mb = std::min(mc, row_end - ic);
+          pack_a(pr, ic, pc, mb, kb, kern.mr, pack_a_buf);
+          for (int64_t jr = col_begin; jr < col_end; jr += kern.nr) {
+            const int nr = static_cast<int>(std::min<int64_t>(kern.nr, col_end - jr));
+            const Acc* b_panel = pack_b + jr * kb;
+            for (int64_t ir = 0; ir < mb; ir += kern.mr) {
+              const int mr = static_cast<int>(std::min<int64_t>(kern.mr, mb - ir));
+              kern.run(kb, pack_a_buf + ir * kb, b_panel, pr.c + (ic + ir) * pr.ldc + jc + jr, pr.ldc, pr.alpha,
+                       beta, mr, nr);
+            }
+          }
+        }
+#pragma omp barrier
+      }
+    }
+  }
+}
+
+// Threads for one product: 1 for small ones (a parallel region costs more than it saves), never
+// nested inside another parallel region.
+int threads_for(int64_t m, int64_t n, int64_t k) {
+  if (omp_in_parallel()) return 1;
+  const double flops = 2.0 * double(m) * double(n) * double(k);
+  if (flops < 2.0e6) return 1;
+  return omp_get_max_threads();
+}
+
+// C = beta * C for k == 0, where there is no product to add; beta == 0 writes zeros without reading.
+template <typename T>
+void scale_c(const GemmDesc& d, T* c) {
+  for (int64_t i = 0; i < d.m; ++i) {
+    T* row = c + i * d.ldc;
+    for (int64_t j = 0; j < d.n; ++j) row[j] = d.beta == 0.0f ? T(0.0f) : T(d.beta * static_cast<float>(row[j]));
+  }
+}
+
+template <>
+void scale_c<double>(const GemmDesc& d, double* c) {
+  for (int64_t i = 0; i < d.m; ++i) {
+    double* row = c + i * d.ldc;
+    for (int64_t j = 0; j < d.n; ++j) row[j] = d.beta == 0.0f ? 0.0 : double(d.beta) * row[j];
+  }
+}
+
+// One batch item of type T. f32 and f64 write C directly; f16/bf16 accumulate in an f32 scratch.
+template <typename T>
+void gemm_item(const GemmDesc& d, const T* a, const T* b, T* c, int nthreads) {
+  if (d.k == 0) {
+    scale_c(d, c);
+    return;
+  }
+  if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+    using Acc = T;
+    const GemmKernel<Acc> kern = [] {
+      if constexpr (std::is_same_v<Acc, float>) {
+        return detail::f32_kernel(gemm_isa());
+      } else {
+        return detail::f64_kernel(gemm_isa());
+      }
+    }();
+    const Problem<T, Acc> pr{d.m, d.n, d.k, a, d.lda, d.trans_a, b, d.ldb, d.trans_b, c, d.ldc,
+                             Acc(d.alpha), Acc(d.beta)};
+    gemm_problem(kern, pr, nthreads);
+  } else {
+    float* acc = t_accum.get<float>(static_cast<size_t>(d.m * d.n));
+    const Problem<T, float> pr{d.m, d.n, d.k, a, d.lda, d.trans_a, b, d.ldb, d.trans_b, acc, d.n, d.alpha, 0.0f};
+    gemm_problem(detail::f32_kernel(gemm_isa()), pr, nthreads);
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+    for (int64_t i = 0; i < d.m; ++i) {
+      T* row = c + i * d.ldc;
+      const float* acc_row = acc + i * d.n;
+      if (d.beta == 0.0f) {
+        for (int64_t j = 0; j < d.n; ++j) row[j] = T(acc_row[j]);
+      } else {
+        for (int64_t j = 0; j < d.n; ++j) row[j] = T(acc_row[j] + d.beta * static_cast<float>(row[j]));
+      }
+    }
+  }
+}
+
+template <typename T>
+void gemm_typed(const GemmDesc& d, const T* a, const T* b, T* c) {
+  const int item_threads = threads_for(d.m, d.n, d.k);
+  const int max_threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  // Many small products: one thread per item beats splitting each small item across threads.
+  if (d.batch > 1 && item_threads < max_threads) {
+#pragma omp parallel for num_threads(max_threads) schedule(static)
+    for (int64_t i = 0; i < d.batch; ++i) {
+      gemm_item(d, a + i * d.stride_a, b + i * d.stride_b, c + i * d.stride_c, 1);
+    }
+    return;
+  }
+  for (int64_t i = 0; i < d.batch; ++i) {
+    gemm_item(d, a + i * d.stride_a, b + i * d.stride_b, c + i * d.stride_c, item_threads);
+  }
+}
+
+}  // namespace
+
+const char* gemm_isa_name(GemmIsa isa) {
+  switch (isa) {
+    case GemmIsa::generic: return "generic";
+    case GemmIsa::avx2: return "avx2";
+    case GemmIsa::avx512: return "avx512";
+  }
+  return "?";
+}
+
+bool gemm_isa_supported(GemmIsa isa) {
+  switch (isa) {
+    case GemmIsa::generic: return true;
+    case GemmIsa::avx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case GemmIsa::avx512: return __builtin_cpu_supports("avx512f");
+  }
+  return false;
+}
+
+GemmIsa gemm_isa() { return current_isa().load(std::memory_order_relaxed); }
+
+void set_gemm_isa(GemmIsa isa) {
+  SE_CHECK(gemm_isa_supported(isa), "set_gemm_isa: this CPU does not support the ", gemm_isa_name(isa),
+           " micro-kernel");
+  current_isa().store(isa, std::memory_order_relaxed);
+}
+
+void gemm(const GemmDesc& desc, const void* a, const void* b, void* c, Stream /*stream*/) {
+  validate_gemm(desc);
+  if (desc.batch == 0 || desc.m == 0 || desc.n == 0) return;
+  SE_CHECK(c != nullptr, "gemm: C is null");
+  SE_CHECK(desc.k == 0 || (a != nullptr && b != nullptr), "gemm: A or B is null");
+  dispatch_floating(desc.dtype, "gemm", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    gemm_typed(desc, static_cast<const T*>(a), static_cast<const T*>(b), static_cast<T*>(c));
+  });
+}
+
+}  // namespace se::kernels::cpu

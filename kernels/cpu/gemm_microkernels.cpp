@@ -1,0 +1,163 @@
+// The CPU GEMM micro-kernels: AVX-512 (12 x 2 zmm), AVX2 + FMA (6 x 2 ymm), f32 and f64, and portable
+// C++ (f32 4 x 16, f64 4 x 8). The vector kernels carry __attribute__((target)) so this file builds without -march
+// flags and the driver picks one at run time with __builtin_cpu_supports.
+#include <immintrin.h>
+
+#include "kernels/cpu/gemm_microkernels.h"
+
+namespace se::kernels::cpu::detail {
+namespace {
+
+// Portable kernel: the accumulator array is small enough for the compiler to keep in vector registers.
+template <typename Acc, int MR, int NR>
+void microkernel_generic(int64_t kc, const Acc* __restrict ap, const Acc* __restrict bp, Acc* c, int64_t ldc,
+                         Acc alpha, Acc beta, int mr, int nr) {
+  Acc acc[MR][NR] = {};
+  for (int64_t p = 0; p < kc; ++p) {
+    for (int i = 0; i < MR; ++i) {
+      for (int j = 0; j < NR; ++j) acc[i][j] += ap[i] * bp[j];
+    }
+    ap += MR;
+    bp += NR;
+  }
+  store_tile(&acc[0][0], NR, c, ldc, alpha, beta, mr, nr);
+}
+
+// Vector operations of one ISA and element type, so that one kernel body serves f32 and f64.
+#define SE_AVX2 __attribute__((target("avx2,fma"))) static inline
+#define SE_AVX512 __attribute__((target("avx512f"))) static inline
+
+template <typename Acc> struct Avx2;
+template <> struct Avx2<float> {
+  using Vec = __m256;
+  static constexpr int kLanes = 8;
+  SE_AVX2 Vec zero() { return _mm256_setzero_ps(); }
+  SE_AVX2 Vec set1(float x) { return _mm256_set1_ps(x); }
+  SE_AVX2 Vec load(const float* p) { return _mm256_load_ps(p); }
+  SE_AVX2 Vec loadu(const float* p) { return _mm256_loadu_ps(p); }
+  SE_AVX2 void store(float* p, Vec v) { _mm256_store_ps(p, v); }
+  SE_AVX2 void storeu(float* p, Vec v) { _mm256_storeu_ps(p, v); }
+  SE_AVX2 Vec fmadd(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
+  SE_AVX2 Vec mul(Vec a, Vec b) { return _mm256_mul_ps(a, b); }
+};
+template <> struct Avx2<double> {
+  using Vec = __m256d;
+  static constexpr int kLanes = 4;
+  SE_AVX2 Vec zero() { return _mm256_setzero_pd(); }
+  SE_AVX2 Vec set1(double x) { return _mm256_set1_pd(x); }
+  SE_AVX2 Vec load(const double* p) { return _mm256_load_pd(p); }
+  SE_AVX2 Vec loadu(const double* p) { return _mm256_loadu_pd(p); }
+  SE_AVX2 void store(double* p, Vec v) { _mm256_store_pd(p, v); }
+  SE_AVX2 void storeu(double* p, Vec v) { _mm256_storeu_pd(p, v); }
+  SE_AVX2 Vec fmadd(Vec a, Vec b, Vec c) { return _mm256_fmadd_pd(a, b, c); }
+  SE_AVX2 Vec mul(Vec a, Vec b) { return _mm256_mul_pd(a, b); }
+};
+template <typename Acc> struct Avx512;
+template <> struct Avx512<float> {
+  using Vec = __m512;
+  static constexpr int kLanes = 16;
+  SE_AVX512 Vec zero() { return _mm512_setzero_ps(); }
+  SE_AVX512 Vec set1(float x) { return _mm512_set1_ps(x); }
+  SE_AVX512 Vec load(const float* p) { return _mm512_load_ps(p); }
+  SE_AVX512 Vec loadu(const float* p) { return _mm512_loadu_ps(p); }
+  SE_AVX512 void store(float* p, Vec v) { _mm512_store_ps(p, v); }
+  SE_AVX512 void storeu(float* p, Vec v) { _mm512_storeu_ps(p, v); }
+  SE_AVX512 Vec fmadd(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
+  SE_AVX512 Vec mul(Vec a, Vec b) { return _mm512_mul_ps(a, b); }
+};
+template <> struct Avx512<double> {
+  using Vec = __m512d;
+  static constexpr int kLanes = 8;
+  SE_AVX512 Vec zero() { return _mm512_setzero_pd(); }
+  SE_AVX512 Vec set1(double x) { return _mm512_set1_pd(x); }
+  SE_AVX512 Vec load(const double* p) { return _mm512_load_pd(p); }
+  SE_AVX512 Vec loadu(const double* p) { return _mm512_loadu_pd(p); }
+  SE_AVX512 void store(double* p, Vec v) { _mm512_store_pd(p, v); }
+  SE_AVX512 void storeu(double* p, Vec v) { _mm512_storeu_pd(p, v); }
+  SE_AVX512 Vec fmadd(Vec a, Vec b, Vec c) { return _mm512_fmadd_pd(a, b, c); }
+  SE_AVX512 Vec mul(Vec a, Vec b) { return _mm512_mul_pd(a, b); }
+};
+
+// The vector kernel: MR rows x 2 vectors of `Ops` (one of the structs above). GCC inlines intrinsics
+// only into functions compiled for the same ISA, so the one body is stamped out per ISA by this macro.
+#define SE_DEFINE_VECTOR_MICROKERNEL(name, isa, OpsTemplate, MR)                                              \
+  template <typename Acc>                                                                                    \
+  __attribute__((target(isa))) void name(int64_t kc, const Acc* __restrict ap, const Acc* __restrict bp,     \
+                                         Acc* c, int64_t ldc, Acc alpha, Acc beta, int mr, int nr) {         \
+    using Ops = OpsTemplate<Acc>;                                                                            \
+    using Vec = typename Ops::Vec;                                                                           \
+    constexpr int L = Ops::kLanes;                                                                           \
+    constexpr int NR = 2 * L;                                                                                \
+    Vec acc[MR][2];                                                                                          \
+    _Pragma("GCC unroll 16") for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = Ops::zero();               \
+    _Pragma("GCC unroll 2") for (int64_t p = 0; p < kc; ++p) {                                               \
+      const Vec b0 = Ops::load(bp);                                                                          \
+      const Vec b1 = Ops::load(bp + L);                                                                      \
+      _Pragma("GCC unroll 16") for (int i = 0; i < MR; ++i) {                                                \
+        const Vec a = Ops::set1(ap[i]);                                                                      \
+        acc[i][0] = Ops::fmadd(a, b0, acc[i][0]);                                                            \
+        acc[i][1] = Ops::fmadd(a, b1, acc[i][1]);                                                            \
+      }                                                                                                      \
+      ap += MR;                                                                                              \
+      bp += NR;                                                                                              \
+    }                                                                                                        \
+    const Vec va = Ops::set1(alpha);                                                                         \
+    if (mr == MR && nr == NR) {                                                                              \
+      const Vec vb = Ops::set1(beta);                                                                        \
+      _Pragma("GCC unroll 16") for (int i = 0; i < MR; ++i) {                                                \
+        Acc* row = c + i * ldc;                                                                              \
+        Vec r0 = Ops::mul(va, acc[i][0]);                                                                    \
+        Vec r1 = Ops::mul(va, acc[i][1]);                                                                    \
+        if (beta != Acc(0)) {                                                                                \
+          r0 = Ops::fmadd(vb, Ops::loadu(row), r0);                                                          \
+          r1 = Ops::fmadd(vb, Ops::loadu(row + L), r1);                                                      \
+        }                                                                                                    \
+        Ops::storeu(row, r0);                                                                                \
+        Ops::storeu(row + L, r1);                                                                            \
+      }                                                                                                      \
+      return;                                                                                                \
+    }                                                                                                        \
+    alignas(64) Acc tile[MR * NR];                                                                           \
+    for (int i = 0; i < MR; ++i) {                                                                           \
+      Ops::store(tile + i * NR, acc[i][0]);                                                                  \
+      Ops::store(tile + i * NR + L, acc[i][1]);                                                              \
+    }                                                                                                        \
+    store_tile(tile, NR, c, ldc, alpha, beta, mr, nr);                                                       \
+  }
+
+// AVX2 + FMA: 6 rows x 2 ymm = 12 accumulators, 2 B vectors and 1 broadcast: 15 of 16 ymm registers.
+constexpr int kAvx2Mr = 6;
+SE_DEFINE_VECTOR_MICROKERNEL(microkernel_avx2, "avx2,fma", Avx2, kAvx2Mr)
+
+// AVX-512: 12 rows x 2 zmm = 24 accumulators, 2 B vectors and broadcasts: 27 of 32 zmm registers.
+// Zen 4 runs a 512-bit FMA as two 256-bit halves, so the peak equals AVX2's, but half the
+// instructions leave more room for the loads.
+constexpr int kAvx512Mr = 12;
+SE_DEFINE_VECTOR_MICROKERNEL(microkernel_avx512, "avx512f", Avx512, kAvx512Mr)
+
+#undef SE_DEFINE_VECTOR_MICROKERNEL
+#undef SE_AVX2
+#undef SE_AVX512
+
+}  // namespace
+
+GemmKernel<float> f32_kernel(GemmIsa isa) {
+  switch (isa) {
+    case GemmIsa::avx512: return {microkernel_avx512<float>, kAvx512Mr, 32, 192, 256, 4096};
+    case GemmIsa::avx2: return {microkernel_avx2<float>, kAvx2Mr, 16, 192, 256, 4096};
+    case GemmIsa::generic: return {microkernel_generic<float, 4, 16>, 4, 16, 128, 256, 4096};
+  }
+  SE_THROW("gemm: unknown micro-kernel ISA ", static_cast<int>(isa));
+}
+
+// f64 panels take twice the bytes: half the kc keeps the same L1/L2 footprint.
+GemmKernel<double> f64_kernel(GemmIsa isa) {
+  switch (isa) {
+    case GemmIsa::avx512: return {microkernel_avx512<double>, kAvx512Mr, 16, 192, 128, 4096};
+    case GemmIsa::avx2: return {microkernel_avx2<double>, kAvx2Mr, 8, 192, 128, 4096};
+    case GemmIsa::generic: return {microkernel_generic<double, 4, 8>, 4, 8, 96, 128, 2048};
+  }
+  SE_THROW("gemm: unknown micro-kernel ISA ", static_cast<int>(isa));
+}
+
+}  // namespace se::kernels::cpu::detail

@@ -1,0 +1,278 @@
+// The block runner: the threads of one block are fibers on one OS thread. The scheduler resumes every
+// runnable fiber once per round, in the order the schedule picks; a fiber runs until it waits at a block
+// barrier or warp collective (src/warp.cpp) or exits. When the last thread arrives at a barrier, all of them
+// become runnable for the next round. A round with no runnable thread while some are alive is a deadlock.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <map>
+#include <sstream>
+
+#include "kernels/emu/src/internal.h"
+
+thread_local constinit uint3 threadIdx{};
+thread_local constinit uint3 blockIdx{};
+thread_local constinit dim3 blockDim{};
+thread_local constinit dim3 gridDim{};
+
+namespace se::emu::detail {
+namespace {
+
+thread_local BlockRunner* tls_active_runner = nullptr;
+
+std::string format_place(const std::source_location& where) {
+  const char* file = where.file_name();
+  if (const char* slash = std::strrchr(file, '/')) file = slash + 1;
+  return std::string(file) + ":" + std::to_string(where.line());
+}
+
+std::string format_index(uint3 index) {
+  return "(" + std::to_string(index.x) + "," + std::to_string(index.y) + "," + std::to_string(index.z) + ")";
+}
+
+}  // namespace
+
+const char* wait_kind_name(WaitKind kind) {
+  switch (kind) {
+    case WaitKind::kNone: return "nothing";
+    case WaitKind::kSyncThreads: return "__syncthreads";
+    case WaitKind::kSyncThreadsCount: return "__syncthreads_count";
+    case WaitKind::kSyncThreadsAnd: return "__syncthreads_and";
+    case WaitKind::kSyncThreadsOr: return "__syncthreads_or";
+    case WaitKind::kSyncWarp: return "__syncwarp";
+    case WaitKind::kShfl: return "__shfl_sync";
+    case WaitKind::kShflUp: return "__shfl_up_sync";
+    case WaitKind::kShflDown: return "__shfl_down_sync";
+    case WaitKind::kShflXor: return "__shfl_xor_sync";
+    case WaitKind::kVoteAll: return "__all_sync";
+    case WaitKind::kVoteAny: return "__any_sync";
+    case WaitKind::kBallot: return "__ballot_sync";
+    case WaitKind::kReduceAdd: return "__reduce_add_sync";
+    case WaitKind::kReduceMinSigned:
+    case WaitKind::kReduceMinUnsigned: return "__reduce_min_sync";
+    case WaitKind::kReduceMaxSigned:
+    case WaitKind::kReduceMaxUnsigned: return "__reduce_max_sync";
+    case WaitKind::kReduceAnd: return "__reduce_and_sync";
+    case WaitKind::kReduceOr: return "__reduce_or_sync";
+    case WaitKind::kReduceXor: return "__reduce_xor_sync";
+    case WaitKind::kMatchAny: return "__match_any_sync";
+  }
+  return "?";
+}
+
+bool same_place(const std::source_location& a, const std::source_location& b) {
+  return a.line() == b.line() && a.column() == b.column() &&
+         (a.file_name() == b.file_name() || std::strcmp(a.file_name(), b.file_name()) == 0);
+}
+
+BlockRunner& BlockRunner::for_this_thread() {
+  thread_local BlockRunner runner;
+  return runner;
+}
+
+BlockRunner& BlockRunner::current() {
+  if (tls_active_runner == nullptr) {
+    std::fprintf(stderr, "segengine-emu: a device function (barrier, collective, shared memory) was called outside a kernel\n");
+    std::abort();
+  }
+  return *tls_active_runner;
+}
+
+void BlockRunner::run_block(Launch& launch, uint3 block_index) {
+  launch_ = &launch;
+  block_index_ = block_index;
+  thread_count_ = launch.block.x * launch.block.y * launch.block.z;
+  if (threads_.size() < thread_count_) threads_.resize(thread_count_);
+  stacks_.reserve(thread_count_);
+  const unsigned warps = (thread_count_ + 31) / 32;
+  warp_exited_.assign(warps, 0);
+  warp_waiting_.assign(warps, 0);
+  runnable_.clear();
+  for (unsigned i = 0; i < thread_count_; ++i) {
+    EmuThread& t = threads_[i];
+    t.context = fctx::make_fcontext(stacks_.top(i), stacks_.stack_bytes(), &BlockRunner::fiber_entry);
+    t.index = {i % launch.block.x, (i / launch.block.x) % launch.block.y, i / (launch.block.x * launch.block.y)};
+    t.linear = i;
+    t.state = ThreadState::kRunnable;
+    t.kind = WaitKind::kNone;
+    runnable_.push_back(i);
+  }
+  barrier_arrived_ = 0;
+  barrier_count_ = 0;
+  exited_count_ = 0;
+  failed_ = false;
+  if (shared_.size() < launch.shared_bytes) shared_.resize(launch.shared_bytes);
+  // Fresh dynamic shared memory holds garbage on a GPU; all-ones bytes (NaN floats, -1 ints) make reads of
+  // never-written shared memory show up in results instead of silently reading zeros.
+  std::memset(shared_.data(), 0xff, launch.shared_bytes);
+  const unsigned long long block_linear =
+      block_index.x + static_cast<unsigned long long>(launch.grid.x) * (block_index.y + launch.grid.y * block_index.z);
+  rng_.seed(launch.seed ^ (block_linear * 0x9e3779b97f4a7c15ull));
+
+  blockIdx = block_index;
+  blockDim = launch.block;
+  gridDim = launch.grid;
+  tls_active_runner = this;
+  while (!failed_ && exited_count_ < thread_count_) {
+    if (runnable_.empty()) {
+      die("segengine-emu: deadlock in kernel '" + std::string(launch.name) + "' block " + block_name() + ": " +
+          describe_waits());
+    }
+    round_.swap(runnable_);
+    runnable_.clear();
+    if (launch.schedule == Schedule::kReverse) {
+      std::reverse(round_.begin(), round_.end());
+    } else if (launch.schedule == Schedule::kRandom) {
+      std::shuffle(round_.begin(), round_.end(), rng_);
+    }
+    for (unsigned index : round_) {
+      resume(index);
+      if (failed_) break;
+    }
+  }
+  tls_active_runner = nullptr;
+  launch_ = nullptr;
+}
+
+void BlockRunner::resume(unsigned index) {
+  running_ = &threads_[index];
+  threadIdx = running_->index;
+  fctx::transfer_t back = fctx::jump_fcontext(running_->context, this);
+  running_->context = back.fctx;
+}
+
+void BlockRunner::yield() {
+  fctx::transfer_t back = fctx::jump_fcontext(scheduler_, nullptr);
+  scheduler_ = back.fctx;
+}
+
+void BlockRunner::fiber_entry(fctx::transfer_t transfer) {
+  auto* runner = static_cast<BlockRunner*>(transfer.data);
+  runner->scheduler_ = transfer.fctx;
+  EmuThread& self = *runner->running_;
+  // An exception cannot cross the fiber boundary: record it; the launch reports cudaErrorLaunchFailure.
+  try {
+    runner->launch_->body(runner->launch_->args);
+  } catch (const std::exception& error) {
+    runner->fail(self, error.what());
+  } catch (...) {
+    runner->fail(self, "unknown exception");
+  }
+  runner->thread_exited(self);
+  runner->yield();  // never resumed: the entry function of a fiber must not return
+  std::abort();
+}
+
+void BlockRunner::fail(const EmuThread& thread, const std::string& what) {
+  failed_ = true;
+  std::lock_guard<std::mutex> lock(launch_->failure_mutex);
+  if (!launch_->failed.exchange(true)) {
+    launch_->failure = "kernel '" + std::string(launch_->name) + "' block " + block_name() + " thread " +
+                       format_index(thread.index) + " threw: " + what;
+  }
+}
+
+void BlockRunner::make_runnable(EmuThread& thread) {
+  thread.state = ThreadState::kRunnable;
+  thread.kind = WaitKind::kNone;
+  runnable_.push_back(thread.linear);
+}
+
+int BlockRunner::block_barrier(WaitKind kind, int predicate, const std::source_location& where) {
+  EmuThread& self = *running_;
+  if (barrier_arrived_ == 0) {
+    barrier_kind_ = kind;
+    barrier_where_ = where;
+    barrier_count_ = 0;
+  } else if (kind != barrier_kind_ || !same_place(where, barrier_where_)) {
+    die("segengine-emu: barrier mismatch in kernel '" + std::string(launch_->name) + "' block " + block_name() +
+        ": thread " + format_index(self.index) + " waits at " + wait_kind_name(kind) + " (" + format_place(where) +
+        ") while " + std::to_string(barrier_arrived_) + " threads wait at " + wait_kind_name(barrier_kind_) + " (" +
+        format_place(barrier_where_) + ")");
+  }
+  self.state = ThreadState::kWaiting;
+  self.kind = kind;
+  self.where = where;
+  barrier_count_ += predicate;
+  if (++barrier_arrived_ == thread_count_) {
+    int result = 0;
+    if (kind == WaitKind::kSyncThreadsCount) result = barrier_count_;
+    if (kind == WaitKind::kSyncThreadsAnd) result = barrier_count_ == static_cast<int>(thread_count_);
+    if (kind == WaitKind::kSyncThreadsOr) result = barrier_count_ > 0;
+    for (unsigned i = 0; i < thread_count_; ++i) {
+      threads_[i].result = static_cast<uint64_t>(result);
+      make_runnable(threads_[i]);
+    }
+    barrier_arrived_ = 0;
+  }
+  yield();
+  return static_cast<int>(self.result);
+}
+
+unsigned BlockRunner::active_mask() const {
+  const unsigned base = running_->linear & ~31u;
+  const unsigned lanes = std::min(32u, thread_count_ - base);
+  const unsigned existing = lanes == 32 ? 0xffffffffu : ((1u << lanes) - 1u);
+  return existing & ~warp_exited_[base / 32];
+}
+
+std::string BlockRunner::block_name() const { return format_index(block_index_); }
+
+// "64 of 128 threads wait at __syncthreads (k.cu:12), 64 exited": waiting threads grouped by what and
+// where they wait, in thread order.
+std::string BlockRunner::describe_waits() const {
+  std::vector<std::pair<std::string, unsigned>> groups;
+  unsigned exited = 0;
+  for (unsigned i = 0; i < thread_count_; ++i) {
+    const EmuThread& t = threads_[i];
+    if (t.state == ThreadState::kExited) {
+      ++exited;
+      continue;
+    }
+    std::string what = std::string(wait_kind_name(t.kind)) + " (" + format_place(t.where) + ")";
+    if (t.kind >= WaitKind::kSyncWarp) {
+      std::ostringstream mask;
+      mask << " of warp " << i / 32 << " with mask 0x" << std::hex << t.mask;
+      what += mask.str();
+    }
+    auto found = std::find_if(groups.begin(), groups.end(), [&](const auto& g) { return g.first == what; });
+    if (found == groups.end()) {
+      groups.emplace_back(what, 1);
+    } else {
+      ++found->second;
+    }
+  }
+  std::string text;
+  for (const auto& [what, count] : groups) {
+    if (!text.empty()) text += ", ";
+    text += std::to_string(count) + " of " + std::to_string(thread_count_) + " threads wait at " + what;
+  }
+  if (exited > 0) text += ", " + std::to_string(exited) + " exited";
+  return text;
+}
+
+void BlockRunner::die(const std::string& what) const {
+  std::fprintf(stderr, "%s\n", what.c_str());
+  std::fflush(stderr);
+  std::abort();
+}
+
+// ---- device functions (device.h) ----------------------------------------------------------------------
+
+int block_barrier(WaitKind kind, int predicate, const std::source_location& where) {
+  return BlockRunner::current().block_barrier(kind, predicate, where);
+}
+
+unsigned active_mask() { return BlockRunner::current().active_mask(); }
+
+long long clock_ticks() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace se::emu::detail
+
+void* se::emu::dynamic_shared_memory() { return detail::BlockRunner::current().dynamic_shared(); }

@@ -1,0 +1,171 @@
+#include <gtest/gtest.h>
+
+#include "engine/autograd.h"
+#include "engine/ops.h"
+#include "tests/engine/gradcheck.h"
+
+namespace se {
+namespace {
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+TEST(Autograd, DiamondGraphSumsBothPaths) {
+  // y = a*x + exp(x) through two branches that meet again: dy/dx = a + exp(x)
+  Tensor x = from_vector<double>({0.5, -1.0}, {2}, {DType::f64, Device::cpu(), true});
+  Tensor a = from_vector<double>({2.0, 3.0}, {2}, {DType::f64});
+  Tensor y = sum(add(mul(x, a), exp(x)));
+  y.backward();
+  std::vector<double> g = x.grad().to_vector<double>();
+  EXPECT_NEAR(g[0], 2.0 + std::exp(0.5), 1e-12);
+  EXPECT_NEAR(g[1], 3.0 + std::exp(-1.0), 1e-12);
+  EXPECT_FALSE(a.grad().defined());
+}
+
+TEST(Autograd, GradientsAccumulateAcrossBackwardCalls) {
+  Tensor w = ones({3}, {.requires_grad = true});
+  sum(mul(w, 2.0)).backward();
+  sum(mul(w, 3.0)).backward();
+  EXPECT_EQ(w.grad().to_vector<float>(), (std::vector<float>{5, 5, 5}));
+  w.set_grad(Tensor());
+  sum(w).backward();
+  EXPECT_EQ(w.grad().to_vector<float>(), (std::vector<float>{1, 1, 1}));
+}
+
+TEST(Autograd, NoGradGuardAndDetachStopHistory) {
+  Tensor w = ones({2}, {.requires_grad = true});
+  {
+    NoGradGuard no_grad;
+    Tensor y = mul(w, 2.0);
+    EXPECT_FALSE(y.requires_grad());
+    EXPECT_EQ(y.grad_fn(), nullptr);
+  }
+  EXPECT_TRUE(grad_mode_enabled());
+  Tensor d = mul(w, 2.0).detach();
+  EXPECT_FALSE(d.requires_grad());
+  Tensor y = mul(w, 2.0);
+  EXPECT_TRUE(y.requires_grad());
+  EXPECT_FALSE(y.is_leaf());
+  EXPECT_NE(error_of([&] { d.backward(); }).find("does not require grad"), std::string::npos);
+}
+
+TEST(Autograd, BackwardWithAnOutputGradient) {
+  Tensor x = from_vector<float>({1, 2, 3}, {3}, {.requires_grad = true});
+  Tensor y = mul(x, x);
+  EXPECT_NE(error_of([&] { y.backward(); }).find("non-scalar output of shape (3,)"), std::string::npos);
+  y.backward(from_vector<float>({1, 0.5f, 0}, {3}));
+  EXPECT_EQ(x.grad().to_vector<float>(), (std::vector<float>{2, 2, 0}));
+}
+
+TEST(Autograd, GradReadyHooksFireOncePerBackward) {
+  Tensor w = ones({2}, {.requires_grad = true});
+  int calls = 0;
+  std::vector<float> seen;
+  w.register_grad_ready_hook([&](const Tensor& grad) {
+    ++calls;
+    seen = grad.to_vector<float>();
+  });
+  // w reaches the loss through two paths; the hook must see the full sum, once.
+  Tensor y = sum(add(mul(w, 2.0), mul(w, 3.0)));
+  y.backward();
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(seen, (std::vector<float>{5, 5}));
+}
+
+TEST(Autograd, GraphIsFreedAfterBackward) {
+  Tensor x = ones({2}, {.requires_grad = true});
+  Tensor y = sum(exp(x));
+  y.backward();
+  EXPECT_NE(error_of([&] { y.backward(); }).find("a second time"), std::string::npos);
+}
+
+TEST(Autograd, InPlaceModificationOfASavedTensorIsAnError) {
+  Tensor x = ones({3}, {.requires_grad = true});
+  Tensor c = full({3}, 2.0);
+  Tensor y = sum(mul(x, c));  // mul saves c for x's gradient
+  mul_(c, 5.0);
+  std::string message = error_of([&] { y.backward(); });
+  EXPECT_NE(message.find("saved for backward was modified in place"), std::string::npos) << message;
+  Tensor e = exp(x);
+  EXPECT_NE(error_of([&] { add_(e, 1.0); }).find("computed by 'exp'"), std::string::npos);
+  EXPECT_NE(error_of([&] { x.fill_(0); }).find("leaf tensor that requires grad"), std::string::npos);
+  NoGradGuard no_grad;  // an optimizer step
+  x.fill_(0);
+}
+
+TEST(Autograd, ViewsPropagateGradients) {
+  Tensor x = arange(12, {DType::f64}).reshape({3, 4});
+  x.requires_grad_(true);
+  testing::expect_gradients_match(
+      [](const std::vector<Tensor>& in) {
+        Tensor v = in[0].t().slice(0, 1, 4, 2).unsqueeze(0).expand({2, 2, 3});
+        return v.reshape({12}).narrow(0, 2, 9).view({3, 3}).select(1, 1).flatten();
+      },
+      {x});
+}
+
+TEST(Autograd, CopiesPropagateGradients) {
+  Tensor x = randn({2, 3, 2, 2}, {DType::f64});
+  x.requires_grad_(true);
+  testing::expect_gradients_match(
+      [](const std::vector<Tensor>& in) {
+        return mul(in[0].contiguous(MemoryFormat::channels_last).to(DType::f32).to(DType::f64), in[0].clone());
+      },
+      {x});
+}
+
+TEST(Autograd, MatmulGradients) {
+  Tensor a = randn({2, 3, 4}, {DType::f64});
+  Tensor b = randn({4, 5}, {DType::f64});
+  Tensor v = randn({4}, {DType::f64});
+  a.requires_grad_(true);
+  b.requires_grad_(true);
+  v.requires_grad_(true);
+  testing::expect_gradients_match([](const std::vector<Tensor>& in) { return matmul(in[0], in[1]); }, {a, b});
+  testing::expect_gradients_match([](const std::vector<Tensor>& in) { return matmul(in[0], in[1]); }, {a, v});
+  testing::expect_gradients_match([](const std::vector<Tensor>& in) { return matmul(in[1], in[0].transpose(1, 2)); },
+                                  {a, b.t().contiguous().detach().requires_grad_(true)});
+}
+
+TEST(Matmul, MatchesTorchSemantics) {
+  Tensor a = arange(6).reshape({2, 3});
+  Tensor b = arange(12).reshape({3, 4});
+  EXPECT_EQ(matmul(a, b).to_vector<float>(), (std::vector<float>{20, 23, 26, 29, 56, 68, 80, 92}));
+  EXPECT_EQ(matmul(a.t().contiguous().t(), b).to_vector<float>(), matmul(a, b).to_vector<float>());
+  EXPECT_EQ(matmul(arange(3), arange(3)).shape(), Shape{});
+  EXPECT_EQ(matmul(arange(3), arange(3)).item(), 5.0);
+  EXPECT_EQ(matmul(ones({5, 1, 2, 3}), ones({4, 3, 7})).shape(), (Shape{5, 4, 2, 7}));
+  EXPECT_EQ(matmul(ones({3}), ones({2, 3, 4})).shape(), (Shape{2, 4}));
+  std::string message = error_of([] { matmul(ones({2, 3}), ones({4, 5})); });
+  EXPECT_NE(message.find("shapes (2, 3) and (4, 5) do not multiply"), std::string::npos) << message;
+  EXPECT_NE(error_of([] { mm(ones({2, 3}), ones({3, 2}, {DType::f64})); }).find("different dtypes"), std::string::npos);
+}
+
+TEST(CudaAutograd, MatmulAndViewsMatchCpu) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  Tensor a = randn({3, 5, 7});
+  Tensor b = randn({7, 6});
+  auto run = [&](Device device) {
+    Tensor da = a.to(device).requires_grad_(true);
+    Tensor db = b.to(device).requires_grad_(true);
+    Tensor y = matmul(da.transpose(1, 2).contiguous().transpose(1, 2), db);
+    sum(mul(y, y)).backward();
+    return std::vector<std::vector<float>>{y.to_vector<float>(), da.grad().to_vector<float>(),
+                                           db.grad().to_vector<float>()};
+  };
+  auto cpu = run(Device::cpu());
+  auto cuda = run(Device::cuda());
+  for (size_t t = 0; t < cpu.size(); ++t) {
+    ASSERT_EQ(cpu[t].size(), cuda[t].size());
+    for (size_t i = 0; i < cpu[t].size(); ++i) EXPECT_NEAR(cpu[t][i], cuda[t][i], 1e-4 * (1 + std::abs(cpu[t][i])));
+  }
+}
+
+}  // namespace
+}  // namespace se

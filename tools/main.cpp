@@ -1,0 +1,89 @@
+// segengine: the command-line program. Catches se::Error and turns it into one line on stderr and
+// a non-zero exit code; the library itself never exits.
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <thread>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/error.h"
+#include "engine/allocator.h"
+#include "engine/device.h"
+#include "tools/version.h"
+#ifdef SEGENGINE_HAS_CUDA
+#include "kernels/cuda/runtime.h"
+#endif
+
+namespace {
+
+constexpr const char* kUsage = R"(usage: segengine <command> [options]
+
+commands:
+  devices      report the devices this build sees (CPU, CUDA real or emulated)
+  --version    print the version, the CUDA build kind and the devices
+  --help       print this help
+)";
+
+std::string format_gib(size_t bytes) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%.1f GiB", static_cast<double>(bytes) / (1u << 30));
+  return text;
+}
+
+std::string device_summary() {
+  std::string text = "cpu";
+  int count = se::cuda_device_count();
+  for (int i = 0; i < count; ++i) text += ", cuda:" + std::to_string(i);
+  return text;
+}
+
+int print_version() {
+  std::cout << "segengine " << SEGENGINE_VERSION << "\n"
+            << "cuda build: " << SEGENGINE_CUDA_BUILD_MODE << "\n"
+            << "devices: " << device_summary() << "\n";
+  return 0;
+}
+
+int print_devices() {
+  std::cout << "cpu: " << std::thread::hardware_concurrency() << " hardware threads\n";
+#ifdef SEGENGINE_HAS_CUDA
+  namespace cuda = se::kernels::cuda;
+  std::cout << "cuda build: " << cuda::build_kind() << " (runtime " << cuda::runtime_version() << ", driver "
+            << cuda::driver_version() << ")\n";
+  int count = se::cuda_device_count();
+  if (count == 0) std::cout << "cuda: no device found\n";
+  for (int i = 0; i < count; ++i) {
+    cuda::DeviceInfo info = cuda::device_info(i);
+    std::cout << "cuda:" << i << ": " << info.name << (info.emulated ? " (emulated on the CPU)" : "") << ", "
+              << format_gib(info.total_memory) << ", compute capability " << info.compute_capability_major << "."
+              << info.compute_capability_minor << ", " << info.multiprocessor_count << " multiprocessors\n";
+  }
+#else
+  std::cout << "cuda build: off\n";
+#endif
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string_view> args(argv + 1, argv + argc);
+  try {
+    if (args.empty() || args[0] == "--help" || args[0] == "-h") {
+      std::cout << kUsage;
+      return args.empty() ? 2 : 0;
+    }
+    if (args[0] == "--version") return print_version();
+    if (args[0] == "devices") return print_devices();
+    std::cerr << "segengine: unknown command '" << args[0] << "'\n" << kUsage;
+    return 2;
+  } catch (const se::Error& error) {
+    std::cerr << "segengine: error: " << error.what() << "\n";
+    return 1;
+  } catch (const std::exception& error) {
+    std::cerr << "segengine: internal error: " << error.what() << "\n";
+    return 3;
+  }
+}
