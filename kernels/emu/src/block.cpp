@@ -23,14 +23,22 @@ namespace {
 
 thread_local BlockRunner* tls_active_runner = nullptr;
 
+}  // namespace
+
 std::string format_place(const std::source_location& where) {
   const char* file = where.file_name();
   if (const char* slash = std::strrchr(file, '/')) file = slash + 1;
-  return std::string(file) + ":" + std::to_string(where.line());
+  char text[256];
+  std::snprintf(text, sizeof(text), "%s:%u", file, static_cast<unsigned>(where.line()));
+  return text;
 }
 
+namespace {
+
 std::string format_index(uint3 index) {
-  return "(" + std::to_string(index.x) + "," + std::to_string(index.y) + "," + std::to_string(index.z) + ")";
+  char text[48];
+  std::snprintf(text, sizeof(text), "(%u,%u,%u)", index.x, index.y, index.z);
+  return text;
 }
 
 }  // namespace

@@ -34,7 +34,8 @@ class StackPool {
 
   void reserve(size_t count);  // makes stacks [0, count) exist
   void* top(size_t index) const { return tops_[index]; }
-  size_t stack_bytes() const { return stack_bytes_; }
+  size_t stack_bytes() const { return stack_bytes_ - kMaxColour; }  // usable below top(i)
+  static constexpr size_t kMaxColour = 61 * 64;
 
  private:
   struct Region {
@@ -139,6 +140,7 @@ class BlockRunner {
 
 const char* wait_kind_name(WaitKind kind);
 bool same_place(const std::source_location& a, const std::source_location& b);
+std::string format_place(const std::source_location& where);  // "file.cu:12"
 
 // ---- runtime.cpp --------------------------------------------------------------------------------------
 

@@ -80,8 +80,7 @@ uint64_t BlockRunner::warp_collective(WaitKind kind, unsigned mask, uint64_t val
         break;
       }
       if (other.mask != mask) {
-        die("segengine-emu: collective mismatch: " + at() + " (" + where.file_name() + ":" +
-            std::to_string(where.line()) + "): lanes disagree on the mask (" + hex(other.mask) + " and " + hex(mask) + ")");
+        die("segengine-emu: collective mismatch: " + at() + " (" + format_place(where) + "): lanes disagree on the mask (" + hex(other.mask) + " and " + hex(mask) + ")");
       }
     }
     if (same) release_warp(base, mask);
@@ -171,7 +170,7 @@ void BlockRunner::thread_exited(EmuThread& thread) {
     if ((waiter.mask >> lane) & 1u) {
       die("segengine-emu: collective mismatch: " + std::string(wait_kind_name(waiter.kind)) + " in kernel '" +
           launch_->name + "' block " + block_name() + " warp " + std::to_string(base / 32) + " (" +
-          waiter.where.file_name() + ":" + std::to_string(waiter.where.line()) + "): lane " + std::to_string(lane) +
+          format_place(waiter.where) + "): lane " + std::to_string(lane) +
           " named in mask " + hex(waiter.mask) + " exited without arriving");
     }
   }
