@@ -74,8 +74,8 @@ void BM_SgemmTiled(benchmark::State& state) {
   DeviceFloats a(ones), b(ones), c(ones);
   for (auto _ : state) emu_sgemm_tiled(a.get(), b.get(), c.get(), n);
   if (c.at(0) != static_cast<float>(n)) state.SkipWithError("wrong SGEMM result");
-  state.counters["flops"] = benchmark::Counter(2.0 * n * n * n * static_cast<double>(state.iterations()),
-                                               benchmark::Counter::kIsRate);
+  state.counters["flops"] =
+      benchmark::Counter(2.0 * n * n * n * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_SgemmTiled)->Arg(256)->UseRealTime()->Unit(benchmark::kMillisecond);
 

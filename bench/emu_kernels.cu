@@ -53,7 +53,9 @@ __global__ void shuffle_block_sum_kernel(const float* in, float* sums) {
 
 }  // namespace
 
-void emu_launch_empty(unsigned blocks, unsigned threads) { SE_LAUNCH(empty_kernel, blocks, threads, 0, nullptr); }
+void emu_launch_empty(unsigned blocks, unsigned threads) {
+  SE_LAUNCH(empty_kernel, blocks, threads, 0, nullptr);
+}
 
 void emu_launch_barriers(unsigned threads, int barriers) {
   SE_LAUNCH(barriers_kernel, 1, threads, 0, nullptr, barriers);
