@@ -80,9 +80,6 @@ std::vector<float> run_float_intrinsics(float x);
 std::vector<long long> run_int_intrinsics(unsigned x);
 // C (m x n) = A (m x k) * B (k x n), row-major, 16x16 shared-memory tiles. Device pointers.
 void sgemm_tiled(const float* a, const float* b, float* c, int m, int n, int k);
-// An empty kernel, and a kernel doing `barriers` __syncthreads per thread (for timing).
-void launch_empty(Dims grid, Dims block);
-void launch_barriers(unsigned block, int barriers);
 
 // kernels_bugs.cu (the death tests abort the process)
 void run_deadlock();                 // half the block exits before a __syncthreads

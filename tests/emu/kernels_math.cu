@@ -99,12 +99,6 @@ __global__ void sgemm_tiled_kernel(const float* a, const float* b, float* c, int
   if (row < m && col < n) c[row * n + col] = sum;
 }
 
-__global__ void empty_kernel() {}
-
-__global__ void barriers_kernel(int barriers) {
-  for (int i = 0; i < barriers; ++i) __syncthreads();
-}
-
 }  // namespace
 
 std::vector<float> run_half_ops(const std::vector<float>& a, const std::vector<float>& b, bool bf16) {
@@ -160,9 +154,5 @@ void sgemm_tiled(const float* a, const float* b, float* c, int m, int n, int k) 
   SE_LAUNCH(sgemm_tiled_kernel, dim3(ceil_div(n, kTile), ceil_div(m, kTile)), dim3(kTile, kTile), 0, nullptr, a, b, c,
             m, n, k);
 }
-
-void launch_empty(Dims grid, Dims block) { SE_LAUNCH(empty_kernel, to_dim3(grid), to_dim3(block), 0, nullptr); }
-
-void launch_barriers(unsigned block, int barriers) { SE_LAUNCH(barriers_kernel, 1, block, 0, nullptr, barriers); }
 
 }  // namespace se::emu::test

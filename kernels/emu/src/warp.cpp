@@ -59,8 +59,9 @@ uint64_t BlockRunner::warp_collective(WaitKind kind, unsigned mask, uint64_t val
         std::to_string(thread_count_) + " threads) does not have");
   }
   if ((mask & warp_exited_[warp]) != 0) {
+    const unsigned gone = mask & warp_exited_[warp];
     die("segengine-emu: collective mismatch: " + at() + ": mask " + hex(mask) + " names lanes that have exited (" +
-        hex(mask & warp_exited_[warp]) + ")");
+        hex(gone) + ", first lane " + std::to_string(__builtin_ctz(gone)) + ")");
   }
   self.state = ThreadState::kWaiting;
   self.kind = kind;
@@ -85,7 +86,7 @@ uint64_t BlockRunner::warp_collective(WaitKind kind, unsigned mask, uint64_t val
     }
     if (same) release_warp(base, mask);
   }
-  yield();
+  yield(&self);
   return self.result;
 }
 
