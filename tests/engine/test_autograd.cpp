@@ -5,19 +5,13 @@
 
 #include "engine/autograd.h"
 #include "engine/ops.h"
+#include "tests/engine/test_util.h"
 #include "tests/engine/gradcheck.h"
 
 namespace se {
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using testing::error_of;
 
 TEST(Autograd, DiamondGraphSumsBothPaths) {
   // y = a*x + exp(x) through two branches that meet again: dy/dx = a + exp(x)

@@ -11,6 +11,7 @@
 
 #include "engine/autograd.h"
 #include "engine/ops.h"
+#include "tests/engine/test_util.h"
 #include "tests/engine/gradcheck.h"
 
 namespace se {
@@ -30,14 +31,7 @@ Tensor normal(const Shape& shape) {
   return randn(shape, {DType::f64}).requires_grad_(true);
 }
 
-void expect_error(const std::function<void()>& f, const std::string& message) {
-  try {
-    f();
-    FAIL() << "expected se::Error containing '" << message << "'";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(message), std::string::npos) << e.what();
-  }
-}
+using testing::expect_error;
 
 struct GradCase {
   std::string name;

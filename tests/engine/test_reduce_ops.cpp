@@ -9,6 +9,7 @@
 
 #include "engine/autograd.h"
 #include "engine/ops.h"
+#include "tests/engine/test_util.h"
 #include "tests/engine/gradcheck.h"
 
 namespace se {
@@ -18,14 +19,7 @@ using testing::expect_gradients_match;
 
 Tensor random_f64(const Shape& shape) { return randn(shape, {DType::f64}).requires_grad_(true); }
 
-void expect_error(const std::function<void()>& f, const std::string& message) {
-  try {
-    f();
-    FAIL() << "expected se::Error containing '" << message << "'";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(message), std::string::npos) << e.what();
-  }
-}
+using testing::expect_error;
 
 TEST(ReduceOps, ValuesOverDimListsWithKeepdim) {
   Tensor x = from_vector<float>({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}, {2, 3, 2});

@@ -5,6 +5,7 @@
 
 #include "engine/autograd.h"
 #include "engine/ops.h"
+#include "tests/engine/test_util.h"
 
 namespace se {
 namespace {
@@ -14,14 +15,7 @@ std::vector<T> values(const Tensor& t) {
   return t.to_vector<T>();
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using testing::error_of;
 
 TEST(TensorCreation, FillsAndShapes) {
   Tensor z = zeros({2, 3});
