@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "engine/tensor.h"
+#include "kernels/optim.h"
 
 namespace se {
 
@@ -105,5 +106,19 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index);  // inde
 Tensor matmul(const Tensor& a, const Tensor& b);  // torch.matmul semantics incl. batch broadcast
 Tensor mm(const Tensor& a, const Tensor& b);      // (m, k) @ (k, n)
 Tensor bmm(const Tensor& a, const Tensor& b);     // (b, m, k) @ (b, k, n)
+
+// ---- optimizer steps (engine/ops/optim.cpp): in place, no autograd, one launch per call
+// All tensors are contiguous f32 on one device; params[i], grads[i] and each state tensor have the
+// same shape. The state tensors are created by the caller (zeros) and kept between steps.
+void sgd_step_(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+               const std::vector<Tensor>& momentum_buffers /* empty when momentum == 0 */, const kernels::SgdDesc& desc);
+void adam_step_(const std::vector<Tensor>& params, const std::vector<Tensor>& grads, const std::vector<Tensor>& exp_avgs,
+                const std::vector<Tensor>& exp_avg_sqs, const kernels::AdamDesc& desc);
+// sqrt(sum of squares of all elements of all tensors): the global gradient norm, a 0-d f32 tensor on
+// the tensors' device (reading it with item() synchronises).
+Tensor global_norm(const std::vector<Tensor>& tensors);
+// Multiplies every gradient by inv_scale in place and returns a 0-d f32 tensor on their device that
+// is 1 when any element was inf or NaN before unscaling, else 0 (dynamic loss scaling).
+Tensor unscale_and_check_(const std::vector<Tensor>& grads, double inv_scale);
 
 }  // namespace se
