@@ -107,6 +107,13 @@ Tensor matmul(const Tensor& a, const Tensor& b);  // torch.matmul semantics incl
 Tensor mm(const Tensor& a, const Tensor& b);      // (m, k) @ (k, n)
 Tensor bmm(const Tensor& a, const Tensor& b);     // (b, m, k) @ (b, k, n)
 
+// ---- regularizers (engine/ops/dropout.cpp); identity when !training or p == 0
+// Element i is dropped when the counter-based uniform U(seed, offset + i) < p, so a given generator
+// state (manual_seed) gives the same mask on every device; kept elements are scaled by 1 / (1 - p).
+Tensor dropout(const Tensor& x, double p, bool training = true);
+// Stochastic depth: drops whole samples (dim 0) with probability p, scaling the kept ones by 1 / (1 - p).
+Tensor drop_path(const Tensor& x, double p, bool training = true);
+
 // ---- optimizer steps (engine/ops/optim.cpp): in place, no autograd, one launch per call
 // All tensors are contiguous f32 on one device; params[i], grads[i] and each state tensor have the
 // same shape. The state tensors are created by the caller (zeros) and kept between steps.
