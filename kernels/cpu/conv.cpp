@@ -220,75 +220,74 @@ void backward_data_gemm(const Geometry& g, const T* dy, const T* w, T* dx) {
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t p = 0; p < planes; ++p) std::fill(dx + p * g.hw, dx + (p + 1) * g.hw, T(0));
 
-  // Chunks of one image overlap in dx, so threads split images and groups, or else the channels of col2im.
-  auto dcol_of = [&](const Task& tk, T* dcol) {
+  // Chunks of one image overlap in dx, but once a chunk spans the kernel's reach ((KH - 1) * dilation
+  // input rows), chunks two apart never do: even chunks run in parallel, then odd ones.
+  Geometry gb = g;
+  gb.rows = std::min(g.oh, std::max(g.rows, (g.kh - 1) * g.dh / g.sh + 1));
+  gb.chunks = (g.oh + gb.rows - 1) / gb.rows;
+  const int64_t pairs = (gb.chunks + 1) / 2;
+  const int64_t tasks = g.n * g.groups * pairs;
+  auto run = [&](int64_t t, int64_t parity) {
+    const int64_t chunk = 2 * (t % pairs) + parity;
+    if (chunk >= gb.chunks) return;
+    const Task tk = task_of(gb, t / pairs * gb.chunks + chunk);
     const int64_t cols = (tk.oh1 - tk.oh0) * g.ow;
     const T* dy_g = dy + (tk.image * g.c_out + tk.group * g.og) * g.ohw + tk.oh0 * g.ow;
+    T* dcol = scratch<T>(static_cast<size_t>(g.k * cols));
     gemm(gemm_desc<T>(g.k, cols, g.og, true, g.k, false, g.ohw, cols, 0.0f), w + tk.group * g.og * g.k, dy_g,
          dcol, nullptr);
+    T* dx_g = dx + (tk.image * g.c_in + tk.group * g.cg) * g.hw;
+    for (int64_t c = 0; c < g.cg; ++c) col2im_channel(gb, dcol, c, tk.oh0, tk.oh1, dx_g + c * g.hw);
   };
-  const int64_t images = g.n * g.groups;
-  if (images >= threads) {
+  for (int64_t parity = 0; parity < 2; ++parity) {
+    if (tasks >= threads) {
 #pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t ng = 0; ng < images; ++ng) {
-      T* dcol = scratch<T>(static_cast<size_t>(g.k * g.rows * g.ow));
-      for (int64_t chunk = 0; chunk < g.chunks; ++chunk) {
-        const Task tk = task_of(g, ng * g.chunks + chunk);
-        dcol_of(tk, dcol);
-        T* dx_g = dx + (tk.image * g.c_in + tk.group * g.cg) * g.hw;
-        for (int64_t c = 0; c < g.cg; ++c) col2im_channel(g, dcol, c, tk.oh0, tk.oh1, dx_g + c * g.hw);
-      }
-    }
-  } else {
-    T* dcol = scratch<T>(static_cast<size_t>(g.k * g.rows * g.ow));
-    for (int64_t t = 0; t < images * g.chunks; ++t) {
-      const Task tk = task_of(g, t);
-      dcol_of(tk, dcol);
-      T* dx_g = dx + (tk.image * g.c_in + tk.group * g.cg) * g.hw;
-#pragma omp parallel for num_threads(threads) schedule(static)
-      for (int64_t c = 0; c < g.cg; ++c) col2im_channel(g, dcol, c, tk.oh0, tk.oh1, dx_g + c * g.hw);
+      for (int64_t t = 0; t < tasks; ++t) run(t, parity);
+    } else {
+      for (int64_t t = 0; t < tasks; ++t) run(t, parity);  // each GEMM uses the threads
     }
   }
 }
 
+// Computed transposed, dW_g^T (K, Og) += col (K, cols) @ dy_g[:, chunk]^T (cols, Og): K, the long side,
+// becomes the GEMM's rows, which fill the micro-tiles better than the few output channels do.
 template <typename T>
 void backward_weight_gemm(const Geometry& g, const T* x, const T* dy, T* dw) {
   const int64_t w_elements = g.c_out * g.k;
-  std::fill(dw, dw + w_elements, T(0));
   const bool pointwise = is_pointwise(g);
-  // dW_g (Og, K) += dy_g[:, chunk] (Og, cols) @ col^T (cols, K), into `acc`.
+  // acc: (groups, K, Og), zeroed.
   auto accumulate = [&](const Task& tk, T* acc) {
     const int64_t cols = (tk.oh1 - tk.oh0) * g.ow;
     const T* x_g = x + (tk.image * g.c_in + tk.group * g.cg) * g.hw;
     const T* dy_g = dy + (tk.image * g.c_out + tk.group * g.og) * g.ohw + tk.oh0 * g.ow;
     const T* col = x_g + tk.oh0 * g.ow;
-    int64_t ldb = g.hw;
+    int64_t lda = g.hw;
     if (!pointwise) {
       T* buf = scratch<T>(static_cast<size_t>(g.k * cols));
       im2col(g, x_g, tk.oh0, tk.oh1, buf);
       col = buf;
-      ldb = cols;
+      lda = cols;
     }
-    gemm(gemm_desc<T>(g.og, g.k, cols, false, g.ohw, true, ldb, g.k, 1.0f), dy_g, col, acc + tk.group * g.og * g.k,
+    gemm(gemm_desc<T>(g.k, g.og, cols, false, lda, true, g.ohw, g.og, 1.0f), col, dy_g, acc + tk.group * g.k * g.og,
          nullptr);
   };
   const int64_t tasks = g.n * g.groups * g.chunks;
-  const int threads = max_threads();
-  if (tasks < threads) {
-    for (int64_t t = 0; t < tasks; ++t) accumulate(task_of(g, t), dw);  // each GEMM uses the threads
-    return;
-  }
-  // Thread 0 accumulates into dw, the others into zeroed partial sums added at the end.
-  std::vector<T> partials(static_cast<size_t>((threads - 1) * w_elements), T(0));
+  const int threads = tasks >= max_threads() ? max_threads() : 1;  // 1: each GEMM uses the threads
+  std::vector<T> partials(static_cast<size_t>(threads * w_elements), T(0));
 #pragma omp parallel num_threads(threads)
   {
-    const int tid = omp_get_thread_num();
-    T* acc = tid == 0 ? dw : partials.data() + (tid - 1) * w_elements;
+    T* acc = partials.data() + omp_get_thread_num() * w_elements;
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < tasks; ++t) accumulate(task_of(g, t), acc);
+    // dw (groups, Og, K) = the sum of the threads' (groups, K, Og).
 #pragma omp for schedule(static)
-    for (int64_t i = 0; i < w_elements; ++i) {
-      for (int p = 0; p < threads - 1; ++p) dw[i] += partials[p * w_elements + i];
+    for (int64_t row = 0; row < g.c_out; ++row) {
+      const int64_t grp = row / g.og, m = row % g.og;
+      for (int64_t kidx = 0; kidx < g.k; ++kidx) {
+        T sum = T(0);
+        for (int p = 0; p < threads; ++p) sum += partials[p * w_elements + (grp * g.k + kidx) * g.og + m];
+        dw[row * g.k + kidx] = sum;
+      }
     }
   }
 }
