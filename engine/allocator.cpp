@@ -93,7 +93,7 @@ void* CudaCachingAllocator::allocate(size_t bytes, kernels::Stream stream) {
     auto* block = new Block{ptr, size, stream, {}};
     live_[ptr] = block;
   }
-  stats_.allocated_bytes += size;
+  stats_.allocated_bytes += live_[ptr]->size;  // a cached block may be larger than `size`
   stats_.peak_allocated_bytes = std::max(stats_.peak_allocated_bytes, stats_.allocated_bytes);
   return ptr;
 #endif

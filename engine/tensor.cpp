@@ -141,10 +141,11 @@ Tensor empty_strided(const Shape& shape, const Shape& strides, const TensorOptio
     for (size_t i = 0; i < shape.size(); ++i) extent += (shape[i] - 1) * strides[i];
   }
   auto impl = std::make_shared<TensorImpl>();
-  impl->storage = std::make_shared<Storage>(static_cast<size_t>(extent) * dtype_size(options.dtype), options.device);
+  const DType dtype = options.dtype.value_or(DType::f32);
+  impl->storage = std::make_shared<Storage>(static_cast<size_t>(extent) * dtype_size(dtype), options.device);
   impl->sizes = shape;
   impl->strides = strides;
-  impl->dtype = options.dtype;
+  impl->dtype = dtype;
   Tensor tensor(std::move(impl));
   if (options.requires_grad) tensor.requires_grad_(true);
   return tensor;
@@ -210,8 +211,9 @@ GlobalGenerator& generator() {
 }
 
 Tensor random_tensor(const Shape& shape, const TensorOptions& options, kernels::Distribution distribution) {
-  SE_CHECK(is_floating(options.dtype), distribution == kernels::Distribution::uniform ? "rand" : "randn",
-           ": dtype ", options.dtype, " is not supported (expected f32, f16, bf16 or f64)");
+  const DType dtype = options.dtype.value_or(DType::f32);
+  SE_CHECK(is_floating(dtype), distribution == kernels::Distribution::uniform ? "rand" : "randn",
+           ": dtype ", dtype, " is not supported (expected f32, f16, bf16 or f64)");
   TensorOptions no_grad = options;
   no_grad.requires_grad = false;
   Tensor out = empty(shape, no_grad);
@@ -258,7 +260,7 @@ Tensor from_host(const void* data, DType data_dtype, const Shape& shape, const T
   impl->strides = contiguous_strides(shape);
   impl->dtype = data_dtype;
   Tensor host(std::move(impl));
-  Tensor out = host.to(options.device, options.dtype);
+  Tensor out = host.to(options.device, options.dtype.value_or(data_dtype));
   if (out.same(host)) out = host;  // already right: keep the copy we made
   if (options.requires_grad) out.requires_grad_(true);
   return out;

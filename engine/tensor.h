@@ -28,7 +28,7 @@ enum class MemoryFormat {
 };
 
 struct TensorOptions {
-  DType dtype = DType::f32;
+  std::optional<DType> dtype = std::nullopt;  // unset: f32, or the element type of the data for from_vector/from_host
   Device device = Device::cpu();
   bool requires_grad = false;
 };
@@ -170,7 +170,7 @@ Tensor randn_like(const Tensor& like);
 void manual_seed(uint64_t seed);
 // The (seed, offset) to use for `count` random numbers, advancing the global generator.
 std::pair<uint64_t, uint64_t> reserve_random_numbers(uint64_t count);
-// From host data of element type T, copied (converted when options.dtype differs from T).
+// From host data of element type T, copied; in options.dtype when set (converted), else T's dtype.
 template <typename T>
 Tensor from_vector(const std::vector<T>& values, const Shape& shape, const TensorOptions& options = {});
 Tensor from_host(const void* data, DType data_dtype, const Shape& shape, const TensorOptions& options = {});

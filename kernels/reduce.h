@@ -32,7 +32,7 @@ struct ReduceDesc {
   int64_t correction = 1;  // ReduceOp::var only: 1 is the unbiased estimator, 0 the population variance
 };
 
-// Instantiated for float, double, f16, bf16, int32_t, int64_t, uint8_t.
+// Instantiated for float, double, f16, bf16, int32_t, int64_t, uint8_t (reduce_backward: floating).
 namespace cpu {
 template <typename T>
 void reduce(ReduceOp op, T* out,  // (outer, inner)
@@ -42,6 +42,15 @@ template <typename T>
 void arg_reduce(ArgReduceOp op, int64_t* out,  // (outer, inner), indices in [0, size)
                 const T* in,                   // (outer, size, inner)
                 const ReduceDesc& desc, Stream stream);
+// Backward of sum, mean and var (floating types): broadcasts grad_out back over the reduced axis,
+//   sum: grad_out, mean: grad_out / size, var: grad_out * 2 * (in - mean) / max(size - correction, 0).
+// `in` and `mean` are read for var only (may be null otherwise).
+template <typename T>
+void reduce_backward(ReduceOp op, T* grad_in,  // (outer, size, inner)
+                     const T* grad_out,        // (outer, inner)
+                     const T* in,              // (outer, size, inner)
+                     const T* mean,            // (outer, inner)
+                     const ReduceDesc& desc, Stream stream);
 }  // namespace cpu
 
 namespace cuda {
@@ -53,6 +62,24 @@ template <typename T>
 void arg_reduce(ArgReduceOp op, int64_t* out,  // (outer, inner), indices in [0, size)
                 const T* in,                   // (outer, size, inner)
                 const ReduceDesc& desc, Stream stream);
+// Backward of sum, mean and var (floating types): broadcasts grad_out back over the reduced axis,
+//   sum: grad_out, mean: grad_out / size, var: grad_out * 2 * (in - mean) / max(size - correction, 0).
+// `in` and `mean` are read for var only (may be null otherwise).
+template <typename T>
+void reduce_backward(ReduceOp op, T* grad_in,  // (outer, size, inner)
+                     const T* grad_out,        // (outer, inner)
+                     const T* in,              // (outer, size, inner)
+                     const T* mean,            // (outer, inner)
+                     const ReduceDesc& desc, Stream stream);
+// Backward of sum, mean and var (floating types): broadcasts grad_out back over the reduced axis,
+//   sum: grad_out, mean: grad_out / size, var: grad_out * 2 * (in - mean) / max(size - correction, 0).
+// `in` and `mean` are read for var only (may be null otherwise).
+template <typename T>
+void reduce_backward(ReduceOp op, T* grad_in,  // (outer, size, inner)
+                     const T* grad_out,        // (outer, inner)
+                     const T* in,              // (outer, size, inner)
+                     const T* mean,            // (outer, inner)
+                     const ReduceDesc& desc, Stream stream);
 }  // namespace cuda
 
 }  // namespace se::kernels

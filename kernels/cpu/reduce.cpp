@@ -134,6 +134,25 @@ void arg_reduce(ArgReduceOp op, int64_t* out, const T* in, const ReduceDesc& d, 
   }
 }
 
+template <typename T>
+void reduce_backward(ReduceOp op, T* grad_in, const T* grad_out, const T* in, const T* mean, const ReduceDesc& d,
+                     Stream) {
+  using A = acc_t<T>;
+  SE_CHECK(op == ReduceOp::sum || op == ReduceOp::mean || op == ReduceOp::var, "reduce_backward: op ",
+           static_cast<int>(op), " has no broadcast backward (max/min route through their indices)");
+  const int64_t n = d.outer * d.size * d.inner;
+  const A scale = op == ReduceOp::sum    ? A(1)
+                  : op == ReduceOp::mean ? A(1) / static_cast<A>(d.size)
+                                         : A(2) / static_cast<A>(std::max<int64_t>(d.size - d.correction, 0));
+#pragma omp parallel for schedule(static) if (n >= kParallelWork)
+  for (int64_t k = 0; k < n; ++k) {
+    const int64_t j = (k / (d.size * d.inner)) * d.inner + k % d.inner;  // (outer, inner) position
+    A g = static_cast<A>(grad_out[j]) * scale;
+    if (op == ReduceOp::var) g *= static_cast<A>(in[k]) - static_cast<A>(mean[j]);
+    grad_in[k] = static_cast<T>(g);
+  }
+}
+
 #define SE_INSTANTIATE(T)                                                            \
   template void reduce<T>(ReduceOp, T*, const T*, const ReduceDesc&, Stream);        \
   template void arg_reduce<T>(ArgReduceOp, int64_t*, const T*, const ReduceDesc&, Stream);
@@ -145,5 +164,10 @@ SE_INSTANTIATE(int32_t)
 SE_INSTANTIATE(int64_t)
 SE_INSTANTIATE(uint8_t)
 #undef SE_INSTANTIATE
+template void reduce_backward<float>(ReduceOp, float*, const float*, const float*, const float*, const ReduceDesc&, Stream);
+template void reduce_backward<double>(ReduceOp, double*, const double*, const double*, const double*, const ReduceDesc&,
+                                      Stream);
+template void reduce_backward<f16>(ReduceOp, f16*, const f16*, const f16*, const f16*, const ReduceDesc&, Stream);
+template void reduce_backward<bf16>(ReduceOp, bf16*, const bf16*, const bf16*, const bf16*, const ReduceDesc&, Stream);
 
 }  // namespace se::kernels::cpu

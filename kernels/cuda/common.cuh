@@ -9,11 +9,14 @@
 #include "core/dtype.h"
 #include "core/error.h"
 
-// CUDA_CHECK(cudaMemcpyAsync(...)): throws se::Error naming the call and CUDA's message.
+// CUDA_CHECK(cudaMemcpyAsync(...)): throws se::Error naming the call and CUDA's message. The error is
+// taken out of the runtime's last-error slot first, so a caught failure does not resurface at the next
+// launch's cudaGetLastError (sticky errors stay, as CUDA keeps them).
 #define CUDA_CHECK(call)                                                                        \
   do {                                                                                          \
     cudaError_t se_cuda_status_ = (call);                                                       \
     if (se_cuda_status_ != cudaSuccess) {                                                       \
+      (void)cudaGetLastError();                                                                 \
       SE_THROW("CUDA error ", cudaGetErrorName(se_cuda_status_), " (", cudaGetErrorString(se_cuda_status_), \
                ") in ", #call);                                                                 \
     }                                                                                           \

@@ -128,6 +128,21 @@ void launch_reduce(Out* out, const T* in, const ReduceDesc& d, Finish finish, St
             out, x, d.size, d.inner, finish);
 }
 
+template <typename T, typename A>
+__global__ void reduce_backward_kernel(T* grad_in,         // (outer, size, inner)
+                                       const T* grad_out,  // (outer, inner)
+                                       const T* in,        // (outer, size, inner), var only
+                                       const T* mean,      // (outer, inner), var only
+                                       int64_t count, int64_t size, int64_t inner, A scale) {
+  for (int64_t k = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < count;
+       k += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t j = (k / (size * inner)) * inner + k % inner;
+    A g = static_cast<A>(grad_out[j]) * scale;
+    if (in != nullptr) g *= static_cast<A>(in[k]) - static_cast<A>(mean[j]);
+    grad_in[k] = static_cast<T>(g);
+  }
+}
+
 }  // namespace
 
 template <typename T>
@@ -180,6 +195,25 @@ void arg_reduce(ArgReduceOp op, int64_t* out, const T* in, const ReduceDesc& d, 
   }
 }
 
+template <typename T>
+void reduce_backward(ReduceOp op, T* grad_in, const T* grad_out, const T* in, const T* mean, const ReduceDesc& d,
+                     Stream stream) {
+  using A = acc_t<T>;
+  using C = cuda_t<T>;
+  SE_CHECK(op == ReduceOp::sum || op == ReduceOp::mean || op == ReduceOp::var, "reduce_backward: op ",
+           static_cast<int>(op), " has no broadcast backward (max/min route through their indices)");
+  const int64_t count = d.outer * d.size * d.inner;
+  if (count == 0) return;
+  const A scale = op == ReduceOp::sum    ? A(1)
+                  : op == ReduceOp::mean ? A(1) / static_cast<A>(d.size)
+                                         : A(2) / static_cast<A>(std::max<int64_t>(d.size - d.correction, 0));
+  const bool is_var = op == ReduceOp::var;
+  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>((count + 255) / 256, 65536));
+  SE_LAUNCH((reduce_backward_kernel<C, A>), blocks, 256, 0, stream, reinterpret_cast<C*>(grad_in),
+            reinterpret_cast<const C*>(grad_out), is_var ? reinterpret_cast<const C*>(in) : nullptr,
+            is_var ? reinterpret_cast<const C*>(mean) : nullptr, count, d.size, d.inner, scale);
+}
+
 #define SE_INSTANTIATE(T)                                                            \
   template void reduce<T>(ReduceOp, T*, const T*, const ReduceDesc&, Stream);        \
   template void arg_reduce<T>(ArgReduceOp, int64_t*, const T*, const ReduceDesc&, Stream);
@@ -191,5 +225,10 @@ SE_INSTANTIATE(int32_t)
 SE_INSTANTIATE(int64_t)
 SE_INSTANTIATE(uint8_t)
 #undef SE_INSTANTIATE
+template void reduce_backward<float>(ReduceOp, float*, const float*, const float*, const float*, const ReduceDesc&, Stream);
+template void reduce_backward<double>(ReduceOp, double*, const double*, const double*, const double*, const ReduceDesc&,
+                                      Stream);
+template void reduce_backward<f16>(ReduceOp, f16*, const f16*, const f16*, const f16*, const ReduceDesc&, Stream);
+template void reduce_backward<bf16>(ReduceOp, bf16*, const bf16*, const bf16*, const bf16*, const ReduceDesc&, Stream);
 
 }  // namespace se::kernels::cuda

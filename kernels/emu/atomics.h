@@ -34,7 +34,7 @@ inline Half atomic_add_16(Half* address, Half value) {
   unsigned short old = ref.load(std::memory_order_relaxed);
   for (;;) {
     Half old_value;
-    std::memcpy(&old_value, &old, sizeof(old));
+    std::memcpy(static_cast<void*>(&old_value), &old, sizeof(old));
     Half sum = Half(static_cast<float>(old_value) + static_cast<float>(value));
     unsigned short desired;
     std::memcpy(&desired, &sum, sizeof(desired));

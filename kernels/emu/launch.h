@@ -38,3 +38,15 @@ void launch_kernel(const char* name, void (*kernel)(Params...), dim3 grid, dim3 
 }
 
 }  // namespace se::emu
+
+// The kernel-pointer forms of the runtime's function APIs (the CUDA header declares them for nvcc only).
+template <typename... Params>
+cudaError_t cudaFuncSetAttribute(void (*kernel)(Params...), cudaFuncAttribute attr, int value) {
+  return cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), attr, value);
+}
+template <typename... Params>
+cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(int* blocks, void (*kernel)(Params...), int block_size,
+                                                          size_t dynamic_shared) {
+  return cudaOccupancyMaxActiveBlocksPerMultiprocessor(blocks, reinterpret_cast<const void*>(kernel), block_size,
+                                                       dynamic_shared);
+}

@@ -24,7 +24,7 @@ inline uint64_t to_lane_bits(const T& value) {
 template <typename T>
 inline T from_lane_bits(uint64_t bits) {
   T value;
-  std::memcpy(&value, &bits, sizeof(T));
+  std::memcpy(static_cast<void*>(&value), &bits, sizeof(T));
   return value;
 }
 

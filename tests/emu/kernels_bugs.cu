@@ -1,0 +1,80 @@
+// Test kernels with planted synchronisation bugs: the emulator must catch them (death tests) or expose
+// them under a non-default schedule (the missing barrier).
+#include "tests/emu/device_array.cuh"
+#include "tests/emu/emu_test_kernels.h"
+
+namespace se::emu::test {
+namespace {
+
+__global__ void deadlock_kernel(int* out) {
+  if (threadIdx.x < 64) return;  // BUG: these threads never reach the barrier
+  __syncthreads();
+  out[threadIdx.x] = 1;
+}
+
+__global__ void divergent_barriers_kernel(int* out) {
+  if (threadIdx.x % 2 == 0) {
+    out[threadIdx.x] = 1;
+    __syncthreads();  // BUG: even and odd threads wait at different barriers
+  } else {
+    __syncthreads();
+    out[threadIdx.x] = 2;
+  }
+}
+
+__global__ void lane_exited_kernel(int* out) {
+  if (threadIdx.x == 31) return;  // BUG: lane 31 is named in the mask below
+  out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, static_cast<int>(threadIdx.x), 1);
+}
+
+__global__ void mask_mismatch_kernel(int* out) {
+  const unsigned mask = threadIdx.x < 16 ? 0x0000ffffu : 0xffffffffu;  // BUG: the masks disagree
+  out[threadIdx.x] = __shfl_xor_sync(mask, static_cast<int>(threadIdx.x), 1);
+}
+
+// BUG: no __syncthreads between the write and the read of the neighbour's element. Thread t reads the
+// element of thread t - 1, so the default forward schedule (thread 0 first, each running until it blocks)
+// happens to produce the right answer; reverse and random schedules read stale shared memory.
+__global__ void missing_barrier_kernel(const int* in, int* out) {
+  alignas(16) __shared__ int values[1024];
+  const unsigned t = threadIdx.x;
+  values[t] = in[t];
+  out[t] = values[t > 0 ? t - 1 : 0];
+}
+
+}  // namespace
+
+void run_deadlock() {
+  DeviceArray<int> out(128);
+  SE_LAUNCH(deadlock_kernel, 1, 128, 0, nullptr, out.get());
+}
+
+void run_divergent_barriers() {
+  DeviceArray<int> out(64);
+  SE_LAUNCH(divergent_barriers_kernel, 1, 64, 0, nullptr, out.get());
+}
+
+void run_collective_lane_exited() {
+  DeviceArray<int> out(32);
+  SE_LAUNCH(lane_exited_kernel, 1, 32, 0, nullptr, out.get());
+}
+
+void run_collective_mask_mismatch() {
+  DeviceArray<int> out(32);
+  SE_LAUNCH(mask_mismatch_kernel, 1, 32, 0, nullptr, out.get());
+}
+
+bool run_missing_barrier(unsigned block, int salt) {
+  // Inputs differ per call (salt), so stale shared memory from an earlier launch cannot look right.
+  std::vector<int> in(block);
+  for (unsigned i = 0; i < block; ++i) in[i] = static_cast<int>(i) * 7 + salt * 100003;
+  DeviceArray<int> d_in(in), d_out(block);
+  SE_LAUNCH(missing_barrier_kernel, 1, block, 0, nullptr, d_in.get(), d_out.get());
+  const std::vector<int> out = d_out.download();
+  for (unsigned t = 0; t < block; ++t) {
+    if (out[t] != in[t > 0 ? t - 1 : 0]) return false;
+  }
+  return true;
+}
+
+}  // namespace se::emu::test

@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <functional>
+
 #include "engine/autograd.h"
 #include "engine/ops.h"
 #include "tests/engine/gradcheck.h"
@@ -115,9 +118,14 @@ TEST(Autograd, CopiesPropagateGradients) {
   x.requires_grad_(true);
   testing::expect_gradients_match(
       [](const std::vector<Tensor>& in) {
-        return mul(in[0].contiguous(MemoryFormat::channels_last).to(DType::f32).to(DType::f64), in[0].clone());
+        return mul(in[0].contiguous(MemoryFormat::channels_last), in[0].clone());
       },
       {x});
+  // Through a dtype conversion the gradient comes back in the input's dtype.
+  Tensor y = sum(mul(x.to(DType::f32), 2.0));
+  y.backward();
+  EXPECT_EQ(x.grad().dtype(), DType::f64);
+  EXPECT_EQ(x.grad().to_vector<double>(), std::vector<double>(24, 2.0));
 }
 
 TEST(Autograd, MatmulGradients) {
@@ -152,8 +160,8 @@ TEST(CudaAutograd, MatmulAndViewsMatchCpu) {
   Tensor a = randn({3, 5, 7});
   Tensor b = randn({7, 6});
   auto run = [&](Device device) {
-    Tensor da = a.to(device).requires_grad_(true);
-    Tensor db = b.to(device).requires_grad_(true);
+    Tensor da = a.to(device).detach().requires_grad_(true);
+    Tensor db = b.to(device).detach().requires_grad_(true);
     Tensor y = matmul(da.transpose(1, 2).contiguous().transpose(1, 2), db);
     sum(mul(y, y)).backward();
     return std::vector<std::vector<float>>{y.to_vector<float>(), da.grad().to_vector<float>(),

@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <functional>
+
 #include "engine/autograd.h"
 #include "engine/ops.h"
 
@@ -145,8 +148,11 @@ TEST(CudaTensor, RoundTripsAndRandomMatchesCpu) {
   EXPECT_TRUE(g.device().is_cuda());
   EXPECT_EQ(values<float>(g), values<float>(x));
   EXPECT_EQ(values<float>(g.permute({2, 0, 1}).contiguous()), values<float>(x.permute({2, 0, 1}).contiguous()));
-  EXPECT_EQ(values<float>(g.contiguous(MemoryFormat::channels_last).to(Device::cpu())),
-            values<float>(x.contiguous(MemoryFormat::channels_last)));
+  Tensor image = x.reshape({2, 3, 2, 2});
+  Tensor image_cl = image.to(Device::cuda()).contiguous(MemoryFormat::channels_last);
+  EXPECT_TRUE(image_cl.is_contiguous(MemoryFormat::channels_last));
+  EXPECT_EQ(values<float>(image_cl), values<float>(image));
+  EXPECT_EQ(image_cl.to(Device::cpu()).strides(), (Shape{12, 1, 6, 3})) << "to() preserves a dense layout";
   EXPECT_EQ(values<float>(g.to(DType::bf16)), values<float>(x.to(DType::bf16)));
   Tensor host = zeros({2, 3});
   host.copy_(g.select(0, 1).slice(1, 0, 2).t());  // a strided CUDA view into a CPU tensor

@@ -1,7 +1,10 @@
-// The block runner: the threads of one block are fibers on one OS thread. The scheduler resumes every
-// runnable fiber once per round, in the order the schedule picks; a fiber runs until it waits at a block
-// barrier or warp collective (src/warp.cpp) or exits. When the last thread arrives at a barrier, all of them
-// become runnable for the next round. A round with no runnable thread while some are alive is a deadlock.
+// The block runner: the threads of one block are fibers on one OS thread. Every runnable fiber is resumed
+// once per round, in the order the schedule picks; a fiber runs until it waits at a block barrier or warp
+// collective (src/warp.cpp) or exits. When the last thread arrives at a barrier, all of them become runnable
+// for the next round. A round with no runnable thread while some are alive is a deadlock.
+// A fiber that stops picks the next one itself and jumps straight to it (one context switch, not two through
+// a scheduler); it also starts the next round when the current one is done. Only the end of the block jumps
+// back to run_block.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -19,18 +22,23 @@ thread_local constinit dim3 blockDim{};
 thread_local constinit dim3 gridDim{};
 
 namespace se::emu::detail {
-namespace {
 
-thread_local BlockRunner* tls_active_runner = nullptr;
+thread_local constinit BlockRunner* tls_active_runner = nullptr;
 
 std::string format_place(const std::source_location& where) {
   const char* file = where.file_name();
   if (const char* slash = std::strrchr(file, '/')) file = slash + 1;
-  return std::string(file) + ":" + std::to_string(where.line());
+  char text[256];
+  std::snprintf(text, sizeof(text), "%s:%u", file, static_cast<unsigned>(where.line()));
+  return text;
 }
 
+namespace {
+
 std::string format_index(uint3 index) {
-  return "(" + std::to_string(index.x) + "," + std::to_string(index.y) + "," + std::to_string(index.z) + ")";
+  char text[48];
+  std::snprintf(text, sizeof(text), "(%u,%u,%u)", index.x, index.y, index.z);
+  return text;
 }
 
 }  // namespace
@@ -63,22 +71,16 @@ const char* wait_kind_name(WaitKind kind) {
   return "?";
 }
 
-bool same_place(const std::source_location& a, const std::source_location& b) {
-  return a.line() == b.line() && a.column() == b.column() &&
-         (a.file_name() == b.file_name() || std::strcmp(a.file_name(), b.file_name()) == 0);
-}
+bool same_file(const char* a, const char* b) { return std::strcmp(a, b) == 0; }
 
 BlockRunner& BlockRunner::for_this_thread() {
   thread_local BlockRunner runner;
   return runner;
 }
 
-BlockRunner& BlockRunner::current() {
-  if (tls_active_runner == nullptr) {
-    std::fprintf(stderr, "segengine-emu: a device function (barrier, collective, shared memory) was called outside a kernel\n");
-    std::abort();
-  }
-  return *tls_active_runner;
+void BlockRunner::outside_kernel() {
+  std::fprintf(stderr, "segengine-emu: a device function (barrier, collective, shared memory) was called outside a kernel\n");
+  std::abort();
 }
 
 void BlockRunner::run_block(Launch& launch, uint3 block_index) {
@@ -91,6 +93,8 @@ void BlockRunner::run_block(Launch& launch, uint3 block_index) {
   warp_exited_.assign(warps, 0);
   warp_waiting_.assign(warps, 0);
   runnable_.clear();
+  runnable_.reserve(thread_count_);  // switches never allocate
+  round_.reserve(thread_count_);
   for (unsigned i = 0; i < thread_count_; ++i) {
     EmuThread& t = threads_[i];
     t.context = fctx::make_fcontext(stacks_.top(i), stacks_.stack_bytes(), &BlockRunner::fiber_entry);
@@ -116,42 +120,66 @@ void BlockRunner::run_block(Launch& launch, uint3 block_index) {
   blockDim = launch.block;
   gridDim = launch.grid;
   tls_active_runner = this;
-  while (!failed_ && exited_count_ < thread_count_) {
-    if (runnable_.empty()) {
-      die("segengine-emu: deadlock in kernel '" + std::string(launch.name) + "' block " + block_name() + ": " +
-          describe_waits());
-    }
-    round_.swap(runnable_);
-    runnable_.clear();
-    if (launch.schedule == Schedule::kReverse) {
-      std::reverse(round_.begin(), round_.end());
-    } else if (launch.schedule == Schedule::kRandom) {
-      std::shuffle(round_.begin(), round_.end(), rng_);
-    }
-    for (unsigned index : round_) {
-      resume(index);
-      if (failed_) break;
-    }
-  }
+  round_.clear();
+  round_next_ = 0;
+  running_ = nullptr;        // run_block is the running context
+  switch_to(next_to_run());  // returns when the block is done
   tls_active_runner = nullptr;
   launch_ = nullptr;
 }
 
-void BlockRunner::resume(unsigned index) {
-  running_ = &threads_[index];
-  threadIdx = running_->index;
-  fctx::transfer_t back = fctx::jump_fcontext(running_->context, this);
-  running_->context = back.fctx;
+// The fiber to run after the current one stops, nullptr when the block is done (all exited, or a kernel threw).
+// Starts the next round, in the schedule's order, when this one is exhausted.
+EmuThread* BlockRunner::next_to_run() {
+  if (failed_ || exited_count_ == thread_count_) return nullptr;
+  if (round_next_ == round_.size()) {
+    if (runnable_.empty()) {
+      die("segengine-emu: deadlock in kernel '" + std::string(launch_->name) + "' block " + block_name() + ": " +
+          describe_waits());
+    }
+    round_.swap(runnable_);
+    runnable_.clear();
+    round_next_ = 0;
+    if (launch_->schedule == Schedule::kReverse) {
+      std::reverse(round_.begin(), round_.end());
+    } else if (launch_->schedule == Schedule::kRandom) {
+      std::shuffle(round_.begin(), round_.end(), rng_);
+    }
+  }
+  return &threads_[round_[round_next_++]];
 }
 
-void BlockRunner::yield() {
-  fctx::transfer_t back = fctx::jump_fcontext(scheduler_, nullptr);
-  scheduler_ = back.fctx;
+// Jumps from the running context (a fiber, or run_block when running_ is nullptr) to `next`, or back to
+// run_block when `next` is nullptr.
+void BlockRunner::switch_to(EmuThread* next) {
+  switched_from_ = running_;
+  running_ = next;
+  fctx::fcontext_t target = scheduler_;
+  if (next != nullptr) {
+    threadIdx = next->index;
+    target = next->context;
+  }
+  arrived(fctx::jump_fcontext(target, this));
+}
+
+// Back on a context after a switch: remember where the switching context stopped, so it can be resumed.
+void BlockRunner::arrived(fctx::transfer_t transfer) {
+  if (switched_from_ == nullptr) {
+    scheduler_ = transfer.fctx;
+  } else {
+    switched_from_->context = transfer.fctx;
+  }
+}
+
+// The running fiber `self` stopped (it waits or exited): run the next one.
+void BlockRunner::yield(EmuThread* self) {
+  EmuThread* next = next_to_run();
+  if (next != self) switch_to(next);  // a fiber released by its own arrival just continues
 }
 
 void BlockRunner::fiber_entry(fctx::transfer_t transfer) {
   auto* runner = static_cast<BlockRunner*>(transfer.data);
-  runner->scheduler_ = transfer.fctx;
+  runner->arrived(transfer);
   EmuThread& self = *runner->running_;
   // An exception cannot cross the fiber boundary: record it; the launch reports cudaErrorLaunchFailure.
   try {
@@ -162,7 +190,7 @@ void BlockRunner::fiber_entry(fctx::transfer_t transfer) {
     runner->fail(self, "unknown exception");
   }
   runner->thread_exited(self);
-  runner->yield();  // never resumed: the entry function of a fiber must not return
+  runner->yield(&self);  // never resumed: the entry function of a fiber must not return
   std::abort();
 }
 
@@ -208,7 +236,7 @@ int BlockRunner::block_barrier(WaitKind kind, int predicate, const std::source_l
     }
     barrier_arrived_ = 0;
   }
-  yield();
+  yield(&self);
   return static_cast<int>(self.result);
 }
 

@@ -34,7 +34,8 @@ class StackPool {
 
   void reserve(size_t count);  // makes stacks [0, count) exist
   void* top(size_t index) const { return tops_[index]; }
-  size_t stack_bytes() const { return stack_bytes_; }
+  size_t stack_bytes() const { return stack_bytes_ - kMaxColour; }  // usable below top(i)
+  static constexpr size_t kMaxColour = 61 * 64;
 
  private:
   struct Region {
@@ -84,12 +85,15 @@ struct EmuThread {
 };
 
 // Runs blocks on the calling OS thread, one at a time: each thread of the block is a fiber, resumed in
-// rounds (in the order the schedule picks) until it waits at a barrier or collective or exits.
+// rounds (in the order the schedule picks) until it waits at a barrier or collective or exits. A fiber that
+// stops switches straight to the next fiber of the round (starting the next round itself when this one is
+// done); only the end of the block (all exited, or a kernel threw) switches back to run_block.
 class BlockRunner {
  public:
   static BlockRunner& for_this_thread();
   // The runner whose block is executing on this OS thread; aborts when called outside a kernel.
   static BlockRunner& current();
+  [[noreturn]] static void outside_kernel();
 
   void run_block(Launch& launch, uint3 block_index);
 
@@ -102,8 +106,10 @@ class BlockRunner {
 
  private:
   static void fiber_entry(fctx::transfer_t transfer);
-  void resume(unsigned index);
-  void yield();
+  EmuThread* next_to_run();
+  void yield(EmuThread* self);
+  void switch_to(EmuThread* next);
+  void arrived(fctx::transfer_t transfer);
   void thread_exited(EmuThread& thread);
   void release_warp(unsigned base, unsigned mask);
   void make_runnable(EmuThread& thread);
@@ -118,12 +124,14 @@ class BlockRunner {
   unsigned exited_count_ = 0;
   std::vector<EmuThread> threads_;
   std::vector<unsigned> runnable_;  // resumed in the next round
-  std::vector<unsigned> round_;
+  std::vector<unsigned> round_;     // this round's order; round_[round_next_] runs next
+  size_t round_next_ = 0;
   std::vector<unsigned> warp_exited_;   // per warp: lanes that exited
   std::vector<unsigned> warp_waiting_;  // per warp: lanes waiting at a warp collective
   StackPool stacks_;
-  fctx::fcontext_t scheduler_ = nullptr;
+  fctx::fcontext_t scheduler_ = nullptr;  // run_block's context while fibers run
   EmuThread* running_ = nullptr;
+  EmuThread* switched_from_ = nullptr;    // the fiber that made the last switch; nullptr: run_block
   std::mt19937_64 rng_;
 
   // Block barrier in progress.
@@ -138,7 +146,20 @@ class BlockRunner {
 };
 
 const char* wait_kind_name(WaitKind kind);
-bool same_place(const std::source_location& a, const std::source_location& b);
+bool same_file(const char* a, const char* b);  // strcmp
+// Inline: every barrier and collective compares places.
+inline bool same_place(const std::source_location& a, const std::source_location& b) {
+  return a.line() == b.line() && a.column() == b.column() &&
+         (a.file_name() == b.file_name() || same_file(a.file_name(), b.file_name()));
+}
+
+// The runner of the block executing on this OS thread (block.cpp), nullptr outside a kernel.
+extern thread_local constinit BlockRunner* tls_active_runner;
+inline BlockRunner& BlockRunner::current() {
+  if (tls_active_runner == nullptr) outside_kernel();
+  return *tls_active_runner;
+}
+std::string format_place(const std::source_location& where);  // "file.cu:12"
 
 // ---- runtime.cpp --------------------------------------------------------------------------------------
 

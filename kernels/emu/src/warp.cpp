@@ -59,8 +59,9 @@ uint64_t BlockRunner::warp_collective(WaitKind kind, unsigned mask, uint64_t val
         std::to_string(thread_count_) + " threads) does not have");
   }
   if ((mask & warp_exited_[warp]) != 0) {
+    const unsigned gone = mask & warp_exited_[warp];
     die("segengine-emu: collective mismatch: " + at() + ": mask " + hex(mask) + " names lanes that have exited (" +
-        hex(mask & warp_exited_[warp]) + ")");
+        hex(gone) + ", first lane " + std::to_string(__builtin_ctz(gone)) + ")");
   }
   self.state = ThreadState::kWaiting;
   self.kind = kind;
@@ -80,13 +81,12 @@ uint64_t BlockRunner::warp_collective(WaitKind kind, unsigned mask, uint64_t val
         break;
       }
       if (other.mask != mask) {
-        die("segengine-emu: collective mismatch: " + at() + " (" + where.file_name() + ":" +
-            std::to_string(where.line()) + "): lanes disagree on the mask (" + hex(other.mask) + " and " + hex(mask) + ")");
+        die("segengine-emu: collective mismatch: " + at() + " (" + format_place(where) + "): lanes disagree on the mask (" + hex(other.mask) + " and " + hex(mask) + ")");
       }
     }
     if (same) release_warp(base, mask);
   }
-  yield();
+  yield(&self);
   return self.result;
 }
 
@@ -171,7 +171,7 @@ void BlockRunner::thread_exited(EmuThread& thread) {
     if ((waiter.mask >> lane) & 1u) {
       die("segengine-emu: collective mismatch: " + std::string(wait_kind_name(waiter.kind)) + " in kernel '" +
           launch_->name + "' block " + block_name() + " warp " + std::to_string(base / 32) + " (" +
-          waiter.where.file_name() + ":" + std::to_string(waiter.where.line()) + "): lane " + std::to_string(lane) +
+          format_place(waiter.where) + "): lane " + std::to_string(lane) +
           " named in mask " + hex(waiter.mask) + " exited without arriving");
     }
   }

@@ -1,0 +1,59 @@
+// The emulator catches synchronisation bugs: deadlocks and mismatched barriers or warp collectives abort
+// with a message (death tests), and a missing barrier shows up under a non-default schedule.
+#include <gtest/gtest.h>
+
+#include "kernels/emu/emu.h"
+#include "tests/emu/emu_test_kernels.h"
+
+namespace se::emu::test {
+namespace {
+
+class CudaEmuDeathTest : public ::testing::Test {
+ protected:
+  // The emulator's worker threads do not survive fork(); re-execute the test binary instead.
+  void SetUp() override { GTEST_FLAG_SET(death_test_style, "threadsafe"); }
+};
+
+TEST_F(CudaEmuDeathTest, DeadlockWhenThreadsExitBeforeABarrier) {
+  EXPECT_DEATH(run_deadlock(),
+               "deadlock in kernel 'deadlock_kernel' block \\(0,0,0\\): 64 of 128 threads wait at __syncthreads "
+               "\\(kernels_bugs.cu:[0-9]+\\), 64 exited");
+}
+
+TEST_F(CudaEmuDeathTest, ThreadsAtDifferentBarriers) {
+  EXPECT_DEATH(run_divergent_barriers(), "barrier mismatch in kernel 'divergent_barriers_kernel'");
+}
+
+TEST_F(CudaEmuDeathTest, CollectiveWithAnExitedLane) {
+  EXPECT_DEATH(run_collective_lane_exited(), "collective mismatch: __shfl_xor_sync in kernel 'lane_exited_kernel'.*lane 31");
+}
+
+TEST_F(CudaEmuDeathTest, CollectiveWithDisagreeingMasks) {
+  EXPECT_DEATH(run_collective_mask_mismatch(), "collective mismatch: __shfl_xor_sync in kernel 'mask_mismatch_kernel'");
+}
+
+TEST(CudaEmuSchedule, MissingBarrierIsCaughtByReverseAndRandomSchedules) {
+  int salt = 0;
+  set_schedule(Schedule::kForward);
+  EXPECT_TRUE(run_missing_barrier(256, ++salt)) << "forward order happens to hide the bug";
+  set_schedule(Schedule::kReverse);
+  EXPECT_FALSE(run_missing_barrier(256, ++salt));
+  set_schedule(Schedule::kRandom, 7);
+  EXPECT_FALSE(run_missing_barrier(256, ++salt));
+  set_schedule(Schedule::kForward);
+}
+
+TEST(CudaEmuSchedule, ParsesTheEnvironmentSyntax) {
+  Schedule s;
+  uint64_t seed = 0;
+  EXPECT_TRUE(parse_schedule("reverse", &s, &seed));
+  EXPECT_EQ(s, Schedule::kReverse);
+  EXPECT_TRUE(parse_schedule("random:42", &s, &seed));
+  EXPECT_EQ(s, Schedule::kRandom);
+  EXPECT_EQ(seed, 42u);
+  EXPECT_FALSE(parse_schedule("random:", &s, &seed));
+  EXPECT_FALSE(parse_schedule("sideways", &s, &seed));
+}
+
+}  // namespace
+}  // namespace se::emu::test
