@@ -5,11 +5,11 @@
 #include <cblas.h>
 #include <omp.h>
 
-#include <fstream>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "bench/bench_util.h"
 #include "core/half.h"
 #include "kernels/gemm.h"
 #ifdef SEGENGINE_HAS_CUDA
@@ -119,27 +119,11 @@ void bm_cuda_gemm(benchmark::State& state, Shape s, DType dtype) {
 }
 #endif
 
-// Peak f32 FLOP/s = cores x clock x FLOP per cycle per core. The FLOP per cycle assumes two 256-bit FMA
-// pipes per core (Zen 2-4, Haswell..Ice Lake client): 2 pipes x 8 lanes x 2 FLOP = 32. Clock: the
-// "cpu MHz" of /proc/cpuinfo, the base clock under a hypervisor (boost is not visible there).
-double cpu_mhz() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("cpu MHz", 0) == 0) return std::stod(line.substr(line.find(':') + 1));
-  }
-  return 0.0;
-}
-
 void register_benchmarks() {
   const int threads = omp_get_max_threads();
   openblas_set_num_threads(threads);
-  const double mhz = cpu_mhz();
-  const double peak = threads * mhz * 1e-3 * 32.0;
   benchmark::AddCustomContext("threads (OpenMP and OpenBLAS)", std::to_string(threads));
-  benchmark::AddCustomContext("f32 peak GFLOP/s", std::to_string(peak) + " = " + std::to_string(threads) +
-                                                      " cores x " + std::to_string(mhz * 1e-3) +
-                                                      " GHz x 32 FLOP/cycle (2 x 256-bit FMA pipes)");
+  benchmark::AddCustomContext("f32 peak GFLOP/s", bench::cpu_f32_peak_description(threads));
 
   const std::vector<std::pair<std::string, Shape>> f32_shapes = {
       {"256", {256, 256, 256}},

@@ -107,6 +107,19 @@ Tensor matmul(const Tensor& a, const Tensor& b);  // torch.matmul semantics incl
 Tensor mm(const Tensor& a, const Tensor& b);      // (m, k) @ (k, n)
 Tensor bmm(const Tensor& a, const Tensor& b);     // (b, m, k) @ (b, k, n)
 
+// ---- convolution (engine/ops/conv.cpp)
+struct Conv2dParams {
+  int64_t stride_h = 1, stride_w = 1;
+  int64_t pad_h = 0, pad_w = 0;  // zeros on each side
+  int64_t dilation_h = 1, dilation_w = 1;
+  int64_t groups = 1;  // divides C_in and C_out; groups == C_in is depthwise
+};
+// torch.nn.functional.conv2d (cross-correlation) on f32, f64, f16 or bf16, all inputs of one dtype and
+// device: x (N, C_in, H, W), weight (C_out, C_in / groups, KH, KW), bias (C_out) or undefined
+// -> (N, C_out, OH, OW). Inputs of any layout are made NCHW contiguous. The gradients are computed by
+// the backward kernels and are not themselves differentiable (no double backward yet).
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = {}, const Conv2dParams& params = {});
+
 // ---- regularizers (engine/ops/dropout.cpp); identity when !training or p == 0
 // Element i is dropped when the counter-based uniform U(seed, offset + i) < p, so a given generator
 // state (manual_seed) gives the same mask on every device; kept elements are scaled by 1 / (1 - p).

@@ -1,0 +1,125 @@
+// 2-D convolution (cross-correlation, as in PyTorch's Conv2d), forward and both backwards.
+//   y[n, co, oh, ow] = bias[co] + sum_{c, kh, kw} w[co, c, kh, kw] * x[n, g * Cg + c, ih, iw]
+//   ih = oh * stride_h - pad_h + kh * dilation_h,  iw = ow * stride_w - pad_w + kw * dilation_w
+// where g = co / (C_out / groups), Cg = C_in / groups, and x is zero outside the image.
+// Memory layout: activations are NCHW contiguous (what the engine passes today); weights are
+// (C_out, C_in / groups, kernel_h, kernel_w) contiguous. Every entry point overwrites its outputs.
+// f16/bf16 accumulate in f32 and round once per output element; f64 computes in f64.
+#pragma once
+
+#include <cstdint>
+
+#include "core/dtype.h"
+#include "core/error.h"
+#include "kernels/stream.h"
+
+namespace se::kernels {
+
+// Only NCHW today; channels-last (NHWC) is the planned layout of the CUDA implicit-GEMM path.
+enum class Conv2dLayout { nchw };
+
+struct Conv2dDesc {
+  int64_t n = 1, c_in = 1, h = 1, w = 1;  // input (N, C_in, H, W)
+  int64_t c_out = 1;
+  int64_t kernel_h = 1, kernel_w = 1;
+  int64_t stride_h = 1, stride_w = 1;
+  int64_t pad_h = 0, pad_w = 0;  // zero padding on each side
+  int64_t dilation_h = 1, dilation_w = 1;
+  int64_t groups = 1;  // divides c_in and c_out; groups == c_in == c_out is depthwise
+  bool has_bias = false;
+  DType dtype = DType::f32;  // of x, w, bias, y and their gradients: f32, f64, f16 or bf16
+  Conv2dLayout layout = Conv2dLayout::nchw;
+};
+
+// Output length of one spatial dimension; 0 when the dilated kernel does not fit the padded input.
+inline int64_t conv2d_output_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad, int64_t dilation) {
+  const int64_t span = in + 2 * pad - dilation * (kernel - 1) - 1;  // last valid start of the window
+  return span < 0 ? 0 : span / stride + 1;
+}
+inline int64_t conv2d_output_h(const Conv2dDesc& d) {
+  return conv2d_output_size(d.h, d.kernel_h, d.stride_h, d.pad_h, d.dilation_h);
+}
+inline int64_t conv2d_output_w(const Conv2dDesc& d) {
+  return conv2d_output_size(d.w, d.kernel_w, d.stride_w, d.pad_w, d.dilation_w);
+}
+
+// Element counts of the tensors of a descriptor.
+inline int64_t conv2d_x_elements(const Conv2dDesc& d) { return d.n * d.c_in * d.h * d.w; }
+inline int64_t conv2d_w_elements(const Conv2dDesc& d) {
+  return d.c_out * (d.c_in / d.groups) * d.kernel_h * d.kernel_w;
+}
+inline int64_t conv2d_y_elements(const Conv2dDesc& d) {
+  return d.n * d.c_out * conv2d_output_h(d) * conv2d_output_w(d);
+}
+// Multiply-adds x 2 of the forward pass; each backward pass costs the same.
+inline double conv2d_flops(const Conv2dDesc& d) {
+  return 2.0 * double(conv2d_y_elements(d)) * double(d.c_in / d.groups) * double(d.kernel_h * d.kernel_w);
+}
+
+inline bool conv2d_is_depthwise(const Conv2dDesc& d) { return d.groups == d.c_in && d.groups > 1; }
+
+// Throws se::Error naming the first bad field and its value.
+inline void validate_conv2d(const Conv2dDesc& d) {
+  SE_CHECK(d.dtype == DType::f32 || d.dtype == DType::f64 || d.dtype == DType::f16 || d.dtype == DType::bf16,
+           "conv2d: dtype ", dtype_name(d.dtype), " is not supported (expected f32, f64, f16 or bf16)");
+  SE_CHECK(d.layout == Conv2dLayout::nchw, "conv2d: only the NCHW layout is supported");
+  SE_CHECK(d.n >= 0, "conv2d: n = ", d.n, " is negative");
+  SE_CHECK(d.c_in >= 1, "conv2d: c_in = ", d.c_in, " (expected >= 1)");
+  SE_CHECK(d.h >= 1, "conv2d: h = ", d.h, " (expected >= 1)");
+  SE_CHECK(d.w >= 1, "conv2d: w = ", d.w, " (expected >= 1)");
+  SE_CHECK(d.c_out >= 1, "conv2d: c_out = ", d.c_out, " (expected >= 1)");
+  SE_CHECK(d.kernel_h >= 1, "conv2d: kernel_h = ", d.kernel_h, " (expected >= 1)");
+  SE_CHECK(d.kernel_w >= 1, "conv2d: kernel_w = ", d.kernel_w, " (expected >= 1)");
+  SE_CHECK(d.stride_h >= 1, "conv2d: stride_h = ", d.stride_h, " (expected >= 1)");
+  SE_CHECK(d.stride_w >= 1, "conv2d: stride_w = ", d.stride_w, " (expected >= 1)");
+  SE_CHECK(d.pad_h >= 0, "conv2d: pad_h = ", d.pad_h, " is negative");
+  SE_CHECK(d.pad_w >= 0, "conv2d: pad_w = ", d.pad_w, " is negative");
+  SE_CHECK(d.dilation_h >= 1, "conv2d: dilation_h = ", d.dilation_h, " (expected >= 1)");
+  SE_CHECK(d.dilation_w >= 1, "conv2d: dilation_w = ", d.dilation_w, " (expected >= 1)");
+  SE_CHECK(d.groups >= 1, "conv2d: groups = ", d.groups, " (expected >= 1)");
+  SE_CHECK(d.c_in % d.groups == 0, "conv2d: groups = ", d.groups, " does not divide c_in = ", d.c_in);
+  SE_CHECK(d.c_out % d.groups == 0, "conv2d: groups = ", d.groups, " does not divide c_out = ", d.c_out);
+  SE_CHECK(conv2d_output_h(d) >= 1, "conv2d: output height ", conv2d_output_h(d), " < 1 (h = ", d.h,
+           ", kernel_h = ", d.kernel_h, ", pad_h = ", d.pad_h, ", dilation_h = ", d.dilation_h, ")");
+  SE_CHECK(conv2d_output_w(d) >= 1, "conv2d: output width ", conv2d_output_w(d), " < 1 (w = ", d.w,
+           ", kernel_w = ", d.kernel_w, ", pad_w = ", d.pad_w, ", dilation_w = ", d.dilation_w, ")");
+}
+
+// Shapes below: OH = conv2d_output_h(desc), OW = conv2d_output_w(desc), Cg = C_in / groups.
+namespace cpu {
+// Synchronous; `stream` is ignored. Uses OpenMP threads and cpu::gemm.
+void conv2d_forward(const Conv2dDesc& desc, const void* x,  // (N, C_in, H, W)
+                    const void* w,                          // (C_out, Cg, KH, KW)
+                    const void* bias,                       // (C_out); ignored unless has_bias
+                    void* y,                                // (N, C_out, OH, OW)
+                    Stream stream);
+void conv2d_backward_data(const Conv2dDesc& desc, const void* dy,  // (N, C_out, OH, OW)
+                          const void* w,                           // (C_out, Cg, KH, KW)
+                          void* dx,                                // (N, C_in, H, W)
+                          Stream stream);
+void conv2d_backward_weight(const Conv2dDesc& desc, const void* x,  // (N, C_in, H, W)
+                            const void* dy,                         // (N, C_out, OH, OW)
+                            void* dw,                               // (C_out, Cg, KH, KW)
+                            void* db,                               // (C_out), or nullptr: no bias gradient
+                            Stream stream);
+}  // namespace cpu
+
+namespace cuda {
+// Asynchronous on `stream`; pointers are device memory.
+void conv2d_forward(const Conv2dDesc& desc, const void* x,  // (N, C_in, H, W)
+                    const void* w,                          // (C_out, Cg, KH, KW)
+                    const void* bias,                       // (C_out); ignored unless has_bias
+                    void* y,                                // (N, C_out, OH, OW)
+                    Stream stream);
+void conv2d_backward_data(const Conv2dDesc& desc, const void* dy,  // (N, C_out, OH, OW)
+                          const void* w,                           // (C_out, Cg, KH, KW)
+                          void* dx,                                // (N, C_in, H, W)
+                          Stream stream);
+void conv2d_backward_weight(const Conv2dDesc& desc, const void* x,  // (N, C_in, H, W)
+                            const void* dy,                         // (N, C_out, OH, OW)
+                            void* dw,                               // (C_out, Cg, KH, KW)
+                            void* db,                               // (C_out), or nullptr: no bias gradient
+                            Stream stream);
+}  // namespace cuda
+
+}  // namespace se::kernels

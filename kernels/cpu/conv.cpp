@@ -1,0 +1,519 @@
+// CPU Conv2d over NCHW, as GEMMs on cpu::gemm:
+//   forward          y_g (Og, P)       = W_g (Og, K) @ col (K, P)
+//   backward data    dcol (K, P)       = W_g^T (K, Og) @ dy_g (Og, P), then col2im into dx
+//   backward weight  dW_g (Og, K)     += dy_g (Og, P) @ col^T (P, K)
+// with K = Cg * KH * KW and P the output pixels of one image. col (im2col) is built a few output rows
+// at a time so that it stays in cache beside the GEMM's own packing; 1x1 stride-1 unpadded convs use
+// x itself as col. Depthwise convs (groups == C_in) skip GEMM for a direct per-plane loop.
+// Parallelism: independent (image, group, row chunk) tasks over OpenMP threads, each with a
+// single-threaded GEMM; when there are fewer tasks than threads the GEMM itself runs multi-threaded.
+// f16/bf16 are converted to f32, computed in f32 and rounded once on the way out.
+#include <omp.h>
+
+#include <algorithm>
+#include <type_traits>
+#include <vector>
+
+#include "kernels/conv.h"
+#include "kernels/gemm.h"
+
+namespace se::kernels::cpu {
+namespace {
+
+struct Geometry {
+  int64_t n, c_in, h, w, c_out;
+  int64_t kh, kw, sh, sw, ph, pw, dh, dw;
+  int64_t groups, cg, og;  // cg, og: input and output channels per group
+  int64_t oh, ow;
+  int64_t k;         // cg * kh * kw, the depth of the forward GEMM
+  int64_t hw, ohw;   // pixels per plane of x and of y
+  int64_t rows;      // output rows per im2col chunk
+  int64_t chunks;    // chunks per image
+};
+
+// About this many columns of col per chunk: enough to amortise packing W, few enough to stay in cache.
+constexpr int64_t kChunkColumns = 512;
+
+Geometry geometry(const Conv2dDesc& d) {
+  Geometry g{};
+  g.n = d.n;
+  g.c_in = d.c_in;
+  g.h = d.h;
+  g.w = d.w;
+  g.c_out = d.c_out;
+  g.kh = d.kernel_h;
+  g.kw = d.kernel_w;
+  g.sh = d.stride_h;
+  g.sw = d.stride_w;
+  g.ph = d.pad_h;
+  g.pw = d.pad_w;
+  g.dh = d.dilation_h;
+  g.dw = d.dilation_w;
+  g.groups = d.groups;
+  g.cg = d.c_in / d.groups;
+  g.og = d.c_out / d.groups;
+  g.oh = conv2d_output_h(d);
+  g.ow = conv2d_output_w(d);
+  g.k = g.cg * g.kh * g.kw;
+  g.hw = g.h * g.w;
+  g.ohw = g.oh * g.ow;
+  g.rows = std::clamp<int64_t>(kChunkColumns / g.ow, 1, g.oh);
+  g.chunks = (g.oh + g.rows - 1) / g.rows;
+  return g;
+}
+
+// x itself is the im2col matrix (Cg, H * W).
+bool is_pointwise(const Geometry& g) {
+  return g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
+}
+
+int max_threads() { return omp_in_parallel() ? 1 : omp_get_max_threads(); }
+
+// [lo, hi): the outputs o in [0, out) whose input o * stride + offset lies in [0, in).
+void valid_range(int64_t offset, int64_t stride, int64_t in, int64_t out, int64_t& lo, int64_t& hi) {
+  lo = offset >= 0 ? 0 : (-offset + stride - 1) / stride;
+  hi = in - 1 - offset < 0 ? 0 : (in - 1 - offset) / stride + 1;
+  lo = std::min(lo, out);
+  hi = std::clamp(hi, lo, out);
+}
+
+// col (K, (oh1 - oh0) * OW) from the Cg planes of one image's group, x_g (Cg, H, W).
+template <typename T>
+void im2col(const Geometry& g, const T* x_g, int64_t oh0, int64_t oh1, T* col) {
+  const int64_t cols = (oh1 - oh0) * g.ow;
+  for (int64_t c = 0; c < g.cg; ++c) {
+    for (int64_t i = 0; i < g.kh; ++i) {
+      for (int64_t j = 0; j < g.kw; ++j) {
+        T* out = col + ((c * g.kh + i) * g.kw + j) * cols;
+        const int64_t off_w = j * g.dw - g.pw;
+        int64_t lo, hi;
+        valid_range(off_w, g.sw, g.w, g.ow, lo, hi);
+        for (int64_t oh = oh0; oh < oh1; ++oh, out += g.ow) {
+          const int64_t ih = oh * g.sh - g.ph + i * g.dh;
+          if (ih < 0 || ih >= g.h) {
+            std::fill(out, out + g.ow, T(0));
+            continue;
+          }
+          const T* in = x_g + (c * g.h + ih) * g.w + off_w;
+          std::fill(out, out + lo, T(0));
+          if (g.sw == 1) {
+            std::copy(in + lo, in + hi, out + lo);
+          } else {
+            for (int64_t ow = lo; ow < hi; ++ow) out[ow] = in[ow * g.sw];
+          }
+          std::fill(out + hi, out + g.ow, T(0));
+        }
+      }
+    }
+  }
+}
+
+// dx_c (H, W) += the col2im of channel c's KH * KW rows of dcol (K, (oh1 - oh0) * OW).
+template <typename T>
+void col2im_channel(const Geometry& g, const T* dcol, int64_t c, int64_t oh0, int64_t oh1, T* dx_c) {
+  const int64_t cols = (oh1 - oh0) * g.ow;
+  for (int64_t i = 0; i < g.kh; ++i) {
+    for (int64_t j = 0; j < g.kw; ++j) {
+      const T* in = dcol + ((c * g.kh + i) * g.kw + j) * cols;
+      const int64_t off_w = j * g.dw - g.pw;
+      int64_t lo, hi;
+      valid_range(off_w, g.sw, g.w, g.ow, lo, hi);
+      for (int64_t oh = oh0; oh < oh1; ++oh, in += g.ow) {
+        const int64_t ih = oh * g.sh - g.ph + i * g.dh;
+        if (ih < 0 || ih >= g.h) continue;
+        T* out = dx_c + ih * g.w + off_w;
+        for (int64_t ow = lo; ow < hi; ++ow) out[ow * g.sw] += in[ow];
+      }
+    }
+  }
+}
+
+// A scratch buffer per thread, grown on demand and kept across calls (cpu::gemm packs what it reads).
+template <typename T>
+T* scratch(size_t count) {
+  thread_local std::vector<T> buffer;
+  if (buffer.size() < count) buffer.resize(count);
+  return buffer.data();
+}
+
+template <typename T>
+GemmDesc gemm_desc(int64_t m, int64_t n, int64_t k, bool trans_a, int64_t lda, bool trans_b, int64_t ldb,
+                   int64_t ldc, float beta) {
+  GemmDesc d;
+  d.m = m;
+  d.n = n;
+  d.k = k;
+  d.trans_a = trans_a;
+  d.trans_b = trans_b;
+  d.lda = lda;
+  d.ldb = ldb;
+  d.ldc = ldc;
+  d.beta = beta;
+  d.dtype = dtype_of<T>();
+  return d;
+}
+
+// One task of the chunked loops: image, group and the output rows [oh0, oh1).
+struct Task {
+  int64_t image, group, oh0, oh1;
+};
+
+Task task_of(const Geometry& g, int64_t t) {
+  const int64_t chunk = t % g.chunks;
+  const int64_t ng = t / g.chunks;
+  const int64_t oh0 = chunk * g.rows;
+  return {ng / g.groups, ng % g.groups, oh0, std::min(g.oh, oh0 + g.rows)};
+}
+
+// ---- GEMM paths ----
+
+template <typename T>
+void forward_gemm(const Geometry& g, const T* x, const T* w, const T* bias, T* y) {
+  const int64_t tasks = g.n * g.groups * g.chunks;
+  const bool pointwise = is_pointwise(g);
+  auto run = [&](int64_t t) {
+    const Task tk = task_of(g, t);
+    const int64_t cols = (tk.oh1 - tk.oh0) * g.ow;
+    const T* x_g = x + (tk.image * g.c_in + tk.group * g.cg) * g.hw;
+    T* y_g = y + (tk.image * g.c_out + tk.group * g.og) * g.ohw + tk.oh0 * g.ow;
+    const T* col = x_g + tk.oh0 * g.ow;
+    int64_t ldb = g.hw;
+    if (!pointwise) {
+      T* buf = scratch<T>(static_cast<size_t>(g.k * cols));
+      im2col(g, x_g, tk.oh0, tk.oh1, buf);
+      col = buf;
+      ldb = cols;
+    }
+    gemm(gemm_desc<T>(g.og, cols, g.k, false, g.k, false, ldb, g.ohw, 0.0f), w + tk.group * g.og * g.k, col, y_g,
+         nullptr);
+    if (bias != nullptr) {
+      for (int64_t co = 0; co < g.og; ++co) {
+        const T b = bias[tk.group * g.og + co];
+        T* row = y_g + co * g.ohw;
+        for (int64_t p = 0; p < cols; ++p) row[p] += b;
+      }
+    }
+  };
+  const int threads = max_threads();
+  if (tasks >= threads) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t t = 0; t < tasks; ++t) run(t);
+  } else {
+    for (int64_t t = 0; t < tasks; ++t) run(t);  // each GEMM uses the threads
+  }
+}
+
+template <typename T>
+void backward_data_gemm(const Geometry& g, const T* dy, const T* w, T* dx) {
+  if (is_pointwise(g)) {  // dx_g (Cg, P) = W_g^T (Cg, Og) @ dy_g (Og, P), all images in one batched GEMM
+    for (int64_t grp = 0; grp < g.groups; ++grp) {
+      GemmDesc d = gemm_desc<T>(g.cg, g.hw, g.og, true, g.cg, false, g.ohw, g.hw, 0.0f);
+      d.batch = g.n;
+      d.stride_b = g.c_out * g.ohw;
+      d.stride_c = g.c_in * g.hw;
+      gemm(d, w + grp * g.og * g.cg, dy + grp * g.og * g.ohw, dx + grp * g.cg * g.hw, nullptr);
+    }
+    return;
+  }
+  const int threads = max_threads();
+  const int64_t planes = g.n * g.c_in;
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t p = 0; p < planes; ++p) std::fill(dx + p * g.hw, dx + (p + 1) * g.hw, T(0));
+
+  // Chunks of one image overlap in dx, but once a chunk spans the kernel's reach ((KH - 1) * dilation
+  // input rows), chunks two apart never do: even chunks run in parallel, then odd ones.
+  Geometry gb = g;
+  gb.rows = std::min(g.oh, std::max(g.rows, (g.kh - 1) * g.dh / g.sh + 1));
+  gb.chunks = (g.oh + gb.rows - 1) / gb.rows;
+  const int64_t pairs = (gb.chunks + 1) / 2;
+  const int64_t tasks = g.n * g.groups * pairs;
+  auto run = [&](int64_t t, int64_t parity) {
+    const int64_t chunk = 2 * (t % pairs) + parity;
+    if (chunk >= gb.chunks) return;
+    const Task tk = task_of(gb, t / pairs * gb.chunks + chunk);
+    const int64_t cols = (tk.oh1 - tk.oh0) * g.ow;
+    const T* dy_g = dy + (tk.image * g.c_out + tk.group * g.og) * g.ohw + tk.oh0 * g.ow;
+    T* dcol = scratch<T>(static_cast<size_t>(g.k * cols));
+    gemm(gemm_desc<T>(g.k, cols, g.og, true, g.k, false, g.ohw, cols, 0.0f), w + tk.group * g.og * g.k, dy_g,
+         dcol, nullptr);
+    T* dx_g = dx + (tk.image * g.c_in + tk.group * g.cg) * g.hw;
+    for (int64_t c = 0; c < g.cg; ++c) col2im_channel(gb, dcol, c, tk.oh0, tk.oh1, dx_g + c * g.hw);
+  };
+  for (int64_t parity = 0; parity < 2; ++parity) {
+    if (tasks >= threads) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+      for (int64_t t = 0; t < tasks; ++t) run(t, parity);
+    } else {
+      for (int64_t t = 0; t < tasks; ++t) run(t, parity);  // each GEMM uses the threads
+    }
+  }
+}
+
+// Computed transposed, dW_g^T (K, Og) += col (K, cols) @ dy_g[:, chunk]^T (cols, Og): K, the long side,
+// becomes the GEMM's rows, which fill the micro-tiles better than the few output channels do.
+template <typename T>
+void backward_weight_gemm(const Geometry& g, const T* x, const T* dy, T* dw) {
+  const int64_t w_elements = g.c_out * g.k;
+  const bool pointwise = is_pointwise(g);
+  // acc: (groups, K, Og), zeroed.
+  auto accumulate = [&](const Task& tk, T* acc) {
+    const int64_t cols = (tk.oh1 - tk.oh0) * g.ow;
+    const T* x_g = x + (tk.image * g.c_in + tk.group * g.cg) * g.hw;
+    const T* dy_g = dy + (tk.image * g.c_out + tk.group * g.og) * g.ohw + tk.oh0 * g.ow;
+    const T* col = x_g + tk.oh0 * g.ow;
+    int64_t lda = g.hw;
+    if (!pointwise) {
+      T* buf = scratch<T>(static_cast<size_t>(g.k * cols));
+      im2col(g, x_g, tk.oh0, tk.oh1, buf);
+      col = buf;
+      lda = cols;
+    }
+    gemm(gemm_desc<T>(g.k, g.og, cols, false, lda, true, g.ohw, g.og, 1.0f), col, dy_g, acc + tk.group * g.k * g.og,
+         nullptr);
+  };
+  const int64_t tasks = g.n * g.groups * g.chunks;
+  const int threads = tasks >= max_threads() ? max_threads() : 1;  // 1: each GEMM uses the threads
+  std::vector<T> partials(static_cast<size_t>(threads * w_elements), T(0));
+#pragma omp parallel num_threads(threads)
+  {
+    T* acc = partials.data() + omp_get_thread_num() * w_elements;
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < tasks; ++t) accumulate(task_of(g, t), acc);
+    // dw (groups, Og, K) = the sum of the threads' (groups, K, Og).
+#pragma omp for schedule(static)
+    for (int64_t row = 0; row < g.c_out; ++row) {
+      const int64_t grp = row / g.og, m = row % g.og;
+      for (int64_t kidx = 0; kidx < g.k; ++kidx) {
+        T sum = T(0);
+        for (int p = 0; p < threads; ++p) sum += partials[p * w_elements + (grp * g.k + kidx) * g.og + m];
+        dw[row * g.k + kidx] = sum;
+      }
+    }
+  }
+}
+
+// ---- depthwise: groups == C_in, Og = C_out / C_in outputs per input channel ----
+
+template <typename T>
+void forward_depthwise(const Geometry& g, const T* x, const T* w, const T* bias, T* y) {
+  const int64_t planes = g.n * g.c_out;
+#pragma omp parallel for num_threads(max_threads()) schedule(static)
+  for (int64_t p = 0; p < planes; ++p) {
+    const int64_t co = p % g.c_out;
+    const T* x_c = x + (p / g.c_out * g.c_in + co / g.og) * g.hw;
+    const T* w_c = w + co * g.kh * g.kw;
+    T* y_p = y + p * g.ohw;
+    std::fill(y_p, y_p + g.ohw, bias != nullptr ? bias[co] : T(0));
+    for (int64_t oh = 0; oh < g.oh; ++oh) {
+      T* out = y_p + oh * g.ow;
+      for (int64_t i = 0; i < g.kh; ++i) {
+        const int64_t ih = oh * g.sh - g.ph + i * g.dh;
+        if (ih < 0 || ih >= g.h) continue;
+        for (int64_t j = 0; j < g.kw; ++j) {
+          const int64_t off_w = j * g.dw - g.pw;
+          int64_t lo, hi;
+          valid_range(off_w, g.sw, g.w, g.ow, lo, hi);
+          const T wv = w_c[i * g.kw + j];
+          const T* in = x_c + ih * g.w + off_w;
+          for (int64_t ow = lo; ow < hi; ++ow) out[ow] += wv * in[ow * g.sw];
+        }
+      }
+    }
+  }
+}
+
+template <typename T>
+void backward_data_depthwise(const Geometry& g, const T* dy, const T* w, T* dx) {
+  const int64_t planes = g.n * g.c_in;
+#pragma omp parallel for num_threads(max_threads()) schedule(static)
+  for (int64_t p = 0; p < planes; ++p) {
+    const int64_t c = p % g.c_in;
+    T* dx_p = dx + p * g.hw;
+    std::fill(dx_p, dx_p + g.hw, T(0));
+    for (int64_t m = 0; m < g.og; ++m) {
+      const int64_t co = c * g.og + m;
+      const T* dy_p = dy + (p / g.c_in * g.c_out + co) * g.ohw;
+      const T* w_c = w + co * g.kh * g.kw;
+      for (int64_t oh = 0; oh < g.oh; ++oh) {
+        const T* in = dy_p + oh * g.ow;
+        for (int64_t i = 0; i < g.kh; ++i) {
+          const int64_t ih = oh * g.sh - g.ph + i * g.dh;
+          if (ih < 0 || ih >= g.h) continue;
+          for (int64_t j = 0; j < g.kw; ++j) {
+            const int64_t off_w = j * g.dw - g.pw;
+            int64_t lo, hi;
+            valid_range(off_w, g.sw, g.w, g.ow, lo, hi);
+            const T wv = w_c[i * g.kw + j];
+            T* out = dx_p + ih * g.w + off_w;
+            for (int64_t ow = lo; ow < hi; ++ow) out[ow * g.sw] += wv * in[ow];
+          }
+        }
+      }
+    }
+  }
+}
+
+template <typename T>
+void backward_weight_depthwise(const Geometry& g, const T* x, const T* dy, T* dw) {
+#pragma omp parallel for num_threads(max_threads()) schedule(static)
+  for (int64_t co = 0; co < g.c_out; ++co) {
+    for (int64_t i = 0; i < g.kh; ++i) {
+      for (int64_t j = 0; j < g.kw; ++j) {
+        const int64_t off_w = j * g.dw - g.pw;
+        int64_t lo, hi;
+        valid_range(off_w, g.sw, g.w, g.ow, lo, hi);
+        double sum = 0.0;
+        for (int64_t n = 0; n < g.n; ++n) {
+          const T* x_c = x + (n * g.c_in + co / g.og) * g.hw;
+          const T* dy_p = dy + (n * g.c_out + co) * g.ohw;
+          for (int64_t oh = 0; oh < g.oh; ++oh) {
+            const int64_t ih = oh * g.sh - g.ph + i * g.dh;
+            if (ih < 0 || ih >= g.h) continue;
+            const T* in = x_c + ih * g.w + off_w;
+            const T* d = dy_p + oh * g.ow;
+            T row = T(0);
+            for (int64_t ow = lo; ow < hi; ++ow) row += d[ow] * in[ow * g.sw];
+            sum += row;
+          }
+        }
+        dw[(co * g.kh + i) * g.kw + j] = static_cast<T>(sum);
+      }
+    }
+  }
+}
+
+template <typename T>
+void bias_grad(const Geometry& g, const T* dy, T* db) {
+#pragma omp parallel for num_threads(max_threads()) schedule(static)
+  for (int64_t co = 0; co < g.c_out; ++co) {
+    double sum = 0.0;
+    for (int64_t n = 0; n < g.n; ++n) {
+      const T* plane = dy + (n * g.c_out + co) * g.ohw;
+      T row = T(0);
+      for (int64_t p = 0; p < g.ohw; ++p) row += plane[p];
+      sum += row;
+    }
+    db[co] = static_cast<T>(sum);
+  }
+}
+
+// ---- typed entry points (T is float or double) ----
+
+template <typename T>
+void forward_typed(const Conv2dDesc& d, const T* x, const T* w, const T* bias, T* y) {
+  const Geometry g = geometry(d);
+  if (conv2d_is_depthwise(d)) {
+    forward_depthwise(g, x, w, bias, y);
+  } else {
+    forward_gemm(g, x, w, bias, y);
+  }
+}
+
+template <typename T>
+void backward_data_typed(const Conv2dDesc& d, const T* dy, const T* w, T* dx) {
+  const Geometry g = geometry(d);
+  if (conv2d_is_depthwise(d)) {
+    backward_data_depthwise(g, dy, w, dx);
+  } else {
+    backward_data_gemm(g, dy, w, dx);
+  }
+}
+
+template <typename T>
+void backward_weight_typed(const Conv2dDesc& d, const T* x, const T* dy, T* dw, T* db) {
+  const Geometry g = geometry(d);
+  if (conv2d_is_depthwise(d)) {
+    backward_weight_depthwise(g, x, dy, dw);
+  } else {
+    backward_weight_gemm(g, x, dy, dw);
+  }
+  if (db != nullptr) bias_grad(g, dy, db);
+}
+
+// f16/bf16 run the f32 code on converted copies.
+template <typename T>
+std::vector<float> widen(const void* p, int64_t count) {
+  if (p == nullptr) return {};
+  const T* src = static_cast<const T*>(p);
+  return std::vector<float>(src, src + count);
+}
+
+template <typename T>
+void narrow(const std::vector<float>& src, void* dst) {
+  T* out = static_cast<T*>(dst);
+  for (size_t i = 0; i < src.size(); ++i) out[i] = T(src[i]);
+}
+
+template <typename T>
+constexpr bool is_half() {
+  return std::is_same_v<T, f16> || std::is_same_v<T, bf16>;
+}
+
+}  // namespace
+
+void conv2d_forward(const Conv2dDesc& desc, const void* x, const void* w, const void* bias, void* y,
+                    Stream /*stream*/) {
+  validate_conv2d(desc);
+  if (desc.n == 0) return;
+  SE_CHECK(x != nullptr && w != nullptr && y != nullptr, "conv2d_forward: x, w or y is null");
+  SE_CHECK(!desc.has_bias || bias != nullptr, "conv2d_forward: has_bias is set but bias is null");
+  const void* b = desc.has_bias ? bias : nullptr;
+  dispatch_floating(desc.dtype, "conv2d_forward", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    if constexpr (is_half<T>()) {
+      const auto x32 = widen<T>(x, conv2d_x_elements(desc)), w32 = widen<T>(w, conv2d_w_elements(desc));
+      const auto b32 = widen<T>(b, desc.c_out);
+      std::vector<float> y32(static_cast<size_t>(conv2d_y_elements(desc)));
+      forward_typed<float>(desc, x32.data(), w32.data(), b ? b32.data() : nullptr, y32.data());
+      narrow<T>(y32, y);
+    } else {
+      forward_typed<T>(desc, static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(b),
+                       static_cast<T*>(y));
+    }
+  });
+}
+
+void conv2d_backward_data(const Conv2dDesc& desc, const void* dy, const void* w, void* dx, Stream /*stream*/) {
+  validate_conv2d(desc);
+  if (desc.n == 0) return;
+  SE_CHECK(dy != nullptr && w != nullptr && dx != nullptr, "conv2d_backward_data: dy, w or dx is null");
+  dispatch_floating(desc.dtype, "conv2d_backward_data", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    if constexpr (is_half<T>()) {
+      const auto dy32 = widen<T>(dy, conv2d_y_elements(desc)), w32 = widen<T>(w, conv2d_w_elements(desc));
+      std::vector<float> dx32(static_cast<size_t>(conv2d_x_elements(desc)));
+      backward_data_typed<float>(desc, dy32.data(), w32.data(), dx32.data());
+      narrow<T>(dx32, dx);
+    } else {
+      backward_data_typed<T>(desc, static_cast<const T*>(dy), static_cast<const T*>(w), static_cast<T*>(dx));
+    }
+  });
+}
+
+void conv2d_backward_weight(const Conv2dDesc& desc, const void* x, const void* dy, void* dw, void* db,
+                            Stream /*stream*/) {
+  validate_conv2d(desc);
+  SE_CHECK(dw != nullptr, "conv2d_backward_weight: dw is null");
+  SE_CHECK(desc.n == 0 || (x != nullptr && dy != nullptr), "conv2d_backward_weight: x or dy is null");
+  dispatch_floating(desc.dtype, "conv2d_backward_weight", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    if (desc.n == 0) {  // no images: zero gradients
+      std::fill_n(static_cast<T*>(dw), conv2d_w_elements(desc), T(0.0f));
+      if (db != nullptr) std::fill_n(static_cast<T*>(db), desc.c_out, T(0.0f));
+      return;
+    }
+    if constexpr (is_half<T>()) {
+      const auto x32 = widen<T>(x, conv2d_x_elements(desc)), dy32 = widen<T>(dy, conv2d_y_elements(desc));
+      std::vector<float> dw32(static_cast<size_t>(conv2d_w_elements(desc)));
+      std::vector<float> db32(db != nullptr ? static_cast<size_t>(desc.c_out) : 0);
+      backward_weight_typed<float>(desc, x32.data(), dy32.data(), dw32.data(), db ? db32.data() : nullptr);
+      narrow<T>(dw32, dw);
+      if (db != nullptr) narrow<T>(db32, db);
+    } else {
+      backward_weight_typed<T>(desc, static_cast<const T*>(x), static_cast<const T*>(dy), static_cast<T*>(dw),
+                               static_cast<T*>(db));
+    }
+  });
+}
+
+}  // namespace se::kernels::cpu

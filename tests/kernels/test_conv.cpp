@@ -1,0 +1,344 @@
+// Conv2d: CPU kernels against a naive direct convolution in f64 (forward, backward data, backward
+// weight, bias gradient), f16/bf16 against f32, CUDA against the reference and the CPU.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "kernels/conv.h"
+#include "kernels/gemm.h"
+#include "tests/kernels/kernel_test_util.h"
+
+namespace se::kernels {
+namespace {
+
+struct Case {
+  const char* name;
+  int64_t n, c_in, h, w, c_out;
+  int64_t kh, kw, sh, sw, ph, pw, dh, dw;
+  int64_t groups;
+  bool bias;
+};
+
+// Small shapes (the emulator runs the CUDA tests ~100x slower than a GPU) covering every CPU path:
+// chunked im2col with task- and GEMM-level threads, pointwise, depthwise, and the thread split of
+// backward data by images or by channels.
+const std::vector<Case> kCases = {
+    {"3x3_pad1_bias", 2, 3, 7, 9, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, true},
+    {"3x2_odd_nopad", 1, 4, 11, 6, 3, 3, 2, 1, 1, 0, 0, 1, 1, 1, false},
+    {"stride2", 2, 6, 13, 10, 8, 3, 3, 2, 2, 1, 1, 1, 1, 1, true},
+    {"dilation2", 1, 4, 12, 12, 6, 3, 3, 1, 1, 2, 2, 2, 2, 1, false},
+    {"atrous6", 1, 3, 15, 14, 4, 3, 3, 1, 1, 6, 6, 6, 6, 1, true},
+    {"groups2", 2, 6, 9, 8, 4, 3, 3, 1, 1, 1, 1, 1, 1, 2, true},
+    {"depthwise", 2, 5, 10, 9, 5, 3, 3, 1, 1, 1, 1, 1, 1, 5, true},
+    {"depthwise_x2_stride2", 1, 4, 9, 11, 8, 3, 3, 2, 2, 1, 1, 1, 1, 4, false},
+    {"1x1", 2, 7, 5, 6, 9, 1, 1, 1, 1, 0, 0, 1, 1, 1, true},
+    {"1x1_groups3", 1, 6, 4, 5, 9, 1, 1, 1, 1, 0, 0, 1, 1, 3, false},
+    {"1x1_stride2", 1, 4, 7, 7, 3, 1, 1, 2, 2, 0, 0, 1, 1, 1, false},
+    {"7x7_stride2_pad3_stem", 1, 3, 23, 20, 8, 7, 7, 2, 2, 3, 3, 1, 1, 1, true},
+    {"mixed_hw", 2, 3, 10, 13, 4, 2, 3, 1, 2, 0, 2, 2, 1, 1, true},
+    {"many_chunks", 1, 16, 40, 40, 24, 3, 3, 1, 1, 1, 1, 1, 1, 1, true},
+    {"wide_rows", 1, 2, 3, 700, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, false},
+};
+
+Conv2dDesc make_desc(const Case& c, DType dtype) {
+  Conv2dDesc d;
+  d.n = c.n;
+  d.c_in = c.c_in;
+  d.h = c.h;
+  d.w = c.w;
+  d.c_out = c.c_out;
+  d.kernel_h = c.kh;
+  d.kernel_w = c.kw;
+  d.stride_h = c.sh;
+  d.stride_w = c.sw;
+  d.pad_h = c.ph;
+  d.pad_w = c.pw;
+  d.dilation_h = c.dh;
+  d.dilation_w = c.dw;
+  d.groups = c.groups;
+  d.has_bias = c.bias;
+  d.dtype = dtype;
+  return d;
+}
+
+// Inputs and results of the three passes, in double.
+struct Tensors {
+  std::vector<double> x, w, b, dy;  // inputs
+  std::vector<double> y, dx, dw, db;  // outputs
+};
+
+Tensors random_inputs(const Conv2dDesc& d, uint32_t seed) {
+  Tensors t;
+  t.x = test::random_values(conv2d_x_elements(d), seed);
+  t.w = test::random_values(conv2d_w_elements(d), seed + 1);
+  t.b = test::random_values(d.c_out, seed + 2);
+  t.dy = test::random_values(conv2d_y_elements(d), seed + 3);
+  return t;
+}
+
+// The definition, loop by loop.
+void reference(const Conv2dDesc& d, Tensors& t) {
+  const int64_t oh_size = conv2d_output_h(d), ow_size = conv2d_output_w(d);
+  const int64_t cg = d.c_in / d.groups, og = d.c_out / d.groups;
+  t.y.assign(static_cast<size_t>(conv2d_y_elements(d)), 0.0);
+  t.dx.assign(static_cast<size_t>(conv2d_x_elements(d)), 0.0);
+  t.dw.assign(static_cast<size_t>(conv2d_w_elements(d)), 0.0);
+  t.db.assign(static_cast<size_t>(d.c_out), 0.0);
+  for (int64_t n = 0; n < d.n; ++n) {
+    for (int64_t co = 0; co < d.c_out; ++co) {
+      for (int64_t oh = 0; oh < oh_size; ++oh) {
+        for (int64_t ow = 0; ow < ow_size; ++ow) {
+          const int64_t yi = ((n * d.c_out + co) * oh_size + oh) * ow_size + ow;
+          double sum = d.has_bias ? t.b[co] : 0.0;
+          t.db[co] += t.dy[yi];
+          for (int64_t c = 0; c < cg; ++c) {
+            for (int64_t i = 0; i < d.kernel_h; ++i) {
+              for (int64_t j = 0; j < d.kernel_w; ++j) {
+                const int64_t ih = oh * d.stride_h - d.pad_h + i * d.dilation_h;
+                const int64_t iw = ow * d.stride_w - d.pad_w + j * d.dilation_w;
+                if (ih < 0 || ih >= d.h || iw < 0 || iw >= d.w) continue;
+                const int64_t xi = ((n * d.c_in + co / og * cg + c) * d.h + ih) * d.w + iw;
+                const int64_t wi = ((co * cg + c) * d.kernel_h + i) * d.kernel_w + j;
+                sum += t.w[wi] * t.x[xi];
+                t.dx[xi] += t.w[wi] * t.dy[yi];
+                t.dw[wi] += t.x[xi] * t.dy[yi];
+              }
+            }
+          }
+          t.y[yi] = sum;
+        }
+      }
+    }
+  }
+}
+
+// The kernels' outputs in T.
+template <typename T>
+struct Outputs {
+  std::vector<T> y, dx, dw, db;
+};
+
+template <typename T>
+Outputs<T> run_cpu(const Conv2dDesc& d, const Tensors& in) {
+  const auto x = test::cast_to<T>(in.x), w = test::cast_to<T>(in.w), b = test::cast_to<T>(in.b);
+  const auto dy = test::cast_to<T>(in.dy);
+  Outputs<T> out;
+  out.y.resize(static_cast<size_t>(conv2d_y_elements(d)));
+  out.dx.resize(static_cast<size_t>(conv2d_x_elements(d)));
+  out.dw.resize(static_cast<size_t>(conv2d_w_elements(d)));
+  out.db.resize(static_cast<size_t>(d.c_out));
+  cpu::conv2d_forward(d, x.data(), w.data(), b.data(), out.y.data(), nullptr);
+  cpu::conv2d_backward_data(d, dy.data(), w.data(), out.dx.data(), nullptr);
+  cpu::conv2d_backward_weight(d, x.data(), dy.data(), out.dw.data(), out.db.data(), nullptr);
+  return out;
+}
+
+// max |got - want| / max |want|.
+double relative_error(const std::vector<double>& got, const std::vector<double>& want) {
+  double max_diff = 0.0, max_ref = 0.0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (std::isnan(got[i])) return INFINITY;
+    max_diff = std::max(max_diff, std::abs(got[i] - want[i]));
+    max_ref = std::max(max_ref, std::abs(want[i]));
+  }
+  return max_ref == 0.0 ? max_diff : max_diff / max_ref;
+}
+
+// Inputs rounded to T, so that the reference sees exactly what the kernels see.
+template <typename T>
+Tensors rounded_reference(const Conv2dDesc& d, uint32_t seed) {
+  Tensors t = random_inputs(d, seed);
+  t.x = test::to_double(test::cast_to<T>(t.x));
+  t.w = test::to_double(test::cast_to<T>(t.w));
+  t.b = test::to_double(test::cast_to<T>(t.b));
+  t.dy = test::to_double(test::cast_to<T>(t.dy));
+  reference(d, t);
+  return t;
+}
+
+template <typename T>
+void expect_matches_reference(const Outputs<T>& got, const Tensors& want, double tol, const std::string& what) {
+  EXPECT_LE(relative_error(test::to_double(got.y), want.y), tol) << what << ": forward";
+  EXPECT_LE(relative_error(test::to_double(got.dx), want.dx), tol) << what << ": backward data";
+  EXPECT_LE(relative_error(test::to_double(got.dw), want.dw), tol) << what << ": backward weight";
+  EXPECT_LE(relative_error(test::to_double(got.db), want.db), tol) << what << ": bias gradient";
+}
+
+TEST(ConvCpu, F32MatchesReference) {
+  uint32_t seed = 1;
+  for (const Case& c : kCases) {
+    const Conv2dDesc d = make_desc(c, DType::f32);
+    const Tensors want = rounded_reference<float>(d, seed += 5);
+    expect_matches_reference(run_cpu<float>(d, want), want, 1e-5, c.name);
+  }
+}
+
+TEST(ConvCpu, F64MatchesReference) {
+  uint32_t seed = 101;
+  for (const Case& c : kCases) {
+    const Conv2dDesc d = make_desc(c, DType::f64);
+    const Tensors want = rounded_reference<double>(d, seed += 5);
+    expect_matches_reference(run_cpu<double>(d, want), want, 1e-13, c.name);
+  }
+}
+
+TEST(ConvCpu, GenericGemmMatchesReference) {  // the portable micro-kernel behind the same loops
+  const cpu::GemmIsa saved = cpu::gemm_isa();
+  cpu::set_gemm_isa(cpu::GemmIsa::generic);
+  const Case& c = kCases[2];
+  const Conv2dDesc d = make_desc(c, DType::f32);
+  const Tensors want = rounded_reference<float>(d, 77);
+  expect_matches_reference(run_cpu<float>(d, want), want, 1e-5, c.name);
+  cpu::set_gemm_isa(saved);
+}
+
+// f16/bf16 compute in f32 and round once: within half an ulp of the f32 result on the same inputs.
+template <typename T>
+void expect_half_matches_f32(const std::vector<T>& got, const std::vector<float>& want, const std::string& what) {
+  double scale = 0.0;
+  for (float v : want) scale = std::max(scale, double(std::abs(v)));
+  for (size_t i = 0; i < want.size(); ++i) {
+    const double tol = 1.01 * test::unit_roundoff<T>() * std::abs(want[i]) + test::subnormal_step<T>() + 1e-6 * scale;
+    ASSERT_NEAR(static_cast<float>(got[i]), want[i], tol) << what << " at " << i;
+  }
+}
+
+template <typename T>
+void half_vs_f32(DType dtype, uint32_t seed) {
+  for (const Case& c : kCases) {
+    const Tensors in = rounded_reference<T>(make_desc(c, dtype), seed += 5);
+    const Outputs<T> half = run_cpu<T>(make_desc(c, dtype), in);
+    const Outputs<float> full = run_cpu<float>(make_desc(c, DType::f32), in);
+    expect_half_matches_f32(half.y, full.y, std::string(c.name) + " forward");
+    expect_half_matches_f32(half.dx, full.dx, std::string(c.name) + " backward data");
+    expect_half_matches_f32(half.dw, full.dw, std::string(c.name) + " backward weight");
+    expect_half_matches_f32(half.db, full.db, std::string(c.name) + " bias gradient");
+  }
+}
+
+TEST(ConvCpu, F16MatchesF32) { half_vs_f32<f16>(DType::f16, 201); }
+TEST(ConvCpu, Bf16MatchesF32) { half_vs_f32<bf16>(DType::bf16, 301); }
+
+TEST(ConvCpu, NoBiasGradientWhenDbIsNull) {
+  const Conv2dDesc d = make_desc(kCases[0], DType::f32);
+  const Tensors want = rounded_reference<float>(d, 5);
+  const auto x = test::cast_to<float>(want.x), dy = test::cast_to<float>(want.dy);
+  std::vector<float> dw(static_cast<size_t>(conv2d_w_elements(d)));
+  cpu::conv2d_backward_weight(d, x.data(), dy.data(), dw.data(), nullptr, nullptr);
+  EXPECT_LE(relative_error(test::to_double(dw), want.dw), 1e-5);
+}
+
+void expect_invalid(const Conv2dDesc& d, const std::string& what) {
+  try {
+    validate_conv2d(d);
+    ADD_FAILURE() << "expected an error mentioning '" << what << "'";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+  }
+}
+
+TEST(ConvValidate, NamesTheBadField) {
+  const Conv2dDesc ok = make_desc(kCases[5], DType::f32);
+  EXPECT_NO_THROW(validate_conv2d(ok));
+  Conv2dDesc d = ok;
+  d.groups = 4;
+  expect_invalid(d, "groups = 4 does not divide c_in = 6");
+  d = ok;
+  d.c_out = 5;
+  expect_invalid(d, "does not divide c_out = 5");
+  d = ok;
+  d.stride_w = 0;
+  expect_invalid(d, "stride_w = 0");
+  d = ok;
+  d.pad_h = -1;
+  expect_invalid(d, "pad_h = -1");
+  d = ok;
+  d.dilation_h = 0;
+  expect_invalid(d, "dilation_h = 0");
+  d = ok;
+  d.kernel_w = 20;
+  expect_invalid(d, "output width");
+  d = ok;
+  d.dtype = DType::i32;
+  expect_invalid(d, "dtype i32");
+}
+
+TEST(ConvValidate, OutputSize) {
+  EXPECT_EQ(conv2d_output_size(224, 7, 2, 3, 1), 112);  // ResNet stem
+  EXPECT_EQ(conv2d_output_size(64, 3, 1, 6, 6), 64);    // atrous rate 6, "same" padding
+  EXPECT_EQ(conv2d_output_size(7, 3, 2, 1, 1), 4);
+  EXPECT_EQ(conv2d_output_size(5, 3, 1, 0, 3), 0);  // the dilated kernel does not fit
+  EXPECT_EQ(conv2d_output_size(5, 3, 2, 0, 3), 0);
+}
+
+TEST(ConvValidate, CpuChecksPointers) {
+  const Conv2dDesc d = make_desc(kCases[0], DType::f32);
+  std::vector<float> buf(static_cast<size_t>(conv2d_x_elements(d) + conv2d_y_elements(d)));
+  EXPECT_THROW(cpu::conv2d_forward(d, nullptr, buf.data(), buf.data(), buf.data(), nullptr), Error);
+  EXPECT_THROW(cpu::conv2d_forward(d, buf.data(), buf.data(), nullptr, buf.data(), nullptr), Error);  // has_bias
+}
+
+#ifdef SEGENGINE_HAS_CUDA
+template <typename T>
+Outputs<T> run_cuda(const Conv2dDesc& d, const Tensors& in) {
+  test::DeviceBuffer<T> x(test::cast_to<T>(in.x)), w(test::cast_to<T>(in.w)), b(test::cast_to<T>(in.b));
+  test::DeviceBuffer<T> dy(test::cast_to<T>(in.dy));
+  test::DeviceBuffer<T> y(static_cast<size_t>(conv2d_y_elements(d))), dx(static_cast<size_t>(conv2d_x_elements(d)));
+  test::DeviceBuffer<T> dw(static_cast<size_t>(conv2d_w_elements(d))), db(static_cast<size_t>(d.c_out));
+  cuda::conv2d_forward(d, x.get(), w.get(), b.get(), y.get(), nullptr);
+  cuda::conv2d_backward_data(d, dy.get(), w.get(), dx.get(), nullptr);
+  cuda::conv2d_backward_weight(d, x.get(), dy.get(), dw.get(), db.get(), nullptr);
+  return {y.to_host(), dx.to_host(), dw.to_host(), db.to_host()};
+}
+
+TEST(ConvCuda, F32MatchesReference) {
+  SE_SKIP_WITHOUT_CUDA();
+  uint32_t seed = 401;
+  for (const Case& c : kCases) {
+    const Conv2dDesc d = make_desc(c, DType::f32);
+    const Tensors want = rounded_reference<float>(d, seed += 5);
+    expect_matches_reference(run_cuda<float>(d, want), want, 1e-5, c.name);
+  }
+}
+
+TEST(ConvCuda, F64MatchesReference) {
+  SE_SKIP_WITHOUT_CUDA();
+  uint32_t seed = 501;
+  for (const Case& c : kCases) {
+    const Conv2dDesc d = make_desc(c, DType::f64);
+    const Tensors want = rounded_reference<double>(d, seed += 5);
+    expect_matches_reference(run_cuda<double>(d, want), want, 1e-13, c.name);
+  }
+}
+
+// Both sides round f32 sums once (summed in different orders): at most about one ulp apart.
+template <typename T>
+void cuda_half_vs_cpu(DType dtype, uint32_t seed) {
+  for (const Case& c : kCases) {
+    const Conv2dDesc d = make_desc(c, dtype);
+    const Tensors in = rounded_reference<T>(d, seed += 5);
+    const Outputs<T> got = run_cuda<T>(d, in), want = run_cpu<T>(d, in);
+    const double tol = 2.01 * test::unit_roundoff<T>();
+    EXPECT_LE(relative_error(test::to_double(got.y), test::to_double(want.y)), tol) << c.name << ": forward";
+    EXPECT_LE(relative_error(test::to_double(got.dx), test::to_double(want.dx)), tol) << c.name << ": backward data";
+    EXPECT_LE(relative_error(test::to_double(got.dw), test::to_double(want.dw)), tol) << c.name << ": backward weight";
+    EXPECT_LE(relative_error(test::to_double(got.db), test::to_double(want.db)), tol) << c.name << ": bias gradient";
+  }
+}
+
+TEST(ConvCuda, F16MatchesCpu) {
+  SE_SKIP_WITHOUT_CUDA();
+  cuda_half_vs_cpu<f16>(DType::f16, 601);
+}
+
+TEST(ConvCuda, Bf16MatchesCpu) {
+  SE_SKIP_WITHOUT_CUDA();
+  cuda_half_vs_cpu<bf16>(DType::bf16, 701);
+}
+#endif
+
+}  // namespace
+}  // namespace se::kernels
