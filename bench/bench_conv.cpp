@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "bench/bench_util.h"
+#include "core/machine.h"
 #include "kernels/conv.h"
 
 namespace se::kernels {
@@ -65,9 +65,9 @@ void bm_cpu_conv(benchmark::State& state, Conv2dDesc d, Pass pass, double peak_g
 
 void register_benchmarks() {
   const int threads = omp_get_max_threads();
-  const double peak = bench::cpu_f32_peak_gflops(threads);
+  const double peak = machine::cpu_f32_peak_gflops(threads);
   benchmark::AddCustomContext("threads (OpenMP)", std::to_string(threads));
-  benchmark::AddCustomContext("f32 peak GFLOP/s", bench::cpu_f32_peak_description(threads));
+  benchmark::AddCustomContext("f32 peak GFLOP/s", machine::cpu_f32_peak_description(threads));
 
   std::vector<std::pair<std::string, Conv2dDesc>> shapes = {
       {"unet3x3_64ch_256", conv3x3(64, 256)},

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "bench/bench_util.h"
+#include "core/machine.h"
 #include "core/half.h"
 #include "kernels/gemm.h"
 #ifdef SEGENGINE_HAS_CUDA
@@ -123,7 +123,7 @@ void register_benchmarks() {
   const int threads = omp_get_max_threads();
   openblas_set_num_threads(threads);
   benchmark::AddCustomContext("threads (OpenMP and OpenBLAS)", std::to_string(threads));
-  benchmark::AddCustomContext("f32 peak GFLOP/s", bench::cpu_f32_peak_description(threads));
+  benchmark::AddCustomContext("f32 peak GFLOP/s", machine::cpu_f32_peak_description(threads));
 
   const std::vector<std::pair<std::string, Shape>> f32_shapes = {
       {"256", {256, 256, 256}},
