@@ -4,6 +4,7 @@
 // convert with .to(dtype) first), except that a Python-style scalar adopts the tensor's dtype.
 #pragma once
 
+#include <array>
 #include <optional>
 #include <vector>
 
@@ -140,5 +141,29 @@ Tensor global_norm(const std::vector<Tensor>& tensors);
 // Multiplies every gradient by inv_scale in place and returns a 0-d f32 tensor on their device that
 // is 1 when any element was inf or NaN before unscaling, else 0 (dynamic loss scaling).
 Tensor unscale_and_check_(const std::vector<Tensor>& grads, double inv_scale);
+
+// ---- pooling (engine/ops/pool.cpp), PyTorch semantics; x: (N, C, H, W), any strides, floating dtypes
+struct Pool2dParams {
+  std::array<int64_t, 2> kernel_size{1, 1};  // (h, w)
+  std::array<int64_t, 2> stride{0, 0};       // 0: kernel_size, like PyTorch's stride=None
+  std::array<int64_t, 2> padding{0, 0};      // at most half the (dilated) kernel, as in PyTorch
+  std::array<int64_t, 2> dilation{1, 1};     // max_pool2d only
+  bool ceil_mode = false;
+  bool count_include_pad = true;  // avg_pool2d only
+};
+Tensor max_pool2d(const Tensor& x, const Pool2dParams& params);  // the gradient goes to the first maximum
+Tensor avg_pool2d(const Tensor& x, const Pool2dParams& params);
+// Output cell i averages input [floor(i * in / out), ceil((i + 1) * in / out)); {1, 1} is global pooling.
+Tensor adaptive_avg_pool2d(const Tensor& x, std::array<int64_t, 2> output_size);
+
+// ---- resize (engine/ops/resize.cpp), torch.nn.functional.interpolate's coordinates; x: (N, C, H, W)
+enum class InterpolateMode { nearest, bilinear };  // nearest: PyTorch's legacy 'nearest'
+struct InterpolateParams {
+  std::optional<std::array<int64_t, 2>> size;         // exactly one of size and scale_factor
+  std::optional<std::array<double, 2>> scale_factor;  // out = floor(in * scale_factor); maps with 1 / scale_factor
+  InterpolateMode mode = InterpolateMode::nearest;
+  bool align_corners = false;  // bilinear only
+};
+Tensor interpolate(const Tensor& x, const InterpolateParams& params);
 
 }  // namespace se

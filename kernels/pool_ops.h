@@ -1,0 +1,145 @@
+// The per-element work of kernels/pool.h, shared by kernels/cpu/pool.cpp and kernels/cuda/pool.cu so that
+// both backends pick the same argmax and sum in the same order. E is the stored element type (se::f16 on
+// the host, __half in CUDA, ...); C is the compute type. Backward is a gather: each input cell sums the
+// gradients of the outputs whose window holds it, which needs no atomics and is deterministic.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+
+#include "kernels/pool.h"
+
+namespace se::kernels::pool_ops {
+
+template <typename E>
+using compute_t = std::conditional_t<std::is_same_v<E, double>, double, float>;
+
+SE_HOST_DEVICE inline int64_t min_of(int64_t a, int64_t b) {
+  return a < b ? a : b;
+}
+SE_HOST_DEVICE inline int64_t max_of(int64_t a, int64_t b) {
+  return a > b ? a : b;
+}
+// Floor and ceiling of a / b for b > 0 and any sign of a.
+SE_HOST_DEVICE inline int64_t floor_div(int64_t a, int64_t b) {
+  return a >= 0 ? a / b : -((-a + b - 1) / b);
+}
+SE_HOST_DEVICE inline int64_t ceil_div(int64_t a, int64_t b) {
+  return -floor_div(-a, b);
+}
+
+// Max over the window of output (oh, ow) of one plane; writes the argmax to *index. Like PyTorch, the
+// index starts at the first in-range cell, so an all -inf window still names a real cell.
+template <typename E>
+SE_HOST_DEVICE inline E max_window(const E* x,  // (in_h, in_w), one plane
+                                   const Pool2dDesc& d, int64_t oh, int64_t ow, int64_t* index) {
+  using C = compute_t<E>;
+  int64_t h0 = oh * d.stride_h - d.pad_h, w0 = ow * d.stride_w - d.pad_w;
+  const int64_t h1 = min_of(h0 + (d.kernel_h - 1) * d.dilation_h + 1, d.in_h);
+  const int64_t w1 = min_of(w0 + (d.kernel_w - 1) * d.dilation_w + 1, d.in_w);
+  while (h0 < 0) h0 += d.dilation_h;
+  while (w0 < 0) w0 += d.dilation_w;
+  int64_t best_index = h0 * d.in_w + w0;
+  C best_value = -static_cast<C>(INFINITY);
+  E best = static_cast<E>(best_value);
+  for (int64_t h = h0; h < h1; h += d.dilation_h) {
+    for (int64_t w = w0; w < w1; w += d.dilation_w) {
+      const C v = static_cast<C>(x[h * d.in_w + w]);
+      if (v > best_value || v != v) {
+        best_value = v, best = x[h * d.in_w + w], best_index = h * d.in_w + w;
+        if (v != v) {  // NaN wins and ends the search, as in PyTorch
+          *index = best_index;
+          return best;
+        }
+      }
+    }
+  }
+  *index = best_index;
+  return best;
+}
+
+// Gradient of input cell (ih, iw) of one plane: the outputs whose window may hold it are those with
+// oh * stride - pad in [ih - dilation (kernel - 1), ih]; those whose argmax is this cell contribute.
+template <typename E>
+SE_HOST_DEVICE inline E max_pool_grad_at(const E* grad_y,         // (out_h, out_w), one plane
+                                         const int64_t* indices,  // (out_h, out_w), one plane
+                                         const Pool2dDesc& d, int64_t ih, int64_t iw) {
+  using C = compute_t<E>;
+  const int64_t oh0 = max_of(ceil_div(ih + d.pad_h - (d.kernel_h - 1) * d.dilation_h, d.stride_h), 0);
+  const int64_t oh1 = min_of(floor_div(ih + d.pad_h, d.stride_h) + 1, d.out_h);
+  const int64_t ow0 = max_of(ceil_div(iw + d.pad_w - (d.kernel_w - 1) * d.dilation_w, d.stride_w), 0);
+  const int64_t ow1 = min_of(floor_div(iw + d.pad_w, d.stride_w) + 1, d.out_w);
+  const int64_t self = ih * d.in_w + iw;
+  C sum = 0;
+  for (int64_t oh = oh0; oh < oh1; ++oh) {
+    for (int64_t ow = ow0; ow < ow1; ++ow) {
+      if (indices[oh * d.out_w + ow] == self) sum += static_cast<C>(grad_y[oh * d.out_w + ow]);
+    }
+  }
+  return static_cast<E>(sum);
+}
+
+template <typename E>
+SE_HOST_DEVICE inline E avg_window(const E* x,  // (in_h, in_w), one plane
+                                   const Pool2dDesc& d, int64_t oh, int64_t ow) {
+  using C = compute_t<E>;
+  const int64_t h0 = max_of(oh * d.stride_h - d.pad_h, 0), w0 = max_of(ow * d.stride_w - d.pad_w, 0);
+  const int64_t h1 = min_of(oh * d.stride_h - d.pad_h + d.kernel_h, d.in_h);
+  const int64_t w1 = min_of(ow * d.stride_w - d.pad_w + d.kernel_w, d.in_w);
+  C sum = 0;
+  for (int64_t h = h0; h < h1; ++h) {
+    for (int64_t w = w0; w < w1; ++w) sum += static_cast<C>(x[h * d.in_w + w]);
+  }
+  return static_cast<E>(sum / static_cast<C>(avg_pool_divisor(d, oh, ow)));
+}
+
+template <typename E>
+SE_HOST_DEVICE inline E avg_pool_grad_at(const E* grad_y,  // (out_h, out_w), one plane
+                                         const Pool2dDesc& d, int64_t ih, int64_t iw) {
+  using C = compute_t<E>;
+  const int64_t oh0 = max_of(ceil_div(ih + d.pad_h - (d.kernel_h - 1), d.stride_h), 0);
+  const int64_t oh1 = min_of(floor_div(ih + d.pad_h, d.stride_h) + 1, d.out_h);
+  const int64_t ow0 = max_of(ceil_div(iw + d.pad_w - (d.kernel_w - 1), d.stride_w), 0);
+  const int64_t ow1 = min_of(floor_div(iw + d.pad_w, d.stride_w) + 1, d.out_w);
+  C sum = 0;
+  for (int64_t oh = oh0; oh < oh1; ++oh) {
+    for (int64_t ow = ow0; ow < ow1; ++ow) {
+      sum += static_cast<C>(grad_y[oh * d.out_w + ow]) / static_cast<C>(avg_pool_divisor(d, oh, ow));
+    }
+  }
+  return static_cast<E>(sum);
+}
+
+template <typename E>
+SE_HOST_DEVICE inline E adaptive_avg_window(const E* x,  // (in_h, in_w), one plane
+                                            const AdaptivePool2dDesc& d, int64_t oh, int64_t ow) {
+  using C = compute_t<E>;
+  const int64_t h0 = adaptive_start(oh, d.in_h, d.out_h), h1 = adaptive_end(oh, d.in_h, d.out_h);
+  const int64_t w0 = adaptive_start(ow, d.in_w, d.out_w), w1 = adaptive_end(ow, d.in_w, d.out_w);
+  C sum = 0;
+  for (int64_t h = h0; h < h1; ++h) {
+    for (int64_t w = w0; w < w1; ++w) sum += static_cast<C>(x[h * d.in_w + w]);
+  }
+  return static_cast<E>(sum / static_cast<C>((h1 - h0) * (w1 - w0)));
+}
+
+// Input cell i lies in the adaptive bins o with floor(i * out / in) <= o < ceil((i + 1) * out / in).
+template <typename E>
+SE_HOST_DEVICE inline E adaptive_avg_pool_grad_at(const E* grad_y,  // (out_h, out_w), one plane
+                                                  const AdaptivePool2dDesc& d, int64_t ih, int64_t iw) {
+  using C = compute_t<E>;
+  const int64_t oh0 = adaptive_start(ih, d.out_h, d.in_h), oh1 = adaptive_end(ih, d.out_h, d.in_h);
+  const int64_t ow0 = adaptive_start(iw, d.out_w, d.in_w), ow1 = adaptive_end(iw, d.out_w, d.in_w);
+  C sum = 0;
+  for (int64_t oh = oh0; oh < oh1; ++oh) {
+    const int64_t rows = adaptive_end(oh, d.in_h, d.out_h) - adaptive_start(oh, d.in_h, d.out_h);
+    for (int64_t ow = ow0; ow < ow1; ++ow) {
+      const int64_t cols = adaptive_end(ow, d.in_w, d.out_w) - adaptive_start(ow, d.in_w, d.out_w);
+      sum += static_cast<C>(grad_y[oh * d.out_w + ow]) / static_cast<C>(rows * cols);
+    }
+  }
+  return static_cast<E>(sum);
+}
+
+}  // namespace se::kernels::pool_ops
