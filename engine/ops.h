@@ -166,4 +166,19 @@ struct InterpolateParams {
 };
 Tensor interpolate(const Tensor& x, const InterpolateParams& params);
 
+// ---- losses (engine/ops/loss.cpp): differentiable w.r.t. the predictions only (not targets or weights)
+enum class Reduction { none, mean, sum };
+
+struct CrossEntropyParams {
+  int64_t ignore_index = -100;  // PyTorch's default; the segmentation configs use 255
+  Tensor weight;                // (C) class weights, optional; the logits' dtype and device
+  double label_smoothing = 0.0;  // in [0, 1]
+  Reduction reduction = Reduction::mean;
+};
+// F.cross_entropy: logits (N, C) or (N, C, d1, ...), target i64 (N) or (N, d1, ...); see
+// kernels/loss.h for the formulas. mean divides by the sum of the target classes' weights over the
+// non-ignored pixels (NaN when every pixel is ignored, as in PyTorch); none gives the target's shape.
+// A target outside [0, C) that is not ignore_index is an error naming the value.
+Tensor cross_entropy(const Tensor& logits, const Tensor& target, const CrossEntropyParams& params = {});
+
 }  // namespace se

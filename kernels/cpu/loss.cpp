@@ -1,0 +1,72 @@
+// CPU loss family. Cross-entropy works one pixel at a time (kernels/loss_math.h), pixels split over
+// OpenMP threads in contiguous ranges, so the class-strided reads of neighbouring pixels share cache
+// lines.
+#include "kernels/loss.h"
+
+#include "kernels/loss_math.h"
+
+namespace se::kernels::cpu {
+namespace {
+
+constexpr int64_t kParallelWork = 16384;
+
+}  // namespace
+
+template <typename T>
+void cross_entropy_forward(T* loss, T* pixel_weight, loss_compute_t<T>* lse, int64_t* bad_target, const T* logits,
+                           const int64_t* target, const T* weight, const CrossEntropyDesc& d, Stream) {
+  using C = loss_compute_t<T>;
+  const int64_t pixels = d.batch * d.spatial;
+  const C smoothing = static_cast<C>(d.label_smoothing);
+#pragma omp parallel for schedule(static) if (pixels * d.classes >= kParallelWork)
+  for (int64_t i = 0; i < pixels; ++i) {
+    const int64_t n = i / d.spatial, s = i % d.spatial, y = target[i];
+    loss[i] = T(0.0f);
+    pixel_weight[i] = T(0.0f);
+    lse[i] = 0;
+    if (y == d.ignore_index) continue;
+    if (y < 0 || y >= d.classes) {
+#pragma omp atomic write
+      *bad_target = y;
+      continue;
+    }
+    const auto p = loss::cross_entropy_pixel<C>(logits + n * d.classes * d.spatial + s, d.spatial, d.classes, y, weight,
+                                                smoothing);
+    loss[i] = static_cast<T>(p.loss);
+    pixel_weight[i] = static_cast<T>(p.weight);
+    lse[i] = p.lse;
+  }
+}
+
+template <typename T>
+void cross_entropy_backward(T* grad_logits, const T* grad_loss, int64_t grad_loss_stride, const T* logits,
+                            const loss_compute_t<T>* lse, const int64_t* target, const T* weight,
+                            const CrossEntropyDesc& d, Stream) {
+  using C = loss_compute_t<T>;
+  const int64_t pixels = d.batch * d.spatial;
+  const C smoothing = static_cast<C>(d.label_smoothing);
+#pragma omp parallel for schedule(static) if (pixels * d.classes >= kParallelWork)
+  for (int64_t i = 0; i < pixels; ++i) {
+    const int64_t n = i / d.spatial, s = i % d.spatial, y = target[i];
+    const int64_t offset = n * d.classes * d.spatial + s;
+    if (y < 0 || y >= d.classes) {  // ignored (or invalid, which the forward reported)
+      for (int64_t c = 0; c < d.classes; ++c) grad_logits[offset + c * d.spatial] = T(0.0f);
+      continue;
+    }
+    loss::cross_entropy_pixel_backward<C>(grad_logits + offset, logits + offset, d.spatial, d.classes, y, weight,
+                                          smoothing, lse[i], static_cast<C>(grad_loss[i * grad_loss_stride]));
+  }
+}
+
+#define SE_INSTANTIATE(T)                                                                                            \
+  template void cross_entropy_forward<T>(T*, T*, loss_compute_t<T>*, int64_t*, const T*, const int64_t*, const T*,   \
+                                         const CrossEntropyDesc&, Stream);                                           \
+  template void cross_entropy_backward<T>(T*, const T*, int64_t, const T*, const loss_compute_t<T>*, const int64_t*, \
+                                          const T*, const CrossEntropyDesc&, Stream);
+SE_INSTANTIATE(float)
+SE_INSTANTIATE(double)
+SE_INSTANTIATE(f16)
+SE_INSTANTIATE(bf16)
+#undef SE_INSTANTIATE
+
+}  // namespace se::kernels::cpu

@@ -1,0 +1,83 @@
+// The per-pixel math of the loss family, shared by kernels/cpu/loss.cpp and kernels/cuda/loss.cu so
+// that both backends compute the same formulas in the same order. Internal to kernels/.
+// `V` is the stored element type (se::f16 on the host, __half on the device, ...), `C` the compute type.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "core/half.h"
+
+namespace se::kernels::loss {
+
+SE_HOST_DEVICE inline float math_exp(float x) {
+  return ::expf(x);
+}
+SE_HOST_DEVICE inline double math_exp(double x) {
+  return ::exp(x);
+}
+SE_HOST_DEVICE inline float math_log(float x) {
+  return ::logf(x);
+}
+SE_HOST_DEVICE inline double math_log(double x) {
+  return ::log(x);
+}
+
+template <typename C>
+struct CrossEntropyPixel {
+  C loss = 0;
+  C weight = 0;  // w_y
+  C lse = 0;
+};
+
+// One pixel's cross-entropy; `z` points at its class-0 logit, the others follow with stride `stride`.
+// y must lie in [0, classes). The smoothing term sum_c w_c * (lse - z_c) is accumulated as
+// sum_w * log(sum) + sum_c w_c * (max - z_c): every term is non-negative, so nothing cancels.
+template <typename C, typename V>
+SE_HOST_DEVICE CrossEntropyPixel<C> cross_entropy_pixel(const V* z, int64_t stride, int64_t classes, int64_t y,
+                                                        const V* weight, C smoothing) {
+  C max = static_cast<C>(z[0]);
+  for (int64_t c = 1; c < classes; ++c) {
+    C v = static_cast<C>(z[c * stride]);
+    max = v > max || v != v ? v : max;  // NaN propagates
+  }
+  C sum = 0, weighted_gap = 0, weight_sum = 0;
+  for (int64_t c = 0; c < classes; ++c) {
+    C v = static_cast<C>(z[c * stride]);
+    sum += math_exp(v - max);
+    if (smoothing > 0) {
+      C w = weight ? static_cast<C>(weight[c]) : C(1);
+      weighted_gap += w * (max - v);
+      weight_sum += w;
+    }
+  }
+  CrossEntropyPixel<C> out;
+  const C log_sum = math_log(sum);
+  out.lse = max + log_sum;
+  out.weight = weight ? static_cast<C>(weight[y]) : C(1);
+  out.loss = (1 - smoothing) * out.weight * (out.lse - static_cast<C>(z[y * stride]));
+  if (smoothing > 0) out.loss += smoothing / static_cast<C>(classes) * (weight_sum * log_sum + weighted_gap);
+  return out;
+}
+
+// Gradients of one pixel's loss scaled by `grad` into g[c * stride], c in [0, classes):
+//   grad * (exp(z_c - lse) * sum_k q_k - q_c)
+template <typename C, typename V>
+SE_HOST_DEVICE void cross_entropy_pixel_backward(V* g, const V* z, int64_t stride, int64_t classes, int64_t y,
+                                                 const V* weight, C smoothing, C lse, C grad) {
+  const C w_y = weight ? static_cast<C>(weight[y]) : C(1);
+  C weight_sum = static_cast<C>(classes);
+  if (weight && smoothing > 0) {
+    weight_sum = 0;
+    for (int64_t c = 0; c < classes; ++c) weight_sum += static_cast<C>(weight[c]);
+  }
+  const C per_class = smoothing / static_cast<C>(classes);
+  const C q_total = (1 - smoothing) * w_y + per_class * weight_sum;
+  for (int64_t c = 0; c < classes; ++c) {
+    C q = per_class * (weight ? static_cast<C>(weight[c]) : C(1));
+    if (c == y) q += (1 - smoothing) * w_y;
+    g[c * stride] = static_cast<V>(grad * (math_exp(static_cast<C>(z[c * stride]) - lse) * q_total - q));
+  }
+}
+
+}  // namespace se::kernels::loss
