@@ -92,6 +92,20 @@ Tensor sum_to(const Tensor& x, const Shape& shape);
 Tensor softmax(const Tensor& x, int64_t dim);
 Tensor log_softmax(const Tensor& x, int64_t dim);
 
+// ---- normalization (engine/ops/norm.cpp); differentiable w.r.t. x, weight and bias. weight, bias
+// and running stats are optional (undefined Tensors), f32 for f32/f16/bf16 inputs and f64 for f64.
+// batch_norm: x (N, C, *). training: normalises with the batch mean and biased variance and, when
+// given, updates running_mean/running_var in place (no autograd) with `momentum` and the unbiased
+// variance, as PyTorch; needs more than one value per channel. eval: uses the running stats.
+Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
+                  const Tensor& bias, bool training, double momentum = 0.1, double eps = 1e-5);
+// layer_norm: over the trailing dims given by normalized_shape; weight/bias have that shape.
+Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight = {}, const Tensor& bias = {},
+                  double eps = 1e-5);
+// group_norm: x (N, C, *), C divisible by num_groups; weight/bias (C).
+Tensor group_norm(const Tensor& x, int64_t num_groups, const Tensor& weight = {}, const Tensor& bias = {},
+                  double eps = 1e-5);
+
 // ---- joining, splitting, padding, indexing (engine/ops/index.cpp)
 Tensor cat(const std::vector<Tensor>& tensors, int64_t dim);
 Tensor stack(const std::vector<Tensor>& tensors, int64_t dim);

@@ -1,0 +1,248 @@
+// CPU normalization kernels. BatchNorm parallelises over channels, LayerNorm and GroupNorm over rows
+// (one row = one normalised group); every reduction runs sequentially inside its task, so results do
+// not depend on the thread count. LayerNorm and GroupNorm share one row-normalisation core: GroupNorm
+// is rows = N * groups of (C / groups) * HW values whose affine parameter is the channel.
+#include "kernels/norm.h"
+
+#include <cmath>
+#include <type_traits>
+
+#include "kernels/reduce_ops.h"
+
+namespace se::kernels::cpu {
+namespace {
+
+using reduce_ops::acc_t;
+
+constexpr int64_t kParallelWork = 32768;
+
+// A value of T as the accumulator type A (16-bit types through float).
+template <typename A, typename T>
+A load(T v) {
+  if constexpr (std::is_same_v<T, f16> || std::is_same_v<T, bf16>) {
+    return static_cast<A>(static_cast<float>(v));
+  } else {
+    return static_cast<A>(v);
+  }
+}
+
+// Rows of `cols` values; the affine parameter of (row, col) is (row % groups) * per_group + col / inner.
+struct RowNorm {
+  int64_t rows, cols, groups, per_group, inner;
+  int64_t param(int64_t row, int64_t col) const { return (row % groups) * per_group + col / inner; }
+  int64_t params() const { return groups * per_group; }
+};
+
+RowNorm row_norm(const LayerNormDesc& d) {
+  return {d.rows, d.cols, 1, d.cols, 1};
+}
+RowNorm row_norm(const GroupNormDesc& d) {
+  return {d.n * d.groups, d.c / d.groups * d.hw, d.groups, d.c / d.groups, d.hw};
+}
+
+template <typename T>
+void row_forward(T* y, norm_param_t<T>* mean, norm_param_t<T>* invstd, const T* x, const norm_param_t<T>* weight,
+                 const norm_param_t<T>* bias, const RowNorm& d, double eps) {
+  using A = acc_t<T>;
+  using P = norm_param_t<T>;
+#pragma omp parallel for schedule(static) if (d.rows * d.cols >= kParallelWork)
+  for (int64_t r = 0; r < d.rows; ++r) {
+    const T* xr = x + r * d.cols;
+    typename reduce_ops::VarOp<A>::State s = reduce_ops::VarOp<A>::identity();
+    for (int64_t k = 0; k < d.cols; ++k) reduce_ops::VarOp<A>::update(s, load<A>(xr[k]), k);
+    const A var = d.cols > 0 ? s.m2 / static_cast<A>(d.cols) : A(0);
+    const A inv = A(1) / std::sqrt(var + static_cast<A>(eps));
+    mean[r] = static_cast<P>(s.mean);
+    invstd[r] = static_cast<P>(inv);
+    for (int64_t k = 0; k < d.cols; ++k) {
+      const int64_t p = d.param(r, k);
+      A v = (load<A>(xr[k]) - s.mean) * inv;
+      if (weight) v *= static_cast<A>(weight[p]);
+      if (bias) v += static_cast<A>(bias[p]);
+      y[r * d.cols + k] = static_cast<T>(v);
+    }
+  }
+}
+
+// dx = invstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dy * weight, per row; then the
+// parameter gradients, one sequential sum per parameter.
+template <typename T>
+void row_backward(T* dx, norm_param_t<T>* grad_weight, norm_param_t<T>* grad_bias, const T* dy, const T* x,
+                  const norm_param_t<T>* mean, const norm_param_t<T>* invstd, const norm_param_t<T>* weight,
+                  const RowNorm& d) {
+  using A = acc_t<T>;
+  using P = norm_param_t<T>;
+  if (dx) {
+#pragma omp parallel for schedule(static) if (d.rows * d.cols >= kParallelWork)
+    for (int64_t r = 0; r < d.rows; ++r) {
+      const A mu = static_cast<A>(mean[r]), inv = static_cast<A>(invstd[r]);
+      A sum_g = 0, sum_g_xhat = 0;
+      for (int64_t k = 0; k < d.cols; ++k) {
+        const int64_t i = r * d.cols + k;
+        const A g = load<A>(dy[i]) * (weight ? static_cast<A>(weight[d.param(r, k)]) : A(1));
+        sum_g += g;
+        sum_g_xhat += g * (load<A>(x[i]) - mu) * inv;
+      }
+      const A n = static_cast<A>(d.cols);
+      for (int64_t k = 0; k < d.cols; ++k) {
+        const int64_t i = r * d.cols + k;
+        const A g = load<A>(dy[i]) * (weight ? static_cast<A>(weight[d.param(r, k)]) : A(1));
+        const A xhat = (load<A>(x[i]) - mu) * inv;
+        dx[i] = static_cast<T>(inv * (g - sum_g / n - xhat * sum_g_xhat / n));
+      }
+    }
+  }
+  if (!grad_weight && !grad_bias) return;
+#pragma omp parallel for schedule(static) if (d.rows * d.cols >= kParallelWork)
+  for (int64_t p = 0; p < d.params(); ++p) {
+    const int64_t group = p / d.per_group, c0 = (p % d.per_group) * d.inner;
+    A sum_dy = 0, sum_dy_xhat = 0;
+    for (int64_t r = group; r < d.rows; r += d.groups) {
+      const A mu = static_cast<A>(mean[r]), inv = static_cast<A>(invstd[r]);
+      for (int64_t k = c0; k < c0 + d.inner; ++k) {
+        const A g = load<A>(dy[r * d.cols + k]);
+        sum_dy += g;
+        sum_dy_xhat += g * (load<A>(x[r * d.cols + k]) - mu) * inv;
+      }
+    }
+    if (grad_weight) grad_weight[p] = static_cast<P>(sum_dy_xhat);
+    if (grad_bias) grad_bias[p] = static_cast<P>(sum_dy);
+  }
+}
+
+}  // namespace
+
+template <typename T>
+void batch_norm_stats(norm_param_t<T>* mean, norm_param_t<T>* var, const T* x, const BatchNormDesc& d, Stream) {
+  using A = acc_t<T>;
+  using Op = reduce_ops::VarOp<A>;
+#pragma omp parallel for schedule(static) if (d.n * d.c * d.hw >= kParallelWork)
+  for (int64_t c = 0; c < d.c; ++c) {
+    typename Op::State s = Op::identity();
+    for (int64_t n = 0; n < d.n; ++n) {
+      const T* xc = x + (n * d.c + c) * d.hw;
+      for (int64_t k = 0; k < d.hw; ++k) Op::update(s, load<A>(xc[k]), n * d.hw + k);
+    }
+    mean[c] = static_cast<norm_param_t<T>>(s.mean);
+    var[c] = static_cast<norm_param_t<T>>(s.count > 0 ? s.m2 / static_cast<A>(s.count) : A(0));
+  }
+}
+
+template <typename T>
+void batch_norm_finalize(norm_param_t<T>* invstd, norm_param_t<T>* running_mean, norm_param_t<T>* running_var,
+                         const norm_param_t<T>* mean, const norm_param_t<T>* var, int64_t channels, int64_t count,
+                         double momentum, double eps, Stream) {
+  using P = norm_param_t<T>;
+  for (int64_t c = 0; c < channels; ++c) {
+    invstd[c] = static_cast<P>(1.0 / std::sqrt(static_cast<double>(var[c]) + eps));
+    if (running_mean) {
+      const double unbiased = static_cast<double>(var[c]) * count / static_cast<double>(count - 1);
+      running_mean[c] = static_cast<P>((1 - momentum) * running_mean[c] + momentum * mean[c]);
+      running_var[c] = static_cast<P>((1 - momentum) * running_var[c] + momentum * unbiased);
+    }
+  }
+}
+
+template <typename T>
+void batch_norm_elemt(T* y, const T* x, const norm_param_t<T>* mean, const norm_param_t<T>* invstd,
+                      const norm_param_t<T>* weight, const norm_param_t<T>* bias, const BatchNormDesc& d, Stream) {
+  using P = norm_param_t<T>;
+#pragma omp parallel for schedule(static) if (d.n * d.c * d.hw >= kParallelWork)
+  for (int64_t nc = 0; nc < d.n * d.c; ++nc) {
+    const int64_t c = nc % d.c;
+    // y = x * scale + shift, with the affine folded in.
+    const P scale = invstd[c] * (weight ? weight[c] : P(1));
+    const P shift = (bias ? bias[c] : P(0)) - mean[c] * scale;
+    for (int64_t k = nc * d.hw; k < (nc + 1) * d.hw; ++k) y[k] = static_cast<T>(load<P>(x[k]) * scale + shift);
+  }
+}
+
+template <typename T>
+void batch_norm_backward_reduce(norm_param_t<T>* sum_dy, norm_param_t<T>* sum_dy_xmu, const T* dy, const T* x,
+                                const norm_param_t<T>* mean, const BatchNormDesc& d, Stream) {
+  using A = acc_t<T>;
+#pragma omp parallel for schedule(static) if (d.n * d.c * d.hw >= kParallelWork)
+  for (int64_t c = 0; c < d.c; ++c) {
+    const A mu = static_cast<A>(mean[c]);
+    A s = 0, s_xmu = 0;
+    for (int64_t n = 0; n < d.n; ++n) {
+      for (int64_t k = (n * d.c + c) * d.hw; k < (n * d.c + c + 1) * d.hw; ++k) {
+        const A g = load<A>(dy[k]);
+        s += g;
+        s_xmu += g * (load<A>(x[k]) - mu);
+      }
+    }
+    sum_dy[c] = static_cast<norm_param_t<T>>(s);
+    sum_dy_xmu[c] = static_cast<norm_param_t<T>>(s_xmu);
+  }
+}
+
+template <typename T>
+void batch_norm_backward_elemt(T* dx, const T* dy, const T* x, const norm_param_t<T>* mean,
+                               const norm_param_t<T>* invstd, const norm_param_t<T>* weight,
+                               const norm_param_t<T>* sum_dy, const norm_param_t<T>* sum_dy_xmu, int64_t count,
+                               const BatchNormDesc& d, Stream) {
+  using P = norm_param_t<T>;
+#pragma omp parallel for schedule(static) if (d.n * d.c * d.hw >= kParallelWork)
+  for (int64_t nc = 0; nc < d.n * d.c; ++nc) {
+    const int64_t c = nc % d.c;
+    const P scale = invstd[c] * (weight ? weight[c] : P(1));
+    const P mean_dy = sum_dy ? sum_dy[c] / static_cast<P>(count) : P(0);
+    const P proj = sum_dy_xmu ? sum_dy_xmu[c] / static_cast<P>(count) * invstd[c] * invstd[c] : P(0);
+    for (int64_t k = nc * d.hw; k < (nc + 1) * d.hw; ++k) {
+      dx[k] = static_cast<T>(scale * (load<P>(dy[k]) - mean_dy - (load<P>(x[k]) - mean[c]) * proj));
+    }
+  }
+}
+
+template <typename T>
+void layer_norm_forward(T* y, norm_param_t<T>* mean, norm_param_t<T>* invstd, const T* x, const norm_param_t<T>* weight,
+                        const norm_param_t<T>* bias, const LayerNormDesc& desc, double eps, Stream) {
+  row_forward(y, mean, invstd, x, weight, bias, row_norm(desc), eps);
+}
+template <typename T>
+void layer_norm_backward(T* dx, norm_param_t<T>* grad_weight, norm_param_t<T>* grad_bias, const T* dy, const T* x,
+                         const norm_param_t<T>* mean, const norm_param_t<T>* invstd, const norm_param_t<T>* weight,
+                         const LayerNormDesc& desc, Stream) {
+  row_backward(dx, grad_weight, grad_bias, dy, x, mean, invstd, weight, row_norm(desc));
+}
+template <typename T>
+void group_norm_forward(T* y, norm_param_t<T>* mean, norm_param_t<T>* invstd, const T* x, const norm_param_t<T>* weight,
+                        const norm_param_t<T>* bias, const GroupNormDesc& desc, double eps, Stream) {
+  row_forward(y, mean, invstd, x, weight, bias, row_norm(desc), eps);
+}
+template <typename T>
+void group_norm_backward(T* dx, norm_param_t<T>* grad_weight, norm_param_t<T>* grad_bias, const T* dy, const T* x,
+                         const norm_param_t<T>* mean, const norm_param_t<T>* invstd, const norm_param_t<T>* weight,
+                         const GroupNormDesc& desc, Stream) {
+  row_backward(dx, grad_weight, grad_bias, dy, x, mean, invstd, weight, row_norm(desc));
+}
+
+#define SE_INSTANTIATE(T)                                                                                            \
+  template void batch_norm_stats<T>(norm_param_t<T>*, norm_param_t<T>*, const T*, const BatchNormDesc&, Stream);     \
+  template void batch_norm_finalize<T>(norm_param_t<T>*, norm_param_t<T>*, norm_param_t<T>*, const norm_param_t<T>*, \
+                                       const norm_param_t<T>*, int64_t, int64_t, double, double, Stream);            \
+  template void batch_norm_elemt<T>(T*, const T*, const norm_param_t<T>*, const norm_param_t<T>*,                    \
+                                    const norm_param_t<T>*, const norm_param_t<T>*, const BatchNormDesc&, Stream);   \
+  template void batch_norm_backward_reduce<T>(norm_param_t<T>*, norm_param_t<T>*, const T*, const T*,                \
+                                              const norm_param_t<T>*, const BatchNormDesc&, Stream);                 \
+  template void batch_norm_backward_elemt<T>(T*, const T*, const T*, const norm_param_t<T>*, const norm_param_t<T>*, \
+                                             const norm_param_t<T>*, const norm_param_t<T>*, const norm_param_t<T>*, \
+                                             int64_t, const BatchNormDesc&, Stream);                                 \
+  template void layer_norm_forward<T>(T*, norm_param_t<T>*, norm_param_t<T>*, const T*, const norm_param_t<T>*,      \
+                                      const norm_param_t<T>*, const LayerNormDesc&, double, Stream);                 \
+  template void layer_norm_backward<T>(T*, norm_param_t<T>*, norm_param_t<T>*, const T*, const T*,                   \
+                                       const norm_param_t<T>*, const norm_param_t<T>*, const norm_param_t<T>*,       \
+                                       const LayerNormDesc&, Stream);                                                \
+  template void group_norm_forward<T>(T*, norm_param_t<T>*, norm_param_t<T>*, const T*, const norm_param_t<T>*,      \
+                                      const norm_param_t<T>*, const GroupNormDesc&, double, Stream);                 \
+  template void group_norm_backward<T>(T*, norm_param_t<T>*, norm_param_t<T>*, const T*, const T*,                   \
+                                       const norm_param_t<T>*, const norm_param_t<T>*, const norm_param_t<T>*,       \
+                                       const GroupNormDesc&, Stream);
+SE_INSTANTIATE(float)
+SE_INSTANTIATE(double)
+SE_INSTANTIATE(f16)
+SE_INSTANTIATE(bf16)
+#undef SE_INSTANTIATE
+
+}  // namespace se::kernels::cpu
