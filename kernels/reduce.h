@@ -71,15 +71,6 @@ void reduce_backward(ReduceOp op, T* grad_in,  // (outer, size, inner)
                      const T* in,              // (outer, size, inner)
                      const T* mean,            // (outer, inner)
                      const ReduceDesc& desc, Stream stream);
-// Backward of sum, mean and var (floating types): broadcasts grad_out back over the reduced axis,
-//   sum: grad_out, mean: grad_out / size, var: grad_out * 2 * (in - mean) / max(size - correction, 0).
-// `in` and `mean` are read for var only (may be null otherwise).
-template <typename T>
-void reduce_backward(ReduceOp op, T* grad_in,  // (outer, size, inner)
-                     const T* grad_out,        // (outer, inner)
-                     const T* in,              // (outer, size, inner)
-                     const T* mean,            // (outer, inner)
-                     const ReduceDesc& desc, Stream stream);
 }  // namespace cuda
 
 }  // namespace se::kernels
