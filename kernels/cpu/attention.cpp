@@ -23,11 +23,23 @@ void load_rows(C* dst, const T* x, int64_t row0, int64_t rows, int64_t d) {
   }
 }
 
+// dst[i * kKeys + r] = x[(row0 + r) * d + i]: keys along the fast axis, so that the score loops below
+// run over keys without a reduction and vectorise.
+template <typename C, typename T>
+void load_rows_transposed(C* dst, const T* x, int64_t row0, int64_t rows, int64_t d) {
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t i = 0; i < d; ++i) dst[i * kKeys + r] = static_cast<C>(x[(row0 + r) * d + i]);
+  }
+}
+
+// s[c] = scale * a . bt[:, c] for c < keys; a: (d), bt: (d, kKeys).
 template <typename C>
-C dot(const C* a, const C* b, int64_t d) {
-  C s = 0;
-  for (int64_t i = 0; i < d; ++i) s += a[i] * b[i];
-  return s;
+void row_times_block(C* s, const C* a, const C* bt, int64_t keys, int64_t d, C scale) {
+  for (int64_t c = 0; c < keys; ++c) s[c] = 0;
+  for (int64_t i = 0; i < d; ++i) {
+    const C ai = scale * a[i];
+    for (int64_t c = 0; c < keys; ++c) s[c] += ai * bt[i * kKeys + c];
+  }
 }
 
 bool parallel(const AttentionDesc& a) {
@@ -44,7 +56,7 @@ void forward(T* out,                              // (batch, heads, lq, d)
   const C scale = static_cast<C>(a.scale);
 #pragma omp parallel if (parallel(a))
   {
-    std::vector<C> qb(kRows * d), kb(kKeys * d), vb(kKeys * d), acc(kRows * d), s(kRows * kKeys);
+    std::vector<C> qb(kRows * d), kt(d * kKeys), vb(kKeys * d), acc(kRows * d), s(kRows * kKeys);
     std::vector<C> max(kRows), sum(kRows);
 #pragma omp for schedule(static)
     for (int64_t task = 0; task < a.batch * a.heads * row_blocks; ++task) {
@@ -58,15 +70,13 @@ void forward(T* out,                              // (batch, heads, lq, d)
       std::fill(sum.begin(), sum.end(), C(0));
       for (int64_t c0 = 0; c0 < a.lk; c0 += kKeys) {
         const int64_t keys = std::min(kKeys, a.lk - c0);
-        load_rows(kb.data(), kh, c0, keys, d);
+        load_rows_transposed(kt.data(), kh, c0, keys, d);
         load_rows(vb.data(), vh, c0, keys, d);
         for (int64_t r = 0; r < rows; ++r) {
           C* sr = s.data() + r * kKeys;
+          row_times_block(sr, qb.data() + r * d, kt.data(), keys, d, scale);
           C tile_max = -INFINITY;
-          for (int64_t c = 0; c < keys; ++c) {
-            sr[c] = scale * dot(qb.data() + r * d, kb.data() + c * d, d);
-            tile_max = std::max(tile_max, sr[c]);
-          }
+          for (int64_t c = 0; c < keys; ++c) tile_max = std::max(tile_max, sr[c]);
           // Online softmax: rescale what was accumulated under the old maximum.
           const C new_max = std::max(max[r], tile_max);
           const C alpha = std::exp(max[r] - new_max);
@@ -94,14 +104,17 @@ void forward(T* out,                              // (batch, heads, lq, d)
 // The operands of one (query block, key block) pair of the backward, in the compute type.
 template <typename C>
 struct BackwardTile {
-  std::vector<C> q, dout, delta, lse, k, v, p, ds;  // p and ds: (kRows, kKeys)
+  std::vector<C> q, dout, delta, lse;  // (kRows, d), (kRows, d), (kRows), (kRows)
+  std::vector<C> k, kt, vt;            // (kKeys, d), (d, kKeys), (d, kKeys)
+  std::vector<C> p, ds;                // (kRows, kKeys) each
   explicit BackwardTile(int64_t d)
       : q(kRows * d),
         dout(kRows * d),
         delta(kRows),
         lse(kRows),
         k(kKeys * d),
-        v(kKeys * d),
+        kt(d * kKeys),
+        vt(d * kKeys),
         p(kRows * kKeys),
         ds(kRows * kKeys) {}
 };
@@ -122,15 +135,19 @@ void load_query_block(BackwardTile<C>& t, int64_t bh, int64_t r0, int64_t rows, 
   }
 }
 
-// p = exp(s - lse) and grad_s = p * (grad_out v^T - delta) for the loaded blocks.
+// p = exp(s - lse) and grad_s = p * (grad_out v^T - delta) for the loaded blocks; p and ds first hold
+// s and grad_out v^T.
 template <typename C>
 void compute_tile(BackwardTile<C>& t, int64_t rows, int64_t keys, int64_t d, C scale) {
+  C* s = t.p.data();
+  C* dp = t.ds.data();
   for (int64_t r = 0; r < rows; ++r) {
+    row_times_block(s + r * kKeys, t.q.data() + r * d, t.kt.data(), keys, d, scale);
+    row_times_block(dp + r * kKeys, t.dout.data() + r * d, t.vt.data(), keys, d, C(1));
     for (int64_t c = 0; c < keys; ++c) {
-      const C p = std::exp(scale * dot(t.q.data() + r * d, t.k.data() + c * d, d) - t.lse[r]);
-      const C dp = dot(t.dout.data() + r * d, t.v.data() + c * d, d);
+      const C p = std::exp(s[r * kKeys + c] - t.lse[r]);
       t.p[r * kKeys + c] = p;
-      t.ds[r * kKeys + c] = p * (dp - t.delta[r]);
+      t.ds[r * kKeys + c] = p * (dp[r * kKeys + c] - t.delta[r]);
     }
   }
 }
@@ -153,8 +170,8 @@ void backward(T* grad_q, T* grad_k, T* grad_v,            // (batch, heads, lq o
 #pragma omp for schedule(static)
     for (int64_t task = 0; task < heads * key_blocks; ++task) {
       const int64_t bh = task / key_blocks, c0 = (task % key_blocks) * kKeys, keys = std::min(kKeys, a.lk - c0);
-      load_rows(t.k.data(), k + bh * a.lk * d, c0, keys, d);
-      load_rows(t.v.data(), v + bh * a.lk * d, c0, keys, d);
+      load_rows_transposed(t.kt.data(), k + bh * a.lk * d, c0, keys, d);
+      load_rows_transposed(t.vt.data(), v + bh * a.lk * d, c0, keys, d);
       std::fill(dk.begin(), dk.end(), C(0));
       std::fill(dv.begin(), dv.end(), C(0));
       for (int64_t r0 = 0; r0 < a.lq; r0 += kRows) {
@@ -190,7 +207,8 @@ void backward(T* grad_q, T* grad_k, T* grad_v,            // (batch, heads, lq o
       for (int64_t c0 = 0; c0 < a.lk; c0 += kKeys) {
         const int64_t keys = std::min(kKeys, a.lk - c0);
         load_rows(t.k.data(), k + bh * a.lk * d, c0, keys, d);
-        load_rows(t.v.data(), v + bh * a.lk * d, c0, keys, d);
+        load_rows_transposed(t.kt.data(), k + bh * a.lk * d, c0, keys, d);
+        load_rows_transposed(t.vt.data(), v + bh * a.lk * d, c0, keys, d);
         compute_tile(t, rows, keys, d, scale);
         for (int64_t r = 0; r < rows; ++r) {
           for (int64_t c = 0; c < keys; ++c) {
