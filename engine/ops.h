@@ -195,4 +195,18 @@ struct CrossEntropyParams {
 // A target outside [0, C) that is not ignore_index is an error naming the value.
 Tensor cross_entropy(const Tensor& logits, const Tensor& target, const CrossEntropyParams& params = {});
 
+// ---- attention (engine/ops/attention.cpp); scale defaults to 1 / sqrt(D)
+// softmax(q k^T * scale) v, fused (flash-attention style: memory linear in Lq + Lk), differentiable
+// w.r.t. q, k and v (the backward itself is not differentiable). f32, f64, f16, bf16.
+Tensor scaled_dot_product_attention(const Tensor& q,  // (B, H, Lq, D), D <= 128
+                                    const Tensor& k,  // (B, H, Lk, D)
+                                    const Tensor& v,  // (B, H, Lk, D)
+                                    std::optional<double> scale = std::nullopt);
+// The same from matmul and softmax (an Lq x Lk matrix per head): the reference in tests;
+// bench/bench_attention times this path on the kernels directly.
+Tensor attention_reference(const Tensor& q,  // (B, H, Lq, D)
+                           const Tensor& k,  // (B, H, Lk, D)
+                           const Tensor& v,  // (B, H, Lk, D)
+                           std::optional<double> scale = std::nullopt);
+
 }  // namespace se
