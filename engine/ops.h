@@ -209,4 +209,19 @@ Tensor attention_reference(const Tensor& q,  // (B, H, Lq, D)
                            const Tensor& v,  // (B, H, Lk, D)
                            std::optional<double> scale = std::nullopt);
 
+struct BinaryCrossEntropyParams {
+  // Optional; broadcasts to the logits and is longer than 1 along at most one dim: (C) for (N, C)
+  // logits, (C, 1, 1) for (N, C, H, W). The logits' dtype and device.
+  Tensor pos_weight;
+  Reduction reduction = Reduction::mean;
+};
+// F.binary_cross_entropy_with_logits: target (probabilities) has the logits' shape, dtype and device.
+Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& target,
+                                        const BinaryCrossEntropyParams& params = {});
+// Siamese consistency losses between two feature maps of one shape, both differentiable.
+Tensor mse_loss(const Tensor& a, const Tensor& b, Reduction reduction = Reduction::mean);  // (a - b)^2
+// 1 - cosine_similarity(a, b, dim 1, eps) for (N, C, ...) maps: reduction none gives (N, ...). As
+// PyTorch, each norm is clamped to at least eps before dividing.
+Tensor cosine_distance(const Tensor& a, const Tensor& b, Reduction reduction = Reduction::mean, double eps = 1e-8);
+
 }  // namespace se

@@ -1,6 +1,6 @@
-// The per-pixel math of the loss family, shared by kernels/cpu/loss.cpp and kernels/cuda/loss.cu so
-// that both backends compute the same formulas in the same order. Internal to kernels/.
-// `V` is the stored element type (se::f16 on the host, __half on the device, ...), `C` the compute type.
+// The per-pixel math of the loss family, shared by kernels/cpu/loss.cpp and kernels/cuda/loss.cu so that
+// both backends compute the same formulas in the same order. Internal to kernels/. `V` is the stored
+// element type (se::f16 on the host, __half on the device, ...), `C` the compute type.
 #pragma once
 
 #include <cmath>
@@ -22,6 +22,12 @@ SE_HOST_DEVICE inline float math_log(float x) {
 SE_HOST_DEVICE inline double math_log(double x) {
   return ::log(x);
 }
+SE_HOST_DEVICE inline float math_log1p(float x) {
+  return ::log1pf(x);
+}
+SE_HOST_DEVICE inline double math_log1p(double x) {
+  return ::log1p(x);
+}
 
 template <typename C>
 struct CrossEntropyPixel {
@@ -30,9 +36,9 @@ struct CrossEntropyPixel {
   C lse = 0;
 };
 
-// One pixel's cross-entropy; `z` points at its class-0 logit, the others follow with stride `stride`.
-// y must lie in [0, classes). The smoothing term sum_c w_c * (lse - z_c) is accumulated as
-// sum_w * log(sum) + sum_c w_c * (max - z_c): every term is non-negative, so nothing cancels.
+// One pixel's cross-entropy; `z` points at its class-0 logit, the others follow with stride `stride`. y
+// must lie in [0, classes). The smoothing term sum_c w_c * (lse - z_c) is accumulated as sum_w * log(sum) +
+// sum_c w_c * (max - z_c): every term is non-negative, so nothing cancels.
 template <typename C, typename V>
 SE_HOST_DEVICE CrossEntropyPixel<C> cross_entropy_pixel(const V* z, int64_t stride, int64_t classes, int64_t y,
                                                         const V* weight, C smoothing) {
@@ -78,6 +84,21 @@ SE_HOST_DEVICE void cross_entropy_pixel_backward(V* g, const V* z, int64_t strid
     if (c == y) q += (1 - smoothing) * w_y;
     g[c * stride] = static_cast<V>(grad * (math_exp(static_cast<C>(z[c * stride]) - lse) * q_total - q));
   }
+}
+
+// Binary cross-entropy with logits of one element: x the logit, y the target, p the positive weight.
+template <typename C>
+SE_HOST_DEVICE C binary_cross_entropy_element(C x, C y, C p) {
+  const C softplus_neg = (x < 0 ? -x : C(0)) + math_log1p(math_exp(x < 0 ? x : -x));
+  return (1 - y) * x + (1 + (p - 1) * y) * softplus_neg;
+}
+
+// Its derivative with respect to x; sigmoid(-x) is evaluated from exp(-|x|), which cannot overflow.
+template <typename C>
+SE_HOST_DEVICE C binary_cross_entropy_element_grad(C x, C y, C p) {
+  const C e = math_exp(x < 0 ? x : -x);
+  const C sigmoid_neg = x < 0 ? 1 / (1 + e) : e / (1 + e);
+  return (1 - y) - (1 + (p - 1) * y) * sigmoid_neg;
 }
 
 }  // namespace se::kernels::loss

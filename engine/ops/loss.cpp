@@ -1,6 +1,8 @@
 // Losses. cross_entropy runs the fused kernels of kernels/loss.h: the forward writes per-pixel losses,
 // per-pixel target weights and the log-sum-exp; the reductions are the engine's deterministic sums; the
-// backward is one kernel pass from the saved log-sum-exp.
+// backward is one kernel pass from the saved log-sum-exp. binary_cross_entropy_with_logits is one
+// elementwise kernel each way. mse_loss and cosine_distance are composites: memory-bound passes over the
+// two maps whose every step is already one kernel (a fused kernel would save about one pass).
 #include <algorithm>
 
 #include "engine/autograd.h"
@@ -56,6 +58,67 @@ Tensor cross_entropy_backward_of(const Tensor& grad, const Tensor& logits, const
   return out;
 }
 
+Tensor reduce_loss(const Tensor& loss, Reduction reduction) {
+  switch (reduction) {
+    case Reduction::none: return loss;
+    case Reduction::sum: return sum(loss);
+    case Reduction::mean: return mean(loss);
+  }
+  SE_THROW("loss: invalid reduction ", static_cast<int>(reduction));
+}
+
+// pos_weight as (channels) along one dim of the logits: the (outer, channels, inner) view.
+kernels::BinaryCrossEntropyDesc bce_desc(const Tensor& logits, const Tensor& pos_weight) {
+  const char* op = "binary_cross_entropy_with_logits";
+  kernels::BinaryCrossEntropyDesc d;
+  d.inner = logits.numel();
+  if (!pos_weight.defined()) return d;
+  SE_CHECK(pos_weight.dtype() == logits.dtype() && pos_weight.device() == logits.device(), op,
+           ": pos_weight must have the logits' dtype and device");
+  SE_CHECK(broadcast_shapes(pos_weight.shape(), logits.shape(), op) == logits.shape(), op, ": pos_weight shape ",
+           shape_str(pos_weight.shape()), " does not broadcast to logits ", shape_str(logits.shape()));
+  const int64_t offset = logits.dim() - pos_weight.dim();
+  int64_t channel_dim = -1;
+  for (int64_t k = 0; k < pos_weight.dim(); ++k) {
+    if (pos_weight.size(k) == 1) continue;
+    SE_CHECK(channel_dim < 0, op, ": pos_weight ", shape_str(pos_weight.shape()),
+             " may be longer than 1 along one dim only");
+    channel_dim = k + offset;
+  }
+  if (channel_dim < 0) {
+    d.inner = 1;
+    d.outer = logits.numel();
+    return d;
+  }
+  d.outer = d.inner = 1;
+  for (int64_t k = 0; k < logits.dim(); ++k) {
+    if (k < channel_dim) d.outer *= logits.size(k);
+    if (k > channel_dim) d.inner *= logits.size(k);
+  }
+  d.channels = logits.size(channel_dim);
+  return d;
+}
+
+Tensor bce_backward_of(const Tensor& grad, const Tensor& logits, const Tensor& target, const Tensor& pos_weight,
+                       const kernels::BinaryCrossEntropyDesc& d) {
+  Tensor g = grad.contiguous();
+  Tensor out = empty(logits.shape(), {logits.dtype(), logits.device()});
+  const int64_t grad_stride = g.numel() == 1 ? 0 : 1;
+  dispatch_floating(logits.dtype(), "binary_cross_entropy_with_logits backward", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    SE_DISPATCH(logits.device(), binary_cross_entropy_backward<T>, out.data<T>(), g.data<T>(), grad_stride,
+                logits.data<T>(), target.data<T>(), pos_weight.defined() ? pos_weight.data<T>() : nullptr, d);
+  });
+  return out;
+}
+
+void check_same_maps(const Tensor& a, const Tensor& b, const char* op) {
+  SE_CHECK(a.defined() && b.defined(), op, ": undefined tensor");
+  SE_CHECK(a.shape() == b.shape(), op, ": shapes ", shape_str(a.shape()), " and ", shape_str(b.shape()), " differ");
+  SE_CHECK(a.dtype() == b.dtype() && a.device() == b.device(), op, ": inputs must share dtype and device, got ",
+           dtype_name(a.dtype()), " on ", a.device().str(), " and ", dtype_name(b.dtype()), " on ", b.device().str());
+}
+
 }  // namespace
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& target, const CrossEntropyParams& params) {
@@ -99,6 +162,64 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, const CrossEntr
         });
   }
   return out;
+}
+
+Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& target,
+                                        const BinaryCrossEntropyParams& params) {
+  const char* op = "binary_cross_entropy_with_logits";
+  SE_CHECK(logits.defined() && target.defined(), op, ": undefined tensor");
+  SE_CHECK(target.shape() == logits.shape(), op, ": target shape ", shape_str(target.shape()),
+           " does not match logits ", shape_str(logits.shape()));
+  SE_CHECK(target.dtype() == logits.dtype() && target.device() == logits.device(), op,
+           ": target must have the logits' dtype and device (", dtype_name(logits.dtype()), ", ", logits.device().str(),
+           "), got ", dtype_name(target.dtype()), ", ", target.device().str());
+  Tensor pos_weight = params.pos_weight.defined() ? params.pos_weight.contiguous() : Tensor();
+  const kernels::BinaryCrossEntropyDesc d = bce_desc(logits, pos_weight);
+  Tensor x = logits.contiguous(), t = target.contiguous();
+  Tensor loss = empty(x.shape(), {x.dtype(), x.device()});
+  dispatch_floating(x.dtype(), op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    SE_DISPATCH(x.device(), binary_cross_entropy_forward<T>, loss.data<T>(), x.data<T>(), t.data<T>(),
+                pos_weight.defined() ? pos_weight.data<T>() : nullptr, d);
+  });
+  Tensor out;
+  {
+    NoGradGuard no_grad;
+    out = reduce_loss(loss, params.reduction);
+  }
+  if (autograd::needs_grad({logits})) {
+    const double scale = params.reduction == Reduction::mean ? 1.0 / static_cast<double>(x.numel()) : 1.0;
+    autograd::record(op, {logits}, {out},
+                     [saved_x = SavedTensor(x), saved_t = SavedTensor(t), pos_weight, d, scale](const GradOutputs& g,
+                                                                                                const NeedsGrad&) {
+                       Tensor grad = scale != 1.0 ? mul(g[0], scale) : g[0];
+                       return GradInputs{bce_backward_of(grad, saved_x.unpack(), saved_t.unpack(), pos_weight, d)};
+                     });
+  }
+  return out;
+}
+
+Tensor mse_loss(const Tensor& a, const Tensor& b, Reduction reduction) {
+  check_same_maps(a, b, "mse_loss");
+  Tensor diff = sub(a, b);
+  return reduce_loss(mul(diff, diff), reduction);
+}
+
+Tensor cosine_distance(const Tensor& a, const Tensor& b, Reduction reduction, double eps) {
+  const char* op = "cosine_distance";
+  check_same_maps(a, b, op);
+  SE_CHECK(a.dim() >= 2, op, ": inputs must be (N, C, ...), got ", shape_str(a.shape()));
+  // PyTorch clamps the norms without recording the clamp: the gradient flows through the unclamped norm.
+  auto unit = [&](const Tensor& x) {
+    Tensor norm = sqrt(sum(mul(x, x), {1}, true));
+    Tensor floor;
+    {
+      NoGradGuard no_grad;
+      floor = sub(clamp(norm, eps, std::nullopt), norm);
+    }
+    return div(x, add(norm, floor));
+  };
+  return reduce_loss(rsub(sum(mul(unit(a), unit(b)), {1}), 1.0), reduction);
 }
 
 }  // namespace se

@@ -1,6 +1,6 @@
-// CPU loss family. Cross-entropy works one pixel at a time (kernels/loss_math.h), pixels split over
-// OpenMP threads in contiguous ranges, so the class-strided reads of neighbouring pixels share cache
-// lines.
+// CPU loss family. Cross-entropy works one pixel at a time (kernels/loss_math.h), pixels split over OpenMP
+// threads in contiguous ranges, so the class-strided reads of neighbouring pixels share cache lines. Binary
+// cross-entropy is elementwise.
 #include "kernels/loss.h"
 
 #include "kernels/loss_math.h"
@@ -58,11 +58,42 @@ void cross_entropy_backward(T* grad_logits, const T* grad_loss, int64_t grad_los
   }
 }
 
+template <typename T>
+void binary_cross_entropy_forward(T* loss, const T* logits, const T* target, const T* pos_weight,
+                                  const BinaryCrossEntropyDesc& d, Stream) {
+  using C = loss_compute_t<T>;
+  const int64_t count = d.outer * d.channels * d.inner;
+#pragma omp parallel for schedule(static) if (count >= kParallelWork)
+  for (int64_t i = 0; i < count; ++i) {
+    const C p = pos_weight ? static_cast<C>(pos_weight[(i / d.inner) % d.channels]) : C(1);
+    loss[i] =
+        static_cast<T>(loss::binary_cross_entropy_element(static_cast<C>(logits[i]), static_cast<C>(target[i]), p));
+  }
+}
+
+template <typename T>
+void binary_cross_entropy_backward(T* grad_logits, const T* grad_loss, int64_t grad_loss_stride, const T* logits,
+                                   const T* target, const T* pos_weight, const BinaryCrossEntropyDesc& d, Stream) {
+  using C = loss_compute_t<T>;
+  const int64_t count = d.outer * d.channels * d.inner;
+#pragma omp parallel for schedule(static) if (count >= kParallelWork)
+  for (int64_t i = 0; i < count; ++i) {
+    const C p = pos_weight ? static_cast<C>(pos_weight[(i / d.inner) % d.channels]) : C(1);
+    grad_logits[i] = static_cast<T>(
+        static_cast<C>(grad_loss[i * grad_loss_stride]) *
+        loss::binary_cross_entropy_element_grad(static_cast<C>(logits[i]), static_cast<C>(target[i]), p));
+  }
+}
+
 #define SE_INSTANTIATE(T)                                                                                            \
   template void cross_entropy_forward<T>(T*, T*, loss_compute_t<T>*, int64_t*, const T*, const int64_t*, const T*,   \
                                          const CrossEntropyDesc&, Stream);                                           \
   template void cross_entropy_backward<T>(T*, const T*, int64_t, const T*, const loss_compute_t<T>*, const int64_t*, \
-                                          const T*, const CrossEntropyDesc&, Stream);
+                                          const T*, const CrossEntropyDesc&, Stream);                                \
+  template void binary_cross_entropy_forward<T>(T*, const T*, const T*, const T*, const BinaryCrossEntropyDesc&,     \
+                                                Stream);                                                             \
+  template void binary_cross_entropy_backward<T>(T*, const T*, int64_t, const T*, const T*, const T*,                \
+                                                 const BinaryCrossEntropyDesc&, Stream);
 SE_INSTANTIATE(float)
 SE_INSTANTIATE(double)
 SE_INSTANTIATE(f16)

@@ -1,7 +1,9 @@
-// CUDA loss family. Cross-entropy: one thread per pixel walking the classes with stride S, so the
-// threads of a warp read neighbouring pixels of one class plane (coalesced for NCHW logits with
-// S >= 32). The per-pixel math is kernels/loss_math.h, the same as on the CPU.
+// CUDA loss family. Cross-entropy: one thread per pixel walking the classes with stride S, so the threads
+// of a warp read neighbouring pixels of one class plane (coalesced for NCHW logits with S >= 32). Binary
+// cross-entropy: one thread per element. The math is kernels/loss_math.h, the same as on the CPU.
 #include "kernels/loss.h"
+
+#include <algorithm>
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/loss_math.h"
@@ -64,6 +66,43 @@ __global__ void cross_entropy_backward_kernel(cuda_t<T>* grad_logits,      // (N
                                         static_cast<C>(grad_loss[i * grad_loss_stride]));
 }
 
+// Binary cross-entropy: one thread per element, grid-stride.
+template <typename T, bool kBackward>
+__global__ void binary_cross_entropy_kernel(cuda_t<T>* out,              // (outer, channels, inner)
+                                            const cuda_t<T>* grad_loss,  // (outer, channels, inner), (1) or null
+                                            int64_t grad_loss_stride,
+                                            const cuda_t<T>* logits,      // (outer, channels, inner)
+                                            const cuda_t<T>* target,      // (outer, channels, inner)
+                                            const cuda_t<T>* pos_weight,  // (channels) or null
+                                            BinaryCrossEntropyDesc d) {
+  using C = loss_compute_t<T>;
+  const int64_t count = d.outer * d.channels * d.inner;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const C p = pos_weight ? static_cast<C>(pos_weight[(i / d.inner) % d.channels]) : C(1);
+    const C x = static_cast<C>(logits[i]), y = static_cast<C>(target[i]);
+    if constexpr (kBackward) {
+      out[i] = static_cast<cuda_t<T>>(static_cast<C>(grad_loss[i * grad_loss_stride]) *
+                                      loss::binary_cross_entropy_element_grad(x, y, p));
+    } else {
+      out[i] = static_cast<cuda_t<T>>(loss::binary_cross_entropy_element(x, y, p));
+    }
+  }
+}
+
+template <typename T, bool kBackward>
+void launch_binary_cross_entropy(T* out, const T* grad_loss, int64_t grad_loss_stride, const T* logits, const T* target,
+                                 const T* pos_weight, const BinaryCrossEntropyDesc& d, Stream stream) {
+  const int64_t count = d.outer * d.channels * d.inner;
+  if (count == 0) return;
+  constexpr int64_t kMaxBlocks = 65536;  // grid-stride beyond this
+  SE_LAUNCH((binary_cross_entropy_kernel<T, kBackward>),
+            ceil_div(std::min(count, kMaxBlocks * kPixelThreads), kPixelThreads), kPixelThreads, 0, stream,
+            reinterpret_cast<cuda_t<T>*>(out), reinterpret_cast<const cuda_t<T>*>(grad_loss), grad_loss_stride,
+            reinterpret_cast<const cuda_t<T>*>(logits), reinterpret_cast<const cuda_t<T>*>(target),
+            reinterpret_cast<const cuda_t<T>*>(pos_weight), d);
+}
+
 void check_grid(const CrossEntropyDesc& d) {
   SE_CHECK(d.batch * d.spatial / kPixelThreads < (int64_t{1} << 31), "cross_entropy: ", d.batch * d.spatial,
            " pixels exceed the grid limit");
@@ -95,11 +134,28 @@ void cross_entropy_backward(T* grad_logits, const T* grad_loss, int64_t grad_los
             reinterpret_cast<const cuda_t<T>*>(logits), lse, target, reinterpret_cast<const cuda_t<T>*>(weight), d);
 }
 
+template <typename T>
+void binary_cross_entropy_forward(T* loss, const T* logits, const T* target, const T* pos_weight,
+                                  const BinaryCrossEntropyDesc& d, Stream stream) {
+  launch_binary_cross_entropy<T, false>(loss, nullptr, 0, logits, target, pos_weight, d, stream);
+}
+
+template <typename T>
+void binary_cross_entropy_backward(T* grad_logits, const T* grad_loss, int64_t grad_loss_stride, const T* logits,
+                                   const T* target, const T* pos_weight, const BinaryCrossEntropyDesc& d,
+                                   Stream stream) {
+  launch_binary_cross_entropy<T, true>(grad_logits, grad_loss, grad_loss_stride, logits, target, pos_weight, d, stream);
+}
+
 #define SE_INSTANTIATE(T)                                                                                            \
   template void cross_entropy_forward<T>(T*, T*, loss_compute_t<T>*, int64_t*, const T*, const int64_t*, const T*,   \
                                          const CrossEntropyDesc&, Stream);                                           \
   template void cross_entropy_backward<T>(T*, const T*, int64_t, const T*, const loss_compute_t<T>*, const int64_t*, \
-                                          const T*, const CrossEntropyDesc&, Stream);
+                                          const T*, const CrossEntropyDesc&, Stream);                                \
+  template void binary_cross_entropy_forward<T>(T*, const T*, const T*, const T*, const BinaryCrossEntropyDesc&,     \
+                                                Stream);                                                             \
+  template void binary_cross_entropy_backward<T>(T*, const T*, int64_t, const T*, const T*, const T*,                \
+                                                 const BinaryCrossEntropyDesc&, Stream);
 SE_INSTANTIATE(float)
 SE_INSTANTIATE(double)
 SE_INSTANTIATE(f16)

@@ -1,5 +1,6 @@
-// Engine losses: values of the reductions against hand-computed PyTorch results, f64 finite-difference
-// gradients on the CPU, error messages, and CUDA against CPU (forward and gradient).
+// Engine losses (cross-entropy, binary cross-entropy with logits, MSE and cosine distance): values against
+// hand-computed PyTorch results, f64 finite-difference gradients on the CPU, error messages, and CUDA
+// against CPU (forward and gradient).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -98,7 +99,8 @@ TEST(CrossEntropyOps, BadArgumentsAreErrors) {
       [&] {
         cross_entropy(logits, targets({0, 1, 2, 0}, {2, 2}), p);
       },
-      "cross_entropy: target shape (2, 2) does not match logits (2, 3, 2, 2) (expected (2, 2, 2))");
+      "cross_entropy: target shape (2, 2) does not match logits (2, 3, 2, 2) "
+      "(expected (2, 2, 2))");
   expect_error([&] { cross_entropy(logits, zeros({2, 2, 2}), p); }, "cross_entropy: target must be i64");
   expect_error([&] { cross_entropy(zeros({3}), targets({0, 1, 2}, {3}), p); }, "logits must be (N, C)");
   p.weight = ones({4});
@@ -108,6 +110,65 @@ TEST(CrossEntropyOps, BadArgumentsAreErrors) {
   p.weight = Tensor();
   p.label_smoothing = 1.5;
   expect_error([&] { cross_entropy(logits, zeros({2, 2, 2}, {DType::i64}), p); }, "label_smoothing must be in [0, 1]");
+}
+
+TEST(BinaryCrossEntropyOps, ValuesAndGradients) {
+  // F.binary_cross_entropy_with_logits([0, 2], [1, 0.25], pos_weight=[3]) by hand.
+  Tensor x = from_vector<double>({0, 2}, {2}, {DType::f64}), y = from_vector<double>({1, 0.25}, {2}, {DType::f64});
+  const double a = 3 * std::log(2.0), b = 0.75 * 2 + 1.5 * std::log1p(std::exp(-2.0));
+  BinaryCrossEntropyParams p{from_vector<double>({3}, {1}, {DType::f64}), Reduction::none};
+  std::vector<double> v = binary_cross_entropy_with_logits(x, y, p).to_vector<double>();
+  EXPECT_NEAR(v[0], a, 1e-14);
+  EXPECT_NEAR(v[1], b, 1e-14);
+  p.reduction = Reduction::mean;
+  EXPECT_NEAR(binary_cross_entropy_with_logits(x, y, p).item(), (a + b) / 2, 1e-14);
+
+  Tensor target = rand({2, 3, 2, 2}, {DType::f64});
+  Tensor pos_weight = from_vector<double>({0.5, 2, 4}, {3, 1, 1}, {DType::f64});
+  for (Reduction reduction : {Reduction::mean, Reduction::sum, Reduction::none}) {
+    for (bool weighted : {false, true}) {
+      BinaryCrossEntropyParams params{weighted ? pos_weight : Tensor(), reduction};
+      expect_gradients_match(
+          [&](const std::vector<Tensor>& in) { return binary_cross_entropy_with_logits(in[0], target, params); },
+          {random_f64({2, 3, 2, 2})});
+    }
+  }
+}
+
+TEST(ConsistencyLossOps, ValuesAndGradients) {
+  Tensor a = from_vector<double>({1, 2, 0, 2}, {1, 2, 1, 2}, {DType::f64});  // pixels (1, 0) and (2, 2)
+  Tensor b = from_vector<double>({0, 3, 1, 4}, {1, 2, 1, 2}, {DType::f64});  // pixels (0, 1) and (3, 4)
+  EXPECT_NEAR(mse_loss(a, b).item(), (1 + 1 + 1 + 4) / 4.0, 1e-14);
+  EXPECT_NEAR(mse_loss(a, b, Reduction::sum).item(), 7.0, 1e-14);
+  // cos((1, 0), (0, 1)) = 0; cos((2, 2), (3, 4)) = 14 / (sqrt(8) * 5)
+  std::vector<double> d = cosine_distance(a, b, Reduction::none).to_vector<double>();
+  ASSERT_EQ(d.size(), 2u);
+  EXPECT_NEAR(d[0], 1.0, 1e-14);
+  EXPECT_NEAR(d[1], 1 - 14 / (std::sqrt(8.0) * 5), 1e-14);
+  EXPECT_NEAR(cosine_distance(a, b).item(), (d[0] + d[1]) / 2, 1e-14);
+  for (Reduction reduction : {Reduction::mean, Reduction::none}) {
+    expect_gradients_match([&](const std::vector<Tensor>& in) { return mse_loss(in[0], in[1], reduction); },
+                           {random_f64({2, 3, 2, 2}), random_f64({2, 3, 2, 2})});
+    expect_gradients_match([&](const std::vector<Tensor>& in) { return cosine_distance(in[0], in[1], reduction); },
+                           {random_f64({2, 3, 2, 2}), random_f64({2, 3, 2, 2})});
+  }
+}
+
+TEST(ConsistencyLossOps, BadArgumentsAreErrors) {
+  expect_error([] { mse_loss(zeros({2, 3}), zeros({3, 2})); }, "mse_loss: shapes (2, 3) and (3, 2) differ");
+  expect_error([] { cosine_distance(zeros({4}), zeros({4})); }, "cosine_distance: inputs must be (N, C, ...)");
+  expect_error([] { mse_loss(zeros({2}), zeros({2}, {DType::f64})); }, "mse_loss: inputs must share dtype");
+  expect_error(
+      [] {
+        binary_cross_entropy_with_logits(zeros({2, 3}), zeros({2, 2}));
+      },
+      "binary_cross_entropy_with_logits: target shape (2, 2) does not match "
+      "logits (2, 3)");
+  expect_error(
+      [] {
+        binary_cross_entropy_with_logits(zeros({2, 3}), zeros({2, 3}), {ones({2, 3}), Reduction::mean});
+      },
+      "may be longer than 1 along one dim only");
 }
 
 #ifdef SEGENGINE_HAS_CUDA
@@ -138,6 +199,24 @@ TEST(CrossEntropyOpsCuda, MatchesCpu) {
         },
         {2, 5, 3, 3});
   }
+}
+
+TEST(BinaryCrossEntropyOpsCuda, MatchesCpu) {
+  Tensor target = rand({2, 3, 5, 4});
+  expect_cuda_matches_cpu(
+      [&](const Tensor& x, Device device) {
+        BinaryCrossEntropyParams p{from_vector<float>({0.5f, 2, 4}, {3, 1, 1}, {DType::f32, device}), Reduction::mean};
+        return binary_cross_entropy_with_logits(x, target.to(device), p);
+      },
+      {2, 3, 5, 4});
+}
+
+TEST(ConsistencyLossOpsCuda, MatchesCpu) {
+  Tensor other = randn({2, 4, 3, 5});
+  expect_cuda_matches_cpu([&](const Tensor& x, Device device) { return mse_loss(x, other.to(device)); }, {2, 4, 3, 5});
+  expect_cuda_matches_cpu(
+      [&](const Tensor& x, Device device) { return cosine_distance(other.to(device), x, Reduction::none); },
+      {2, 4, 3, 5});
 }
 
 TEST(CrossEntropyOpsCuda, BadTargetIsAnErrorNamingTheValue) {

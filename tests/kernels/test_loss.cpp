@@ -1,6 +1,7 @@
 // kernels/loss.h: cross-entropy on the CPU against a double-precision reference written from PyTorch's
-// F.cross_entropy formulas (weights, label smoothing, ignore_index), gradients against central
-// differences of that reference, a hand-computed case, bad targets; CUDA against CPU.
+// F.cross_entropy formulas (weights, label smoothing, ignore_index), gradients against central differences
+// of that reference, a hand-computed case, bad targets; binary cross-entropy with logits likewise; CUDA
+// against CPU.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -171,7 +172,8 @@ TEST(CrossEntropy, HandComputedWeightedSmoothedIgnored) {
   const double mean = (r.loss[0] + r.loss[1]) / (r.pixel_weight[0] + r.pixel_weight[1]);
   EXPECT_NEAR(mean, 0.9 * (nll_a + nll_b) / 4 + 0.1 / 3 * (smooth_a + smooth_b) / 4, 1e-14);
   EXPECT_NEAR(mean, 0.630966036939237, 1e-12);
-  // Gradient of pixel b (uniform softmax 1/3): softmax_c * sum_k q_k - q_c, q = 0.9 * [1, 0, 0] + 0.1 / 3 * w.
+  // Gradient of pixel b (uniform softmax 1/3): softmax_c * sum_k q_k - q_c,
+  // q = 0.9 * [1, 0, 0] + 0.1 / 3 * w.
   const double q_total = 0.9 + 0.1 / 3 * 6;
   const double q[3] = {0.9 + 0.1 / 3, 0.2 / 3, 0.1};
   for (int c = 0; c < 3; ++c) EXPECT_NEAR(r.grad[3 + c], q_total / 3 - q[c], 1e-14) << c;
@@ -190,7 +192,95 @@ TEST(CrossEntropy, BadTargetIsReportedAndSkipped) {
   EXPECT_EQ(run_cpu<float>(x, t, {}, g, d).bad_target, -1);
 }
 
+// PyTorch's formula: (1 - y) * x + (1 + (p - 1) * y) * log(1 + exp(-x)), in double (|x| <= 30 here).
+double reference_bce(double x, double y, double p) {
+  return (1 - y) * x + (1 + (p - 1) * y) * std::log1p(std::exp(-x));
+}
+
+const BinaryCrossEntropyDesc kBceShapes[] = {{1, 1, 1}, {2, 3, 5}, {3, 1, 7}, {1, 4, 33}};
+
+template <typename T>
+void check_bce_cpu(uint32_t seed, double tol) {
+  for (const BinaryCrossEntropyDesc& d : kBceShapes) {
+    const int64_t count = d.outer * d.channels * d.inner;
+    std::vector<T> x = cast_to<T>(random_values(count, seed++, -30, 30));
+    std::vector<T> y = cast_to<T>(random_values(count, seed++, 0, 1));
+    std::vector<T> p = cast_to<T>(random_values(d.channels, seed++, 0.5, 3));
+    std::vector<T> g = cast_to<T>(random_values(count, seed++));
+    for (bool weighted : {false, true}) {
+      std::vector<T> loss(count), grad(count);
+      cpu::binary_cross_entropy_forward<T>(loss.data(), x.data(), y.data(), weighted ? p.data() : nullptr, d, nullptr);
+      cpu::binary_cross_entropy_backward<T>(grad.data(), g.data(), 1, x.data(), y.data(), weighted ? p.data() : nullptr,
+                                            d, nullptr);
+      std::vector<double> xd = to_double(x), yd = to_double(y), pd = to_double(p), gd = to_double(g);
+      std::vector<double> got = to_double(loss), got_grad = to_double(grad);
+      for (int64_t i = 0; i < count; ++i) {
+        const double pw = weighted ? pd[(i / d.inner) % d.channels] : 1.0;
+        const double want = reference_bce(xd[i], yd[i], pw);
+        ASSERT_NEAR(got[i], want, tol * (1 + std::fabs(want))) << "loss at " << i;
+        const double h = 1e-6;
+        const double want_grad =
+            gd[i] * (reference_bce(xd[i] + h, yd[i], pw) - reference_bce(xd[i] - h, yd[i], pw)) / (2 * h);
+        ASSERT_NEAR(got_grad[i], want_grad, std::max(tol, 1e-8) * 4) << "grad at " << i;
+      }
+    }
+  }
+}
+
+TEST(BinaryCrossEntropy, F64MatchesReference) {
+  check_bce_cpu<double>(1, 1e-12);
+}
+TEST(BinaryCrossEntropy, F32MatchesReference) {
+  check_bce_cpu<float>(50, 2e-6);
+}
+TEST(BinaryCrossEntropy, BF16MatchesReference) {
+  check_bce_cpu<bf16>(90, 3e-2);
+}
+
+TEST(BinaryCrossEntropy, ExtremeLogitsStayFinite) {
+  std::vector<float> x = {-1000, 1000, 0}, y = {1, 0, 0.5f}, loss(3), grad(3), g(3, 1.0f);
+  const BinaryCrossEntropyDesc d{3, 1, 1};
+  cpu::binary_cross_entropy_forward<float>(loss.data(), x.data(), y.data(), nullptr, d, nullptr);
+  cpu::binary_cross_entropy_backward<float>(grad.data(), g.data(), 1, x.data(), y.data(), nullptr, d, nullptr);
+  EXPECT_EQ(loss[0], 1000.0f);
+  EXPECT_EQ(loss[1], 1000.0f);
+  EXPECT_NEAR(loss[2], std::log(2.0f), 1e-7);
+  EXPECT_EQ(grad[0], -1.0f);  // sigmoid(x) - y
+  EXPECT_EQ(grad[1], 1.0f);
+  EXPECT_EQ(grad[2], 0.0f);
+}
+
 #ifdef SEGENGINE_HAS_CUDA
+template <typename T>
+void check_bce_cuda_against_cpu(uint32_t seed, double tol) {
+  using test::DeviceBuffer;
+  for (const BinaryCrossEntropyDesc& d : kBceShapes) {
+    const int64_t count = d.outer * d.channels * d.inner;
+    std::vector<T> x = cast_to<T>(random_values(count, seed++, -30, 30));
+    std::vector<T> y = cast_to<T>(random_values(count, seed++, 0, 1));
+    std::vector<T> p = cast_to<T>(random_values(d.channels, seed++, 0.5, 3));
+    std::vector<T> g = cast_to<T>(random_values(count, seed++));
+    std::vector<T> loss(count), grad(count);
+    cpu::binary_cross_entropy_forward<T>(loss.data(), x.data(), y.data(), p.data(), d, nullptr);
+    cpu::binary_cross_entropy_backward<T>(grad.data(), g.data(), 0, x.data(), y.data(), p.data(), d, nullptr);
+    DeviceBuffer<T> dx(x), dy(y), dp(p), dg(g), dloss(count), dgrad(count);
+    cuda::binary_cross_entropy_forward<T>(dloss.get(), dx.get(), dy.get(), dp.get(), d, nullptr);
+    cuda::binary_cross_entropy_backward<T>(dgrad.get(), dg.get(), 0, dx.get(), dy.get(), dp.get(), d, nullptr);
+    std::vector<double> a = to_double(loss), b = to_double(dloss.to_host());
+    for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(b[i], a[i], tol * (1 + std::fabs(a[i]))) << "loss " << i;
+    a = to_double(grad);
+    b = to_double(dgrad.to_host());
+    for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(b[i], a[i], tol * (1 + std::fabs(a[i]))) << "grad " << i;
+  }
+}
+
+TEST(BinaryCrossEntropyCuda, MatchesCpu) {
+  SE_SKIP_WITHOUT_CUDA();
+  check_bce_cuda_against_cpu<float>(1, 1e-5);
+  check_bce_cuda_against_cpu<double>(2, 1e-12);
+  check_bce_cuda_against_cpu<f16>(3, 2e-3);
+}
+
 template <typename T>
 void check_cuda_against_cpu(uint32_t seed, double tol) {
   using test::DeviceBuffer;
