@@ -195,20 +195,6 @@ struct CrossEntropyParams {
 // A target outside [0, C) that is not ignore_index is an error naming the value.
 Tensor cross_entropy(const Tensor& logits, const Tensor& target, const CrossEntropyParams& params = {});
 
-// ---- attention (engine/ops/attention.cpp); scale defaults to 1 / sqrt(D)
-// softmax(q k^T * scale) v, fused (flash-attention style: memory linear in Lq + Lk), differentiable
-// w.r.t. q, k and v (the backward itself is not differentiable). f32, f64, f16, bf16.
-Tensor scaled_dot_product_attention(const Tensor& q,  // (B, H, Lq, D), D <= 128
-                                    const Tensor& k,  // (B, H, Lk, D)
-                                    const Tensor& v,  // (B, H, Lk, D)
-                                    std::optional<double> scale = std::nullopt);
-// The same from matmul and softmax (an Lq x Lk matrix per head): the reference in tests;
-// bench/bench_attention times this path on the kernels directly.
-Tensor attention_reference(const Tensor& q,  // (B, H, Lq, D)
-                           const Tensor& k,  // (B, H, Lk, D)
-                           const Tensor& v,  // (B, H, Lk, D)
-                           std::optional<double> scale = std::nullopt);
-
 struct BinaryCrossEntropyParams {
   // Optional; broadcasts to the logits and is longer than 1 along at most one dim: (C) for (N, C)
   // logits, (C, 1, 1) for (N, C, H, W). The logits' dtype and device.
@@ -223,5 +209,19 @@ Tensor mse_loss(const Tensor& a, const Tensor& b, Reduction reduction = Reductio
 // 1 - cosine_similarity(a, b, dim 1, eps) for (N, C, ...) maps: reduction none gives (N, ...). As
 // PyTorch, each norm is clamped to at least eps before dividing.
 Tensor cosine_distance(const Tensor& a, const Tensor& b, Reduction reduction = Reduction::mean, double eps = 1e-8);
+
+// ---- attention (engine/ops/attention.cpp); scale defaults to 1 / sqrt(D)
+// softmax(q k^T * scale) v, fused (flash-attention style: memory linear in Lq + Lk), differentiable
+// w.r.t. q, k and v (the backward itself is not differentiable). f32, f64, f16, bf16.
+Tensor scaled_dot_product_attention(const Tensor& q,  // (B, H, Lq, D), D <= 128
+                                    const Tensor& k,  // (B, H, Lk, D)
+                                    const Tensor& v,  // (B, H, Lk, D)
+                                    std::optional<double> scale = std::nullopt);
+// The same from matmul and softmax (an Lq x Lk matrix per head): the reference in tests;
+// bench/bench_attention times this path on the kernels directly.
+Tensor attention_reference(const Tensor& q,  // (B, H, Lq, D)
+                           const Tensor& k,  // (B, H, Lk, D)
+                           const Tensor& v,  // (B, H, Lk, D)
+                           std::optional<double> scale = std::nullopt);
 
 }  // namespace se
