@@ -62,8 +62,11 @@ class AccumulateGrad final : public Node {
     AutogradMeta& meta = meta_of(leaf_tensor);
     const Tensor& incoming = grad_outputs[0];
     if (!meta.grad.defined()) {
-      // A private copy: the incoming tensor may alias another gradient or a saved value.
-      meta.grad = incoming.detach().clone(MemoryFormat::contiguous);
+      // Take the incoming gradient over when nothing else refers to its memory (the usual case);
+      // otherwise it may alias another gradient or a saved value, so keep a private copy.
+      const bool sole_owner = incoming.impl_ptr().use_count() == 1 && incoming.storage().use_count() == 1;
+      meta.grad = sole_owner && incoming.is_contiguous() ? incoming.detach()
+                                                         : incoming.detach().clone(MemoryFormat::contiguous);
     } else {
       add_(meta.grad, incoming);
     }

@@ -140,7 +140,7 @@ __global__ void unscale_kernel(DeviceTables tables, float inv_scale, float* foun
   float* g = list_tensor(tables, 0, c.tensor);
   bool non_finite = false;
   for (int64_t i = c.begin + threadIdx.x; i < c.end; i += blockDim.x) {
-    non_finite = non_finite || g[i] - g[i] != 0.0f;  // inf - inf and NaN - NaN are NaN
+    non_finite = non_finite || !isfinite(g[i]);
     g[i] *= inv_scale;
   }
   if (non_finite) *found_inf = 1.0f;  // every writer stores the same value: no atomic needed

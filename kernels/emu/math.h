@@ -18,6 +18,11 @@ inline To bit_cast(From from) {
 }  // namespace se::emu::detail
 
 // Single precision fast-math intrinsics.
+// CUDA device code calls the classification functions unqualified (isfinite(x)), as C99 macros.
+using std::isfinite;
+using std::isinf;
+using std::isnan;
+
 inline float __expf(float x) { return std::exp(x); }
 inline float __exp10f(float x) { return std::pow(10.0f, x); }
 inline float __logf(float x) { return std::log(x); }

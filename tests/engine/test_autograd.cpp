@@ -35,6 +35,19 @@ TEST(Autograd, GradientsAccumulateAcrossBackwardCalls) {
   EXPECT_EQ(w.grad().to_vector<float>(), (std::vector<float>{1, 1, 1}));
 }
 
+TEST(Autograd, LeafGradientNeverAliasesTheCallersGradient) {
+  // The leaf takes over an incoming gradient only when nothing else refers to its memory.
+  Tensor x = zeros({3}, {.requires_grad = true});
+  Tensor g = ones({3});
+  x.clone().backward(g);  // clone's backward passes g itself through
+  g.fill_(5);
+  EXPECT_EQ(x.grad().to_vector<float>(), (std::vector<float>{1, 1, 1}));
+  Tensor w = zeros({2}, {.requires_grad = true});
+  Tensor saved = mul(w, 3.0);
+  sum(saved).backward();
+  EXPECT_EQ(w.grad().to_vector<float>(), (std::vector<float>{3, 3}));
+}
+
 TEST(Autograd, NoGradGuardAndDetachStopHistory) {
   Tensor w = ones({2}, {.requires_grad = true});
   {

@@ -171,22 +171,7 @@ TEST(ResizeOps, BadArgumentsAreErrors) {
 }
 
 #ifdef SEGENGINE_HAS_CUDA
-// Runs f in f32 on the CPU and on cuda:0 and compares outputs and input gradients.
-void expect_cuda_matches_cpu(const std::function<Tensor(const Tensor&)>& f, const Shape& shape) {
-  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
-  Tensor cpu_x = randn(shape).requires_grad_(true);
-  Tensor cuda_x = cpu_x.detach().to(Device::cuda()).requires_grad_(true);
-  Tensor cpu_y = f(cpu_x), cuda_y = f(cuda_x);
-  Tensor w = randn(cpu_y.shape());
-  cpu_y.backward(w);
-  cuda_y.backward(w.to(Device::cuda()));
-  std::vector<float> a = cpu_y.to_vector<float>(), b = cuda_y.to_vector<float>();
-  ASSERT_EQ(a.size(), b.size());
-  for (size_t k = 0; k < a.size(); ++k) EXPECT_NEAR(a[k], b[k], 1e-5 * (1 + std::abs(a[k]))) << "output " << k;
-  a = cpu_x.grad().to_vector<float>();
-  b = cuda_x.grad().to_vector<float>();
-  for (size_t k = 0; k < a.size(); ++k) EXPECT_NEAR(a[k], b[k], 1e-5 * (1 + std::abs(a[k]))) << "grad " << k;
-}
+using testing::expect_cuda_matches_cpu;
 
 TEST(PoolOpsCuda, MatchCpu) {
   expect_cuda_matches_cpu([](const Tensor& x) { return max_pool2d(x, pool(3, 2, 1, true)); }, {2, 3, 9, 7});
