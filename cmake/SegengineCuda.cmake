@@ -26,9 +26,11 @@ function(se_add_cuda_library name)
       get_filename_component(abs "${src}" ABSOLUTE)
       file(RELATIVE_PATH rel "${PROJECT_SOURCE_DIR}" "${abs}")
       string(REPLACE "/" "__" flat "${rel}")
+      # The wrapper names the source relative to the project root (on the include path), so that two
+      # checkouts produce identical wrappers and a compiler cache (ccache base_dir) can share objects.
       set(wrapper "${CMAKE_BINARY_DIR}/emulated_cuda/${flat}.cpp")
       file(CONFIGURE OUTPUT "${wrapper}"
-           CONTENT "// Generated: ${rel} compiled as C++ for the CUDA emulator.\n#include \"kernels/emu/cuda_emu.h\"\n#include \"${abs}\"\n")
+           CONTENT "// Generated: ${rel} compiled as C++ for the CUDA emulator.\n#include \"kernels/emu/cuda_emu.h\"\n#include \"${rel}\"\n")
       list(APPEND wrappers "${wrapper}")
     endforeach()
     add_library(${name} STATIC ${wrappers})
