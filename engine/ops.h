@@ -224,4 +224,19 @@ Tensor attention_reference(const Tensor& q,  // (B, H, Lq, D)
                            const Tensor& v,  // (B, H, Lk, D)
                            std::optional<double> scale = std::nullopt);
 
+// ---- conv_transpose2d (engine/ops/conv_transpose.cpp)
+struct ConvTranspose2dParams {
+  int64_t stride_h = 1, stride_w = 1;
+  int64_t pad_h = 0, pad_w = 0;                        // removed from each side of the output
+  int64_t output_padding_h = 0, output_padding_w = 0;  // added at the bottom / right; < stride or < dilation
+  int64_t dilation_h = 1, dilation_w = 1;
+  int64_t groups = 1;  // divides C_in and C_out
+};
+// torch.nn.functional.conv_transpose2d on f32, f64, f16 or bf16, all inputs of one dtype and device:
+// x (N, C_in, H, W), weight (C_in, C_out / groups, KH, KW), bias (C_out) or undefined -> (N, C_out, OH, OW),
+// OH = (H - 1) * stride_h - 2 * pad_h + dilation_h * (KH - 1) + output_padding_h + 1 (OW likewise).
+// Differentiable w.r.t. x, weight and bias (gradients not themselves differentiable).
+Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bias = {},
+                        const ConvTranspose2dParams& params = {});
+
 }  // namespace se
