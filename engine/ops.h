@@ -239,4 +239,19 @@ struct ConvTranspose2dParams {
 Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bias = {},
                         const ConvTranspose2dParams& params = {});
 
+// ---- sort, topk, kthvalue, cumsum (engine/ops/sort.cpp); f32, f64, i32, i64
+struct SortResult {
+  Tensor values;   // x's dtype and device
+  Tensor indices;  // i64 positions along dim
+};
+// Stable sort along dim (torch.sort(stable=True)): equal values keep their order in both directions; NaN is
+// the largest value and -0.0 equals +0.0. values is differentiable (its gradient is gather's).
+SortResult sort(const Tensor& x, int64_t dim = -1, bool descending = false);
+// The k largest (or smallest) along dim, sorted, ties in input order; differentiable values.
+SortResult topk(const Tensor& x, int64_t k, int64_t dim = -1, bool largest = true);
+// The k-th smallest (k from 1) along dim; among equal values the first in input order.
+SortResult kthvalue(const Tensor& x, int64_t k, int64_t dim = -1, bool keepdim = false);
+// torch.cumsum; differentiable (the gradient is the reversed cumsum of the output gradient).
+Tensor cumsum(const Tensor& x, int64_t dim);
+
 }  // namespace se
