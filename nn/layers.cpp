@@ -107,6 +107,52 @@ Tensor Conv2d::forward_impl(const Tensor& x) {
   return conv2d(x, weight, bias, params);
 }
 
+// ---- ConvTranspose2d
+
+ConvTranspose2d::ConvTranspose2d(int64_t in_channels, int64_t out_channels, int64_t kernel_size,
+                                 ConvTranspose2dOptions options)
+    : UnaryModule("ConvTranspose2d"),
+      in_channels_(in_channels),
+      out_channels_(out_channels),
+      kernel_size_(kernel_size),
+      options_(options) {
+  SE_CHECK(in_channels > 0 && out_channels > 0 && kernel_size > 0, "ConvTranspose2d: channels and kernel_size "
+           "must be positive, got in ", in_channels, ", out ", out_channels, ", kernel ", kernel_size);
+  SE_CHECK(options.groups > 0 && in_channels % options.groups == 0 && out_channels % options.groups == 0,
+           "ConvTranspose2d: groups ", options.groups, " must divide in_channels ", in_channels,
+           " and out_channels ", out_channels);
+  SE_CHECK(options.output_padding < options.stride || options.output_padding < options.dilation,
+           "ConvTranspose2d: output_padding ", options.output_padding, " must be smaller than stride ",
+           options.stride, " or dilation ", options.dilation);
+  weight = register_parameter("weight", empty({in_channels, out_channels / options.groups, kernel_size, kernel_size}));
+  if (options.bias) bias = register_parameter("bias", empty({out_channels}));
+  reset_parameters();
+}
+
+void ConvTranspose2d::reset_parameters() { reset_linear_like(weight, bias); }
+
+std::string ConvTranspose2d::extra_repr() const {
+  std::ostringstream out;
+  out << in_channels_ << ", " << out_channels_ << ", kernel_size=" << pair_str(kernel_size_)
+      << ", stride=" << pair_str(options_.stride);
+  if (options_.padding != 0) out << ", padding=" << pair_str(options_.padding);
+  if (options_.dilation != 1) out << ", dilation=" << pair_str(options_.dilation);
+  if (options_.output_padding != 0) out << ", output_padding=" << pair_str(options_.output_padding);
+  if (options_.groups != 1) out << ", groups=" << options_.groups;
+  if (!bias.defined()) out << ", bias=False";
+  return out.str();
+}
+
+Tensor ConvTranspose2d::forward_impl(const Tensor& x) {
+  ConvTranspose2dParams params;
+  params.stride_h = params.stride_w = options_.stride;
+  params.pad_h = params.pad_w = options_.padding;
+  params.output_padding_h = params.output_padding_w = options_.output_padding;
+  params.dilation_h = params.dilation_w = options_.dilation;
+  params.groups = options_.groups;
+  return conv_transpose2d(x, weight, bias, params);
+}
+
 // ---- BatchNorm2d
 
 BatchNorm2d::BatchNorm2d(int64_t num_features, BatchNormOptions options)

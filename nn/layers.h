@@ -59,6 +59,33 @@ class Conv2d : public UnaryModule {
   Conv2dOptions options_;
 };
 
+struct ConvTranspose2dOptions {
+  int64_t stride = 1;
+  int64_t padding = 0;
+  int64_t output_padding = 0;
+  int64_t groups = 1;
+  bool bias = true;
+  int64_t dilation = 1;
+};
+
+class ConvTranspose2d : public UnaryModule {
+ public:
+  // weight (in, out / groups, k, k): kaiming_uniform(a = sqrt(5)) with PyTorch's fan_in of that shape,
+  // (out / groups) * k * k; bias U(-1/sqrt(fan_in), ...).
+  ConvTranspose2d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, ConvTranspose2dOptions options = {});
+  void reset_parameters();
+  std::string extra_repr() const override;
+  Tensor weight;  // (C_in, C_out / groups, k, k)
+  Tensor bias;    // (C_out) or undefined
+
+ protected:
+  Tensor forward_impl(const Tensor& x) override;  // (N, C_in, H, W) -> (N, C_out, OH, OW)
+
+ private:
+  int64_t in_channels_, out_channels_, kernel_size_;
+  ConvTranspose2dOptions options_;
+};
+
 // ---- normalization
 
 struct BatchNormOptions {

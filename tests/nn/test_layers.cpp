@@ -126,6 +126,26 @@ TEST(Layers, Conv2dAndLinearComputeTheirOps) {
   EXPECT_NE(error_of([] { Conv2d(3, 4, 3, {.groups = 2}); }).find("groups 2 must divide"), std::string::npos);
 }
 
+TEST(Layers, ConvTranspose2dUpsamplesWithTorchsShapesAndInit) {
+  manual_seed(4);
+  ConvTranspose2d up(8, 4, 2, {.stride = 2});  // U-Net's upsampling
+  EXPECT_EQ(up.weight.shape(), (Shape{8, 4, 2, 2}));
+  // PyTorch's fan_in for this weight is size(1) * k * k = 16: bound 1/4.
+  EXPECT_LE(stats_of(up.weight).max, 0.25);
+  EXPECT_GT(stats_of(up.weight).max, 0.2);
+  Tensor x = randn({2, 8, 5, 7});
+  Tensor y = up.forward(x);
+  EXPECT_EQ(y.shape(), (Shape{2, 4, 10, 14}));
+  ConvTranspose2dParams p;
+  p.stride_h = p.stride_w = 2;
+  EXPECT_EQ(y.to_vector<float>(), conv_transpose2d(x, up.weight, up.bias, p).to_vector<float>());
+  EXPECT_EQ(up.extra_repr(), "8, 4, kernel_size=(2, 2), stride=(2, 2)");
+  ConvTranspose2d odd(4, 4, 3, {.stride = 2, .padding = 1, .output_padding = 1, .groups = 2, .bias = false});
+  EXPECT_EQ(odd.forward(randn({1, 4, 5, 5})).shape(), (Shape{1, 4, 10, 10}));
+  EXPECT_NE(error_of([] { ConvTranspose2d(4, 4, 3, {.stride = 2, .output_padding = 2}); }).find("output_padding 2"),
+            std::string::npos);
+}
+
 TEST(Layers, BatchNormTracksRunningStatsLikeTorch) {
   BatchNorm2d bn(3);
   Tensor x = add(mul(randn({4, 3, 5, 5}), 2.0), 1.0);
