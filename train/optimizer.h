@@ -40,13 +40,13 @@ struct ParamGroup {
 
 // How make_param_groups sorts parameters, like mmseg's paramwise_cfg.custom_keys.
 struct ParamGroupRule {
-  std::string key;                      // matches parameter names containing it; the longest match wins
+  std::string key = {};                 // matches parameter names containing it; the longest match wins
   double lr_mult = 1.0;
   std::optional<double> weight_decay;
 };
 
 struct ParamGroupSpec {
-  std::vector<ParamGroupRule> rules;
+  std::vector<ParamGroupRule> rules = {};
   // Parameters with at most one dim (norm weights and biases, all biases) go to a "<group>.no_decay"
   // group with weight decay 0, the usual recipe for SegFormer/AdamW and for SGD on ResNets.
   bool no_decay_for_1d = true;
