@@ -40,9 +40,16 @@ class Rng {
   }
   bool bernoulli(float p) { return uniform() < p; }
   float normal() {
-    // Box-Muller; u1 in (0, 1] so the log is finite.
+    if (has_spare_normal_) {
+      has_spare_normal_ = false;
+      return spare_normal_;
+    }
+    // Box-Muller gives two: cos now, sin next time. u1 in (0, 1] so the log is finite.
     float u1 = 1.0f - uniform(), u2 = uniform();
-    return std::sqrt(-2.0f * std::log(u1)) * std::cos(6.2831853f * u2);
+    float radius = std::sqrt(-2.0f * std::log(u1)), angle = 6.2831853f * u2;
+    spare_normal_ = radius * std::sin(angle);
+    has_spare_normal_ = true;
+    return radius * std::cos(angle);
   }
 
  private:
@@ -50,6 +57,8 @@ class Rng {
   uint64_t block_ = 0;
   philox::Uint4 block_value_{};
   int used_ = 4;
+  float spare_normal_ = 0.f;
+  bool has_spare_normal_ = false;
 };
 
 }  // namespace se

@@ -104,7 +104,9 @@ struct Shape {
   int cls;            // 1 disc, 2 rectangle, 3 triangle, 4 ring, 5 bar
   float cx, cy;       // centre, pixels
   float angle;        // radians
-  float a, b;         // class-specific half extents (radius / inner radius, half sides, ...)
+  float cos_a, sin_a;
+  float bound;        // no point of the shape is farther than this from the centre
+  float a = 0, b = 0; // class-specific half extents (radius / inner radius, half sides, ...)
   std::array<float, 6> tri;  // triangle vertices (u0, v0, u1, v1, u2, v2) in local coordinates
 };
 
@@ -117,6 +119,7 @@ std::vector<Shape> make_scene(Rng& rng, const SyntheticOptions& o) {
     s.cx = rng.uniform(0.05f, 0.95f) * size;
     s.cy = rng.uniform(0.05f, 0.95f) * size;
     s.angle = rng.uniform(0.f, 2 * kPi);
+    s.cos_a = std::cos(s.angle), s.sin_a = std::sin(s.angle);
     float r = rng.uniform(0.08f, 0.2f) * size;
     switch (s.cls) {
       case 1: s.a = r; break;
@@ -131,6 +134,8 @@ std::vector<Shape> make_scene(Rng& rng, const SyntheticOptions& o) {
       case 4: s.a = r * 1.1f, s.b = s.a * rng.uniform(0.5f, 0.68f); break;
       default: s.a = r * rng.uniform(1.3f, 1.8f), s.b = std::max(1.6f, r * rng.uniform(0.2f, 0.3f)); break;
     }
+    // Generous bound (1.5 r covers the disc, ring and triangle; the box shapes by their half diagonal).
+    s.bound = std::max(1.5f * r, std::sqrt(s.a * s.a + s.b * s.b)) + 1.f;
   }
   return shapes;
 }
@@ -142,9 +147,9 @@ float edge(float ax, float ay, float bx, float by, float px, float py) {
 // Whether pixel centre (px, py) is inside `s`; (u, v) are its coordinates in the shape's frame.
 bool inside(const Shape& s, float px, float py, float* u, float* v) {
   float dx = px - s.cx, dy = py - s.cy;
-  float c = std::cos(s.angle), sn = std::sin(s.angle);
-  *u = c * dx + sn * dy;
-  *v = -sn * dx + c * dy;
+  if (dx * dx + dy * dy > s.bound * s.bound) return false;
+  *u = s.cos_a * dx + s.sin_a * dy;
+  *v = -s.sin_a * dx + s.cos_a * dy;
   switch (s.cls) {
     case 1: return dx * dx + dy * dy <= s.a * s.a;
     case 2: return std::abs(*u) <= s.a && std::abs(*v) <= s.b;
@@ -346,7 +351,8 @@ Sample SyntheticDataset::get(int64_t index) const {
       sample.mask.at(y, x) = static_cast<uint8_t>(top < 0 ? 0 : shapes[top].cls);
       for (int ch = 0; ch < 3; ++ch) {
         float t = std::clamp(0.5f + contrast * (c[ch] - 0.5f) + brightness, 0.f, 1.f);
-        t = std::pow(t, style.gamma) * 255.f + style.noise_sigma * rng.normal();
+        if (style.gamma != 1.f) t = std::pow(t, style.gamma);
+        t = t * 255.f + style.noise_sigma * rng.normal();
         sample.image.at(y, x, ch) = clamp_u8(t);
       }
     }
