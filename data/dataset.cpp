@@ -3,6 +3,7 @@
 #include <array>
 
 #include "core/error.h"
+#include "data/file_datasets.h"
 #include "data/json_config.h"
 #include "data/synthetic.h"
 
@@ -50,7 +51,12 @@ std::shared_ptr<Dataset> make_dataset(const nlohmann::json& config, const std::s
   nlohmann::json c = config;
   if (!split.empty()) c["split"] = split;
   if (type == "synthetic") return SyntheticDataset::from_json(c);
-  SE_THROW("dataset: unknown type '", type, "'; types: synthetic");
+  if (type == "folder") return make_folder_dataset(c);
+  if (type == "cityscapes") return make_cityscapes_dataset(c);
+  if (type == "voc") return make_voc_dataset(c);
+  if (type == "ade20k") return make_ade20k_dataset(c);
+  if (type == "camvid") return make_camvid_dataset(c);
+  SE_THROW("dataset: unknown type '", type, "'; types: synthetic, folder, cityscapes, voc, ade20k, camvid");
 }
 
 }  // namespace se
