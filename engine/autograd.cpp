@@ -157,6 +157,25 @@ void Tensor::set_grad(const Tensor& grad) const {
   meta_of(*this).grad = grad;
 }
 
+void Tensor::set_data(const Tensor& other) const {
+  SE_CHECK(defined() && other.defined(), "set_data: both tensors must be defined");
+  SE_CHECK(is_leaf(), "set_data: only leaf tensors can take new data (this one was computed by '", grad_fn()->name(),
+           "')");
+  SE_CHECK(!requires_grad() || is_floating(other.dtype()), "set_data: a tensor that requires grad cannot take ",
+           other.dtype(), " data");
+  TensorImpl& self = *impl();
+  const TensorImpl& source = *other.impl();
+  self.storage = source.storage;
+  self.sizes = source.sizes;
+  self.strides = source.strides;
+  self.offset = source.offset;
+  self.dtype = source.dtype;
+  if (self.autograd != nullptr) {
+    self.autograd->grad = Tensor();
+    self.autograd->grad_accumulator.reset();  // its gradient spec describes the old data
+  }
+}
+
 const std::shared_ptr<Node>& Tensor::grad_fn() const {
   static const std::shared_ptr<Node> none;
   const AutogradMeta* meta = meta_if_any(*this);

@@ -224,4 +224,34 @@ Tensor attention_reference(const Tensor& q,  // (B, H, Lq, D)
                            const Tensor& v,  // (B, H, Lk, D)
                            std::optional<double> scale = std::nullopt);
 
+// ---- conv_transpose2d (engine/ops/conv_transpose.cpp)
+struct ConvTranspose2dParams {
+  int64_t stride_h = 1, stride_w = 1;
+  int64_t pad_h = 0, pad_w = 0;                        // removed from each side of the output
+  int64_t output_padding_h = 0, output_padding_w = 0;  // added at the bottom / right; < stride or < dilation
+  int64_t dilation_h = 1, dilation_w = 1;
+  int64_t groups = 1;  // divides C_in and C_out
+};
+// torch.nn.functional.conv_transpose2d on f32, f64, f16 or bf16, all inputs of one dtype and device:
+// x (N, C_in, H, W), weight (C_in, C_out / groups, KH, KW), bias (C_out) or undefined -> (N, C_out, OH, OW),
+// OH = (H - 1) * stride_h - 2 * pad_h + dilation_h * (KH - 1) + output_padding_h + 1 (OW likewise).
+// Differentiable w.r.t. x, weight and bias (gradients not themselves differentiable).
+Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bias = {},
+                        const ConvTranspose2dParams& params = {});
+
+// ---- sort, topk, kthvalue, cumsum (engine/ops/sort.cpp); f32, f64, i32, i64
+struct SortResult {
+  Tensor values;   // x's dtype and device
+  Tensor indices;  // i64 positions along dim
+};
+// Stable sort along dim (torch.sort(stable=True)): equal values keep their order in both directions; NaN is
+// the largest value and -0.0 equals +0.0. values is differentiable (its gradient is gather's).
+SortResult sort(const Tensor& x, int64_t dim = -1, bool descending = false);
+// The k largest (or smallest) along dim, sorted, ties in input order; differentiable values.
+SortResult topk(const Tensor& x, int64_t k, int64_t dim = -1, bool largest = true);
+// The k-th smallest (k from 1) along dim; among equal values the first in input order.
+SortResult kthvalue(const Tensor& x, int64_t k, int64_t dim = -1, bool keepdim = false);
+// torch.cumsum; differentiable (the gradient is the reversed cumsum of the output gradient).
+Tensor cumsum(const Tensor& x, int64_t dim);
+
 }  // namespace se

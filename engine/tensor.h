@@ -124,6 +124,10 @@ class Tensor {
   // Backpropagates from this tensor: a scalar, or any shape with `gradient` of the same shape.
   void backward(const Tensor& gradient = Tensor()) const;
   Tensor detach() const;  // same storage, no history
+  // Makes this tensor, and so every handle to it, refer to `other`'s storage, geometry and dtype
+  // while keeping its identity, requires_grad and hooks: how nn::Module::to() moves parameters in
+  // place. Leaves only; clears .grad (its device or dtype would no longer match).
+  void set_data(const Tensor& other) const;
   // Called with the accumulated gradient each time a backward pass has finished accumulating into
   // this leaf's .grad (data-parallel training starts the all-reduce of that gradient there).
   void register_grad_ready_hook(std::function<void(const Tensor& grad)> hook) const;

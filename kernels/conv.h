@@ -122,4 +122,115 @@ void conv2d_backward_weight(const Conv2dDesc& desc, const void* x,  // (N, C_in,
                             Stream stream);
 }  // namespace cuda
 
+
+// ---- ConvTranspose2d (kernels/cpu/conv_transpose.cpp, kernels/cuda/conv_transpose.cu) ----
+// PyTorch's conv_transpose2d, the adjoint of conv2d: x (N, C_in, H, W), weight (C_in, C_out / groups, KH, KW),
+// y (N, C_out, OH, OW) with OH = (H - 1) * stride_h - 2 * pad_h + dilation_h * (KH - 1) + output_padding_h + 1.
+// It is computed by the Conv2d kernels on the "mirror" conv2d that maps y's shape to x's shape with the same
+// weight tensor (conv2d_of_transpose): forward = its backward-data (plus the bias), backward-data = its forward,
+// backward-weight = its backward-weight with x and dy swapped. output_padding must be < stride here (the engine
+// op turns output_padding >= stride, which PyTorch allows when < dilation, into zero rows appended to x).
+struct ConvTranspose2dDesc {
+  int64_t n = 1, c_in = 1, h = 1, w = 1;  // input (N, C_in, H, W)
+  int64_t c_out = 1;
+  int64_t kernel_h = 1, kernel_w = 1;
+  int64_t stride_h = 1, stride_w = 1;
+  int64_t pad_h = 0, pad_w = 0;  // removed from each side of the output
+  int64_t output_padding_h = 0, output_padding_w = 0;  // added to the bottom / right of the output
+  int64_t dilation_h = 1, dilation_w = 1;
+  int64_t groups = 1;
+  bool has_bias = false;
+  DType dtype = DType::f32;
+};
+
+inline int64_t conv_transpose2d_output_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad,
+                                            int64_t output_padding, int64_t dilation) {
+  return (in - 1) * stride - 2 * pad + dilation * (kernel - 1) + output_padding + 1;
+}
+inline int64_t conv_transpose2d_output_h(const ConvTranspose2dDesc& d) {
+  return conv_transpose2d_output_size(d.h, d.kernel_h, d.stride_h, d.pad_h, d.output_padding_h, d.dilation_h);
+}
+inline int64_t conv_transpose2d_output_w(const ConvTranspose2dDesc& d) {
+  return conv_transpose2d_output_size(d.w, d.kernel_w, d.stride_w, d.pad_w, d.output_padding_w, d.dilation_w);
+}
+
+// The conv2d whose input is y's shape and whose output is x's shape, with weight (C_in, C_out / groups, KH, KW)
+// read as conv2d's (C_out', C_in' / groups, KH, KW). has_bias is false: the bias belongs to the transpose.
+inline Conv2dDesc conv2d_of_transpose(const ConvTranspose2dDesc& d) {
+  Conv2dDesc c;
+  c.n = d.n;
+  c.c_in = d.c_out;
+  c.h = conv_transpose2d_output_h(d);
+  c.w = conv_transpose2d_output_w(d);
+  c.c_out = d.c_in;
+  c.kernel_h = d.kernel_h;
+  c.kernel_w = d.kernel_w;
+  c.stride_h = d.stride_h;
+  c.stride_w = d.stride_w;
+  c.pad_h = d.pad_h;
+  c.pad_w = d.pad_w;
+  c.dilation_h = d.dilation_h;
+  c.dilation_w = d.dilation_w;
+  c.groups = d.groups;
+  c.dtype = d.dtype;
+  return c;
+}
+
+inline int64_t conv_transpose2d_x_elements(const ConvTranspose2dDesc& d) { return d.n * d.c_in * d.h * d.w; }
+inline int64_t conv_transpose2d_w_elements(const ConvTranspose2dDesc& d) {
+  return d.c_in * (d.c_out / d.groups) * d.kernel_h * d.kernel_w;
+}
+inline int64_t conv_transpose2d_y_elements(const ConvTranspose2dDesc& d) {
+  return d.n * d.c_out * conv_transpose2d_output_h(d) * conv_transpose2d_output_w(d);
+}
+
+// Throws se::Error naming the first bad field; the rest is checked by validate_conv2d on the mirror conv.
+inline void validate_conv_transpose2d(const ConvTranspose2dDesc& d) {
+  SE_CHECK(d.output_padding_h >= 0 && d.output_padding_h < d.stride_h, "conv_transpose2d: output_padding_h = ",
+           d.output_padding_h, " (expected 0 <= output_padding_h < stride_h = ", d.stride_h, ")");
+  SE_CHECK(d.output_padding_w >= 0 && d.output_padding_w < d.stride_w, "conv_transpose2d: output_padding_w = ",
+           d.output_padding_w, " (expected 0 <= output_padding_w < stride_w = ", d.stride_w, ")");
+  SE_CHECK(conv_transpose2d_output_h(d) >= 1 && conv_transpose2d_output_w(d) >= 1, "conv_transpose2d: output size (",
+           conv_transpose2d_output_h(d), ", ", conv_transpose2d_output_w(d), ") is empty (h = ", d.h, ", w = ", d.w,
+           ", pad = (", d.pad_h, ", ", d.pad_w, "))");
+  const Conv2dDesc c = conv2d_of_transpose(d);
+  validate_conv2d(c);
+  SE_CHECK(conv2d_output_h(c) == d.h && conv2d_output_w(c) == d.w, "conv_transpose2d: internal shape mismatch");
+}
+
+// Shapes below: OH = conv_transpose2d_output_h(desc), OW = conv_transpose2d_output_w(desc), Og = C_out / groups.
+namespace cpu {
+void conv_transpose2d_forward(const ConvTranspose2dDesc& desc, const void* x,  // (N, C_in, H, W)
+                              const void* w,                                   // (C_in, Og, KH, KW)
+                              const void* bias,                                // (C_out); ignored unless has_bias
+                              void* y,                                         // (N, C_out, OH, OW)
+                              Stream stream);
+void conv_transpose2d_backward_data(const ConvTranspose2dDesc& desc, const void* dy,  // (N, C_out, OH, OW)
+                                    const void* w,                                    // (C_in, Og, KH, KW)
+                                    void* dx,                                         // (N, C_in, H, W)
+                                    Stream stream);
+void conv_transpose2d_backward_weight(const ConvTranspose2dDesc& desc, const void* x,  // (N, C_in, H, W)
+                                      const void* dy,                                  // (N, C_out, OH, OW)
+                                      void* dw,                                        // (C_in, Og, KH, KW)
+                                      void* db,  // (C_out), or nullptr: no bias gradient
+                                      Stream stream);
+}  // namespace cpu
+
+namespace cuda {
+void conv_transpose2d_forward(const ConvTranspose2dDesc& desc, const void* x,  // (N, C_in, H, W)
+                              const void* w,                                   // (C_in, Og, KH, KW)
+                              const void* bias,                                // (C_out); ignored unless has_bias
+                              void* y,                                         // (N, C_out, OH, OW)
+                              Stream stream);
+void conv_transpose2d_backward_data(const ConvTranspose2dDesc& desc, const void* dy,  // (N, C_out, OH, OW)
+                                    const void* w,                                    // (C_in, Og, KH, KW)
+                                    void* dx,                                         // (N, C_in, H, W)
+                                    Stream stream);
+void conv_transpose2d_backward_weight(const ConvTranspose2dDesc& desc, const void* x,  // (N, C_in, H, W)
+                                      const void* dy,                                  // (N, C_out, OH, OW)
+                                      void* dw,                                        // (C_in, Og, KH, KW)
+                                      void* db,  // (C_out), or nullptr: no bias gradient
+                                      Stream stream);
+}  // namespace cuda
+
 }  // namespace se::kernels

@@ -48,6 +48,21 @@ TEST(Autograd, LeafGradientNeverAliasesTheCallersGradient) {
   EXPECT_EQ(w.grad().to_vector<float>(), (std::vector<float>{3, 3}));
 }
 
+TEST(Autograd, SetDataSwapsTheValueBehindEveryHandle) {
+  Tensor w = ones({2}, {.requires_grad = true});
+  Tensor alias = w;  // e.g. a module's member and its parameter list
+  sum(mul(w, 2.0)).backward();
+  w.set_data(from_vector<double>({3.0, 4.0, 5.0}, {3}, {DType::f64}));
+  EXPECT_EQ(alias.dtype(), DType::f64);
+  EXPECT_EQ(alias.shape(), (Shape{3}));
+  EXPECT_TRUE(alias.requires_grad());
+  EXPECT_FALSE(alias.grad().defined());  // the old gradient no longer matches
+  sum(mul(alias, alias)).backward();
+  EXPECT_EQ(w.grad().to_vector<double>(), (std::vector<double>{6, 8, 10}));
+  EXPECT_NE(error_of([&] { w.set_data(zeros({2}, {DType::i64})); }).find("cannot take i64"), std::string::npos);
+  EXPECT_NE(error_of([&] { mul(w, 2.0).set_data(w); }).find("only leaf"), std::string::npos);
+}
+
 TEST(Autograd, NoGradGuardAndDetachStopHistory) {
   Tensor w = ones({2}, {.requires_grad = true});
   {

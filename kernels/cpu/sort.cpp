@@ -1,0 +1,116 @@
+// CPU sort and cumsum (kernels/sort.h). Sort: per row an LSD radix sort over the order-preserving keys of
+// kernels/sort_ops.h (8-bit digits; a pass is skipped when the whole row shares its digit), short rows by
+// std::stable_sort on the same keys; rows in parallel. Cumsum: sequential along each line, f32 summed in double.
+#include <omp.h>
+
+#include <algorithm>
+#include <array>
+#include <numeric>
+#include <type_traits>
+#include <vector>
+
+#include "kernels/sort.h"
+#include "kernels/sort_ops.h"
+
+namespace se::kernels::cpu {
+namespace {
+
+constexpr int64_t kRadixMinLength = 256;  // below this std::stable_sort is faster than the passes
+
+// Sorts one row: keys (length) are consumed; order (length) receives the positions.
+template <typename K>
+void sort_row(std::vector<K>& keys, std::vector<K>& keys_tmp, std::vector<int64_t>& order,
+              std::vector<int64_t>& order_tmp) {
+  const int64_t n = static_cast<int64_t>(keys.size());
+  std::iota(order.begin(), order.end(), int64_t{0});
+  if (n < kRadixMinLength) {
+    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return keys[a] < keys[b]; });
+    return;
+  }
+  for (int shift = 0; shift < static_cast<int>(8 * sizeof(K)); shift += 8) {
+    std::array<int64_t, 257> count{};
+    for (int64_t i = 0; i < n; ++i) ++count[((keys[i] >> shift) & 0xff) + 1];
+    if (*std::max_element(count.begin(), count.end()) == n) continue;  // one digit for the whole row
+    for (int d = 0; d < 256; ++d) count[d + 1] += count[d];
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t dst = count[(keys[i] >> shift) & 0xff]++;
+      keys_tmp[dst] = keys[i];
+      order_tmp[dst] = order[i];
+    }
+    keys.swap(keys_tmp);
+    order.swap(order_tmp);
+  }
+}
+
+template <typename T>
+void sort_typed(const SortDesc& d, const T* x, T* values, int64_t* indices) {
+  using K = sort_ops::key_t<T>;
+  const int64_t length = d.length;
+#pragma omp parallel if (d.rows > 1 && d.rows * length >= 4096)
+  {
+    std::vector<K> keys(static_cast<size_t>(length)), keys_tmp(static_cast<size_t>(length));
+    std::vector<int64_t> order(static_cast<size_t>(length)), order_tmp(static_cast<size_t>(length));
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t r = 0; r < d.rows; ++r) {
+      const T* row = x + r * length;
+      for (int64_t i = 0; i < length; ++i) keys[i] = sort_ops::sort_key(row[i], d.descending);
+      sort_row(keys, keys_tmp, order, order_tmp);
+      for (int64_t i = 0; i < length; ++i) {
+        indices[r * length + i] = order[i];
+        values[r * length + i] = row[order[i]];
+      }
+    }
+  }
+}
+
+template <typename T>
+void cumsum_typed(const CumsumDesc& d, const T* x, T* y) {
+  using A = std::conditional_t<std::is_floating_point_v<T>, double, T>;
+  const int64_t lines = d.outer * d.inner;
+#pragma omp parallel for schedule(static) if (lines > 1 && lines * d.length >= 16384)
+  for (int64_t line = 0; line < lines; ++line) {
+    const int64_t base = line / d.inner * d.length * d.inner + line % d.inner;
+    A sum = A(0);
+    for (int64_t k = 0; k < d.length; ++k) {
+      const int64_t i = base + (d.reverse ? d.length - 1 - k : k) * d.inner;
+      sum += static_cast<A>(x[i]);
+      y[i] = static_cast<T>(sum);
+    }
+  }
+}
+
+template <typename F>
+void dispatch_sort_types(DType dtype, const char* op, F&& f) {
+  switch (dtype) {
+    case DType::f32: return f(TypeTag<float>{});
+    case DType::f64: return f(TypeTag<double>{});
+    case DType::i32: return f(TypeTag<int32_t>{});
+    case DType::i64: return f(TypeTag<int64_t>{});
+    default: SE_THROW(op, ": dtype ", dtype_name(dtype), " is not supported (expected f32, f64, i32 or i64)");
+  }
+}
+
+}  // namespace
+
+void sort(const SortDesc& desc, const void* x, void* values, int64_t* indices, void* /*workspace*/,
+          Stream /*stream*/) {
+  validate_sort(desc);
+  if (desc.rows * desc.length == 0) return;
+  SE_CHECK(x != nullptr && values != nullptr && indices != nullptr, "sort: x, values or indices is null");
+  dispatch_sort_types(desc.dtype, "sort", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    sort_typed<T>(desc, static_cast<const T*>(x), static_cast<T*>(values), indices);
+  });
+}
+
+void cumsum(const CumsumDesc& desc, const void* x, void* y, Stream /*stream*/) {
+  validate_cumsum(desc);
+  if (desc.outer * desc.length * desc.inner == 0) return;
+  SE_CHECK(x != nullptr && y != nullptr, "cumsum: x or y is null");
+  dispatch_sort_types(desc.dtype, "cumsum", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    cumsum_typed<T>(desc, static_cast<const T*>(x), static_cast<T*>(y));
+  });
+}
+
+}  // namespace se::kernels::cpu
