@@ -1,7 +1,5 @@
 #include "train/plot.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -9,6 +7,7 @@
 #include <filesystem>
 #include <stb/stb_image_write.h>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
 
 namespace se {
@@ -353,19 +352,14 @@ void write_png(const std::string& path, const RgbImage& image) {
   SE_CHECK(image.width > 0 && image.height > 0 &&
                image.pixels.size() == static_cast<size_t>(image.width) * image.height * 3,
            "write_png: '", path, "': the image is not ", image.width, "x", image.height, " RGB");
-  const std::string tmp = path + ".tmp." + std::to_string(getpid());
-  if (!stbi_write_png(tmp.c_str(), image.width, image.height, 3, image.pixels.data(), image.width * 3)) {
-    std::error_code ignored;
-    std::filesystem::remove(tmp, ignored);
-    SE_THROW("write_png: cannot write '", tmp, "' (the temporary file for '", path, "')");
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::error_code ignored;
-    std::filesystem::remove(tmp, ignored);
-    SE_THROW("write_png: cannot rename '", tmp, "' to '", path, "': ", ec.message());
-  }
+  // Encode in memory, then write through core/atomic_file.h (temporary file, fsync, rename).
+  std::string png;
+  auto append = [](void* context, void* data, int size) {
+    static_cast<std::string*>(context)->append(static_cast<const char*>(data), static_cast<size_t>(size));
+  };
+  SE_CHECK(stbi_write_png_to_func(append, &png, image.width, image.height, 3, image.pixels.data(), image.width * 3),
+           "write_png: '", path, "': PNG encoding failed");
+  write_file_atomic(path, png);
 }
 
 void save_line_plot(const std::string& path, const std::vector<PlotSeries>& series, const PlotOptions& options) {

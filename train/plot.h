@@ -1,7 +1,7 @@
 // PNG line plots of training curves (loss, mIoU), drawn by our own code into an RGB buffer: axes,
 // "nice" ticks with grid lines, labels in a built-in 5x8 bitmap font, a legend. Written with
-// stb_image_write through a temporary file renamed into place, so an existing plot is never left
-// half-written.
+// stb_image_write and written with core/atomic_file.h (temporary file renamed into place), so an
+// existing plot is never left half-written.
 #pragma once
 
 #include <cstdint>
@@ -56,7 +56,7 @@ struct PlotOptions {
 };
 
 RgbImage render_line_plot(const std::vector<PlotSeries>& series, const PlotOptions& options);
-// Writes `image` as PNG at `path` via `path`.tmp.<pid> and a rename.
+// Writes `image` as PNG at `path` atomically (a temporary file in the same directory, then a rename).
 void write_png(const std::string& path, const RgbImage& image);
 void save_line_plot(const std::string& path, const std::vector<PlotSeries>& series, const PlotOptions& options);
 
