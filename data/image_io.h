@@ -23,7 +23,7 @@ Image decode_mask(const std::vector<uint8_t>& bytes, const std::string& name);
 
 // PNG writers; each writes a temporary file beside `path` and renames it into place, so a reader
 // never sees half a file and an existing file survives a failed write.
-void write_png(const std::string& path, const Image& image);  // 1 channel grey or 3 channels RGB
+void write_png(const std::string& path, const Image& image);                     // 1 channel grey or 3 channels RGB
 void write_jpeg(const std::string& path, const Image& image, int quality = 90);  // 1 or 3 channels
 // A palette PNG whose pixel values are `mask`'s indices; every index must have a palette entry.
 void write_index_png(const std::string& path, const Image& mask, const std::vector<Rgb>& palette);
