@@ -25,40 +25,6 @@ std::string image_shape_str(const Image& image) {
   return detail::concat("(", image.width, " x ", image.height, " x ", image.channels, ")");
 }
 
-std::vector<uint8_t> read_file(const std::string& path) {
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) SE_THROW("read_file: '", path, "' does not exist");
-  if (std::filesystem::is_directory(path, ec)) SE_THROW("read_file: '", path, "' is a directory, expected a file");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) SE_THROW("read_file: cannot open '", path, "': ", std::strerror(errno));
-  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) SE_THROW("read_file: error while reading '", path, "'");
-  return bytes;
-}
-
-void write_file_atomic(const std::string& path, const std::vector<uint8_t>& bytes) {
-  static std::atomic<uint64_t> counter{0};
-  std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) SE_THROW("write_file: cannot create '", tmp, "' (for '", path, "'): ", std::strerror(errno));
-    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-    out.flush();
-    if (!out) {
-      std::error_code ignored;
-      std::filesystem::remove(tmp, ignored);
-      SE_THROW("write_file: error while writing '", tmp, "' (for '", path, "')");
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::error_code ignored;
-    std::filesystem::remove(tmp, ignored);
-    SE_THROW("write_file: cannot rename '", tmp, "' to '", path, "': ", ec.message());
-  }
-}
-
 Image decode_image(const std::vector<uint8_t>& bytes, const std::string& name) {
   if (bytes.empty()) SE_THROW("read_image: '", name, "' is empty, expected a PNG, JPEG or BMP image");
   detail::StbImage decoded;

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "core/atomic_file.h"  // read_file, write_file_atomic
 #include "data/image.h"
 
 namespace se {
@@ -29,8 +30,5 @@ void write_jpeg(const std::string& path, const Image& image, int quality = 90); 
 void write_index_png(const std::string& path, const Image& mask, const std::vector<Rgb>& palette);
 std::vector<uint8_t> encode_index_png(const Image& mask, const std::vector<Rgb>& palette);
 
-// Whole-file helpers with file-naming errors; write_file_atomic writes `path`.tmp.* then renames.
-std::vector<uint8_t> read_file(const std::string& path);
-void write_file_atomic(const std::string& path, const std::vector<uint8_t>& bytes);
 
 }  // namespace se
