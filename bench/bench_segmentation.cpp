@@ -61,8 +61,8 @@ void bm_sort(benchmark::State& state, bool descending) {
     cpu::sort(d, x.data(), values.data(), indices.data(), nullptr, nullptr);
     benchmark::ClobberMemory();
   }
-  state.counters["Mkeys/s"] = benchmark::Counter(double(x.size()) * 1e-6 * double(state.iterations()),
-                                                 benchmark::Counter::kIsRate);
+  state.counters["Mkeys/s"] =
+      benchmark::Counter(double(x.size()) * 1e-6 * double(state.iterations()), benchmark::Counter::kIsRate);
 }
 
 // The baseline: std::stable_sort of the indices of each row, rows in parallel.
@@ -79,8 +79,8 @@ void bm_std_stable_sort(benchmark::State& state) {
     }
     benchmark::ClobberMemory();
   }
-  state.counters["Mkeys/s"] = benchmark::Counter(double(x.size()) * 1e-6 * double(state.iterations()),
-                                                 benchmark::Counter::kIsRate);
+  state.counters["Mkeys/s"] =
+      benchmark::Counter(double(x.size()) * 1e-6 * double(state.iterations()), benchmark::Counter::kIsRate);
 }
 
 void bm_cumsum(benchmark::State& state) {
@@ -91,8 +91,8 @@ void bm_cumsum(benchmark::State& state) {
     cpu::cumsum(d, x.data(), y.data(), nullptr);
     benchmark::ClobberMemory();
   }
-  state.counters["GB/s"] = benchmark::Counter(double(x.size()) * 8e-9 * double(state.iterations()),
-                                              benchmark::Counter::kIsRate);
+  state.counters["GB/s"] =
+      benchmark::Counter(double(x.size()) * 8e-9 * double(state.iterations()), benchmark::Counter::kIsRate);
 }
 
 void bm_focal(benchmark::State& state, bool backward) {
@@ -112,8 +112,8 @@ void bm_focal(benchmark::State& state, bool backward) {
       cpu::focal_loss_backward<float>(grad.data(), &one, 0, logits.data(), lse.data(), target.data(), nullptr, d,
                                       nullptr);
     } else {
-      cpu::focal_loss_forward<float>(loss.data(), valid.data(), lse.data(), &bad, logits.data(), target.data(),
-                                     nullptr, d, nullptr);
+      cpu::focal_loss_forward<float>(loss.data(), valid.data(), lse.data(), &bad, logits.data(), target.data(), nullptr,
+                                     d, nullptr);
     }
     benchmark::ClobberMemory();
   }
@@ -136,14 +136,18 @@ void register_benchmarks() {
     const std::string name = "unet_up_" + std::to_string(d.c_in) + "ch_" + std::to_string(size);
     for (auto [p, pass] : {std::pair{Pass::forward, "forward"}, std::pair{Pass::backward_data, "backward_data"},
                            std::pair{Pass::backward_weight, "backward_weight"}}) {
-      benchmark::RegisterBenchmark(("conv_transpose2d/" + std::string(pass) + "/" + name).c_str(), bm_conv_transpose,
-                                   d, p, peak)
+      benchmark::RegisterBenchmark(("conv_transpose2d/" + std::string(pass) + "/" + name).c_str(), bm_conv_transpose, d,
+                                   p, peak)
           ->UseRealTime()
           ->Unit(benchmark::kMillisecond);
     }
   }
-  benchmark::RegisterBenchmark("sort/ascending/19x512x512", bm_sort, false)->UseRealTime()->Unit(benchmark::kMillisecond);
-  benchmark::RegisterBenchmark("sort/descending/19x512x512", bm_sort, true)->UseRealTime()->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("sort/ascending/19x512x512", bm_sort, false)
+      ->UseRealTime()
+      ->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("sort/descending/19x512x512", bm_sort, true)
+      ->UseRealTime()
+      ->Unit(benchmark::kMillisecond);
   benchmark::RegisterBenchmark("std_stable_sort/19x512x512", bm_std_stable_sort)
       ->UseRealTime()
       ->Unit(benchmark::kMillisecond);

@@ -258,8 +258,8 @@ Tensor cumsum(const Tensor& x, int64_t dim);
 // f16, bf16), target i64 (N, d1, ...) in [0, C) or ignore_index (anything else is an error naming the value);
 // 0-d results differentiable w.r.t. the logits only.
 struct FocalLossParams {
-  double gamma = 2.0;           // >= 0; 0 is cross-entropy weighted by alpha
-  Tensor alpha;                 // (C) per-class weights, optional; the logits' dtype and device
+  double gamma = 2.0;  // >= 0; 0 is cross-entropy weighted by alpha
+  Tensor alpha;        // (C) per-class weights, optional; the logits' dtype and device
   int64_t ignore_index = -100;
   Reduction reduction = Reduction::mean;  // mean: over the non-ignored pixels (0 when there are none)
 };
@@ -268,7 +268,7 @@ struct FocalLossParams {
 Tensor focal_loss(const Tensor& logits, const Tensor& target, const FocalLossParams& params = {});
 
 struct OhemCrossEntropyParams {
-  double thresh = 0.7;      // keep pixels whose target-class probability is below max(thresh, k-th smallest)
+  double thresh = 0.7;        // keep pixels whose target-class probability is below max(thresh, k-th smallest)
   int64_t min_kept = 100000;  // per image: the threshold is at least the (min_kept * N)-th smallest probability
   int64_t ignore_index = 255;
   Tensor weight;  // (C) class weights, optional; the logits' dtype and device

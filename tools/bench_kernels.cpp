@@ -1,7 +1,7 @@
 // `segengine bench kernels`: each case calls one kernel entry point directly (outputs allocated once,
 // outside the timing) on a layer shape of ResNet-50 (output stride 8), the classic U-Net or
-// SegFormer-B0 at 512x512, batch 1 (the losses, sort and cumsum on 19-class Cityscapes-sized logits). Time: the median of the repeats after warm-up; on CUDA measured
-// with events on the stream, on the CPU with the host clock.
+// SegFormer-B0 at 512x512, batch 1 (the losses, sort and cumsum on 19-class Cityscapes-sized logits). Time: the median
+// of the repeats after warm-up; on CUDA measured with events on the stream, on the CPU with the host clock.
 #include "tools/bench_kernels.h"
 
 #include <algorithm>
@@ -283,10 +283,10 @@ void add_conv_transpose_cases(std::vector<Case>& cases, const Options& o) {
                               " -> " + std::to_string(d.c_out) + "x" + std::to_string(2 * size) + "x" +
                               std::to_string(2 * size) + ", k2 s2";
     const double flops = 2.0 * static_cast<double>(kernels::conv_transpose2d_x_elements(d) * d.c_out * 4);
-    const double bytes = static_cast<double>(dtype_size(o.dtype)) *
-                         static_cast<double>(kernels::conv_transpose2d_x_elements(d) +
-                                             kernels::conv_transpose2d_w_elements(d) +
-                                             kernels::conv_transpose2d_y_elements(d));
+    const double bytes =
+        static_cast<double>(dtype_size(o.dtype)) *
+        static_cast<double>(kernels::conv_transpose2d_x_elements(d) + kernels::conv_transpose2d_w_elements(d) +
+                            kernels::conv_transpose2d_y_elements(d));
     const Device device = o.device;
     auto x = [=] { return random_tensor({1, d.c_in, d.h, d.w}, o); };
     auto w = [=] { return random_tensor({d.c_in, d.c_out, 2, 2}, o); };
@@ -324,19 +324,20 @@ void add_sort_and_loss_cases(std::vector<Case>& cases, const Options& o) {
   if (o.dtype == DType::f32) {
     for (bool descending : {false, true}) {
       const kernels::SortDesc d{classes, pixels, descending, DType::f32};
-      cases.push_back({descending ? "sort/descending" : "sort/ascending", "lovasz", "19 rows of 512x512", 0,
-                       static_cast<double>(classes * pixels) * (2 * 4 + 8), [=] {
-                         Tensor x = random_tensor({classes, pixels}, o), values = empty_like(x);
-                         Tensor indices = empty({classes, pixels}, {DType::i64, device});
-                         Tensor workspace;
-                         if (device.is_cuda()) {
-                           workspace = empty({static_cast<int64_t>(kernels::sort_workspace_bytes(d))}, {DType::u8, device});
-                         }
-                         return std::function<void()>([=] {
-                           SE_DISPATCH(device, sort, d, x.data_ptr(), values.data_ptr(), indices.data<int64_t>(),
-                                       workspace.defined() ? workspace.data_ptr() : nullptr);
-                         });
-                       }});
+      cases.push_back(
+          {descending ? "sort/descending" : "sort/ascending", "lovasz", "19 rows of 512x512", 0,
+           static_cast<double>(classes * pixels) * (2 * 4 + 8), [=] {
+             Tensor x = random_tensor({classes, pixels}, o), values = empty_like(x);
+             Tensor indices = empty({classes, pixels}, {DType::i64, device});
+             Tensor workspace;
+             if (device.is_cuda()) {
+               workspace = empty({static_cast<int64_t>(kernels::sort_workspace_bytes(d))}, {DType::u8, device});
+             }
+             return std::function<void()>([=] {
+               SE_DISPATCH(device, sort, d, x.data_ptr(), values.data_ptr(), indices.data<int64_t>(),
+                           workspace.defined() ? workspace.data_ptr() : nullptr);
+             });
+           }});
     }
     const kernels::CumsumDesc cumsum_desc{1, pixels, 1, false, DType::f32};
     cases.push_back({"cumsum/rows", "lovasz", "19 rows of 512x512", 0, 2.0 * 4 * classes * pixels, [=] {
@@ -383,7 +384,8 @@ void add_sort_and_loss_cases(std::vector<Case>& cases, const Options& o) {
                        return std::function<void()>([=] {
                          SE_DISPATCH(device, focal_loss_backward<T>, static_cast<T*>(grad.data_ptr()),
                                      static_cast<const T*>(one.data_ptr()), 0, static_cast<const T*>(logits.data_ptr()),
-                                     static_cast<const C*>(lse.data_ptr()), static_cast<const int64_t*>(target.data_ptr()), nullptr, d);
+                                     static_cast<const C*>(lse.data_ptr()),
+                                     static_cast<const int64_t*>(target.data_ptr()), nullptr, d);
                        });
                      }});
   });

@@ -197,7 +197,8 @@ Tensor lovasz_softmax(const Tensor& logits, const Tensor& target, std::optional<
   const int64_t pixels = s.n * s.spatial, classes = s.classes;
   if (pixels == 0) return mul(sum(logits), 0.0);
   // (C, P): one row of probabilities per class over every pixel of the batch.
-  const Tensor probs = softmax(logits, 1).reshape({s.n, classes, s.spatial}).permute({1, 0, 2}).reshape({classes, pixels});
+  const Tensor probs =
+      softmax(logits, 1).reshape({s.n, classes, s.spatial}).permute({1, 0, 2}).reshape({classes, pixels});
   Tensor fg, valid;  // (C, P) foreground indicator, (1, P) non-ignored pixels
   {
     NoGradGuard no_grad;
@@ -221,10 +222,11 @@ Tensor lovasz_softmax(const Tensor& logits, const Tensor& target, std::optional<
     const Tensor intersection = sub(gts, cumsum(fg_sorted, 1));
     const Tensor union_ = add(gts, cumsum(rsub(fg_sorted, 1.0), 1));
     const Tensor jaccard = rsub(div(intersection, union_), 1.0);
-    weights = pixels == 1 ? jaccard
-                          : cat({jaccard.narrow(1, 0, 1),
-                                 sub(jaccard.narrow(1, 1, pixels - 1), jaccard.narrow(1, 0, pixels - 1))},
-                                1);
+    weights =
+        pixels == 1
+            ? jaccard
+            : cat({jaccard.narrow(1, 0, 1), sub(jaccard.narrow(1, 1, pixels - 1), jaccard.narrow(1, 0, pixels - 1))},
+                  1);
     present = gt(gts.reshape({classes}), 0.0).to(dt);
   }
   const Tensor per_class = sum(mul(sorted.values, weights), {1});  // (C)

@@ -1,5 +1,5 @@
-// CPU loss family. Cross-entropy and focal loss work one pixel at a time (kernels/loss_math.h), pixels split over OpenMP
-// threads in contiguous ranges, so the class-strided reads of neighbouring pixels share cache lines. Binary
+// CPU loss family. Cross-entropy and focal loss work one pixel at a time (kernels/loss_math.h), pixels split over
+// OpenMP threads in contiguous ranges, so the class-strided reads of neighbouring pixels share cache lines. Binary
 // cross-entropy is elementwise.
 #include "kernels/loss.h"
 

@@ -1,5 +1,5 @@
-// CUDA loss family. Cross-entropy and focal loss: one thread per pixel walking the classes with stride S, so the threads
-// of a warp read neighbouring pixels of one class plane (coalesced for NCHW logits with S >= 32). Binary
+// CUDA loss family. Cross-entropy and focal loss: one thread per pixel walking the classes with stride S, so the
+// threads of a warp read neighbouring pixels of one class plane (coalesced for NCHW logits with S >= 32). Binary
 // cross-entropy: one thread per element. The math is kernels/loss_math.h, the same as on the CPU.
 #include "kernels/loss.h"
 

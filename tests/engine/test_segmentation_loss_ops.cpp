@@ -57,7 +57,9 @@ Batch make_batch(int64_t n, int64_t c, int64_t h, int64_t w, uint32_t seed, doub
   return b;
 }
 
-Tensor leaf_logits(const Batch& b) { return b.logits().requires_grad_(true); }
+Tensor leaf_logits(const Batch& b) {
+  return b.logits().requires_grad_(true);
+}
 
 // ---- focal loss: AdeelH/pytorch-multi-class-focal-loss
 
@@ -294,8 +296,11 @@ TEST(SegmentationLossOps, ErrorsNameOpAndValue) {
   FocalLossParams bad_alpha;
   bad_alpha.alpha = ones({2});
   expect_error([&] { focal_loss(logits, zeros_like(target), bad_alpha); }, "focal_loss: alpha must be (3,), got (2,)");
-  expect_error([&] { dice_loss(logits, zeros({1, 3, 2}, {DType::i64})); },
-               "dice_loss: target shape (1, 3, 2) does not match logits (1, 3, 2, 2) (expected (1, 2, 2))");
+  expect_error(
+      [&] {
+        dice_loss(logits, zeros({1, 3, 2}, {DType::i64}));
+      },
+      "dice_loss: target shape (1, 3, 2) does not match logits (1, 3, 2, 2) (expected (1, 2, 2))");
   expect_error([&] { lovasz_softmax(logits.to(DType::f16), target); },
                "lovasz_softmax: logits dtype f16 is not supported (expected f32 or f64)");
 }

@@ -19,8 +19,8 @@ struct Case {
   double gamma;
   bool alpha;
 };
-const std::vector<Case> kCases = {{2, 3, 7, 2.0, false}, {1, 5, 33, 0.5, true}, {3, 2, 1, 0.0, true},
-                                  {1, 19, 65, 1.0, false}, {2, 4, 9, 3.5, true}};
+const std::vector<Case> kCases = {
+    {2, 3, 7, 2.0, false}, {1, 5, 33, 0.5, true}, {3, 2, 1, 0.0, true}, {1, 19, 65, 1.0, false}, {2, 4, 9, 3.5, true}};
 constexpr int64_t kIgnore = 255;
 
 // -alpha_y (1 - p)^gamma log p of one pixel, in f64 from scratch.
@@ -65,10 +65,10 @@ Outputs<T> run_cpu(const FocalLossDesc& d, const Inputs& in, int64_t& bad) {
   std::vector<loss_compute_t<T>> lse(pixels);
   bad = d.ignore_index;
   const T* a = alpha.empty() ? nullptr : alpha.data();
-  cpu::focal_loss_forward<T>(out.loss.data(), out.valid.data(), lse.data(), &bad, logits.data(), in.target.data(), a,
-                             d, nullptr);
-  cpu::focal_loss_backward<T>(out.grad_logits.data(), grad.data(), 1, logits.data(), lse.data(), in.target.data(), a,
-                              d, nullptr);
+  cpu::focal_loss_forward<T>(out.loss.data(), out.valid.data(), lse.data(), &bad, logits.data(), in.target.data(), a, d,
+                             nullptr);
+  cpu::focal_loss_backward<T>(out.grad_logits.data(), grad.data(), 1, logits.data(), lse.data(), in.target.data(), a, d,
+                              nullptr);
   return out;
 }
 
@@ -142,8 +142,8 @@ TEST(FocalLossCpu, ReportsBadTargets) {
   const std::vector<int64_t> target = {1, 7};
   std::vector<float> loss(2), valid(2), lse(2);
   int64_t bad = d.ignore_index;
-  cpu::focal_loss_forward<float>(loss.data(), valid.data(), lse.data(), &bad, logits.data(), target.data(), nullptr,
-                                 d, nullptr);
+  cpu::focal_loss_forward<float>(loss.data(), valid.data(), lse.data(), &bad, logits.data(), target.data(), nullptr, d,
+                                 nullptr);
   EXPECT_EQ(bad, 7);
   EXPECT_EQ(valid[1], 0.0f);
 }
