@@ -50,9 +50,15 @@ void BM_Loader(benchmark::State& state) {
 }
 BENCHMARK(BM_Loader)
     ->ArgNames({"workers", "size", "cache"})
-    ->Args({0, 64, 0})->Args({1, 64, 0})->Args({2, 64, 0})->Args({2, 64, 1})
-    ->Args({0, 128, 0})->Args({2, 128, 0})->Args({2, 128, 1})
-    ->UseRealTime()->Unit(benchmark::kMillisecond);
+    ->Args({0, 64, 0})
+    ->Args({1, 64, 0})
+    ->Args({2, 64, 0})
+    ->Args({2, 64, 1})
+    ->Args({0, 128, 0})
+    ->Args({2, 128, 0})
+    ->Args({2, 128, 1})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 void BM_SyntheticRender(benchmark::State& state) {
   auto ds = synthetic(static_cast<int>(state.range(0)));

@@ -28,8 +28,8 @@ void check_sample(const Sample& sample, const std::string& where) {
            ", expected 3 channels");
   SE_CHECK(sample.mask.channels == 1, where, ": mask of '", sample.id, "' is ", image_shape_str(sample.mask),
            ", expected 1 channel");
-  SE_CHECK(sample.image.width == sample.mask.width && sample.image.height == sample.mask.height, where,
-           ": image ", image_shape_str(sample.image), " and mask ", image_shape_str(sample.mask), " of '", sample.id,
+  SE_CHECK(sample.image.width == sample.mask.width && sample.image.height == sample.mask.height, where, ": image ",
+           image_shape_str(sample.image), " and mask ", image_shape_str(sample.mask), " of '", sample.id,
            "' differ in size");
 }
 

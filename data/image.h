@@ -18,13 +18,13 @@ struct Image {
 
   Image() = default;
   Image(int width, int height, int channels, uint8_t fill = 0)
-      : width(width), height(height), channels(channels),
+      : width(width),
+        height(height),
+        channels(channels),
         pixels(static_cast<size_t>(width) * height * channels, fill) {}
 
   bool empty() const { return pixels.empty(); }
-  size_t index(int y, int x, int c = 0) const {
-    return (static_cast<size_t>(y) * width + x) * channels + c;
-  }
+  size_t index(int y, int x, int c = 0) const { return (static_cast<size_t>(y) * width + x) * channels + c; }
   uint8_t& at(int y, int x, int c = 0) { return pixels[index(y, x, c)]; }
   uint8_t at(int y, int x, int c = 0) const { return pixels[index(y, x, c)]; }
   friend bool operator==(const Image&, const Image&) = default;

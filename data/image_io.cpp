@@ -25,40 +25,6 @@ std::string image_shape_str(const Image& image) {
   return detail::concat("(", image.width, " x ", image.height, " x ", image.channels, ")");
 }
 
-std::vector<uint8_t> read_file(const std::string& path) {
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) SE_THROW("read_file: '", path, "' does not exist");
-  if (std::filesystem::is_directory(path, ec)) SE_THROW("read_file: '", path, "' is a directory, expected a file");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) SE_THROW("read_file: cannot open '", path, "': ", std::strerror(errno));
-  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) SE_THROW("read_file: error while reading '", path, "'");
-  return bytes;
-}
-
-void write_file_atomic(const std::string& path, const std::vector<uint8_t>& bytes) {
-  static std::atomic<uint64_t> counter{0};
-  std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) SE_THROW("write_file: cannot create '", tmp, "' (for '", path, "'): ", std::strerror(errno));
-    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-    out.flush();
-    if (!out) {
-      std::error_code ignored;
-      std::filesystem::remove(tmp, ignored);
-      SE_THROW("write_file: error while writing '", tmp, "' (for '", path, "')");
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::error_code ignored;
-    std::filesystem::remove(tmp, ignored);
-    SE_THROW("write_file: cannot rename '", tmp, "' to '", path, "': ", ec.message());
-  }
-}
-
 Image decode_image(const std::vector<uint8_t>& bytes, const std::string& name) {
   if (bytes.empty()) SE_THROW("read_image: '", name, "' is empty, expected a PNG, JPEG or BMP image");
   detail::StbImage decoded;
@@ -71,7 +37,9 @@ Image decode_image(const std::vector<uint8_t>& bytes, const std::string& name) {
   return image;
 }
 
-Image read_image(const std::string& path) { return decode_image(read_file(path), path); }
+Image read_image(const std::string& path) {
+  return decode_image(read_file(path), path);
+}
 
 // ---- PNG chunks
 
@@ -137,7 +105,8 @@ Image decode_png_mask(const std::vector<uint8_t>& bytes, const std::string& name
   while (!seen_end) {
     if (pos + 12 > bytes.size()) SE_THROW(op, "'", name, "' is a truncated PNG (no IEND chunk)");
     uint32_t length = read_be32(&bytes[pos]);
-    if (length > bytes.size() - pos - 12) SE_THROW(op, "'", name, "' is a truncated or corrupt PNG (chunk length ", length, ")");
+    if (length > bytes.size() - pos - 12)
+      SE_THROW(op, "'", name, "' is a truncated or corrupt PNG (chunk length ", length, ")");
     const uint8_t* type = &bytes[pos + 4];
     const uint8_t* data = type + 4;
     std::string type_str(reinterpret_cast<const char*>(type), 4);
@@ -215,7 +184,8 @@ Image decode_png_mask(const std::vector<uint8_t>& bytes, const std::string& name
     for (uint32_t x = 0; x < width; ++x) {
       // Samples are packed from the most significant bits.
       int shift = 8 - bit_depth * (1 + static_cast<int>(x % per_byte));
-      mask.at(static_cast<int>(y), static_cast<int>(x)) = static_cast<uint8_t>((row[x / per_byte] >> shift) & sample_mask);
+      mask.at(static_cast<int>(y), static_cast<int>(x)) =
+          static_cast<uint8_t>((row[x / per_byte] >> shift) & sample_mask);
     }
   }
   return mask;
@@ -243,16 +213,17 @@ Image decode_mask(const std::vector<uint8_t>& bytes, const std::string& name) {
   return mask;
 }
 
-Image read_mask(const std::string& path) { return decode_mask(read_file(path), path); }
+Image read_mask(const std::string& path) {
+  return decode_mask(read_file(path), path);
+}
 
 namespace {
 
 void check_writable_image(const Image& image, const char* op, const std::string& path) {
   SE_CHECK(image.channels == 1 || image.channels == 3, op, ": '", path, "': image ", image_shape_str(image),
            " must have 1 (grey) or 3 (RGB) channels");
-  SE_CHECK(image.width > 0 && image.height > 0 && image.pixels.size() == image.index(image.height, 0), op, ": '",
-           path, "': image ", image_shape_str(image), " is empty or its pixel buffer has ", image.pixels.size(),
-           " bytes");
+  SE_CHECK(image.width > 0 && image.height > 0 && image.pixels.size() == image.index(image.height, 0), op, ": '", path,
+           "': image ", image_shape_str(image), " is empty or its pixel buffer has ", image.pixels.size(), " bytes");
 }
 
 }  // namespace
@@ -274,8 +245,7 @@ void write_jpeg(const std::string& path, const Image& image, int quality) {
 }
 
 std::vector<uint8_t> encode_index_png(const Image& mask, const std::vector<Rgb>& palette) {
-  SE_CHECK(mask.channels == 1 && mask.width > 0 && mask.height > 0 &&
-               mask.pixels.size() == mask.index(mask.height, 0),
+  SE_CHECK(mask.channels == 1 && mask.width > 0 && mask.height > 0 && mask.pixels.size() == mask.index(mask.height, 0),
            "write_index_png: mask ", image_shape_str(mask), " must be a non-empty 1-channel image");
   SE_CHECK(!palette.empty() && palette.size() <= 256, "write_index_png: palette of ", palette.size(),
            " colours, expected 1 to 256");

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "core/atomic_file.h"  // read_file, write_file_atomic
 #include "data/image.h"
 
 namespace se {
@@ -23,14 +24,11 @@ Image decode_mask(const std::vector<uint8_t>& bytes, const std::string& name);
 
 // PNG writers; each writes a temporary file beside `path` and renames it into place, so a reader
 // never sees half a file and an existing file survives a failed write.
-void write_png(const std::string& path, const Image& image);  // 1 channel grey or 3 channels RGB
+void write_png(const std::string& path, const Image& image);                     // 1 channel grey or 3 channels RGB
 void write_jpeg(const std::string& path, const Image& image, int quality = 90);  // 1 or 3 channels
 // A palette PNG whose pixel values are `mask`'s indices; every index must have a palette entry.
 void write_index_png(const std::string& path, const Image& mask, const std::vector<Rgb>& palette);
 std::vector<uint8_t> encode_index_png(const Image& mask, const std::vector<Rgb>& palette);
 
-// Whole-file helpers with file-naming errors; write_file_atomic writes `path`.tmp.* then renames.
-std::vector<uint8_t> read_file(const std::string& path);
-void write_file_atomic(const std::string& path, const std::vector<uint8_t>& bytes);
 
 }  // namespace se

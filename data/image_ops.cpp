@@ -11,9 +11,9 @@ namespace se {
 namespace {
 
 void check_image(const Image& image, const char* op) {
-  SE_CHECK(image.width > 0 && image.height > 0 && image.channels > 0 &&
-               image.pixels.size() == image.index(image.height, 0),
-           op, ": image ", image_shape_str(image), " is empty or its pixel buffer has ", image.pixels.size(), " bytes");
+  SE_CHECK(
+      image.width > 0 && image.height > 0 && image.channels > 0 && image.pixels.size() == image.index(image.height, 0),
+      op, ": image ", image_shape_str(image), " is empty or its pixel buffer has ", image.pixels.size(), " bytes");
 }
 
 // Source coordinate and weights of one output coordinate of a half-pixel bilinear resize.
@@ -85,11 +85,11 @@ Image flip_horizontal(const Image& image) {
 
 Image crop(const Image& image, int x, int y, int width, int height) {
   SE_CHECK(x >= 0 && y >= 0 && width > 0 && height > 0 && x + width <= image.width && y + height <= image.height,
-           "crop: window (x ", x, ", y ", y, ", ", width, " x ", height, ") is not inside image ", image_shape_str(image));
+           "crop: window (x ", x, ", y ", y, ", ", width, " x ", height, ") is not inside image ",
+           image_shape_str(image));
   Image out(width, height, image.channels);
   size_t row = static_cast<size_t>(width) * image.channels;
-  for (int r = 0; r < height; ++r)
-    std::copy_n(&image.pixels[image.index(y + r, x)], row, &out.pixels[out.index(r, 0)]);
+  for (int r = 0; r < height; ++r) std::copy_n(&image.pixels[image.index(y + r, x)], row, &out.pixels[out.index(r, 0)]);
   return out;
 }
 
@@ -177,9 +177,12 @@ void rgb_to_hsv(Image& image) {
     float s = v > 0.f ? 255.f * d / v : 0.f;
     float hue = 0.f;  // degrees
     if (d > 0.f) {
-      if (v == r) hue = 60.f * (g - b) / d;
-      else if (v == g) hue = 120.f + 60.f * (b - r) / d;
-      else hue = 240.f + 60.f * (r - g) / d;
+      if (v == r)
+        hue = 60.f * (g - b) / d;
+      else if (v == g)
+        hue = 120.f + 60.f * (b - r) / d;
+      else
+        hue = 240.f + 60.f * (r - g) / d;
       if (hue < 0.f) hue += 360.f;
     }
     int h8 = static_cast<int>(std::lround(hue / 2.f));

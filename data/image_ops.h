@@ -26,6 +26,8 @@ Image rotate(const Image& image, float degrees, bool nearest, uint8_t fill);
 void rgb_to_hsv(Image& image);
 void hsv_to_rgb(Image& image);
 
-inline uint8_t clamp_u8(float v) { return static_cast<uint8_t>(v <= 0.f ? 0.f : v >= 255.f ? 255.f : v + 0.5f); }
+inline uint8_t clamp_u8(float v) {
+  return static_cast<uint8_t>(v <= 0.f ? 0.f : v >= 255.f ? 255.f : v + 0.5f);
+}
 
 }  // namespace se

@@ -20,22 +20,32 @@ void check_config_keys(const nlohmann::json& config, const std::vector<std::stri
 
 template <typename T>
 constexpr const char* config_type_name() {
-  if constexpr (std::is_same_v<T, bool>) return "a boolean";
-  else if constexpr (std::is_integral_v<T>) return "an integer";
-  else if constexpr (std::is_floating_point_v<T>) return "a number";
-  else if constexpr (std::is_same_v<T, std::string>) return "a string";
-  else return "a list";
+  if constexpr (std::is_same_v<T, bool>)
+    return "a boolean";
+  else if constexpr (std::is_integral_v<T>)
+    return "an integer";
+  else if constexpr (std::is_floating_point_v<T>)
+    return "a number";
+  else if constexpr (std::is_same_v<T, std::string>)
+    return "a string";
+  else
+    return "a list";
 }
 
 // config[key] as T; a present value of the wrong type is an error.
 template <typename T>
 T config_as(const nlohmann::json& value, const std::string& key, const std::string& what) {
   bool ok;
-  if constexpr (std::is_same_v<T, bool>) ok = value.is_boolean();
-  else if constexpr (std::is_integral_v<T>) ok = value.is_number_integer();
-  else if constexpr (std::is_floating_point_v<T>) ok = value.is_number();
-  else if constexpr (std::is_same_v<T, std::string>) ok = value.is_string();
-  else ok = value.is_array();
+  if constexpr (std::is_same_v<T, bool>)
+    ok = value.is_boolean();
+  else if constexpr (std::is_integral_v<T>)
+    ok = value.is_number_integer();
+  else if constexpr (std::is_floating_point_v<T>)
+    ok = value.is_number();
+  else if constexpr (std::is_same_v<T, std::string>)
+    ok = value.is_string();
+  else
+    ok = value.is_array();
   if (ok) {
     try {
       return value.template get<T>();

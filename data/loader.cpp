@@ -22,7 +22,9 @@ LoaderOptions LoaderOptions::from_json(const nlohmann::json& config) {
   return o;
 }
 
-nlohmann::json LoaderState::to_json() const { return {{"epoch", epoch}, {"batch", batch}}; }
+nlohmann::json LoaderState::to_json() const {
+  return {{"epoch", epoch}, {"batch", batch}};
+}
 
 LoaderState LoaderState::from_json(const nlohmann::json& state) {
   const std::string what = "loader state";
@@ -39,14 +41,17 @@ DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, Pipeline pipeline
   SE_CHECK(options_.prefetch >= 1, "DataLoader: prefetch ", options_.prefetch, ", expected >= 1");
   check_device(options_.device, "DataLoader");
   int64_t n = dataset_->size();
-  batches_per_epoch_ = options_.drop_last ? n / options_.batch_size : (n + options_.batch_size - 1) / options_.batch_size;
+  batches_per_epoch_ =
+      options_.drop_last ? n / options_.batch_size : (n + options_.batch_size - 1) / options_.batch_size;
   SE_CHECK(batches_per_epoch_ > 0, "DataLoader: dataset '", dataset_->info().name, "' has ", n,
            " samples: no full batch of ", options_.batch_size, (options_.drop_last ? " (drop_last is on)" : ""));
   if (options_.cache) cache_.resize(static_cast<size_t>(n));
   start_workers();
 }
 
-DataLoader::~DataLoader() { stop_workers(); }
+DataLoader::~DataLoader() {
+  stop_workers();
+}
 
 void DataLoader::start_workers() {
   for (int w = 0; w < options_.num_workers; ++w) workers_.emplace_back([this] { worker_loop(); });

@@ -108,8 +108,8 @@ class DataLoader {
   std::vector<std::thread> workers_;
   bool stopping_ = false;
   uint64_t generation_ = 0;  // bumped by restore(): results of older jobs are dropped
-  int64_t next_job_ = 0;    // next global batch a worker takes
-  int64_t consumed_ = 0;    // global batch the caller waits for next
+  int64_t next_job_ = 0;     // next global batch a worker takes
+  int64_t consumed_ = 0;     // global batch the caller waits for next
   std::map<int64_t, Result> results_;
 
   mutable std::mutex permutation_mutex_;

@@ -14,10 +14,9 @@ class Rng {
  public:
   Rng(uint64_t seed, uint64_t a, uint64_t b = 0) {
     // Key of the stream: Philox of (a, b) under `seed`, so nearby (a, b) give unrelated streams.
-    philox::Uint4 k = philox::philox4x32_10(
-        {static_cast<uint32_t>(a), static_cast<uint32_t>(a >> 32), static_cast<uint32_t>(b),
-         static_cast<uint32_t>(b >> 32)},
-        seed);
+    philox::Uint4 k = philox::philox4x32_10({static_cast<uint32_t>(a), static_cast<uint32_t>(a >> 32),
+                                             static_cast<uint32_t>(b), static_cast<uint32_t>(b >> 32)},
+                                            seed);
     key_ = (static_cast<uint64_t>(k.y) << 32) | k.x;
   }
 

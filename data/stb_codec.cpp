@@ -10,7 +10,7 @@
 #define STBI_ONLY_PNG
 #define STBI_ONLY_JPEG
 #define STBI_ONLY_BMP
-#define STBI_NO_STDIO       // we read files ourselves, so errors name them
+#define STBI_NO_STDIO  // we read files ourselves, so errors name them
 #define STBI_MAX_DIMENSIONS (1 << 15)
 #include <stb/stb_image.h>
 
@@ -69,9 +69,8 @@ std::vector<uint8_t> stb_encode_jpeg(const uint8_t* pixels, int width, int heigh
 bool stb_zlib_inflate(const uint8_t* data, size_t size, size_t expected_size, std::vector<uint8_t>* out) {
   if (size > static_cast<size_t>(INT_MAX) || expected_size > static_cast<size_t>(INT_MAX)) return false;
   int length = 0;
-  char* inflated = stbi_zlib_decode_malloc_guesssize_headerflag(reinterpret_cast<const char*>(data),
-                                                                static_cast<int>(size),
-                                                                static_cast<int>(expected_size), &length, 1);
+  char* inflated = stbi_zlib_decode_malloc_guesssize_headerflag(
+      reinterpret_cast<const char*>(data), static_cast<int>(size), static_cast<int>(expected_size), &length, 1);
   if (inflated == nullptr) return false;
   out->assign(reinterpret_cast<uint8_t*>(inflated), reinterpret_cast<uint8_t*>(inflated) + length);
   STBI_FREE(inflated);

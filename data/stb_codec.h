@@ -11,8 +11,8 @@ namespace se::detail {
 
 struct StbImage {
   int width = 0, height = 0;
-  int channels_in_file = 0;      // what the file holds (1 grey, 2 grey+alpha, 3 RGB, 4 RGBA)
-  std::vector<uint8_t> pixels;   // (H, W, channels requested) row-major
+  int channels_in_file = 0;     // what the file holds (1 grey, 2 grey+alpha, 3 RGB, 4 RGBA)
+  std::vector<uint8_t> pixels;  // (H, W, channels requested) row-major
 };
 
 // Decodes PNG, JPEG or BMP bytes into `channels` channels (0: as in the file). Returns false and

@@ -35,13 +35,15 @@ struct DomainStyle {
   float texture_contrast;                    // second texture colour = base * (1 - texture_contrast)
   Pattern background;
   Range bg_sat, bg_val;
-  float contrast, brightness, gamma;         // global tone: 0.5 + contrast * (x - 0.5) + brightness, then ^gamma
-  float noise_sigma, blur_sigma;             // pixel noise (of 255) and blur (pixels at 64 x 64)
+  float contrast, brightness, gamma;  // global tone: 0.5 + contrast * (x - 0.5) + brightness, then ^gamma
+  float noise_sigma, blur_sigma;      // pixel noise (of 255) and blur (pixels at 64 x 64)
 };
 
 const std::vector<DomainStyle>& styles() {
   using T = Texture;
   using P = Pattern;
+  // One row per domain, in DomainStyle's field order.
+  // clang-format off
   static const std::vector<DomainStyle> table = {
       {"studio", "flat saturated objects whose hue mostly follows the class, light gradient background, little noise",
        {0, 0, 120, 225, 55, 290}, 0.85f, 15.f, {0.65f, 0.95f}, {0.7f, 1.0f}, {T::flat}, 0.f,
@@ -62,6 +64,7 @@ const std::vector<DomainStyle>& styles() {
        {0, 0, 0, 0, 0, 0}, 0.f, 180.f, {0.3f, 0.8f}, {0.4f, 0.9f}, {T::flat, T::noise}, 0.3f,
        P::patches, {0.3f, 0.8f}, {0.4f, 0.9f}, 1.0f, 0.f, 1.0f, 5.f, 0.5f},
   };
+  // clang-format on
   return table;
 }
 
@@ -83,7 +86,8 @@ Colour mix(const Colour& a, const Colour& b, float t) {
 // Smooth lattice noise in [0, 1) (value noise with smoothstep), keyed by `key`.
 float value_noise(float x, float y, uint64_t key) {
   auto lattice = [key](int64_t ix, int64_t iy) {
-    uint64_t z = key ^ (static_cast<uint64_t>(ix) * 0x9E3779B97F4A7C15ull) ^ (static_cast<uint64_t>(iy) * 0xC2B2AE3D27D4EB4Full);
+    uint64_t z =
+        key ^ (static_cast<uint64_t>(ix) * 0x9E3779B97F4A7C15ull) ^ (static_cast<uint64_t>(iy) * 0xC2B2AE3D27D4EB4Full);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;  // splitmix64 finaliser
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return static_cast<float>((z ^ (z >> 31)) >> 40) * (1.0f / 16777216.0f);
@@ -101,12 +105,12 @@ float value_noise(float x, float y, uint64_t key) {
 // ---- scene geometry (domain-independent)
 
 struct Shape {
-  int cls;            // 1 disc, 2 rectangle, 3 triangle, 4 ring, 5 bar
-  float cx, cy;       // centre, pixels
-  float angle;        // radians
+  int cls;       // 1 disc, 2 rectangle, 3 triangle, 4 ring, 5 bar
+  float cx, cy;  // centre, pixels
+  float angle;   // radians
   float cos_a, sin_a;
-  float bound;        // no point of the shape is farther than this from the centre
-  float a = 0, b = 0; // class-specific half extents (radius / inner radius, half sides, ...)
+  float bound;               // no point of the shape is farther than this from the centre
+  float a = 0, b = 0;        // class-specific half extents (radius / inner radius, half sides, ...)
   std::array<float, 6> tri;  // triangle vertices (u0, v0, u1, v1, u2, v2) in local coordinates
 };
 
@@ -190,7 +194,9 @@ float texture_value(const ObjectLook& look, float u, float v) {
     case Texture::flat: return 0.f;
     case Texture::stripes: return std::fmod(u / p + look.phase + 1000.f, 1.f) < 0.5f ? 1.f : 0.f;
     case Texture::checker:
-      return ((static_cast<int64_t>(std::floor(u / p + look.phase)) + static_cast<int64_t>(std::floor(v / p))) & 1) ? 1.f : 0.f;
+      return ((static_cast<int64_t>(std::floor(u / p + look.phase)) + static_cast<int64_t>(std::floor(v / p))) & 1)
+                 ? 1.f
+                 : 0.f;
     case Texture::dots: {
       float gu = u / p + look.phase - std::round(u / p + look.phase), gv = v / p - std::round(v / p);
       return gu * gu + gv * gv < 0.09f ? 1.f : 0.f;
@@ -213,7 +219,8 @@ Colour background_colour(const DomainStyle& style, const BackgroundLook& bg, flo
       return mix(bg.c0, bg.c1, n);
     }
     case Pattern::grid: {
-      bool line = std::fmod(x + 0.5f * bg.period, bg.period) < scale || std::fmod(y + 0.3f * bg.period, bg.period) < scale;
+      bool line =
+          std::fmod(x + 0.5f * bg.period, bg.period) < scale || std::fmod(y + 0.3f * bg.period, bg.period) < scale;
       return line ? bg.c1 : bg.c0;
     }
     case Pattern::patches: {
@@ -277,13 +284,16 @@ SyntheticDataset::SyntheticDataset(SyntheticOptions options) : options_(std::mov
 
 std::shared_ptr<SyntheticDataset> SyntheticDataset::from_json(const nlohmann::json& config) {
   const std::string what = "dataset 'synthetic'";
-  check_config_keys(config, {"type", "domain", "split", "size", "image_size", "seed", "min_objects", "max_objects",
-                             "colour_correlation"},
-                    what);
+  check_config_keys(
+      config,
+      {"type", "domain", "split", "size", "image_size", "seed", "min_objects", "max_objects", "colour_correlation"},
+      what);
   SyntheticOptions o;
   if (auto it = config.find("domain"); it != config.end()) {
-    if (it->is_string()) o.domains = {it->get<std::string>()};
-    else o.domains = config_as<std::vector<std::string>>(*it, "domain", what);
+    if (it->is_string())
+      o.domains = {it->get<std::string>()};
+    else
+      o.domains = config_as<std::vector<std::string>>(*it, "domain", what);
   }
   o.split = config_value<std::string>(config, "split", o.split, what);
   o.size = config_value<int64_t>(config, "size", o.size, what);
@@ -311,8 +321,9 @@ Sample SyntheticDataset::get(int64_t index) const {
   std::vector<ObjectLook> looks(shapes.size());
   for (size_t k = 0; k < shapes.size(); ++k) {
     ObjectLook& look = looks[k];
-    float hue = rng.bernoulli(correlation) ? style.class_hue[shapes[k].cls] + rng.uniform(-style.hue_jitter, style.hue_jitter)
-                                           : rng.uniform(0.f, 360.f);
+    float hue = rng.bernoulli(correlation)
+                    ? style.class_hue[shapes[k].cls] + rng.uniform(-style.hue_jitter, style.hue_jitter)
+                    : rng.uniform(0.f, 360.f);
     look.base = hsv(hue, rng.uniform(style.sat.lo, style.sat.hi), rng.uniform(style.val.lo, style.val.hi));
     look.second = mix(look.base, Colour{0, 0, 0}, style.texture_contrast);
     look.texture = style.textures[rng.uniform_int(0, static_cast<int64_t>(style.textures.size()) - 1)];

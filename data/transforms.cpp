@@ -33,7 +33,9 @@ uint8_t convert(uint8_t v, float alpha, float beta) {
 
 }  // namespace
 
-void Resize::apply(Sample& sample, Rng&) const { resize_sample(sample, scale, keep_ratio, resize_mask); }
+void Resize::apply(Sample& sample, Rng&) const {
+  resize_sample(sample, scale, keep_ratio, resize_mask);
+}
 
 void RandomResize::apply(Sample& sample, Rng& rng) const {
   float ratio = rng.uniform(ratio_min, ratio_max);
@@ -100,7 +102,8 @@ void PhotoMetricDistortion::apply(Sample& sample, Rng& rng) const {
   if (rng.uniform_int(0, 1)) {
     int delta = static_cast<int>(rng.uniform_int(-hue_delta, hue_delta - 1));  // numpy randint(-d, d)
     rgb_to_hsv(img);
-    for (size_t i = 0; i < img.pixels.size(); i += 3) img.pixels[i] = static_cast<uint8_t>(((img.pixels[i] + delta) % 180 + 180) % 180);
+    for (size_t i = 0; i < img.pixels.size(); i += 3)
+      img.pixels[i] = static_cast<uint8_t>(((img.pixels[i] + delta) % 180 + 180) % 180);
     hsv_to_rgb(img);
   }
   if (!contrast_first) contrast();
@@ -152,8 +155,8 @@ Size2 size_value(const nlohmann::json& step, const std::string& key, const std::
   return {v[0], v[1]};
 }
 
-std::pair<float, float> range_value(const nlohmann::json& step, const std::string& key, std::pair<float, float> fallback,
-                                    const std::string& what) {
+std::pair<float, float> range_value(const nlohmann::json& step, const std::string& key,
+                                    std::pair<float, float> fallback, const std::string& what) {
   auto it = step.find(key);
   if (it == step.end()) return fallback;
   auto v = config_as<std::vector<float>>(*it, key, what);
@@ -186,8 +189,9 @@ uint8_t byte_value(const nlohmann::json& step, const std::string& key, int fallb
 
 Pipeline Pipeline::from_json(const nlohmann::json& steps, int ignore_index) {
   SE_CHECK(steps.is_array(), "transforms: expected a JSON list of steps, got ", steps.dump());
-  const std::vector<std::string> types = {"resize", "random_resize", "random_crop", "pad", "random_flip",
-                                          "photometric_distortion", "gaussian_blur", "random_rotate", "normalize"};
+  const std::vector<std::string> types = {"resize",        "random_resize", "random_crop",
+                                          "pad",           "random_flip",   "photometric_distortion",
+                                          "gaussian_blur", "random_rotate", "normalize"};
   Pipeline pipeline;
   for (size_t i = 0; i < steps.size(); ++i) {
     const nlohmann::json& step = steps[i];

@@ -21,8 +21,6 @@ namespace se {
 
 class Config;
 
-// (name, tensor) pairs, e.g. Module::named_parameters() or a state dict.
-using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
 // Tensors plus JSON: what a component saves into a checkpoint and loads back.
 struct NamedState {

@@ -40,7 +40,8 @@ inline Image pattern_image(int width, int height, int channels, int salt = 0) {
   Image image(width, height, channels);
   for (int y = 0; y < height; ++y)
     for (int x = 0; x < width; ++x)
-      for (int c = 0; c < channels; ++c) image.at(y, x, c) = static_cast<uint8_t>((x * 7 + y * 13 + c * 29 + salt) & 0xFF);
+      for (int c = 0; c < channels; ++c)
+        image.at(y, x, c) = static_cast<uint8_t>((x * 7 + y * 13 + c * 29 + salt) & 0xFF);
   return image;
 }
 

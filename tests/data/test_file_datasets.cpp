@@ -29,14 +29,18 @@ Image mask_of(const std::vector<uint8_t>& values, int width = 4, int height = 2)
 
 void put_image(const std::string& path, int width = 4, int height = 2) {
   fs::create_directories(fs::path(path).parent_path());
-  if (path.ends_with(".jpg")) write_jpeg(path, pattern_image(width, height, 3));
-  else write_png(path, pattern_image(width, height, 3));
+  if (path.ends_with(".jpg"))
+    write_jpeg(path, pattern_image(width, height, 3));
+  else
+    write_png(path, pattern_image(width, height, 3));
 }
 
 void put_mask(const std::string& path, const Image& mask, bool palette = false) {
   fs::create_directories(fs::path(path).parent_path());
-  if (palette) write_index_png(path, mask, default_palette(256));
-  else write_png(path, mask);
+  if (palette)
+    write_index_png(path, mask, default_palette(256));
+  else
+    write_png(path, mask);
 }
 
 void put_text(const std::string& path, const std::string& text) {
@@ -44,7 +48,9 @@ void put_text(const std::string& path, const std::string& text) {
   std::ofstream(path) << text;
 }
 
-std::vector<uint8_t> mask_values(const Dataset& ds, int64_t index) { return ds.get(index).mask.pixels; }
+std::vector<uint8_t> mask_values(const Dataset& ds, int64_t index) {
+  return ds.get(index).mask.pixels;
+}
 
 TEST(FileDatasets, FolderWithSplitFoldersAndListFiles) {
   TempDir dir;
@@ -71,7 +77,8 @@ TEST(FileDatasets, FolderWithSplitFoldersAndListFiles) {
   put_mask(dir / "masks/c.png", mask_of({1}));
   put_image(dir / "images/sub/b.jpg");
   put_mask(dir / "masks/sub/b.png", mask_of({2}));
-  json listed = {{"type", "folder"}, {"root", dir.path().string()}, {"num_classes", 3}, {"split_file", "lists/few.txt"}};
+  json listed = {
+      {"type", "folder"}, {"root", dir.path().string()}, {"num_classes", 3}, {"split_file", "lists/few.txt"}};
   auto ds = make_dataset(listed);
   ASSERT_EQ(ds->size(), 2);
   EXPECT_EQ(ds->get(1).id, "sub/b");
@@ -86,18 +93,22 @@ TEST(FileDatasets, LabelsAreValidatedWhenLoaded) {
   TempDir dir;
   put_image(dir / "images/train/a.png");
   put_mask(dir / "masks/train/a.png", mask_of({0, 1, 5}));
-  auto ds = make_dataset({{"type", "folder"}, {"root", dir.path().string()}, {"num_classes", 3}, {"image_suffix", ".png"}});
-  expect_error([&] { ds->get(0); }, detail::concat("mask '", dir / "masks/train/a.png",
-                                                   "' has label value 5, expected a class in [0, 3) or the ignore index 255"));
+  auto ds =
+      make_dataset({{"type", "folder"}, {"root", dir.path().string()}, {"num_classes", 3}, {"image_suffix", ".png"}});
+  expect_error([&] { ds->get(0); },
+               detail::concat("mask '", dir / "masks/train/a.png",
+                              "' has label value 5, expected a class in [0, 3) or the ignore index 255"));
   put_mask(dir / "masks/train/a.png", mask_of({0}, 3, 2));
   expect_error([&] { ds->get(0); }, "is 4 x 2 but mask");
   put_mask(dir / "masks/train/a.png", pattern_image(4, 2, 3));
   expect_error([&] { ds->get(0); }, "is an RGB PNG; a mask must be");
   fs::remove(dir / "masks/train/a.png");
   expect_error([&] { ds->get(0); }, "does not exist");
-  expect_error([&] { make_dataset({{"type", "folder"}, {"root", dir.path().string()}, {"num_classes", 3},
-                                   {"image_suffix", ".png"}}); },
-               detail::concat("image '", dir / "images/train/a.png", "' has no mask '"));
+  expect_error(
+      [&] {
+        make_dataset({{"type", "folder"}, {"root", dir.path().string()}, {"num_classes", 3}, {"image_suffix", ".png"}});
+      },
+      detail::concat("image '", dir / "images/train/a.png", "' has no mask '"));
 }
 
 TEST(FileDatasets, CityscapesMapsLabelIdsToTrainIds) {
@@ -113,8 +124,11 @@ TEST(FileDatasets, CityscapesMapsLabelIdsToTrainIds) {
   EXPECT_EQ(mask_values(*ds, 0), (std::vector<uint8_t>{0, 1, 13, 255, 18, 10, 255, 11}));
   put_mask(dir / ("gtFine/train/aachen/" + stem + "_gtFine_labelIds.png"), mask_of({7, 40}));
   expect_error([&] { ds->get(0); }, "_gtFine_labelIds.png' has label value 40");
-  expect_error([&] { make_dataset({{"type", "cityscapes"}, {"root", dir.path().string()}}, "val"); },
-               "dataset 'cityscapes': folder '");
+  expect_error(
+      [&] {
+        make_dataset({{"type", "cityscapes"}, {"root", dir.path().string()}}, "val");
+      },
+      "dataset 'cityscapes': folder '");
 }
 
 TEST(FileDatasets, VocReadsPaletteIndicesAndTheAugList) {
@@ -136,8 +150,7 @@ TEST(FileDatasets, VocReadsPaletteIndicesAndTheAugList) {
   ASSERT_EQ(aug->size(), 2);
   EXPECT_EQ(mask_values(*aug, 0), mask_of({3}).pixels);
   expect_error([&] { aug->get(1); }, "2008_000002.png' has label value 30");
-  expect_error([&] { make_dataset({{"type", "voc"}, {"root", dir.path().string()}}, "val"); },
-               "list file '");
+  expect_error([&] { make_dataset({{"type", "voc"}, {"root", dir.path().string()}}, "val"); }, "list file '");
 }
 
 TEST(FileDatasets, Ade20kReducesZeroLabel) {
@@ -150,8 +163,11 @@ TEST(FileDatasets, Ade20kReducesZeroLabel) {
   EXPECT_EQ(mask_values(*ds, 0), mask_of({255, 0, 149, 11}).pixels);
   put_mask(dir / "annotations/validation/ADE_val_00000001.png", mask_of({151}));
   expect_error([&] { ds->get(0); }, "has label value 151");
-  expect_error([&] { make_dataset({{"type", "ade20k"}, {"root", dir.path().string()}, {"split", "test"}}); },
-               "split 'test' is not one of train, val");
+  expect_error(
+      [&] {
+        make_dataset({{"type", "ade20k"}, {"root", dir.path().string()}, {"split", "test"}});
+      },
+      "split 'test' is not one of train, val");
 }
 
 TEST(FileDatasets, CamvidIgnoresVoid) {
@@ -166,14 +182,23 @@ TEST(FileDatasets, CamvidIgnoresVoid) {
 }
 
 TEST(FileDatasets, ConfigErrors) {
-  expect_error([] { make_dataset({{"type", "folder"}, {"root", "/x"}, {"num_classes", 2}, {"img_suffix", ".jpg"}}); },
-               "dataset 'folder': unknown key 'img_suffix'; valid keys: type, root, split, image_dir");
-  expect_error([] { make_dataset({{"type", "folder"}, {"root", "/nonexistent"}, {"num_classes", 2}}); },
-               "folder '/nonexistent/images/train' does not exist");
+  expect_error(
+      [] {
+        make_dataset({{"type", "folder"}, {"root", "/x"}, {"num_classes", 2}, {"img_suffix", ".jpg"}});
+      },
+      "dataset 'folder': unknown key 'img_suffix'; valid keys: type, root, split, image_dir");
+  expect_error(
+      [] {
+        make_dataset({{"type", "folder"}, {"root", "/nonexistent"}, {"num_classes", 2}});
+      },
+      "folder '/nonexistent/images/train' does not exist");
   expect_error([] { make_dataset({{"type", "folder"}, {"root", "/x"}}); }, "missing required key 'num_classes'");
   expect_error([] { make_dataset({{"type", "cityscapes"}}); }, "dataset 'cityscapes': missing required key 'root'");
-  expect_error([] { make_dataset({{"type", "folder"}, {"root", "/x"}, {"num_classes", 2}, {"palette", {{1, 2}}}}); },
-               "palette entries must be [r, g, b]");
+  expect_error(
+      [] {
+        make_dataset({{"type", "folder"}, {"root", "/x"}, {"num_classes", 2}, {"palette", {{1, 2}}}});
+      },
+      "palette entries must be [r, g, b]");
 }
 
 }  // namespace

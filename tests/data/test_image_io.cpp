@@ -41,14 +41,14 @@ void chunk(std::vector<uint8_t>& png, const std::string& type, const std::vector
 }
 
 std::vector<uint8_t> make_png(int width, int height, int bit_depth, int colour_type, const std::vector<Rgb>& palette,
-                              const std::vector<uint8_t>& samples, const std::vector<int>& filters,
-                              int channels = 1) {
+                              const std::vector<uint8_t>& samples, const std::vector<int>& filters, int channels = 1) {
   size_t row_bytes = (static_cast<size_t>(width) * channels * bit_depth + 7) / 8;
   std::vector<uint8_t> rows(row_bytes * height, 0);
   for (int y = 0; y < height; ++y)
     for (int x = 0; x < width * channels; ++x) {
       size_t bit = static_cast<size_t>(x) * bit_depth;
-      rows[y * row_bytes + bit / 8] |= static_cast<uint8_t>(samples[y * width * channels + x] << (8 - bit_depth - bit % 8));
+      rows[y * row_bytes + bit / 8] |=
+          static_cast<uint8_t>(samples[y * width * channels + x] << (8 - bit_depth - bit % 8));
     }
   int bpp = std::max(1, channels * bit_depth / 8);
   std::vector<uint8_t> raw;
@@ -117,7 +117,8 @@ TEST(ImageIo, GreyPngReadsAsRgbImageAndAsMask) {
 TEST(ImageIo, JpegAndBmpDecode) {
   TempDir dir;
   Image flat(16, 8, 3);
-  for (size_t i = 0; i < flat.pixels.size(); i += 3) flat.pixels[i] = 200, flat.pixels[i + 1] = 40, flat.pixels[i + 2] = 90;
+  for (size_t i = 0; i < flat.pixels.size(); i += 3)
+    flat.pixels[i] = 200, flat.pixels[i + 1] = 40, flat.pixels[i + 2] = 90;
   write_jpeg(dir / "a.jpg", flat, 95);
   Image jpeg = read_image(dir / "a.jpg");
   ASSERT_EQ(jpeg.width, 16);
@@ -189,7 +190,8 @@ TEST(ImageIo, CorruptFilesAreNamed) {
   write_bytes(dir / "empty.png", {});
   expect_error([&] { read_image(dir / "empty.png"); }, "is empty");
   write_bytes(dir / "text.png", {'h', 'e', 'l', 'l', 'o'});
-  expect_error([&] { read_mask(dir / "text.png"); }, detail::concat("'", dir / "text.png", "' is not a PNG, JPEG or BMP"));
+  expect_error([&] { read_mask(dir / "text.png"); },
+               detail::concat("'", dir / "text.png", "' is not a PNG, JPEG or BMP"));
 
   std::vector<uint8_t> good = make_png(4, 4, 8, 3, grey_palette(4), std::vector<uint8_t>(16, 1), {0});
   std::vector<uint8_t> flipped = good;
@@ -204,11 +206,13 @@ TEST(ImageIo, CorruptFilesAreNamed) {
 TEST(ImageIo, WrongKindOfMaskIsAnError) {
   TempDir dir;
   write_png(dir / "rgb.png", pattern_image(4, 4, 3));
-  expect_error([&] { read_mask(dir / "rgb.png"); }, detail::concat("'", dir / "rgb.png", "' is an RGB PNG; a mask must be"));
+  expect_error([&] { read_mask(dir / "rgb.png"); },
+               detail::concat("'", dir / "rgb.png", "' is an RGB PNG; a mask must be"));
   write_jpeg(dir / "rgb.jpg", pattern_image(8, 8, 3));
   expect_error([&] { read_mask(dir / "rgb.jpg"); }, "has 3 channels; a mask must be a 1-channel image");
   std::vector<uint8_t> samples(16 * 2, 3);
-  expect_error([&] { decode_mask(make_png(4, 4, 8, 4, {}, samples, {0}, 2), "ga.png"); }, "'ga.png' is a PNG of colour type 4");
+  expect_error([&] { decode_mask(make_png(4, 4, 8, 4, {}, samples, {0}, 2), "ga.png"); },
+               "'ga.png' is a PNG of colour type 4");
 }
 
 TEST(ImageIo, WritesAreAtomicAndErrorsKeepTheOldFile) {

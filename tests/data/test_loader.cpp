@@ -195,14 +195,16 @@ TEST(Loader, ErrorsNameTheSampleAndDoNotHang) {
   o.shuffle = false;
   DataLoader loader(broken, Pipeline(), o);
   ASSERT_TRUE(loader.next().has_value());
-  expect_error([&] { loader.next(); }, "data loader: sample 5 of dataset 'counting' (epoch 0, batch 1): mask 'broken.png' has label value 7");
+  expect_error([&] { loader.next(); },
+               "data loader: sample 5 of dataset 'counting' (epoch 0, batch 1): mask 'broken.png' has label value 7");
   EXPECT_EQ(loader.state(), (LoaderState{0, 1}));
   expect_error([&] { loader.next(); }, "sample 5");  // retried, not waited for forever
 
   auto odd = std::make_shared<CountingDataset>(4, 12, -1, /*odd_size=*/2);
   DataLoader mixed(odd, Pipeline(), opts(0, 4));
   expect_error([&] { mixed.next(); }, "samples of a batch need one size");
-  expect_error([&] { DataLoader(odd, Pipeline(), opts(0, 5, true)); }, "has 4 samples: no full batch of 5 (drop_last is on)");
+  expect_error([&] { DataLoader(odd, Pipeline(), opts(0, 5, true)); },
+               "has 4 samples: no full batch of 5 (drop_last is on)");
   expect_error([] { LoaderOptions::from_json({{"batch", 4}}); }, "loader: unknown key 'batch'; valid keys: batch_size");
 }
 

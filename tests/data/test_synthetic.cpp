@@ -100,20 +100,33 @@ TEST(Synthetic, ColourFollowsClassInStudioAndIsPermutedInTextured) {
 }
 
 TEST(Synthetic, FactoryAndErrors) {
-  auto ds = make_dataset({{"type", "synthetic"}, {"domain", {"studio", "neon"}}, {"size", 10}, {"image_size", 32}},
-                         "val");
+  auto ds =
+      make_dataset({{"type", "synthetic"}, {"domain", {"studio", "neon"}}, {"size", 10}, {"image_size", 32}}, "val");
   EXPECT_EQ(ds->size(), 10);
   EXPECT_EQ(ds->get(1).id, "synthetic/neon/val/1");
   EXPECT_EQ(ds->get(1).image.width, 32);
   EXPECT_EQ(make_dataset({{"type", "synthetic"}})->size(), 1000);
   EXPECT_EQ(make_dataset({{"type", "synthetic"}}, "test")->size(), 200);
-  expect_error([] { make_dataset({{"type", "synthetic"}, {"domian", "studio"}}); },
-               "dataset 'synthetic': unknown key 'domian'; valid keys: type, domain, split");
-  expect_error([] { make_dataset({{"type", "synthetic"}, {"domain", "mars"}}); },
-               "unknown domain 'mars'; domains: studio, textured, night, fog, neon, clutter");
-  expect_error([] { make_dataset({{"type", "synthetic"}, {"size", "many"}}); },
-               "key 'size' is \"many\", expected an integer");
-  expect_error([] { make_dataset({{"type", "synthetic"}}, "holdout"); }, "split 'holdout' is not one of train, val, test");
+  expect_error(
+      [] {
+        make_dataset({{"type", "synthetic"}, {"domian", "studio"}});
+      },
+      "dataset 'synthetic': unknown key 'domian'; valid keys: type, domain, split");
+  expect_error(
+      [] {
+        make_dataset({{"type", "synthetic"}, {"domain", "mars"}});
+      },
+      "unknown domain 'mars'; domains: studio, textured, night, fog, neon, clutter");
+  expect_error(
+      [] {
+        make_dataset({{"type", "synthetic"}, {"size", "many"}});
+      },
+      "key 'size' is \"many\", expected an integer");
+  expect_error(
+      [] {
+        make_dataset({{"type", "synthetic"}}, "holdout");
+      },
+      "split 'holdout' is not one of train, val, test");
   expect_error([] { make_dataset({{"type", "imagenet"}}); }, "unknown type 'imagenet'");
   expect_error([] { make_dataset({{"kind", "synthetic"}}); }, "missing required key 'type'");
   expect_error([] { SyntheticDataset(options("studio")).get(64); }, "index 64 out of range [0, 64)");

@@ -26,7 +26,9 @@ Sample block_sample(int width, int height) {
   return s;
 }
 
-std::set<int> values(const Image& mask) { return {mask.pixels.begin(), mask.pixels.end()}; }
+std::set<int> values(const Image& mask) {
+  return {mask.pixels.begin(), mask.pixels.end()};
+}
 
 Pipeline full_pipeline() {
   return Pipeline::from_json(nlohmann::json::parse(R"([
@@ -228,8 +230,7 @@ TEST(Transforms, BlurKeepsConstantImagesAndNormalizeIsPerChannel) {
   normalize_chw(image, n, out.data());
   for (int c = 0; c < 3; ++c)
     for (int y = 0; y < 4; ++y)
-      for (int x = 0; x < 5; ++x)
-        EXPECT_FLOAT_EQ(out[(c * 4 + y) * 5 + x], (image.at(y, x, c) - n.mean[c]) / n.std[c]);
+      for (int x = 0; x < 5; ++x) EXPECT_FLOAT_EQ(out[(c * 4 + y) * 5 + x], (image.at(y, x, c) - n.mean[c]) / n.std[c]);
 }
 
 TEST(Transforms, ConfigErrors) {
