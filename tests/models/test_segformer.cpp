@@ -110,22 +110,28 @@ TEST(Segformer, VariantsRunForwardAndBackward) {
   for (const std::string variant : {"b0", "b1", "b2"}) {
     manual_seed(1);
     Segformer& model = shared_segformer(variant);
-    model.train();
+    model.eval();  // in training, DropPath may drop a whole residual branch of the one sample
     model.zero_grad();
-    const SegmentationOutput out = model.forward(randn({1, 3, 32, 40}));
-    EXPECT_EQ(out.logits.shape(), (Shape{1, 3, 32, 40})) << variant;
+    // 32x64: every stage attends to two reduced keys (with one, softmax would cut the query and key
+    // gradients).
+    const SegmentationOutput out = model.forward(randn({1, 3, 32, 64}));
+    EXPECT_EQ(out.logits.shape(), (Shape{1, 3, 32, 64})) << variant;
     EXPECT_FALSE(out.aux_logits.defined());
     ASSERT_EQ(out.features.size(), 4u);
     const std::vector<int64_t>& widths = model.segformer->out_channels();
-    const Shape sizes[] = {{8, 10}, {4, 5}, {2, 3}, {1, 2}};  // ceil(32 / 4), ceil(40 / 4), then halved up
+    const Shape sizes[] = {{8, 16}, {4, 8}, {2, 4}, {1, 2}};
     for (size_t i = 0; i < 4; ++i) {
       EXPECT_EQ(out.features[i].shape(), (Shape{1, widths[i], sizes[i][0], sizes[i][1]})) << variant << " stage " << i;
     }
     mean(mul(out.logits, out.logits)).backward();
     int64_t without_grad = 0;
     for (const auto& [name, p] : model.named_parameters()) {
-      if (!p.grad().defined()) ++without_grad;
-      else EXPECT_EQ(p.grad().shape(), p.shape()) << name;
+      if (!p.grad().defined()) {
+        ++without_grad;
+        continue;
+      }
+      EXPECT_EQ(p.grad().shape(), p.shape()) << name;
+      EXPECT_GT(sum(abs(p.grad())).item(), 0.0) << name;
     }
     EXPECT_EQ(without_grad, 0) << variant;
     model.zero_grad();
@@ -202,7 +208,7 @@ TEST(Segformer, B0CudaMatchesCpu) {
   cuda->to(Device::cuda());
   cpu->eval();
   cuda->eval();
-  const Tensor images = randn({1, 3, 32, 32});
+  const Tensor images = randn({1, 3, 32, 64});  // two reduced keys per stage, so q and k get gradients
   const Tensor y = cpu->forward(images).logits, y_cuda = cuda->forward(images.to(Device::cuda())).logits;
   expect_close(y_cuda, y, 1e-4, "logits");
   const Tensor w = randn(y.shape());
@@ -212,6 +218,10 @@ TEST(Segformer, B0CudaMatchesCpu) {
   for (size_t i = 0; i < params.size(); ++i) {
     expect_close(params_cuda[i].second.grad(), params[i].second.grad(), 1e-3, params[i].first);
   }
+  EXPECT_GT(sum(abs(cpu->segformer->encoder->block->at<nn::ModuleList>(0)->at<nn::SegformerLayer>(0)
+                        ->attention->self->query->weight.grad()))
+                .item(),
+            0.0);
 }
 
 }  // namespace
