@@ -3,6 +3,7 @@
 #include "models/backbones/resnet.h"
 #include "tests/engine/test_util.h"
 #include "tests/models/cnn_test_util.h"
+#include "tests/models/parity_util.h"
 
 namespace se::models {
 namespace {
@@ -141,6 +142,25 @@ TEST(ResNet, BadOptionsAndInputsAreErrors) {
   ResNet net({.depth = 18});
   expect_error([&] { net.forward(randn({1, 1, 32, 32})); }, "expected images (N, 3, H, W), got (1, 1, 32, 32)");
 }
+
+#ifdef SE_MODEL_FIXTURES
+// tools/fixtures/make_cnn_fixtures.py: torchvision resnet18 / resnet50 (eval, deterministic weights)
+// on deterministic_input(1, 3, 64, 64); the first 32 channels of the four stage outputs.
+TEST(ResNet, FeaturesMatchTorchvision) {
+  for (int depth : {18, 50}) {
+    ResNet net({.depth = depth});
+    testing::fill_deterministic(net);
+    net.eval();
+    NoGradGuard no_grad;
+    const ResNetFeatures f = net.forward(testing::deterministic_input({1, 3, 64, 64}));
+    const std::string file = "resnet" + std::to_string(depth) + ".safetensors";
+    for (int s = 0; s < 4; ++s) {
+      const Tensor expected = testing::fixture_tensor(file, "layer" + std::to_string(s + 1));
+      EXPECT_LT(testing::max_relative_error(f.stages[s].narrow(1, 0, 32), expected), 1e-4) << file << " layer" << s + 1;
+    }
+  }
+}
+#endif
 
 TEST(ResNetCuda, Resnet18MatchesCpuForwardAndBackward) {
   if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
