@@ -79,7 +79,7 @@ ModelStats measure_model(SegmentationModel& model, const Shape& input_shape, Dev
   stats.input_shape = input_shape;
 
   const bool was_training = model.is_training();
-  const nn::NamedTensors state = model.state_dict();
+  const NamedTensors state = model.state_dict();
   const Device home = state.empty() ? Device::cpu() : state.front().second.device();
   model.eval();
   model.to(device);

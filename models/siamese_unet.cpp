@@ -142,12 +142,12 @@ SiameseUNet::SiameseUNet(const SiameseOptions& options) : UNet(options.unet, "Si
   check_recipe(options.view);
   SE_CHECK(options.consistency_weight >= 0 && options.kl_weight >= 0, "SiameseUNet: consistency weight ",
            options.consistency_weight, " and kl_weight ", options.kl_weight, " must be >= 0");
-  SE_CHECK(!options.levels.empty(), "SiameseUNet: consistency.levels is empty (expected levels in [0, ",
-           options.unet.depth, "] or negative from the bottleneck)");
-  const int64_t count = options.unet.depth + 1;
+  const int64_t count = num_levels();
+  SE_CHECK(!options.levels.empty(), "SiameseUNet: consistency.levels is empty (expected levels in [0, ", count - 1,
+           "] or negative from the bottleneck)");
   for (int64_t level : options.levels) {
     SE_CHECK(level >= -count && level < count, "SiameseUNet: consistency level ", level, " is outside [", -count, ", ",
-             count - 1, "] for depth ", options.unet.depth);
+             count - 1, "] for an encoder of ", count, " levels");
     levels_.push_back(level < 0 ? level + count : level);
   }
   std::sort(levels_.begin(), levels_.end());
@@ -156,7 +156,7 @@ SiameseUNet::SiameseUNet(const SiameseOptions& options) : UNet(options.unet, "Si
 
 SegmentationOutput SiameseUNet::run_branch(const Tensor& images) {
   std::vector<Tensor> features = encode(images);
-  SegmentationOutput out{decode(features), {}, {}};
+  SegmentationOutput out{decode(features, {images.size(2), images.size(3)}), {}, {}};
   for (int64_t level : levels_) out.features.push_back(features[static_cast<size_t>(level)]);
   return out;
 }

@@ -11,7 +11,8 @@
 //
 // Config (registered as "siamese_unet"): the U-Net's keys (models/unet.h), "ignore_index" (255), and
 //   "consistency": {"weight": 0.1,        lambda
-//                   "levels": [-1],       encoder levels compared: 0 = finest .. depth (or -1) = bottleneck
+//                   "levels": [-1],       encoder levels compared: 0 = finest .. -1 = coarsest (depth + 1
+//                                         levels; 5 with a ResNet backbone: stem, layer1..layer4)
 //                   "loss": "mse",        "mse" or "cosine" (1 - cosine similarity over channels)
 //                   "kl_weight": 0.0}     weight of the symmetric KL between the branches' predictions
 //   "view": ViewRecipe's fields by name (see below).

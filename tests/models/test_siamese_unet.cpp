@@ -41,7 +41,7 @@ TEST(SiameseUNet, BranchesShareOneSetOfParametersWithThePlainUNet) {
   SiameseUNet siamese(small_options());
   UNet plain(small_options().unet);
   EXPECT_EQ(siamese.num_parameters(), plain.num_parameters());
-  const nn::NamedTensors a = siamese.state_dict(), b = plain.state_dict();
+  const NamedTensors a = siamese.state_dict(), b = plain.state_dict();
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i].first, b[i].first);
   // Inference is one branch: a plain U-Net with the same weights gives the same logits.
@@ -71,16 +71,16 @@ TEST(SiameseUNet, ForwardPairShapesAndBranchGradientsAdd) {
   }
   add(sum(mul(pair.a.logits, wa)), sum(mul(pair.b.logits, wb))).backward();
   testing::expect_all_parameters_have_gradients(model);
-  nn::NamedTensors pair_grads;
+  NamedTensors pair_grads;
   for (const auto& [name, p] : model.named_parameters()) pair_grads.emplace_back(name, p.grad());
   // The same weights run on each view alone: the pair's gradient is the sum of the two.
   model.zero_grad();
   sum(mul(model.forward(view_a).logits, wa)).backward();
-  nn::NamedTensors grads_a;
+  NamedTensors grads_a;
   for (const auto& [name, p] : model.named_parameters()) grads_a.emplace_back(name, p.grad());
   model.zero_grad();
   sum(mul(model.forward(view_b).logits, wb)).backward();
-  const nn::NamedTensors params = model.named_parameters();
+  const NamedTensors params = model.named_parameters();
   for (size_t i = 0; i < params.size(); ++i) {
     testing::expect_close(add(grads_a[i].second, params[i].second.grad()), pair_grads[i].second, 1e-4, params[i].first,
                           0.01);
@@ -210,8 +210,25 @@ TEST(SiameseUNet, RegistryReadsTheNestedConsistencyAndViewKeys) {
   };
   EXPECT_NE(error(R"("view": {"gama": 0.1})").find("gama"), std::string::npos);
   EXPECT_NE(error(R"("consistency": {"loss": "l1"})").find("'l1' (expected 'mse' or 'cosine')"), std::string::npos);
-  EXPECT_NE(error(R"("consistency": {"levels": [3]})").find("level 3 is outside [-3, 2]"), std::string::npos);
+  EXPECT_NE(error(R"("consistency": {"levels": [3]})").find("level 3 is outside [-3, 2] for an encoder of 3 levels"),
+            std::string::npos);
   EXPECT_NE(error(R"("view": {"contrast": 1.5})").find("view.contrast = 1.5"), std::string::npos);
+}
+
+TEST(SiameseUNet, ComparesResNetLevelsWithAResNetBackbone) {
+  SiameseOptions options = small_options();
+  options.unet.backbone = "resnet18";
+  options.unet.bilinear = true;
+  options.levels = {0, -1};
+  SiameseUNet model(options);
+  EXPECT_EQ(model.levels(), (std::vector<int64_t>{0, 4}));
+  Tensor images = randn({2, 3, 32, 32});
+  SiameseOutput pair = model.forward_pair(images, model.make_view(images, 1));
+  EXPECT_EQ(pair.b.logits.shape(), (Shape{2, 3, 32, 32}));
+  ASSERT_EQ(pair.b.features.size(), 2u);
+  EXPECT_EQ(pair.a.features[0].shape(), (Shape{2, 64, 16, 16}));  // the stem
+  EXPECT_EQ(pair.a.features[1].shape(), (Shape{2, 512, 1, 1}));   // layer4
+  EXPECT_GT(model.loss(pair, testing::labels_from(images)).feature_consistency.item(), 0.0);
 }
 
 TEST(SiameseUNet, OptimizerStepsReduceTheTotalLoss) {
@@ -246,7 +263,7 @@ TEST(SiameseUNetCuda, MatchesCpu) {
   }
   cpu_loss.total.backward();
   cuda_loss.total.backward();
-  const nn::NamedTensors cpu_params = cpu.named_parameters(), cuda_params = cuda.named_parameters();
+  const NamedTensors cpu_params = cpu.named_parameters(), cuda_params = cuda.named_parameters();
   for (size_t i = 0; i < cpu_params.size(); ++i) {
     testing::expect_close(cuda_params[i].second.grad().to(Device::cpu()), cpu_params[i].second.grad(), 1e-3,
                           cpu_params[i].first + ".grad", 0.01);

@@ -76,6 +76,47 @@ TEST(UNet, EncoderWidthsAndDepthFollowTheOptions) {
             std::string::npos);
 }
 
+// torchvision's ResNet as the encoder: five levels (stem, layer1..layer4), logits resized from stride 2.
+TEST(UNet, ResNetBackboneShapesGradientsAndNames) {
+  // Transposed-conv upsampling here; test_siamese_unet runs the bilinear decoder on ResNet-18.
+  for (bool bilinear : {false}) {
+    SCOPED_TRACE(bilinear ? "bilinear" : "transposed");
+    manual_seed(2);
+    UNetOptions options = small_options(bilinear);
+    options.backbone = "resnet18";
+    UNet model(options);
+    EXPECT_EQ(model.encoder, nullptr);
+    EXPECT_EQ(model.encoder_channels(), (std::vector<int64_t>{64, 64, 128, 256, 512}));
+    // torchvision resnet18 has 11,689,512 parameters, of which fc (512 * 1000 + 1000) is left out.
+    EXPECT_EQ(model.resnet->num_parameters(), 11689512 - 513000);
+    const NamedTensors params = model.named_parameters();
+    EXPECT_EQ(params.front().first, "encoder.conv1.weight");
+    EXPECT_EQ(params.back().first, "decoder.outc.conv.bias");
+    // Odd sizes: the ResNet rounds its strides up, so the decoder crops as well as pads.
+    Tensor images = randn({2, 3, 37, 45});
+    std::vector<Tensor> levels = model.encode(images);
+    ASSERT_EQ(levels.size(), 5u);
+    EXPECT_EQ(levels[0].shape(), (Shape{2, 64, 19, 23}));
+    EXPECT_EQ(levels[4].shape(), (Shape{2, 512, 2, 2}));
+    Tensor logits = model.forward(images).logits;
+    EXPECT_EQ(logits.shape(), (Shape{2, 3, 37, 45}));
+    sum(mul(logits, randn(logits.shape()))).backward();
+    testing::expect_all_parameters_have_gradients(model);
+  }
+  EXPECT_NE(error_of([] {
+              build_model_from_json(R"({"name": "unet", "num_classes": 2, "backbone": "resnet19"})");
+            }).find("expected one of resnet18, resnet34, resnet50, resnet101, resnet152"),
+            std::string::npos);
+  EXPECT_NE(error_of([] {
+              build_model_from_json(R"({"name": "unet", "num_classes": 2, "backbone": "vgg16"})");
+            }).find("unknown backbone 'vgg16' (expected unet, resnet18"),
+            std::string::npos);
+  EXPECT_NE(error_of([] {
+              build_model_from_json(R"({"name": "unet", "num_classes": 2, "backbone": "resnet18", "depth": 3})");
+            }).find("'depth' is a key of the classic U-Net encoder"),
+            std::string::npos);
+}
+
 TEST(UNet, RegistryBuildsItFromConfigAndRejectsUnknownKeys) {
   auto model = build_model_from_json(
       R"({"name": "unet", "num_classes": 5, "base_channels": 4, "depth": 2, "bilinear": true, "in_channels": 1})");
@@ -159,7 +200,7 @@ TEST(UNetCuda, MatchesCpu) {
     testing::expect_close(cuda_logits.to(Device::cpu()), cpu_logits, 1e-3, "logits", 0.01);
     sum(mul(cpu_logits, weights)).backward();
     sum(mul(cuda_logits, weights.to(Device::cuda()))).backward();
-    const nn::NamedTensors cpu_params = cpu.named_parameters(), cuda_params = cuda.named_parameters();
+    const NamedTensors cpu_params = cpu.named_parameters(), cuda_params = cuda.named_parameters();
     for (size_t i = 0; i < cpu_params.size(); ++i) {
       testing::expect_close(cuda_params[i].second.grad().to(Device::cpu()), cpu_params[i].second.grad(), 1e-3,
                             cpu_params[i].first + ".grad", 0.01);
