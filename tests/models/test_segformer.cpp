@@ -174,15 +174,19 @@ TEST(Segformer, BatchOfNonSquareImages) {
   EXPECT_GT(sum(abs(images.grad())).item(), 0.0);
 }
 
-TEST(Segformer, RegistryBuildsEveryVariantAndRejectsBadOnes) {
+TEST(Segformer, RegistryReadsItsKeysAndRejectsBadOnes) {
   auto model = build_model_from_json(
-      R"({"name": "segformer", "variant": "b1", "num_classes": 7, "drop_path_rate": 0.2, "classifier_dropout": 0.0})");
+      R"({"name": "segformer", "variant": "b0", "num_classes": 7, "drop_path_rate": 0.2, "classifier_dropout": 0.0})");
   EXPECT_EQ(model->num_classes(), 7);
   auto segformer = std::dynamic_pointer_cast<Segformer>(model);
   ASSERT_NE(segformer, nullptr);
-  EXPECT_EQ(segformer->segformer->out_channels(), (std::vector<int64_t>{64, 128, 320, 512}));
+  EXPECT_EQ(segformer->segformer->out_channels(), (std::vector<int64_t>{32, 64, 160, 256}));
   EXPECT_EQ(segformer->decode_head->linear_fuse->weight.shape(), (Shape{256, 1024, 1, 1}));
-  // B2..B5 decode with 768 channels.
+  const auto& last_stage = *segformer->segformer->encoder->block->at<nn::ModuleList>(3);
+  EXPECT_EQ(last_stage.at<nn::SegformerLayer>(1)->drop_path->extra_repr(), "drop_prob=0.2");
+  // The wide variants (built by the other tests); B2..B5 decode with 768 channels.
+  EXPECT_EQ(mit_config("b1").hidden_sizes, (std::vector<int64_t>{64, 128, 320, 512}));
+  EXPECT_EQ(segformer_decoder_hidden_size("b1"), 256);
   EXPECT_EQ(segformer_decoder_hidden_size("b2"), 768);
   auto gray = build_model_from_json(R"({"name": "segformer", "num_classes": 2, "in_channels": 1})");
   EXPECT_EQ(gray->forward(zeros({1, 1, 32, 32})).logits.shape(), (Shape{1, 2, 32, 32}));
