@@ -5,8 +5,9 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
-#include <sstream>
+#include <iterator>
 
 #include "core/error.h"
 
@@ -57,19 +58,21 @@ void AtomicFileWriter::commit() {
   }
 }
 
-void write_file_atomic(const std::string& path, const std::string& bytes) {
+void write_file_atomic(const std::string& path, const void* data, size_t bytes) {
   AtomicFileWriter writer(path);
-  writer.write(bytes);
+  writer.write(data, bytes);
   writer.commit();
 }
 
-std::string read_file(const std::string& path) {
+std::vector<uint8_t> read_file(const std::string& path) {
+  std::error_code ec;
+  SE_CHECK(std::filesystem::exists(path, ec), "read_file: '", path, "' does not exist");
+  SE_CHECK(!std::filesystem::is_directory(path, ec), "read_file: '", path, "' is a directory, expected a file");
   std::ifstream in(path, std::ios::binary);
-  SE_CHECK(in.good(), path, ": cannot open: ", std::strerror(errno));
-  std::ostringstream out;
-  out << in.rdbuf();
-  SE_CHECK(!in.bad(), path, ": read failed");
-  return out.str();
+  SE_CHECK(in.good(), "read_file: cannot open '", path, "': ", std::strerror(errno));
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  SE_CHECK(!in.bad(), "read_file: error while reading '", path, "'");
+  return bytes;
 }
 
 }  // namespace se

@@ -3,8 +3,10 @@
 // target (atomic on POSIX file systems). Without commit() the temporary file is removed.
 #pragma once
 
+#include <cstdint>
 #include <cstdio>
 #include <string>
+#include <vector>
 
 namespace se {
 
@@ -26,8 +28,14 @@ class AtomicFileWriter {
 };
 
 // Writes a whole file atomically.
-void write_file_atomic(const std::string& path, const std::string& bytes);
-// Reads a whole file; errors name the path and the reason.
-std::string read_file(const std::string& path);
+void write_file_atomic(const std::string& path, const void* data, size_t bytes);
+inline void write_file_atomic(const std::string& path, const std::string& bytes) {
+  write_file_atomic(path, bytes.data(), bytes.size());
+}
+inline void write_file_atomic(const std::string& path, const std::vector<uint8_t>& bytes) {
+  write_file_atomic(path, bytes.data(), bytes.size());
+}
+// Reads a whole file; errors name the path and the reason (missing, a directory, unreadable).
+std::vector<uint8_t> read_file(const std::string& path);
 
 }  // namespace se

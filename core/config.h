@@ -46,7 +46,8 @@ class Config {
   void set_all(const std::vector<std::string>& assignments);
 
   // ---- typed reads, relative to this view. T: bool, int64_t, int, double, float, std::string,
-  // std::vector<int64_t>, std::vector<double>, std::vector<std::string>, nlohmann::json.
+  // std::vector<int64_t>, std::vector<double>, std::vector<std::string>, nlohmann::json (taken
+  // whole). A key with dots is a path: get<double>("optimizer.lr") == sub("optimizer").get<double>("lr").
   template <typename T> T get(std::string_view key) const;  // missing key: error
   template <typename T> T get(std::string_view key, const T& fallback) const;
   bool has(std::string_view key) const;  // also declares `key` valid

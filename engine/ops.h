@@ -254,4 +254,46 @@ SortResult kthvalue(const Tensor& x, int64_t k, int64_t dim = -1, bool keepdim =
 // torch.cumsum; differentiable (the gradient is the reversed cumsum of the output gradient).
 Tensor cumsum(const Tensor& x, int64_t dim);
 
+// ---- segmentation losses (engine/ops/segmentation_loss.cpp): logits (N, C, d1, ...) of f32 or f64 (focal also
+// f16, bf16), target i64 (N, d1, ...) in [0, C) or ignore_index (anything else is an error naming the value);
+// 0-d results differentiable w.r.t. the logits only.
+struct FocalLossParams {
+  double gamma = 2.0;  // >= 0; 0 is cross-entropy weighted by alpha
+  Tensor alpha;        // (C) per-class weights, optional; the logits' dtype and device
+  int64_t ignore_index = -100;
+  Reduction reduction = Reduction::mean;  // mean: over the non-ignored pixels (0 when there are none)
+};
+// Softmax focal loss, AdeelH/pytorch-multi-class-focal-loss FocalLoss: -alpha_y (1 - p_y)^gamma log p_y per
+// pixel (kernels/loss.h), fused forward and backward kernels. reduction none gives the target's shape.
+Tensor focal_loss(const Tensor& logits, const Tensor& target, const FocalLossParams& params = {});
+
+struct OhemCrossEntropyParams {
+  double thresh = 0.7;        // keep pixels whose target-class probability is below max(thresh, k-th smallest)
+  int64_t min_kept = 100000;  // per image: the threshold is at least the (min_kept * N)-th smallest probability
+  int64_t ignore_index = 255;
+  Tensor weight;  // (C) class weights, optional; the logits' dtype and device
+};
+// mmsegmentation's OHEMPixelSampler(thresh, min_kept) feeding CrossEntropyLoss (avg_non_ignore=False): among
+// non-ignored pixels sorted by p_y = softmax(logits)_target ascending, threshold = max(thresh,
+// p_sorted[min(min_kept * N, valid - 1)]); loss = sum over kept pixels (p_y < threshold) of w_y * CE / (N * H * W).
+Tensor ohem_cross_entropy(const Tensor& logits, const Tensor& target, const OhemCrossEntropyParams& params = {});
+
+struct DiceLossParams {
+  double smooth = 0.0;
+  double eps = 1e-7;
+  bool log_loss = false;  // -log(max(dice, eps)) instead of 1 - dice
+  std::optional<int64_t> ignore_index;
+};
+// segmentation_models.pytorch DiceLoss(mode="multiclass", from_logits=True): p = softmax(logits), per class c
+// over all images and pixels (ignored ones masked out of p and the one-hot target t):
+// dice_c = (2 sum p t + smooth) / max(sum (p + t) + smooth, eps); loss = mean over all C classes of
+// (1 - dice_c) * [class c occurs in the target] (absent classes count 0 but stay in the mean).
+Tensor dice_loss(const Tensor& logits, const Tensor& target, const DiceLossParams& params = {});
+
+// Berman et al.'s reference lovasz_softmax(softmax(logits), target, classes="present", per_image=False,
+// ignore=ignore_index): over the non-ignored pixels of the whole batch, for each class present in the target,
+// the errors |[y == c] - p_c| sorted descending dotted with the Lovasz extension gradient of the Jaccard loss;
+// the mean over present classes (0 when none). Built on sort, gather and cumsum.
+Tensor lovasz_softmax(const Tensor& logits, const Tensor& target, std::optional<int64_t> ignore_index = std::nullopt);
+
 }  // namespace se

@@ -11,6 +11,7 @@
 #include <optional>
 #include <ostream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/dtype.h"
@@ -142,6 +143,8 @@ class Tensor {
 };
 
 std::ostream& operator<<(std::ostream& out, const Tensor& tensor);
+// (name, tensor) pairs in a meaningful order: a module's parameters, a state_dict, optimizer state.
+using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 std::string shape_str(const Shape& shape);  // "(2, 3, 4)"
 int64_t shape_numel(const Shape& shape);
 Shape contiguous_strides(const Shape& shape);

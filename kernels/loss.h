@@ -20,6 +20,14 @@
 //   d loss / d x = (1 - y) - (1 + (p - 1) * y) * sigmoid(-x)
 // with softplus(-x) = max(-x, 0) + log1p(exp(-|x|)), stable for any x.
 //
+// Softmax focal loss, the semantics of AdeelH/pytorch-multi-class-focal-loss FocalLoss (Lin et al.'s focal
+// term on the softmax): for a pixel with target y that is not ignore_index, p = softmax(z)_y and class weight
+// alpha_y (1 when absent),
+//   loss = -alpha_y * (1 - p)^gamma * log p,   d loss / d z_c = F * ([c == y] - softmax(z)_c),
+//   F = alpha_y * (gamma * (1 - p)^(gamma - 1) * p * log p - (1 - p)^gamma).
+// The forward writes per-pixel losses, a 1/0 valid mask (the mean's denominator) and the log-sum-exp for the
+// backward; bad targets are reported as for cross-entropy. gamma = 0 is cross-entropy with weight alpha.
+//
 // Compute (and the saved log-sum-exp) is in loss_compute_t<T>: double for f64, float otherwise.
 #pragma once
 
@@ -40,6 +48,14 @@ struct CrossEntropyDesc {
   int64_t spatial = 1;  // S = H * W
   int64_t ignore_index = -100;
   double label_smoothing = 0.0;  // in [0, 1]
+};
+
+struct FocalLossDesc {
+  int64_t batch = 1;    // N
+  int64_t classes = 1;  // C
+  int64_t spatial = 1;  // S = H * W
+  int64_t ignore_index = -100;
+  double gamma = 2.0;  // >= 0
 };
 
 struct BinaryCrossEntropyDesc {
@@ -85,6 +101,25 @@ void binary_cross_entropy_backward(T* grad_logits,      // (outer, channels, inn
                                    const T* target,      // (outer, channels, inner)
                                    const T* pos_weight,  // (channels), or null
                                    const BinaryCrossEntropyDesc& desc, Stream stream);
+template <typename T>
+void focal_loss_forward(T* loss,                 // (N, S), per pixel
+                        T* valid,                // (N, S), 1 where the target is not ignore_index, else 0
+                        loss_compute_t<T>* lse,  // (N, S), saved for the backward
+                        int64_t* bad_target,     // (1), as for cross_entropy_forward
+                        const T* logits,         // (N, C, S)
+                        const int64_t* target,   // (N, S)
+                        const T* alpha,          // (C), or null for all ones
+                        const FocalLossDesc& desc, Stream stream);
+// grad_loss_stride as for cross_entropy_backward.
+template <typename T>
+void focal_loss_backward(T* grad_logits,      // (N, C, S)
+                         const T* grad_loss,  // (N, S), or (1) with grad_loss_stride 0
+                         int64_t grad_loss_stride,
+                         const T* logits,               // (N, C, S)
+                         const loss_compute_t<T>* lse,  // (N, S)
+                         const int64_t* target,         // (N, S)
+                         const T* alpha,                // (C), or null
+                         const FocalLossDesc& desc, Stream stream);
 }  // namespace cpu
 
 namespace cuda {
@@ -121,6 +156,25 @@ void binary_cross_entropy_backward(T* grad_logits,      // (outer, channels, inn
                                    const T* target,      // (outer, channels, inner)
                                    const T* pos_weight,  // (channels), or null
                                    const BinaryCrossEntropyDesc& desc, Stream stream);
+template <typename T>
+void focal_loss_forward(T* loss,                 // (N, S), per pixel
+                        T* valid,                // (N, S), 1 where the target is not ignore_index, else 0
+                        loss_compute_t<T>* lse,  // (N, S), saved for the backward
+                        int64_t* bad_target,     // (1), as for cross_entropy_forward
+                        const T* logits,         // (N, C, S)
+                        const int64_t* target,   // (N, S)
+                        const T* alpha,          // (C), or null for all ones
+                        const FocalLossDesc& desc, Stream stream);
+// grad_loss_stride as for cross_entropy_backward.
+template <typename T>
+void focal_loss_backward(T* grad_logits,      // (N, C, S)
+                         const T* grad_loss,  // (N, S), or (1) with grad_loss_stride 0
+                         int64_t grad_loss_stride,
+                         const T* logits,               // (N, C, S)
+                         const loss_compute_t<T>* lse,  // (N, S)
+                         const int64_t* target,         // (N, S)
+                         const T* alpha,                // (C), or null
+                         const FocalLossDesc& desc, Stream stream);
 }  // namespace cuda
 
 }  // namespace se::kernels

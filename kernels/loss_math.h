@@ -29,6 +29,19 @@ SE_HOST_DEVICE inline double math_log1p(double x) {
   return ::log1p(x);
 }
 
+SE_HOST_DEVICE inline float math_expm1(float x) {
+  return ::expm1f(x);
+}
+SE_HOST_DEVICE inline double math_expm1(double x) {
+  return ::expm1(x);
+}
+SE_HOST_DEVICE inline float math_pow(float x, float y) {
+  return ::powf(x, y);
+}
+SE_HOST_DEVICE inline double math_pow(double x, double y) {
+  return ::pow(x, y);
+}
+
 template <typename C>
 struct CrossEntropyPixel {
   C loss = 0;
@@ -99,6 +112,38 @@ SE_HOST_DEVICE C binary_cross_entropy_element_grad(C x, C y, C p) {
   const C e = math_exp(x < 0 ? x : -x);
   const C sigmoid_neg = x < 0 ? 1 / (1 + e) : e / (1 + e);
   return (1 - y) - (1 + (p - 1) * y) * sigmoid_neg;
+}
+
+// log-sum-exp over one pixel's logits z[c * stride], c in [0, classes); NaN propagates.
+template <typename C, typename V>
+SE_HOST_DEVICE C log_sum_exp_pixel(const V* z, int64_t stride, int64_t classes) {
+  C max = static_cast<C>(z[0]);
+  for (int64_t c = 1; c < classes; ++c) {
+    C v = static_cast<C>(z[c * stride]);
+    max = v > max || v != v ? v : max;
+  }
+  C sum = 0;
+  for (int64_t c = 0; c < classes; ++c) sum += math_exp(static_cast<C>(z[c * stride]) - max);
+  return max + math_log(sum);
+}
+
+// Softmax focal loss of one pixel from log p = z_y - lse: -alpha * (1 - p)^gamma * log p, with 1 - p as
+// -expm1(log p), exact when p is near 1.
+template <typename C>
+SE_HOST_DEVICE C focal_pixel(C log_p, C alpha, C gamma) {
+  const C one_minus_p = -math_expm1(log_p);
+  return -alpha * math_pow(one_minus_p, gamma) * log_p;
+}
+
+// d loss / d z_c = focal_factor * ([c == y] - p_c) with
+//   focal_factor = alpha * (gamma * (1 - p)^(gamma - 1) * p * log p - (1 - p)^gamma),
+// the first term taken as 0 at p == 1 (its limit for gamma > 0; pow would give inf * 0 there).
+template <typename C>
+SE_HOST_DEVICE C focal_factor(C log_p, C alpha, C gamma) {
+  const C one_minus_p = -math_expm1(log_p);
+  const C p = math_exp(log_p);
+  const C first = gamma != 0 && one_minus_p > 0 ? gamma * math_pow(one_minus_p, gamma - 1) * p * log_p : C(0);
+  return alpha * (first - math_pow(one_minus_p, gamma));
 }
 
 }  // namespace se::kernels::loss

@@ -83,7 +83,7 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
   write_file_atomic(path, serialize_safetensors(tensors, metadata));
 }
 
-SafetensorsContents parse_safetensors(const std::string& bytes, const std::string& file, Device device) {
+SafetensorsContents parse_safetensors(std::string_view bytes, const std::string& file, Device device) {
   SE_CHECK(bytes.size() >= 8, file, ": not a safetensors file (", bytes.size(), " bytes, shorter than the 8-byte header size)");
   uint64_t n = 0;
   std::memcpy(&n, bytes.data(), 8);
@@ -159,7 +159,8 @@ SafetensorsContents parse_safetensors(const std::string& bytes, const std::strin
 }
 
 SafetensorsContents load_safetensors(const std::string& path, Device device) {
-  return parse_safetensors(read_file(path), path, device);
+  const std::vector<uint8_t> bytes = read_file(path);
+  return parse_safetensors(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()), path, device);
 }
 
 void save_module(const Module& module, const std::string& path, const std::map<std::string, std::string>& metadata) {

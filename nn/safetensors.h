@@ -9,6 +9,7 @@
 
 #include <map>
 #include <string>
+#include <string_view>
 
 #include "nn/module.h"
 
@@ -26,7 +27,7 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
 // Validates the whole file (header size, JSON, dtypes, shapes against offsets, contiguous coverage of
 // the data) and loads every tensor onto `device`. Errors name the file and, where there is one, the key.
 SafetensorsContents load_safetensors(const std::string& path, Device device = Device::cpu());
-SafetensorsContents parse_safetensors(const std::string& bytes, const std::string& name_for_errors,
+SafetensorsContents parse_safetensors(std::string_view bytes, const std::string& name_for_errors,
                                       Device device = Device::cpu());
 
 // Convenience for modules: state_dict() to a file and back (strict as Module::load_state_dict).

@@ -1,7 +1,7 @@
 // `segengine bench kernels`: each case calls one kernel entry point directly (outputs allocated once,
 // outside the timing) on a layer shape of ResNet-50 (output stride 8), the classic U-Net or
-// SegFormer-B0 at 512x512, batch 1. Time: the median of the repeats after warm-up; on CUDA measured
-// with events on the stream, on the CPU with the host clock.
+// SegFormer-B0 at 512x512, batch 1 (the losses, sort and cumsum on 19-class Cityscapes-sized logits). Time: the median
+// of the repeats after warm-up; on CUDA measured with events on the stream, on the CPU with the host clock.
 #include "tools/bench_kernels.h"
 
 #include <algorithm>
@@ -21,8 +21,10 @@
 #include "kernels/conv.h"
 #include "kernels/elementwise.h"
 #include "kernels/gemm.h"
+#include "kernels/loss.h"
 #include "kernels/reduce.h"
 #include "kernels/softmax.h"
+#include "kernels/sort.h"
 #ifdef SEGENGINE_HAS_CUDA
 #include "kernels/cuda/runtime.h"
 #endif
@@ -266,6 +268,129 @@ void add_memory_bound_cases(std::vector<Case>& cases, const Options& o) {
   });
 }
 
+// U-Net's transposed-conv upsampling (k2 s2, C -> C / 2) at 512x512 input.
+void add_conv_transpose_cases(std::vector<Case>& cases, const Options& o) {
+  for (int64_t size : {32, 64, 128, 256}) {
+    kernels::ConvTranspose2dDesc d;
+    d.c_in = 64 * 512 / size;
+    d.c_out = d.c_in / 2;
+    d.h = d.w = size;
+    d.kernel_h = d.kernel_w = d.stride_h = d.stride_w = 2;
+    d.has_bias = true;
+    d.dtype = o.dtype;
+    kernels::validate_conv_transpose2d(d);
+    const std::string shape = std::to_string(d.c_in) + "x" + std::to_string(size) + "x" + std::to_string(size) +
+                              " -> " + std::to_string(d.c_out) + "x" + std::to_string(2 * size) + "x" +
+                              std::to_string(2 * size) + ", k2 s2";
+    const double flops = 2.0 * static_cast<double>(kernels::conv_transpose2d_x_elements(d) * d.c_out * 4);
+    const double bytes =
+        static_cast<double>(dtype_size(o.dtype)) *
+        static_cast<double>(kernels::conv_transpose2d_x_elements(d) + kernels::conv_transpose2d_w_elements(d) +
+                            kernels::conv_transpose2d_y_elements(d));
+    const Device device = o.device;
+    auto x = [=] { return random_tensor({1, d.c_in, d.h, d.w}, o); };
+    auto w = [=] { return random_tensor({d.c_in, d.c_out, 2, 2}, o); };
+    auto y = [=] { return random_tensor({1, d.c_out, 2 * d.h, 2 * d.w}, o); };
+    cases.push_back({"conv_transpose2d/forward", "unet", shape, flops, bytes, [=] {
+                       Tensor tx = x(), tw = w(), tb = random_tensor({d.c_out}, o), ty = y();
+                       return std::function<void()>([=] {
+                         SE_DISPATCH(device, conv_transpose2d_forward, d, tx.data_ptr(), tw.data_ptr(), tb.data_ptr(),
+                                     ty.data_ptr());
+                       });
+                     }});
+    cases.push_back({"conv_transpose2d/backward_data", "unet", shape, flops, bytes, [=] {
+                       Tensor tdy = y(), tw = w(), tdx = x();
+                       return std::function<void()>([=] {
+                         SE_DISPATCH(device, conv_transpose2d_backward_data, d, tdy.data_ptr(), tw.data_ptr(),
+                                     tdx.data_ptr());
+                       });
+                     }});
+    cases.push_back({"conv_transpose2d/backward_weight", "unet", shape, flops, bytes, [=] {
+                       Tensor tx = x(), tdy = y(), tdw = w(), tdb = random_tensor({d.c_out}, o);
+                       return std::function<void()>([=] {
+                         SE_DISPATCH(device, conv_transpose2d_backward_weight, d, tx.data_ptr(), tdy.data_ptr(),
+                                     tdw.data_ptr(), tdb.data_ptr());
+                       });
+                     }});
+  }
+}
+
+// The segmentation losses on Cityscapes-sized logits (19 classes at 512x512): the fused focal kernels, and
+// the sort and cumsum that Lovasz-softmax runs over 19 rows of every pixel's error (f32 only).
+void add_sort_and_loss_cases(std::vector<Case>& cases, const Options& o) {
+  const Device device = o.device;
+  const int64_t classes = 19, pixels = 512 * 512;
+  const double elem = static_cast<double>(dtype_size(o.dtype));
+  if (o.dtype == DType::f32) {
+    for (bool descending : {false, true}) {
+      const kernels::SortDesc d{classes, pixels, descending, DType::f32};
+      cases.push_back(
+          {descending ? "sort/descending" : "sort/ascending", "lovasz", "19 rows of 512x512", 0,
+           static_cast<double>(classes * pixels) * (2 * 4 + 8), [=] {
+             Tensor x = random_tensor({classes, pixels}, o), values = empty_like(x);
+             Tensor indices = empty({classes, pixels}, {DType::i64, device});
+             Tensor workspace;
+             if (device.is_cuda()) {
+               workspace = empty({static_cast<int64_t>(kernels::sort_workspace_bytes(d))}, {DType::u8, device});
+             }
+             return std::function<void()>([=] {
+               SE_DISPATCH(device, sort, d, x.data_ptr(), values.data_ptr(), indices.data<int64_t>(),
+                           workspace.defined() ? workspace.data_ptr() : nullptr);
+             });
+           }});
+    }
+    const kernels::CumsumDesc cumsum_desc{1, pixels, 1, false, DType::f32};
+    cases.push_back({"cumsum/rows", "lovasz", "19 rows of 512x512", 0, 2.0 * 4 * classes * pixels, [=] {
+                       Tensor x = random_tensor({classes, pixels}, o), y = empty_like(x);
+                       kernels::CumsumDesc desc = cumsum_desc;
+                       desc.outer = classes;
+                       return std::function<void()>(
+                           [=] { SE_DISPATCH(device, cumsum, desc, x.data_ptr(), y.data_ptr()); });
+                     }});
+  }
+  dispatch_floating(o.dtype, "bench kernels", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    using C = kernels::loss_compute_t<T>;
+    kernels::FocalLossDesc d;
+    d.classes = classes;
+    d.spatial = pixels;
+    d.ignore_index = 255;
+    d.gamma = 2.0;
+    const double bytes = elem * static_cast<double>(classes * pixels) + 24.0 * pixels;
+    auto inputs = [=] {
+      Tensor logits = random_tensor({1, classes, 512, 512}, o);
+      Tensor target = clamp(mul(rand({1, 512, 512}, {DType::f32, device}), static_cast<double>(classes)), 0.0,
+                            static_cast<double>(classes - 1))
+                          .to(DType::i64);
+      return std::pair{logits, target};
+    };
+    cases.push_back({"focal_loss/forward", "cityscapes", "19x512x512", 0, bytes, [=] {
+                       auto [logits, target] = inputs();
+                       Tensor loss = empty({pixels}, {o.dtype, device}), valid = empty_like(loss);
+                       Tensor lse = empty({pixels}, {o.dtype == DType::f64 ? DType::f64 : DType::f32, device});
+                       Tensor bad = full({1}, 255, {DType::i64, device});
+                       return std::function<void()>([=] {
+                         SE_DISPATCH(device, focal_loss_forward<T>, static_cast<T*>(loss.data_ptr()),
+                                     static_cast<T*>(valid.data_ptr()), static_cast<C*>(lse.data_ptr()),
+                                     static_cast<int64_t*>(bad.data_ptr()), static_cast<const T*>(logits.data_ptr()),
+                                     static_cast<const int64_t*>(target.data_ptr()), nullptr, d);
+                       });
+                     }});
+    cases.push_back({"focal_loss/backward", "cityscapes", "19x512x512", 0, 2 * bytes, [=] {
+                       auto [logits, target] = inputs();
+                       Tensor grad = empty_like(logits), one = ones({1}, {o.dtype, device});
+                       // The work does not depend on the saved log-sum-exp's values.
+                       Tensor lse = zeros({pixels}, {o.dtype == DType::f64 ? DType::f64 : DType::f32, device});
+                       return std::function<void()>([=] {
+                         SE_DISPATCH(device, focal_loss_backward<T>, static_cast<T*>(grad.data_ptr()),
+                                     static_cast<const T*>(one.data_ptr()), 0, static_cast<const T*>(logits.data_ptr()),
+                                     static_cast<const C*>(lse.data_ptr()),
+                                     static_cast<const int64_t*>(target.data_ptr()), nullptr, d);
+                       });
+                     }});
+  });
+}
+
 double time_ms(const std::function<void()>& run, const Options& o) {
   if (o.device.is_cuda()) {
     Event start(o.device), end(o.device);
@@ -340,6 +465,8 @@ int bench_kernels(const std::vector<std::string_view>& args) {
   add_conv_cases(all, o);
   add_gemm_cases(all, o);
   add_memory_bound_cases(all, o);
+  add_conv_transpose_cases(all, o);
+  add_sort_and_loss_cases(all, o);
 
   std::vector<const Case*> selected;
   for (const Case& c : all) {

@@ -12,6 +12,7 @@
 #include "engine/allocator.h"
 #include "engine/device.h"
 #include "tools/bench_kernels.h"
+#include "tools/info.h"
 #include "tools/version.h"
 #ifdef SEGENGINE_HAS_CUDA
 #include "kernels/cuda/runtime.h"
@@ -27,6 +28,9 @@ commands:
                [--warmup N] [--json FILE] [--list]
                time every kernel family on the layer shapes of ResNet-50 (OS 8), U-Net and
                SegFormer-B0 at 512x512: median time, GFLOP/s, GB/s, % of the assumed peak
+  info --config FILE [--input HxW] [--batch N] [--device cpu|cuda[:N]] [--no-tree]
+               a model's module tree, parameters, MACs and activation memory at an input size
+               (default 512x512), from one forward pass
   --version    print the version, the CUDA build kind and the devices
   --help       print this help
 )";
@@ -85,6 +89,7 @@ int main(int argc, char** argv) {
     if (args[0] == "bench" && args.size() >= 2 && args[1] == "kernels") {
       return se::tools::bench_kernels({args.begin() + 2, args.end()});
     }
+    if (args[0] == "info") return se::tools::model_info({args.begin() + 1, args.end()});
     if (args[0] == "bench") {
       std::cerr << "segengine: bench: expected 'bench kernels' (model benchmarks come with the model zoo)\n";
       return 2;

@@ -21,8 +21,6 @@ namespace se {
 
 class Config;
 
-// (name, tensor) pairs, e.g. Module::named_parameters() or a state dict.
-using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
 // Tensors plus JSON: what a component saves into a checkpoint and loads back.
 struct NamedState {
@@ -40,13 +38,13 @@ struct ParamGroup {
 
 // How make_param_groups sorts parameters, like mmseg's paramwise_cfg.custom_keys.
 struct ParamGroupRule {
-  std::string key;                      // matches parameter names containing it; the longest match wins
+  std::string key = {};  // matches parameter names containing it; the longest match wins
   double lr_mult = 1.0;
   std::optional<double> weight_decay;
 };
 
 struct ParamGroupSpec {
-  std::vector<ParamGroupRule> rules;
+  std::vector<ParamGroupRule> rules = {};
   // Parameters with at most one dim (norm weights and biases, all biases) go to a "<group>.no_decay"
   // group with weight decay 0, the usual recipe for SegFormer/AdamW and for SGD on ResNets.
   bool no_decay_for_1d = true;

@@ -16,6 +16,11 @@ using testing::error_of;
 namespace fs = std::filesystem;
 
 // The tensors tools/fixtures/make_safetensors_fixture.py writes, built here from the same formulas.
+std::string file_text(const std::string& path) {
+  const std::vector<uint8_t> bytes = read_file(path);
+  return std::string(bytes.begin(), bytes.end());
+}
+
 NamedTensors fixture_tensors() {
   std::vector<float> conv(24);
   for (int i = 0; i < 24; ++i) conv[i] = i * 0.25f - 1.5f;
@@ -61,7 +66,7 @@ TEST(Safetensors, ReadsWhatPythonWroteAndWritesTheSameBytes) {
   const SafetensorsContents contents = load_safetensors(path);
   expect_same_tensors(fixture_tensors(), contents.tensors);
   EXPECT_EQ(contents.metadata, (std::map<std::string, std::string>{{"format", "pt"}}));
-  EXPECT_EQ(serialize_safetensors(fixture_tensors(), {{"format", "pt"}}), read_file(path));
+  EXPECT_EQ(serialize_safetensors(fixture_tensors(), {{"format", "pt"}}), file_text(path));
 }
 
 TEST(Safetensors, RoundTripsEveryDtypeAndLayout) {
@@ -73,7 +78,7 @@ TEST(Safetensors, RoundTripsEveryDtypeAndLayout) {
   const SafetensorsContents back = load_safetensors(path);
   expect_same_tensors(tensors, back.tensors);
   EXPECT_EQ(back.metadata.at("epoch"), "3");
-  const std::string bytes = read_file(path);
+  const std::string bytes = file_text(path);
   uint64_t header = 0;
   std::memcpy(&header, bytes.data(), 8);
   EXPECT_EQ(header % 8, 0u);  // padded so the data section is 8-byte aligned
@@ -128,9 +133,9 @@ TEST(Safetensors, CorruptFilesGiveClearErrors) {
 TEST(Safetensors, FailedSaveKeepsTheExistingFile) {
   const std::string path = temp_path("keep.safetensors");
   save_safetensors(path, {{"w", ones({3})}});
-  const std::string before = read_file(path);
+  const std::string before = file_text(path);
   EXPECT_FALSE(error_of([&] { save_safetensors(path, {{"w", ones({1})}, {"w", ones({1})}}); }).empty());
-  EXPECT_EQ(read_file(path), before);
+  EXPECT_EQ(file_text(path), before);
   for (const auto& entry : fs::directory_iterator(fs::path(path).parent_path())) {
     EXPECT_EQ(entry.path().string().find(path + ".tmp"), std::string::npos) << "left behind: " << entry.path();
   }

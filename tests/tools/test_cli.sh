@@ -51,6 +51,34 @@ expect 1 "cannot write" bench kernels --device cpu --filter reduce/sum_rows --re
   --json "$tmp/no-such-dir/report.json"
 grep -q '"kernel": "reduce/sum_rows"' "$tmp/report.json" || { echo "FAIL: earlier report lost"; failures=$((failures + 1)); }
 
+# info: a model object, or a training config's "model" object (other keys are the trainer's business).
+cat >"$tmp/unet.json" <<'JSON'
+{"name": "unet", "num_classes": 2, "base_channels": 4, "depth": 2}
+JSON
+cat >"$tmp/train.json" <<'JSON'
+{"model": {"name": "siamese_unet", "num_classes": 3, "base_channels": 4, "depth": 2,
+           "consistency": {"weight": 0.2}}, "trainer": {"epochs": 1}}
+JSON
+# MACs per pixel and level: 64x48: 3x3 convs (3*4 + 4*4 + 8*4 + 4*4) * 9 and the classifier 4*2; 32x24:
+# (4*8 + 8*8 + 16*8 + 8*8) * 9; 16x12: (8*16 + 16*16) * 9; the 2x2 transposed convs 16*12*16*8*4 and
+# 32*24*8*4*4: 3072*692 + 768*2592 + 192*3456 + 196608 = 4,976,640.
+expect 0 "MACs: 4\.98 M \(9\.95 MFLOP\); Conv2d 4\.78 M, ConvTranspose2d 196\.61 K" info --config "$tmp/unet.json" --input 64x48
+expect 0 "parameters: 7,554 " info --config "$tmp/unet.json" --input 64x48
+expect 0 "\(outc\): OutConv" info --config "$tmp/unet.json" --input 32x32
+expect 0 "input: \(2, 3, 32, 32\) -> logits \(2, 2, 32, 32\)" info --config "$tmp/unet.json" --input 32x32 --batch 2
+expect 0 "activation memory: [0-9.]+ MiB" info --config "$tmp/train.json" --input 32x32 --no-tree
+expect 0 "model: siamese_unet \(SiameseUNet\), 3 classes" info --config "$tmp/train.json" --input 32x32 --no-tree
+echo '{"name": "unett", "num_classes": 2}' >"$tmp/typo.json"
+expect 1 "unknown name 'unett' \(did you mean 'unet'\?\)" info --config "$tmp/typo.json"
+echo '{"name": "unet", "num_classes": 2, "base_channels": 4, "dept": 2}' >"$tmp/key.json"
+expect 1 "unknown key 'dept'.*did you mean 'depth'" info --config "$tmp/key.json" --input 32x32
+echo '{"trainer": {}}' >"$tmp/nomodel.json"
+expect 1 "has neither a \"model\" object nor a model \"name\"" info --config "$tmp/nomodel.json"
+expect 1 "info: --config FILE is required" info
+expect 1 "info: --input '64' \(expected HxW" info --config "$tmp/unet.json" --input 64
+expect 1 "info: unknown option '--bogus'" info --config "$tmp/unet.json" --bogus
+expect 1 "no-such\.json" info --config "$tmp/no-such.json"
+
 if [ "$failures" -ne 0 ]; then
   echo "$failures CLI check(s) failed"
   exit 1

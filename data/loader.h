@@ -1,0 +1,121 @@
+// The data loader: worker threads read, augment and collate whole batches into a bounded prefetch
+// window; the caller gets them in order as engine Tensors on the target device.
+//
+// Determinism: batch b of epoch e is a pure function of (seed, e, b): the epoch's permutation comes
+// from the seed and the epoch, each sample's augmentation from (seed, e, dataset index). So the batches
+// are the same whatever the number of workers, and a saved position (epoch, batch) resumes exactly.
+//
+// Host batches are ordinary (pageable) CPU tensors: the engine has no pinned host memory yet, so the
+// copy to a CUDA device is a plain synchronous Tensor::to on the caller's current stream.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "data/dataset.h"
+#include "data/transforms.h"
+#include "engine/tensor.h"
+
+namespace se {
+
+struct LoaderOptions {
+  int64_t batch_size = 8;
+  bool shuffle = true;
+  bool drop_last = false;  // drop the last, incomplete batch of an epoch
+  int num_workers = 2;     // 0: load on the calling thread
+  int prefetch = 2;        // batches prepared ahead of the caller (at least 1)
+  bool cache = false;      // keep decoded samples (before transforms) in RAM
+  uint64_t seed = 0;
+  Device device = Device::cpu();
+
+  // From {"batch_size", "shuffle", "drop_last", "num_workers", "prefetch", "cache", "seed"}; the
+  // device is not a config key (the caller picks it).
+  static LoaderOptions from_json(const nlohmann::json& config);
+};
+
+struct Batch {
+  Tensor images;                 // (N, 3, H, W) f32, normalised
+  Tensor masks;                  // (N, H, W) i64: class indices or the ignore index
+  std::vector<std::string> ids;  // sample ids, in batch order
+  std::vector<int64_t> indices;  // dataset indices, in batch order
+  int64_t epoch = 0;
+  int64_t batch = 0;  // index of the batch within its epoch
+};
+
+// Where the loader stands: the next call to next() returns batch `batch` of epoch `epoch`
+// (batch == batches_per_epoch(): the end of that epoch is next).
+struct LoaderState {
+  int64_t epoch = 0;
+  int64_t batch = 0;
+  nlohmann::json to_json() const;
+  static LoaderState from_json(const nlohmann::json& state);
+  friend bool operator==(const LoaderState&, const LoaderState&) = default;
+};
+
+class DataLoader {
+ public:
+  DataLoader(std::shared_ptr<const Dataset> dataset, Pipeline pipeline, LoaderOptions options);
+  ~DataLoader();
+  DataLoader(const DataLoader&) = delete;
+  DataLoader& operator=(const DataLoader&) = delete;
+
+  int64_t batches_per_epoch() const { return batches_per_epoch_; }
+  // The next batch of the current epoch; std::nullopt once at the end of each epoch, after which the
+  // next call starts the following epoch. Rethrows (as se::Error) what a worker hit, naming the sample.
+  std::optional<Batch> next();
+
+  LoaderState state() const { return state_; }
+  // Continues from `state` (e.g. from a checkpoint): the batches that follow are those an
+  // uninterrupted loader would have given from there.
+  void restore(const LoaderState& state);
+
+  const Dataset& dataset() const { return *dataset_; }
+  const LoaderOptions& options() const { return options_; }
+
+ private:
+  struct Result {
+    std::optional<Batch> batch;  // on the host
+    std::exception_ptr error;
+  };
+
+  int64_t global_index(const LoaderState& s) const { return s.epoch * batches_per_epoch_ + s.batch; }
+  Batch produce(int64_t global) const;  // thread-safe
+  std::shared_ptr<const std::vector<int64_t>> permutation(int64_t epoch) const;
+  Sample load(int64_t index) const;
+  void worker_loop();
+  void start_workers();
+  void stop_workers();
+
+  std::shared_ptr<const Dataset> dataset_;
+  Pipeline pipeline_;
+  LoaderOptions options_;
+  int64_t batches_per_epoch_ = 0;
+  LoaderState state_;
+
+  // Worker coordination: jobs are global batch numbers epoch * batches_per_epoch + batch.
+  std::mutex mutex_;
+  std::condition_variable work_ready_, result_ready_;
+  std::vector<std::thread> workers_;
+  bool stopping_ = false;
+  uint64_t generation_ = 0;  // bumped by restore(): results of older jobs are dropped
+  int64_t next_job_ = 0;     // next global batch a worker takes
+  int64_t consumed_ = 0;     // global batch the caller waits for next
+  std::map<int64_t, Result> results_;
+
+  mutable std::mutex permutation_mutex_;
+  mutable std::map<int64_t, std::shared_ptr<const std::vector<int64_t>>> permutations_;  // recent epochs
+  mutable std::mutex cache_mutex_;
+  mutable std::vector<std::shared_ptr<const Sample>> cache_;
+};
+
+}  // namespace se
