@@ -23,12 +23,18 @@ Tensor tokens_to_image(const Tensor& x, int64_t height, int64_t width, const cha
 }
 
 // (N, C, H, W) -> (N, H * W, C), a view.
-Tensor image_to_tokens(const Tensor& x) { return x.flatten(2).transpose(1, 2); }
+Tensor image_to_tokens(const Tensor& x) {
+  return x.flatten(2).transpose(1, 2);
+}
 
 }  // namespace
 
-void init_segformer_linear(Linear& layer) { init_weight_and_bias(layer.weight, layer.bias); }
-void init_segformer_conv(Conv2d& layer) { init_weight_and_bias(layer.weight, layer.bias); }
+void init_segformer_linear(Linear& layer) {
+  init_weight_and_bias(layer.weight, layer.bias);
+}
+void init_segformer_conv(Conv2d& layer) {
+  init_weight_and_bias(layer.weight, layer.bias);
+}
 
 // ---- OverlapPatchEmbeddings
 
@@ -63,8 +69,8 @@ EfficientSelfAttention::EfficientSelfAttention(int64_t hidden_size, int64_t num_
   value = register_module("value", std::make_shared<Linear>(hidden_size, hidden_size));
   for (Linear* layer : {query.get(), key.get(), value.get()}) init_segformer_linear(*layer);
   if (sr_ratio > 1) {
-    sr = register_module("sr", std::make_shared<Conv2d>(hidden_size, hidden_size, sr_ratio,
-                                                        Conv2dOptions{.stride = sr_ratio}));
+    sr = register_module(
+        "sr", std::make_shared<Conv2d>(hidden_size, hidden_size, sr_ratio, Conv2dOptions{.stride = sr_ratio}));
     init_segformer_conv(*sr);
     layer_norm = register_module("layer_norm", std::make_shared<LayerNorm>(Shape{hidden_size}));
   }
@@ -82,11 +88,14 @@ Tensor EfficientSelfAttention::forward(const Tensor& x, int64_t height, int64_t 
            " token image is smaller than sr_ratio ", sr_ratio_, " (the input image is too small for this stage)");
   const int64_t n = x.size(0), head_dim = hidden_size_ / num_heads_;
   // (N, L, C) -> (N, heads, L, head_dim)
-  auto split_heads = [&](const Tensor& t) { return t.view({n, t.size(1), num_heads_, head_dim}).permute({0, 2, 1, 3}); };
+  auto split_heads = [&](const Tensor& t) {
+    return t.view({n, t.size(1), num_heads_, head_dim}).permute({0, 2, 1, 3});
+  };
   Tensor reduced = x;  // (N, L', C): the keys' and values' tokens
   if (sr_ratio_ > 1) reduced = layer_norm->forward(image_to_tokens(sr->forward(image)));
-  const Tensor context = scaled_dot_product_attention(split_heads(query->forward(x)), split_heads(key->forward(reduced)),
-                                                      split_heads(value->forward(reduced)));  // (N, heads, L, head_dim)
+  const Tensor context =
+      scaled_dot_product_attention(split_heads(query->forward(x)), split_heads(key->forward(reduced)),
+                                   split_heads(value->forward(reduced)));  // (N, heads, L, head_dim)
   return context.permute({0, 2, 1, 3}).reshape({n, x.size(1), hidden_size_});
 }
 
@@ -110,8 +119,8 @@ Tensor SegformerAttention::forward(const Tensor& x, int64_t height, int64_t widt
 // ---- Mix-FFN
 
 DWConv::DWConv(int64_t channels) : Module("SegformerDWConv") {
-  dwconv = register_module("dwconv", std::make_shared<Conv2d>(channels, channels, 3,
-                                                              Conv2dOptions{.padding = 1, .groups = channels}));
+  dwconv = register_module(
+      "dwconv", std::make_shared<Conv2d>(channels, channels, 3, Conv2dOptions{.padding = 1, .groups = channels}));
   init_segformer_conv(*dwconv);
 }
 
@@ -138,8 +147,8 @@ SegformerLayer::SegformerLayer(int64_t hidden_size, int64_t num_attention_heads,
     : Module("SegformerLayer") {
   SE_CHECK(mlp_ratio >= 1, "SegformerLayer: mlp_ratio must be >= 1, got ", mlp_ratio);
   layer_norm_1 = register_module("layer_norm_1", std::make_shared<LayerNorm>(Shape{hidden_size}));
-  attention = register_module("attention",
-                              std::make_shared<SegformerAttention>(hidden_size, num_attention_heads, sr_ratio));
+  attention =
+      register_module("attention", std::make_shared<SegformerAttention>(hidden_size, num_attention_heads, sr_ratio));
   drop_path = register_module("drop_path", std::make_shared<DropPath>(drop_path_rate));
   layer_norm_2 = register_module("layer_norm_2", std::make_shared<LayerNorm>(Shape{hidden_size}));
   mlp = register_module("mlp", std::make_shared<MixFFN>(hidden_size, hidden_size * mlp_ratio));

@@ -68,7 +68,9 @@ void put_little_endian(std::string& out, T value) {
 }
 
 // Protobuf field keys: (field number << 3) | wire type (0 varint, 1 fixed64, 2 length-delimited, 5 fixed32).
-void put_key(std::string& out, int field, int wire_type) { put_varint(out, static_cast<uint64_t>(field << 3 | wire_type)); }
+void put_key(std::string& out, int field, int wire_type) {
+  put_varint(out, static_cast<uint64_t>(field << 3 | wire_type));
+}
 
 void put_bytes_field(std::string& out, int field, std::string_view bytes) {
   put_key(out, field, 2);
@@ -157,8 +159,8 @@ TensorBoardWriter::TensorBoardWriter(const std::string& dir, const std::string& 
 void TensorBoardWriter::add_scalar(const std::string& tag, double value, int64_t step,
                                    std::optional<double> wall_time) {
   SE_CHECK(!tag.empty(), "TensorBoardWriter: add_scalar: empty tag");
-  write_event(tensorboard::encode_scalar_event(tag, static_cast<float>(value), step,
-                                               wall_time.value_or(unix_time_now())));
+  write_event(
+      tensorboard::encode_scalar_event(tag, static_cast<float>(value), step, wall_time.value_or(unix_time_now())));
 }
 
 void TensorBoardWriter::write_event(const std::string& event) {
@@ -234,9 +236,11 @@ std::string format_extras(const ProgressStatus& s) {
 
 std::string format_progress(const ProgressStatus& s, bool terminal, int width) {
   const bool known_total = s.total > 0;
-  const double fraction = known_total ? std::clamp(static_cast<double>(s.iter) / static_cast<double>(s.total), 0.0, 1.0) : 0.0;
+  const double fraction =
+      known_total ? std::clamp(static_cast<double>(s.iter) / static_cast<double>(s.total), 0.0, 1.0) : 0.0;
   const double eta = known_total && s.it_per_s > 0.0 ? static_cast<double>(s.total - s.iter) / s.it_per_s : NAN;
-  const std::string count = known_total ? std::to_string(s.iter) + "/" + std::to_string(s.total) : std::to_string(s.iter);
+  const std::string count =
+      known_total ? std::to_string(s.iter) + "/" + std::to_string(s.total) : std::to_string(s.iter);
   const int whole_percent = static_cast<int>(fraction * 100.0);
   char percent[8];
   std::snprintf(percent, sizeof(percent), "%3d%%", whole_percent);

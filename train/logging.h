@@ -58,10 +58,10 @@ std::string encode_scalar_event(const std::string& tag, float value, int64_t ste
 
 struct ProgressStatus {
   std::string label = "train";
-  int64_t iter = 0;     // iterations done
-  int64_t total = 0;    // 0 when unknown
+  int64_t iter = 0;   // iterations done
+  int64_t total = 0;  // 0 when unknown
   double elapsed_s = 0.0;
-  double it_per_s = 0.0;  // recent rate; 0 when unknown
+  double it_per_s = 0.0;                                   // recent rate; 0 when unknown
   double loss = std::numeric_limits<double>::quiet_NaN();  // NaN: not shown
   double lr = std::numeric_limits<double>::quiet_NaN();
   int64_t memory_bytes = -1;  // < 0: not shown
@@ -79,7 +79,7 @@ std::string format_progress(const ProgressStatus& status, bool terminal, int wid
 
 struct ProgressBarOptions {
   std::string label = "train";
-  std::optional<bool> terminal;  // default: whether `out` is a terminal
+  std::optional<bool> terminal;    // default: whether `out` is a terminal
   double redraw_interval_s = 0.1;  // terminal: redraw at most this often
   int64_t plain_every = 0;         // plain lines: every this many iterations (0: about 20 lines per run)
   int width = 0;                   // terminal width; 0: ask the terminal (COLUMNS, then 100)

@@ -38,7 +38,7 @@ struct ParamGroup {
 
 // How make_param_groups sorts parameters, like mmseg's paramwise_cfg.custom_keys.
 struct ParamGroupRule {
-  std::string key = {};                 // matches parameter names containing it; the longest match wins
+  std::string key = {};  // matches parameter names containing it; the longest match wins
   double lr_mult = 1.0;
   std::optional<double> weight_decay;
 };

@@ -1,11 +1,11 @@
 #include "train/plot.h"
 
+#include <stb/stb_image_write.h>
 #include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <stb/stb_image_write.h>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
@@ -221,7 +221,8 @@ std::string format_tick(double value, double spacing) {
   if (magnitude != 0.0 && (magnitude < 1e-3 || magnitude >= 1e6)) {
     std::snprintf(text, sizeof(text), "%.3g", value);
   } else {
-    const int decimals = magnitude == 0.0 ? 0 : std::max(0, static_cast<int>(-std::floor(std::log10(magnitude) + 1e-9)));
+    const int decimals =
+        magnitude == 0.0 ? 0 : std::max(0, static_cast<int>(-std::floor(std::log10(magnitude) + 1e-9)));
     std::snprintf(text, sizeof(text), "%.*f", decimals, value);
   }
   return text;
@@ -259,8 +260,8 @@ void fill_rect(RgbImage& image, int x0, int y0, int x1, int y1, Rgb color) {
 }  // namespace
 
 RgbImage render_line_plot(const std::vector<PlotSeries>& series, const PlotOptions& options) {
-  SE_CHECK(options.width >= 200 && options.height >= 150, "render_line_plot: size ", options.width, "x",
-           options.height, " (expected at least 200x150)");
+  SE_CHECK(options.width >= 200 && options.height >= 150, "render_line_plot: size ", options.width, "x", options.height,
+           " (expected at least 200x150)");
   double x_lo = INFINITY, x_hi = -INFINITY, y_lo = INFINITY, y_hi = -INFINITY;
   for (const PlotSeries& s : series) {
     SE_CHECK(s.x.size() == s.y.size(), "render_line_plot: series '", s.label, "' has ", s.x.size(), " x and ",
@@ -285,8 +286,12 @@ RgbImage render_line_plot(const std::vector<PlotSeries>& series, const PlotOptio
   const int right = options.width - 20;
   const int top = options.title.empty() ? 16 : 16 + 2 * kGlyphHeight + 8;
   const int bottom = options.height - (8 + kGlyphHeight + 6 + kGlyphHeight + 12);
-  auto px = [&](double x) { return left + static_cast<int>(std::lround((x - x_min) / (x_max - x_min) * (right - left))); };
-  auto py = [&](double y) { return bottom - static_cast<int>(std::lround((y - y_min) / (y_max - y_min) * (bottom - top))); };
+  auto px = [&](double x) {
+    return left + static_cast<int>(std::lround((x - x_min) / (x_max - x_min) * (right - left)));
+  };
+  auto py = [&](double y) {
+    return bottom - static_cast<int>(std::lround((y - y_min) / (y_max - y_min) * (bottom - top)));
+  };
 
   // Grid, ticks and their labels.
   for (double t : x_ticks) {
@@ -318,7 +323,8 @@ RgbImage render_line_plot(const std::vector<PlotSeries>& series, const PlotOptio
   // Curves: segments between consecutive finite points.
   for (const PlotSeries& s : series) {
     for (size_t i = 1; i < s.x.size(); ++i) {
-      if (!std::isfinite(s.x[i - 1]) || !std::isfinite(s.y[i - 1]) || !std::isfinite(s.x[i]) || !std::isfinite(s.y[i])) {
+      if (!std::isfinite(s.x[i - 1]) || !std::isfinite(s.y[i - 1]) || !std::isfinite(s.x[i]) ||
+          !std::isfinite(s.y[i])) {
         continue;
       }
       draw_line(image, px(s.x[i - 1]), py(s.y[i - 1]), px(s.x[i]), py(s.y[i]), s.color, 2);
@@ -349,9 +355,9 @@ RgbImage render_line_plot(const std::vector<PlotSeries>& series, const PlotOptio
 }
 
 void write_png(const std::string& path, const RgbImage& image) {
-  SE_CHECK(image.width > 0 && image.height > 0 &&
-               image.pixels.size() == static_cast<size_t>(image.width) * image.height * 3,
-           "write_png: '", path, "': the image is not ", image.width, "x", image.height, " RGB");
+  SE_CHECK(
+      image.width > 0 && image.height > 0 && image.pixels.size() == static_cast<size_t>(image.width) * image.height * 3,
+      "write_png: '", path, "': the image is not ", image.width, "x", image.height, " RGB");
   // Encode in memory, then write through core/atomic_file.h (temporary file, fsync, rename).
   std::string png;
   auto append = [](void* context, void* data, int size) {
@@ -380,7 +386,8 @@ void save_training_curves(const std::string& dir, const TrainingCurves& curves) 
   save_line_plot((std::filesystem::path(dir) / "loss.png").string(), loss,
                  {.title = "Loss", .x_label = "iteration", .y_label = "loss"});
   if (!curves.miou.empty()) {
-    save_line_plot((std::filesystem::path(dir) / "miou.png").string(), {to_series("val mIoU", curves.miou, {44, 160, 44})},
+    save_line_plot((std::filesystem::path(dir) / "miou.png").string(),
+                   {to_series("val mIoU", curves.miou, {44, 160, 44})},
                    {.title = "mIoU", .x_label = "iteration", .y_label = "mIoU"});
   }
 }

@@ -53,12 +53,14 @@ LrScheduler::LrScheduler(const SchedulerOptions& options) : options_(options) {
   SE_CHECK(o.warmup_iters >= 0, "scheduler ", name, ": warmup_iters = ", o.warmup_iters, " (expected >= 0)");
   SE_CHECK(o.warmup_ratio > 0.0 && o.warmup_ratio <= 1.0, "scheduler ", name, ": warmup_ratio = ", o.warmup_ratio,
            " (expected in (0, 1])");
-  const bool needs_total = o.policy == LrPolicy::poly || o.policy == LrPolicy::cosine || o.policy == LrPolicy::one_cycle;
+  const bool needs_total =
+      o.policy == LrPolicy::poly || o.policy == LrPolicy::cosine || o.policy == LrPolicy::one_cycle;
   SE_CHECK(!needs_total || o.total > 0, "scheduler ", name, ": total = ", o.total, " (expected the number of ",
            o.by_epoch ? "epochs" : "iterations", ", > 0)");
   SE_CHECK(o.power > 0.0, "scheduler ", name, ": power = ", o.power, " (expected > 0)");
   SE_CHECK(o.gamma > 0.0, "scheduler ", name, ": gamma = ", o.gamma, " (expected > 0)");
-  if (o.policy == LrPolicy::step) SE_CHECK(o.step_size > 0, "scheduler step: step_size = ", o.step_size, " (expected > 0)");
+  if (o.policy == LrPolicy::step)
+    SE_CHECK(o.step_size > 0, "scheduler step: step_size = ", o.step_size, " (expected > 0)");
   if (o.policy == LrPolicy::multistep) {
     SE_CHECK(!o.milestones.empty() && std::is_sorted(o.milestones.begin(), o.milestones.end()),
              "scheduler multistep: milestones must be a non-empty increasing list");
@@ -68,8 +70,10 @@ LrScheduler::LrScheduler(const SchedulerOptions& options) : options_(options) {
              o.warmup_iters);
     SE_CHECK(o.pct_start > 0.0 && o.pct_start < 1.0, "scheduler one_cycle: pct_start = ", o.pct_start,
              " (expected in (0, 1))");
-    SE_CHECK(o.div_factor > 0.0 && o.final_div_factor > 0.0, "scheduler one_cycle: div_factor and final_div_factor "
-             "must be > 0 (got ", o.div_factor, ", ", o.final_div_factor, ")");
+    SE_CHECK(o.div_factor > 0.0 && o.final_div_factor > 0.0,
+             "scheduler one_cycle: div_factor and final_div_factor "
+             "must be > 0 (got ",
+             o.div_factor, ", ", o.final_div_factor, ")");
     // PyTorch's phase ends must be increasing, else the interpolation divides by zero.
     const double first_end = o.pct_start * static_cast<double>(o.total) - 1.0;
     SE_CHECK(first_end > 0.0 && (o.three_phase ? 2.0 * first_end : first_end) < static_cast<double>(o.total) - 1.0,
@@ -87,7 +91,9 @@ double LrScheduler::one_cycle(double t, double start, double peak, double initia
   };
   std::vector<Phase> phases;
   if (o.three_phase) {
-    phases = {{o.pct_start * total - 1, start, peak}, {2 * o.pct_start * total - 2, peak, initial}, {total - 1, initial, end}};
+    phases = {{o.pct_start * total - 1, start, peak},
+              {2 * o.pct_start * total - 2, peak, initial},
+              {total - 1, initial, end}};
   } else {
     phases = {{o.pct_start * total - 1, start, peak}, {total - 1, peak, end}};
   }
@@ -111,8 +117,7 @@ double LrScheduler::regular_lr(int64_t iter) const {
     case LrPolicy::constant: return o.base_lr;
     case LrPolicy::poly: return (o.base_lr - o.min_lr) * std::pow(1.0 - td / total, o.power) + o.min_lr;
     case LrPolicy::cosine: return anneal(o.base_lr, o.min_lr, td / total, true);
-    case LrPolicy::step:
-      return std::max(o.min_lr, o.base_lr * std::pow(o.gamma, static_cast<double>(t / o.step_size)));
+    case LrPolicy::step: return std::max(o.min_lr, o.base_lr * std::pow(o.gamma, static_cast<double>(t / o.step_size)));
     case LrPolicy::multistep: {
       const auto passed = std::upper_bound(o.milestones.begin(), o.milestones.end(), t) - o.milestones.begin();
       return std::max(o.min_lr, o.base_lr * std::pow(o.gamma, static_cast<double>(passed)));
@@ -165,9 +170,9 @@ void LrScheduler::load_state_dict(const nlohmann::json& state) {
     const int64_t total = state.at("total").get<int64_t>();
     const int64_t iter = state.at("iter").get<int64_t>();
     SE_CHECK(policy == lr_policy_name(options_.policy) && base_lr == options_.base_lr && total == options_.total,
-             "scheduler: load_state_dict: the state is of a '", policy, "' schedule with base_lr ", base_lr,
-             " over ", total, ", this one is '", lr_policy_name(options_.policy), "' with base_lr ", options_.base_lr,
-             " over ", options_.total);
+             "scheduler: load_state_dict: the state is of a '", policy, "' schedule with base_lr ", base_lr, " over ",
+             total, ", this one is '", lr_policy_name(options_.policy), "' with base_lr ", options_.base_lr, " over ",
+             options_.total);
     SE_CHECK(iter >= 0, "scheduler: load_state_dict: iter = ", iter, " (expected >= 0)");
     iter_ = iter;
   } catch (const nlohmann::json::exception& e) {
@@ -182,8 +187,8 @@ LrScheduler make_scheduler(const Config& config, double base_lr, int64_t max_ite
   o.by_epoch = config.get<bool>("by_epoch", false);
   o.iters_per_epoch = iters_per_epoch;
   if (o.by_epoch) {
-    SE_CHECK(iters_per_epoch > 0, "scheduler: by_epoch needs the number of iterations per epoch (got ",
-             iters_per_epoch, ")");
+    SE_CHECK(iters_per_epoch > 0, "scheduler: by_epoch needs the number of iterations per epoch (got ", iters_per_epoch,
+             ")");
     o.total = (max_iters + iters_per_epoch - 1) / iters_per_epoch;
   } else {
     o.total = max_iters;
@@ -204,12 +209,12 @@ LrScheduler make_scheduler(const Config& config, double base_lr, int64_t max_ite
     case LrPolicy::exponential: o.gamma = config.get<double>("gamma"); break;
     case LrPolicy::one_cycle:
       o.pct_start = config.get<double>("pct_start", o.pct_start);
-    {
-      const std::string strategy = config.get<std::string>("anneal_strategy", "cos");
-      SE_CHECK(strategy == "cos" || strategy == "linear", "scheduler one_cycle: anneal_strategy '", strategy,
-               "' (expected cos or linear)");
-      o.anneal_cos = strategy == "cos";
-    }
+      {
+        const std::string strategy = config.get<std::string>("anneal_strategy", "cos");
+        SE_CHECK(strategy == "cos" || strategy == "linear", "scheduler one_cycle: anneal_strategy '", strategy,
+                 "' (expected cos or linear)");
+        o.anneal_cos = strategy == "cos";
+      }
       o.div_factor = config.get<double>("div_factor", o.div_factor);
       o.final_div_factor = config.get<double>("final_div_factor", o.final_div_factor);
       o.three_phase = config.get<bool>("three_phase", false);

@@ -38,10 +38,10 @@ struct SchedulerOptions {
   bool by_epoch = false;
   int64_t iters_per_epoch = 0;  // needed when by_epoch
   double min_lr = 0.0;
-  double power = 1.0;                // poly
-  int64_t step_size = 1;             // step
+  double power = 1.0;                    // poly
+  int64_t step_size = 1;                 // step
   std::vector<int64_t> milestones = {};  // multistep, increasing
-  double gamma = 0.1;                // step, multistep, exponential
+  double gamma = 0.1;                    // step, multistep, exponential
   // one_cycle, PyTorch's defaults
   double pct_start = 0.3;
   bool anneal_cos = true;  // false: linear

@@ -51,8 +51,7 @@ MitEncoder::MitEncoder(const MitConfig& config) : nn::Module("SegformerEncoder")
     auto layers = std::make_shared<nn::ModuleList>();
     for (int64_t j = 0; j < config.depths[i]; ++j, ++layer_index) {
       // torch.linspace(0, drop_path_rate, total_depth)[layer_index]
-      const double rate =
-          total_depth > 1 ? config.drop_path_rate * double(layer_index) / double(total_depth - 1) : 0.0;
+      const double rate = total_depth > 1 ? config.drop_path_rate * double(layer_index) / double(total_depth - 1) : 0.0;
       layers->push_back(std::make_shared<nn::SegformerLayer>(hidden, config.num_attention_heads[i], rate,
                                                              config.sr_ratios[i], config.mlp_ratios[i]));
     }

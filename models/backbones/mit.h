@@ -14,9 +14,9 @@ namespace se::models {
 
 struct MitConfig {
   int64_t num_channels = 3;
-  std::vector<int64_t> hidden_sizes;          // per stage
-  std::vector<int64_t> depths;                // layers per stage
-  std::vector<int64_t> num_attention_heads;   // per stage
+  std::vector<int64_t> hidden_sizes;         // per stage
+  std::vector<int64_t> depths;               // layers per stage
+  std::vector<int64_t> num_attention_heads;  // per stage
   std::vector<int64_t> sr_ratios = {8, 4, 2, 1};
   std::vector<int64_t> patch_sizes = {7, 3, 3, 3};
   std::vector<int64_t> strides = {4, 2, 2, 2};

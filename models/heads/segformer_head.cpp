@@ -10,7 +10,9 @@ SegformerMLP::SegformerMLP(int64_t input_dim, int64_t decoder_hidden_size) : nn:
   nn::init_segformer_linear(*proj);
 }
 
-Tensor SegformerMLP::forward_impl(const Tensor& x) { return proj->forward(x.flatten(2).transpose(1, 2)); }
+Tensor SegformerMLP::forward_impl(const Tensor& x) {
+  return proj->forward(x.flatten(2).transpose(1, 2));
+}
 
 SegformerDecodeHead::SegformerDecodeHead(const std::vector<int64_t>& in_channels, int64_t decoder_hidden_size,
                                          int64_t num_classes, double classifier_dropout)
@@ -19,11 +21,12 @@ SegformerDecodeHead::SegformerDecodeHead(const std::vector<int64_t>& in_channels
            "SegformerDecodeHead: needs at least one input stage and positive decoder_hidden_size and num_classes, got ",
            in_channels.size(), " stages, decoder_hidden_size ", decoder_hidden_size, ", num_classes ", num_classes);
   linear_c = register_module("linear_c", std::make_shared<nn::ModuleList>());
-  for (int64_t channels : in_channels) linear_c->push_back(std::make_shared<SegformerMLP>(channels, decoder_hidden_size));
+  for (int64_t channels : in_channels)
+    linear_c->push_back(std::make_shared<SegformerMLP>(channels, decoder_hidden_size));
   const auto stages = static_cast<int64_t>(in_channels.size());
-  linear_fuse = register_module("linear_fuse", std::make_shared<nn::Conv2d>(decoder_hidden_size * stages,
-                                                                            decoder_hidden_size, 1,
-                                                                            nn::Conv2dOptions{.bias = false}));
+  linear_fuse =
+      register_module("linear_fuse", std::make_shared<nn::Conv2d>(decoder_hidden_size * stages, decoder_hidden_size, 1,
+                                                                  nn::Conv2dOptions{.bias = false}));
   nn::init_segformer_conv(*linear_fuse);
   batch_norm = register_module("batch_norm", std::make_shared<nn::BatchNorm2d>(decoder_hidden_size));
   activation = register_module("activation", std::make_shared<nn::ReLU>());
@@ -45,9 +48,7 @@ Tensor SegformerDecodeHead::forward(const std::vector<Tensor>& features) {
     // Deepest stage first, as HF concatenates all_hidden_states[::-1].
     // Bilinear resizing to the same size is the identity (align_corners false), so stage 0 skips it.
     projected[features.size() - 1 - i] =
-        f.size(2) == height && f.size(3) == width
-            ? image
-            : interpolate(image, segformer_bilinear(height, width));
+        f.size(2) == height && f.size(3) == width ? image : interpolate(image, segformer_bilinear(height, width));
   }
   Tensor x = activation->forward(batch_norm->forward(linear_fuse->forward(cat(projected, 1))));
   return classifier->forward(dropout->forward(x));

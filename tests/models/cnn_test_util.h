@@ -46,9 +46,13 @@ inline double max_relative_error(const Tensor& actual, const Tensor& expected) {
 }
 
 // A model on the CPU and its copy on cuda:0 (the emulator in build-emu) give the same logits and the
-// same gradients of the first parameter for one input: the whole network runs on the device.
+// same gradients of the first and last parameters for one input: the whole network runs on the device.
+// The first conv's gradient passes back through every training-mode BN, whose backward cancels
+// (g - mean(g) - x_hat * mean(g * x_hat)); in f32 it is only good to ~2e-3 relative even on the CPU
+// (measured against f64 for DeepLabV3+ on ResNet-18), hence grad_rel.
 inline void expect_cuda_model_matches_cpu(const std::function<std::shared_ptr<models::SegmentationModel>()>& make,
-                                          const Shape& input_shape, bool training, double rel = 2e-4) {
+                                          const Shape& input_shape, bool training, double rel = 2e-4,
+                                          double grad_rel = 1e-2) {
   if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
   manual_seed(7);
   auto cpu_model = make();
@@ -82,7 +86,7 @@ inline void expect_cuda_model_matches_cpu(const std::function<std::shared_ptr<mo
   ASSERT_EQ(pa.size(), pb.size());
   for (size_t i : {size_t{0}, pa.size() - 1}) {  // the first conv and the last head's bias
     ASSERT_TRUE(pa[i].second.grad().defined()) << pa[i].first;
-    EXPECT_LT(max_relative_error(pb[i].second.grad().to(Device::cpu()), pa[i].second.grad()), rel) << pa[i].first;
+    EXPECT_LT(max_relative_error(pb[i].second.grad().to(Device::cpu()), pa[i].second.grad()), grad_rel) << pa[i].first;
   }
 }
 
@@ -121,7 +125,9 @@ inline void expect_training_reduces_loss(models::SegmentationModel& model, const
     losses.push_back(loss_of().item());
   }
   for (double l : losses) ASSERT_TRUE(std::isfinite(l));
-  EXPECT_LT(losses.back(), 0.9 * losses.front()) << "loss went " << losses.front() << " -> " << losses.back();
+  std::string trajectory;
+  for (double l : losses) trajectory += std::to_string(l) + " ";
+  EXPECT_LT(losses.back(), 0.9 * losses.front()) << "losses: " << trajectory;
 }
 
 #ifdef SE_MODEL_FIXTURES

@@ -33,7 +33,9 @@ Segformer& shared_segformer(const std::string& variant) {
   return *model;
 }
 
-std::string fixture(const std::string& name) { return std::string(SE_MODEL_FIXTURES) + "/" + name; }
+std::string fixture(const std::string& name) {
+  return std::string(SE_MODEL_FIXTURES) + "/" + name;
+}
 
 void expect_close(const Tensor& got, const Tensor& expected, double rel_tol, const std::string& what) {
   ASSERT_EQ(got.shape(), expected.shape()) << what;
@@ -72,6 +74,23 @@ TEST(Segformer, ParameterCountsEqualHuggingFace) {
   }
 }
 
+// Stochastic depth rises linearly over all layers of all stages: torch.linspace(0, 0.1, 8) for B0.
+TEST(Segformer, DropPathRisesLinearlyOverTheLayers) {
+  const MitEncoder& encoder = *shared_segformer("b0").segformer->encoder;
+  std::vector<std::string> rates;
+  for (size_t stage = 0; stage < 4; ++stage) {
+    const auto& layers = *encoder.block->at<nn::ModuleList>(stage);
+    for (size_t j = 0; j < layers.size(); ++j) {
+      rates.push_back(layers.at<nn::SegformerLayer>(j)->drop_path->extra_repr());
+    }
+  }
+  ASSERT_EQ(rates.size(), 8u);
+  for (size_t i = 0; i < rates.size(); ++i) {
+    ASSERT_TRUE(rates[i].starts_with("drop_prob=")) << rates[i];
+    EXPECT_NEAR(std::stod(rates[i].substr(10)), 0.1 * double(i) / 7.0, 1e-5) << "layer " << i;
+  }
+}
+
 // The fixtures hold HF's logits for name-derived weights (tests/models/parity_util.h) and HF's
 // state_dict names and shapes (in checkpoint naming; see the script's name map).
 void expect_matches_huggingface(const std::string& variant) {
@@ -101,8 +120,12 @@ void expect_matches_huggingface(const std::string& variant) {
   expect_close(model->forward_quarter_resolution(images), ref.at("logits_quarter"), 1e-4, "logits_quarter");
 }
 
-TEST(Segformer, B0MatchesHuggingFace) { expect_matches_huggingface("b0"); }
-TEST(Segformer, B1MatchesHuggingFace) { expect_matches_huggingface("b1"); }
+TEST(Segformer, B0MatchesHuggingFace) {
+  expect_matches_huggingface("b0");
+}
+TEST(Segformer, B1MatchesHuggingFace) {
+  expect_matches_huggingface("b1");
+}
 
 // B0 (narrow, 256-wide decoder), B1 (wide) and B2 (deeper, 768-wide decoder); B3..B5 differ from
 // B2 only in depth (checked by the counts test).
@@ -151,25 +174,33 @@ TEST(Segformer, BatchOfNonSquareImages) {
   EXPECT_GT(sum(abs(images.grad())).item(), 0.0);
 }
 
-TEST(Segformer, RegistryBuildsEveryVariantAndRejectsBadOnes) {
+TEST(Segformer, RegistryReadsItsKeysAndRejectsBadOnes) {
   auto model = build_model_from_json(
-      R"({"name": "segformer", "variant": "b1", "num_classes": 7, "drop_path_rate": 0.2, "classifier_dropout": 0.0})");
+      R"({"name": "segformer", "variant": "b0", "num_classes": 7, "drop_path_rate": 0.2, "classifier_dropout": 0.0})");
   EXPECT_EQ(model->num_classes(), 7);
   auto segformer = std::dynamic_pointer_cast<Segformer>(model);
   ASSERT_NE(segformer, nullptr);
-  EXPECT_EQ(segformer->segformer->out_channels(), (std::vector<int64_t>{64, 128, 320, 512}));
+  EXPECT_EQ(segformer->segformer->out_channels(), (std::vector<int64_t>{32, 64, 160, 256}));
   EXPECT_EQ(segformer->decode_head->linear_fuse->weight.shape(), (Shape{256, 1024, 1, 1}));
-  // B2..B5 decode with 768 channels.
+  const auto& last_stage = *segformer->segformer->encoder->block->at<nn::ModuleList>(3);
+  EXPECT_EQ(last_stage.at<nn::SegformerLayer>(1)->drop_path->extra_repr(), "drop_prob=0.2");
+  // The wide variants (built by the other tests); B2..B5 decode with 768 channels.
+  EXPECT_EQ(mit_config("b1").hidden_sizes, (std::vector<int64_t>{64, 128, 320, 512}));
+  EXPECT_EQ(segformer_decoder_hidden_size("b1"), 256);
   EXPECT_EQ(segformer_decoder_hidden_size("b2"), 768);
   auto gray = build_model_from_json(R"({"name": "segformer", "num_classes": 2, "in_channels": 1})");
   EXPECT_EQ(gray->forward(zeros({1, 1, 32, 32})).logits.shape(), (Shape{1, 2, 32, 32}));
-  EXPECT_NE(error_of([] { build_model_from_json(R"({"name": "segformer", "variant": "b6", "num_classes": 2})"); })
-                .find("unknown variant 'b6'; expected one of b0, b1, b2, b3, b4, b5"),
+  EXPECT_NE(error_of([] {
+              build_model_from_json(R"({"name": "segformer", "variant": "b6", "num_classes": 2})");
+            }).find("unknown variant 'b6'; expected one of b0, b1, b2, b3, b4, b5"),
             std::string::npos);
-  EXPECT_NE(error_of([] { build_model_from_json(R"({"name": "segformer", "varient": "b1", "num_classes": 2})"); })
-                .find("variant"),
+  EXPECT_NE(error_of([] {
+              build_model_from_json(R"({"name": "segformer", "varient": "b1", "num_classes": 2})");
+            }).find("variant"),
             std::string::npos);
-  EXPECT_NE(error_of([] { make_segformer("b0", 2)->forward(zeros({1, 3, 16, 64})); }).find("smaller than sr_ratio 8"),
+  EXPECT_NE(error_of([] {
+              make_segformer("b0", 2)->forward(zeros({1, 3, 16, 64}));
+            }).find("smaller than sr_ratio 8"),
             std::string::npos);
 }
 
@@ -218,7 +249,8 @@ TEST(Segformer, B0CudaMatchesCpu) {
   for (size_t i = 0; i < params.size(); ++i) {
     expect_close(params_cuda[i].second.grad(), params[i].second.grad(), 1e-3, params[i].first);
   }
-  EXPECT_GT(sum(abs(cpu->segformer->encoder->block->at<nn::ModuleList>(0)->at<nn::SegformerLayer>(0)
+  EXPECT_GT(sum(abs(cpu->segformer->encoder->block->at<nn::ModuleList>(0)
+                        ->at<nn::SegformerLayer>(0)
                         ->attention->self->query->weight.grad()))
                 .item(),
             0.0);

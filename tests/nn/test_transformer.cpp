@@ -24,6 +24,7 @@ std::vector<std::string> names_of(const NamedTensors& tensors) {
 // sr_ratio > 1), in registration order.
 TEST(SegformerLayer, HasHuggingFaceNamesAndShapes) {
   SegformerLayer layer(8, 2, 0.0, 2, 4);
+  // clang-format off
   const std::vector<std::string> expected = {
       "layer_norm_1.weight", "layer_norm_1.bias",
       "attention.self.query.weight", "attention.self.query.bias",
@@ -36,6 +37,7 @@ TEST(SegformerLayer, HasHuggingFaceNamesAndShapes) {
       "mlp.dense1.weight", "mlp.dense1.bias",
       "mlp.dwconv.dwconv.weight", "mlp.dwconv.dwconv.bias",
       "mlp.dense2.weight", "mlp.dense2.bias"};
+  // clang-format on
   const NamedTensors state = layer.state_dict();
   EXPECT_EQ(names_of(state), expected);
   EXPECT_EQ(layer.attention->self->sr->weight.shape(), (Shape{8, 8, 2, 2}));
@@ -44,7 +46,7 @@ TEST(SegformerLayer, HasHuggingFaceNamesAndShapes) {
   // Without spatial reduction there is no sr conv and no key/value norm, as in HF.
   EfficientSelfAttention plain(8, 2, 1);
   EXPECT_EQ(names_of(plain.state_dict()), (std::vector<std::string>{"query.weight", "query.bias", "key.weight",
-                                                                   "key.bias", "value.weight", "value.bias"}));
+                                                                    "key.bias", "value.weight", "value.bias"}));
 }
 
 TEST(SegformerLayer, InitialisesLikeHuggingFace) {
@@ -113,9 +115,13 @@ TEST(OverlapPatchEmbeddings, DownsamplesWithOverlap) {
 
 TEST(SegformerLayer, RejectsMismatchedShapes) {
   SegformerLayer layer(8, 2, 0.0, 4, 4);
-  EXPECT_NE(error_of([&] { layer.forward(zeros({1, 15, 8}), 4, 4); }).find("do not match the image size 4x4"),
+  EXPECT_NE(error_of([&] {
+              layer.forward(zeros({1, 15, 8}), 4, 4);
+            }).find("do not match the image size 4x4"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { layer.forward(zeros({1, 6, 8}), 2, 3); }).find("smaller than sr_ratio 4"),
+  EXPECT_NE(error_of([&] {
+              layer.forward(zeros({1, 6, 8}), 2, 3);
+            }).find("smaller than sr_ratio 4"),
             std::string::npos);
   EXPECT_NE(error_of([] { EfficientSelfAttention(10, 3, 1); }).find("multiple of num_attention_heads 3"),
             std::string::npos);

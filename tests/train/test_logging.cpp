@@ -250,7 +250,8 @@ TEST(Progress, TerminalLineFillsTheWidth) {
   const size_t bar = line.size() - tail.size() - std::string("train  37%|").size();
   const size_t filled = static_cast<size_t>(std::count(line.begin(), line.end(), '#'));
   EXPECT_EQ(filled, static_cast<size_t>(0.37 * static_cast<double>(bar)));
-  EXPECT_EQ(static_cast<size_t>(std::count(line.begin(), line.end(), '.')), bar - filled + 4);  // + the decimal points of 31.5, 0.4321, 9.10e-03, 1.20
+  EXPECT_EQ(static_cast<size_t>(std::count(line.begin(), line.end(), '.')),
+            bar - filled + 4);  // + the decimal points of 31.5, 0.4321, 9.10e-03, 1.20
   // Too narrow for a bar: no bar, and never longer than the terminal.
   const std::string narrow = format_progress(example_status(), true, 60);
   EXPECT_EQ(narrow.size(), 60u);
@@ -263,7 +264,11 @@ std::string run_bar(bool terminal, double seconds_per_iter, int64_t total) {
   double now = 100.0;
   {
     ProgressBar bar(total, file,
-                    {.label = "train", .terminal = terminal, .redraw_interval_s = 0.1, .plain_every = 25, .width = 90,
+                    {.label = "train",
+                     .terminal = terminal,
+                     .redraw_interval_s = 0.1,
+                     .plain_every = 25,
+                     .width = 90,
                      .clock = [&] { return now; }});
     for (int64_t i = 1; i <= total; ++i) {
       now += seconds_per_iter;

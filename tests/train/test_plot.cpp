@@ -110,7 +110,8 @@ TEST(Plot, CurvesAxesAndLegend) {
     rising.x.push_back(i * 10);
     rising.y.push_back(i >= 40 && i < 50 ? NAN : i / 100.0);
   }
-  RgbImage image = render_line_plot({falling, rising}, {.title = "Loss", .y_label = "value", .width = 640, .height = 400});
+  RgbImage image =
+      render_line_plot({falling, rising}, {.title = "Loss", .y_label = "value", .width = 640, .height = 400});
   ASSERT_EQ(image.width, 640);
   ASSERT_EQ(image.height, 400);
   const Box red = box_of(image, kRed), blue = box_of(image, kBlue);
@@ -164,7 +165,8 @@ TEST(Plot, CurvesAxesAndLegend) {
   // The legend: with the labels removed, only pixels in the top-right quadrant change.
   falling.label.clear();
   rising.label.clear();
-  RgbImage unlabelled = render_line_plot({falling, rising}, {.title = "Loss", .y_label = "value", .width = 640, .height = 400});
+  RgbImage unlabelled =
+      render_line_plot({falling, rising}, {.title = "Loss", .y_label = "value", .width = 640, .height = 400});
   int changed = 0;
   for (int y = 0; y < image.height; ++y) {
     for (int x = 0; x < image.width; ++x) {

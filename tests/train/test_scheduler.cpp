@@ -59,7 +59,11 @@ TEST(Scheduler, StepMultistepExponentialWithFloor) {
 
 TEST(Scheduler, LinearWarmupMmcvSemantics) {
   const double ratio = 1e-2;
-  LrScheduler s({.policy = LrPolicy::poly, .base_lr = 0.01, .total = 1000, .power = 0.9, .warmup_iters = 100,
+  LrScheduler s({.policy = LrPolicy::poly,
+                 .base_lr = 0.01,
+                 .total = 1000,
+                 .power = 0.9,
+                 .warmup_iters = 100,
                  .warmup_ratio = ratio});
   LrScheduler plain({.policy = LrPolicy::poly, .base_lr = 0.01, .total = 1000, .power = 0.9});
   EXPECT_NEAR(s.lr_at(0), ratio * plain.lr_at(0), 1e-18);
@@ -70,13 +74,19 @@ TEST(Scheduler, LinearWarmupMmcvSemantics) {
 }
 
 TEST(Scheduler, EpochBasedChangesAtEpochBoundariesWithIterationWarmup) {
-  LrScheduler s({.policy = LrPolicy::multistep, .base_lr = 0.1, .by_epoch = true, .iters_per_epoch = 10,
-                 .milestones = {2, 4}, .gamma = 0.1, .warmup_iters = 5, .warmup_ratio = 0.5});
-  EXPECT_DOUBLE_EQ(s.lr_at(0), 0.05);                    // warm-up is in iterations
+  LrScheduler s({.policy = LrPolicy::multistep,
+                 .base_lr = 0.1,
+                 .by_epoch = true,
+                 .iters_per_epoch = 10,
+                 .milestones = {2, 4},
+                 .gamma = 0.1,
+                 .warmup_iters = 5,
+                 .warmup_ratio = 0.5});
+  EXPECT_DOUBLE_EQ(s.lr_at(0), 0.05);  // warm-up is in iterations
   EXPECT_DOUBLE_EQ(s.lr_at(4), 0.1 * (1 - 0.2 * 0.5));
   EXPECT_DOUBLE_EQ(s.lr_at(5), 0.1);
-  EXPECT_DOUBLE_EQ(s.lr_at(19), 0.1);                    // epoch 1
-  EXPECT_NEAR(s.lr_at(20), 0.01, 1e-17);                 // epoch 2: first milestone
+  EXPECT_DOUBLE_EQ(s.lr_at(19), 0.1);     // epoch 1
+  EXPECT_NEAR(s.lr_at(20), 0.01, 1e-17);  // epoch 2: first milestone
   EXPECT_NEAR(s.lr_at(39), 0.01, 1e-17);
   EXPECT_NEAR(s.lr_at(40), 0.001, 1e-17);
   LrScheduler poly({.policy = LrPolicy::poly, .base_lr = 1.0, .total = 4, .by_epoch = true, .iters_per_epoch = 3});
@@ -101,8 +111,12 @@ TEST(Scheduler, OneCycleKeyPoints) {
   EXPECT_NEAR(*s.momentum_at(29), 0.85, 1e-15);
   EXPECT_NEAR(*s.momentum_at(99), 0.95, 1e-15);
 
-  LrScheduler three({.policy = LrPolicy::one_cycle, .base_lr = 0.1, .total = 100, .pct_start = 0.25,
-                     .anneal_cos = false, .three_phase = true});
+  LrScheduler three({.policy = LrPolicy::one_cycle,
+                     .base_lr = 0.1,
+                     .total = 100,
+                     .pct_start = 0.25,
+                     .anneal_cos = false,
+                     .three_phase = true});
   EXPECT_NEAR(three.lr_at(24), 0.1, 1e-15);      // pct_start * 100 - 1
   EXPECT_NEAR(three.lr_at(48), initial, 1e-15);  // 2 * pct_start * 100 - 2: back to the initial lr
   EXPECT_NEAR(three.lr_at(12), initial + (0.1 - initial) * 12.0 / 24.0, 1e-15);  // linear
@@ -146,8 +160,11 @@ TEST(Scheduler, RejectsBadOptions) {
                "scheduler poly: total = 0 (expected the number of iterations, > 0)");
   expect_error([] { LrScheduler({.policy = LrPolicy::cosine, .total = 5, .by_epoch = true}); },
                "by_epoch needs iters_per_epoch > 0");
-  expect_error([] { LrScheduler({.policy = LrPolicy::multistep, .milestones = {5, 3}}); },
-               "milestones must be a non-empty increasing list");
+  expect_error(
+      [] {
+        LrScheduler({.policy = LrPolicy::multistep, .milestones = {5, 3}});
+      },
+      "milestones must be a non-empty increasing list");
   expect_error([] { LrScheduler({.policy = LrPolicy::one_cycle, .total = 100, .warmup_iters = 10}); },
                "has its own warm-up");
   expect_error([] { LrScheduler({.policy = LrPolicy::one_cycle, .total = 3}); },
@@ -163,8 +180,13 @@ TEST(Scheduler, FromConfig) {
                              "cfg.json");
   LrScheduler s = make_scheduler(cfg.sub("scheduler"), 0.01, 1000, 100);
   cfg.finish();
-  LrScheduler expected({.policy = LrPolicy::poly, .base_lr = 0.01, .total = 1000, .min_lr = 1e-4, .power = 0.9,
-                        .warmup_iters = 10, .warmup_ratio = 1e-6});
+  LrScheduler expected({.policy = LrPolicy::poly,
+                        .base_lr = 0.01,
+                        .total = 1000,
+                        .min_lr = 1e-4,
+                        .power = 0.9,
+                        .warmup_iters = 10,
+                        .warmup_ratio = 1e-6});
   for (int64_t t : {0, 5, 10, 999}) EXPECT_DOUBLE_EQ(s.lr_at(t), expected.lr_at(t)) << t;
 
   Config epochs = Config::parse(R"({"policy": "step", "step_size": 2, "gamma": 0.5, "by_epoch": true})");
@@ -179,7 +201,8 @@ TEST(Scheduler, FromConfig) {
   make_scheduler(stray, 0.1, 100, 10);
   expect_error([&] { stray.finish(); }, "unknown key 'power' (stray.json)");
   Config missing = Config::parse(R"({"policy": "multistep"})", "m.json");
-  expect_error([&] { make_scheduler(missing, 0.1, 100, 10); }, "missing key 'milestones' (expected a list of integers)");
+  expect_error([&] { make_scheduler(missing, 0.1, 100, 10); },
+               "missing key 'milestones' (expected a list of integers)");
 }
 
 }  // namespace
