@@ -122,7 +122,6 @@ void conv2d_backward_weight(const Conv2dDesc& desc, const void* x,  // (N, C_in,
                             Stream stream);
 }  // namespace cuda
 
-
 // ---- ConvTranspose2d (kernels/cpu/conv_transpose.cpp, kernels/cuda/conv_transpose.cu) ----
 // PyTorch's conv_transpose2d, the adjoint of conv2d: x (N, C_in, H, W), weight (C_in, C_out / groups, KH, KW),
 // y (N, C_out, OH, OW) with OH = (H - 1) * stride_h - 2 * pad_h + dilation_h * (KH - 1) + output_padding_h + 1.

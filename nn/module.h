@@ -30,8 +30,6 @@
 
 namespace se::nn {
 
-using se::NamedTensors;  // nn::NamedTensors names the same (name, tensor) list type
-
 // What load_state_dict found; shape mismatches are always errors.
 struct LoadReport {
   std::vector<std::string> missing_keys;     // in the module, absent from the state

@@ -1,14 +1,13 @@
 #include "train/plot.h"
 
-#include <stb/stb_image_write.h>
 #include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 
-#include "core/atomic_file.h"
 #include "core/error.h"
+#include "data/image_io.h"
 
 namespace se {
 
@@ -145,7 +144,7 @@ const Glyph& glyph_of(char c) {
 
 RgbImage::RgbImage(int w, int h, Rgb fill) : width(w), height(h), pixels(static_cast<size_t>(w) * h * 3) {
   SE_CHECK(w > 0 && h > 0, "RgbImage: size ", w, "x", h, " (expected positive)");
-  for (size_t i = 0; i < pixels.size(); i += 3) pixels[i] = fill.r, pixels[i + 1] = fill.g, pixels[i + 2] = fill.b;
+  for (size_t i = 0; i < pixels.size(); i += 3) pixels[i] = fill[0], pixels[i + 1] = fill[1], pixels[i + 2] = fill[2];
 }
 
 Rgb RgbImage::at(int x, int y) const {
@@ -157,7 +156,7 @@ Rgb RgbImage::at(int x, int y) const {
 void RgbImage::set(int x, int y, Rgb color) {
   if (x < 0 || x >= width || y < 0 || y >= height) return;
   const size_t i = (static_cast<size_t>(y) * width + x) * 3;
-  pixels[i] = color.r, pixels[i + 1] = color.g, pixels[i + 2] = color.b;
+  pixels[i] = color[0], pixels[i + 1] = color[1], pixels[i + 2] = color[2];
 }
 
 int text_width(std::string_view text, int scale) {
@@ -358,14 +357,9 @@ void write_png(const std::string& path, const RgbImage& image) {
   SE_CHECK(
       image.width > 0 && image.height > 0 && image.pixels.size() == static_cast<size_t>(image.width) * image.height * 3,
       "write_png: '", path, "': the image is not ", image.width, "x", image.height, " RGB");
-  // Encode in memory, then write through core/atomic_file.h (temporary file, fsync, rename).
-  std::string png;
-  auto append = [](void* context, void* data, int size) {
-    static_cast<std::string*>(context)->append(static_cast<const char*>(data), static_cast<size_t>(size));
-  };
-  SE_CHECK(stbi_write_png_to_func(append, &png, image.width, image.height, 3, image.pixels.data(), image.width * 3),
-           "write_png: '", path, "': PNG encoding failed");
-  write_file_atomic(path, png);
+  Image rgb(image.width, image.height, 3);
+  rgb.pixels = image.pixels;
+  write_png(path, rgb);  // data/image_io.h: encodes, then writes through a temporary file
 }
 
 void save_line_plot(const std::string& path, const std::vector<PlotSeries>& series, const PlotOptions& options) {

@@ -1,7 +1,7 @@
 // PNG line plots of training curves (loss, mIoU), drawn by our own code into an RGB buffer: axes,
 // "nice" ticks with grid lines, labels in a built-in 5x8 bitmap font, a legend. Written with
-// stb_image_write and written with core/atomic_file.h (temporary file renamed into place), so an
-// existing plot is never left half-written.
+// data/image_io.h's PNG writer (temporary file renamed into place), so an existing plot is never
+// left half-written.
 #pragma once
 
 #include <cstdint>
@@ -9,12 +9,10 @@
 #include <string_view>
 #include <vector>
 
+#include "data/image.h"  // Rgb
+
 namespace se {
 
-struct Rgb {
-  uint8_t r = 0, g = 0, b = 0;
-  friend bool operator==(const Rgb&, const Rgb&) = default;
-};
 
 struct RgbImage {
   int width = 0, height = 0;

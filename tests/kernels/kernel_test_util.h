@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <random>
 #include <vector>
@@ -48,6 +50,17 @@ std::vector<double> to_double(const std::vector<T>& v) {
     }
   }
   return out;
+}
+
+// max |got - want| / max |want| (max |got - want| when want is all zeros); infinite when got has a NaN.
+inline double relative_error(const std::vector<double>& got, const std::vector<double>& want) {
+  double max_diff = 0.0, max_ref = 0.0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (std::isnan(got[i])) return INFINITY;
+    max_diff = std::max(max_diff, std::abs(got[i] - want[i]));
+    max_ref = std::max(max_ref, std::abs(want[i]));
+  }
+  return max_ref == 0.0 ? max_diff : max_diff / max_ref;
 }
 
 // Relative precision of one rounding to T.

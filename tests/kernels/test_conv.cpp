@@ -14,6 +14,8 @@
 namespace se::kernels {
 namespace {
 
+using test::relative_error;
+
 struct Case {
   const char* name;
   int64_t n, c_in, h, w, c_out;
@@ -134,17 +136,6 @@ Outputs<T> run_cpu(const Conv2dDesc& d, const Tensors& in) {
   cpu::conv2d_backward_data(d, dy.data(), w.data(), out.dx.data(), nullptr);
   cpu::conv2d_backward_weight(d, x.data(), dy.data(), out.dw.data(), out.db.data(), nullptr);
   return out;
-}
-
-// max |got - want| / max |want|.
-double relative_error(const std::vector<double>& got, const std::vector<double>& want) {
-  double max_diff = 0.0, max_ref = 0.0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    if (std::isnan(got[i])) return INFINITY;
-    max_diff = std::max(max_diff, std::abs(got[i] - want[i]));
-    max_ref = std::max(max_ref, std::abs(want[i]));
-  }
-  return max_ref == 0.0 ? max_diff : max_diff / max_ref;
 }
 
 // Inputs rounded to T, so that the reference sees exactly what the kernels see.

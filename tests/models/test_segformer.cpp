@@ -245,7 +245,7 @@ TEST(Segformer, B0CudaMatchesCpu) {
   const Tensor w = randn(y.shape());
   sum(mul(y, w)).backward();
   sum(mul(y_cuda, w.to(Device::cuda()))).backward();
-  const nn::NamedTensors params = cpu->named_parameters(), params_cuda = cuda->named_parameters();
+  const NamedTensors params = cpu->named_parameters(), params_cuda = cuda->named_parameters();
   for (size_t i = 0; i < params.size(); ++i) {
     expect_close(params_cuda[i].second.grad(), params[i].second.grad(), 1e-3, params[i].first);
   }

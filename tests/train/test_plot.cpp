@@ -1,5 +1,4 @@
 #include <gtest/gtest.h>
-#include <stb/stb_image.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -8,6 +7,7 @@
 #include <set>
 
 #include "tests/engine/test_util.h"
+#include "data/image_io.h"
 #include "train/plot.h"
 
 namespace se {
@@ -204,13 +204,10 @@ TEST(Plot, PngRoundTripThroughATemporaryFile) {
   const std::string path = (dir / "p.png").string();
   std::ofstream(path) << "old content";  // replaced atomically
   write_png(path, image);
-  int w = 0, h = 0, channels = 0;
-  unsigned char* data = stbi_load(path.c_str(), &w, &h, &channels, 3);
-  ASSERT_NE(data, nullptr);
-  EXPECT_EQ(w, 37);
-  EXPECT_EQ(h, 23);
-  EXPECT_EQ(std::vector<uint8_t>(data, data + 37 * 23 * 3), image.pixels);
-  stbi_image_free(data);
+  const Image back = read_image(path);  // an independent decoder (stb) reads what we wrote
+  EXPECT_EQ(back.width, 37);
+  EXPECT_EQ(back.height, 23);
+  EXPECT_EQ(back.pixels, image.pixels);
   for (const auto& entry : fs::directory_iterator(dir)) {
     EXPECT_EQ(entry.path().filename(), "p.png") << "left behind: " << entry.path();
   }
@@ -228,12 +225,9 @@ TEST(Plot, TrainingCurves) {
   curves.miou = {{200, 0.2}, {400, 0.35}, {600, 0.41}};
   curves.val_loss = {{200, 1.0}, {400, 0.8}, {600, 0.7}};
   save_training_curves((dir / "plots").string(), curves);
-  int w = 0, h = 0, channels = 0;
-  unsigned char* data = stbi_load((dir / "plots" / "miou.png").c_str(), &w, &h, &channels, 3);
-  ASSERT_NE(data, nullptr);
-  EXPECT_EQ(w, 800);
-  EXPECT_EQ(h, 480);
-  stbi_image_free(data);
+  const Image miou = read_image((dir / "plots" / "miou.png").string());
+  EXPECT_EQ(miou.width, 800);
+  EXPECT_EQ(miou.height, 480);
   fs::remove_all(dir);
 }
 
