@@ -90,8 +90,7 @@ std::string join(const std::vector<std::string>& names) {
 
 }  // namespace
 
-std::vector<double> class_weights_from_counts(const ClassPixelCounts& counts, const std::string& method,
-                                              double beta) {
+std::vector<double> class_weights_from_counts(const ClassPixelCounts& counts, const std::string& method, double beta) {
   const auto& methods = class_weight_methods();
   SE_CHECK(std::find(methods.begin(), methods.end(), method) != methods.end(),
            "class_weights_from_counts: unknown method '", method, "' (valid methods: ", join(methods), ")");
@@ -101,8 +100,7 @@ std::vector<double> class_weights_from_counts(const ClassPixelCounts& counts, co
     SE_CHECK(counts.pixels[c] >= 0, "class_weights_from_counts: class ", c, " has ", counts.pixels[c], " pixels");
     total += counts.pixels[c];
   }
-  SE_CHECK(total > 0, "class_weights_from_counts: no class has labelled pixels (", counts.images,
-           " images counted)");
+  SE_CHECK(total > 0, "class_weights_from_counts: no class has labelled pixels (", counts.images, " images counted)");
   if (method == "effective_number") {
     SE_CHECK(beta >= 0.0 && beta < 1.0, "class_weights_from_counts: effective_number beta = ", beta,
              " (expected in [0, 1))");
@@ -206,8 +204,8 @@ void read_class_weights(const Config& section, const std::string& key, int64_t n
     const std::string method = value.get<std::string>();
     const auto& methods = class_weight_methods();
     SE_CHECK(std::find(methods.begin(), methods.end(), method) != methods.end(), "loss: key '", path,
-             "': unknown class weight method '", method, "' (valid methods: ", join(methods),
-             ", or a list of ", num_classes, " numbers)");
+             "': unknown class weight method '", method, "' (valid methods: ", join(methods), ", or a list of ",
+             num_classes, " numbers)");
     // beta belongs to effective_number only, so elsewhere it stays an unknown key for Config::finish().
     const double beta = method == "effective_number" ? section.get<double>("beta", 0.9999) : 0.9999;
     SE_CHECK(stats != nullptr, "loss: key '", path, "' = '", method,
@@ -223,8 +221,8 @@ void read_class_weights(const Config& section, const std::string& key, int64_t n
     }
     return;
   }
-  SE_CHECK(value.is_array(), "loss: key '", path, "': expected a list of ", num_classes,
-           " numbers or a method name (", join(class_weight_methods()), "), got ", value.dump());
+  SE_CHECK(value.is_array(), "loss: key '", path, "': expected a list of ", num_classes, " numbers or a method name (",
+           join(class_weight_methods()), "), got ", value.dump());
   std::vector<double> weights = section.get<std::vector<double>>(key);  // its error names a non-number
   SE_CHECK(static_cast<int64_t>(weights.size()) == num_classes, "loss: key '", path, "' has ", weights.size(),
            " values, expected num_classes = ", num_classes);
@@ -249,8 +247,8 @@ Term parse_term(const Config& section, int64_t num_classes, const ClassPixelCoun
       break;
     case Type::ohem:
       term.thresh = section.get<double>("thresh", 0.7);
-      SE_CHECK(term.thresh >= 0.0 && term.thresh <= 1.0, "loss: key '", key_path(section, "thresh"), "' = ",
-               term.thresh, " (expected a probability in [0, 1])");
+      SE_CHECK(term.thresh >= 0.0 && term.thresh <= 1.0, "loss: key '", key_path(section, "thresh"),
+               "' = ", term.thresh, " (expected a probability in [0, 1])");
       term.min_kept = section.get<int64_t>("min_kept", 100000);
       SE_CHECK(term.min_kept >= 0, "loss: key '", key_path(section, "min_kept"), "' = ", term.min_kept,
                " (expected >= 0)");
@@ -265,8 +263,7 @@ Term parse_term(const Config& section, int64_t num_classes, const ClassPixelCoun
       term.gamma = non_negative(section, "gamma", 2.0);
       read_class_weights(section, "alpha", num_classes, stats, term);
       break;
-    case Type::lovasz:
-      break;
+    case Type::lovasz: break;
   }
   return term;
 }
@@ -310,19 +307,35 @@ SegmentationLoss SegmentationLoss::from_config(const Config& root, int64_t num_c
     term.name = type_name(term.type);
     const auto same_type = [&](const Term& other) { return other.type == term.type; };
     if (std::count_if(loss.terms_.begin(), loss.terms_.end(), same_type) > 1) {
-      const auto ordinal = std::count_if(loss.terms_.begin(), loss.terms_.begin() + static_cast<ptrdiff_t>(i) + 1,
-                                         same_type);
+      const auto ordinal =
+          std::count_if(loss.terms_.begin(), loss.terms_.begin() + static_cast<ptrdiff_t>(i) + 1, same_type);
       term.name += std::string("_") + std::to_string(ordinal);
     }
   }
   return loss;
 }
 
+bool SegmentationLoss::needs_class_pixel_counts(const Config& root) {
+  const nlohmann::json& document = root.document();
+  const auto loss = document.find("loss");
+  if (loss == document.end()) return false;
+  auto names_method = [](const nlohmann::json& term) {
+    if (!term.is_object()) return false;
+    for (const char* key : {"class_weight", "alpha"}) {
+      const auto value = term.find(key);
+      if (value != term.end() && value->is_string()) return true;
+    }
+    return false;
+  };
+  if (loss->is_object()) return names_method(*loss);
+  return loss->is_array() && std::any_of(loss->begin(), loss->end(), names_method);
+}
+
 LossTerms SegmentationLoss::operator()(const Tensor& logits, const Tensor& target) const {
   SE_CHECK(logits.defined() && target.defined(), "segmentation loss: undefined logits or target");
   SE_CHECK(logits.dim() == 4 && is_floating(logits.dtype()) && logits.size(1) == num_classes_,
-           "segmentation loss: logits ", shape_str(logits.shape()), " ", logits.dtype(),
-           " (expected (N, ", num_classes_, ", H, W) floating)");
+           "segmentation loss: logits ", shape_str(logits.shape()), " ", logits.dtype(), " (expected (N, ",
+           num_classes_, ", H, W) floating)");
   SE_CHECK(target.dim() == 3 && target.dtype() == DType::i64 && target.size(0) == logits.size(0) &&
                target.size(1) == logits.size(2) && target.size(2) == logits.size(3),
            "segmentation loss: target ", shape_str(target.shape()), " ", target.dtype(), " for logits ",
@@ -373,9 +386,7 @@ LossTerms SegmentationLoss::operator()(const Tensor& logits, const Tensor& targe
         value = focal_loss(x, target, params);
         break;
       }
-      case Type::lovasz:
-        value = lovasz_softmax(x, target, ignore_index_);
-        break;
+      case Type::lovasz: value = lovasz_softmax(x, target, ignore_index_); break;
     }
     result.total = result.total.defined() ? add(result.total, value, term.weight) : mul(value, term.weight);
     result.parts.emplace_back(term.name, value);
@@ -388,10 +399,14 @@ std::string SegmentationLoss::describe() const {
   std::string text;
   for (const Term& term : terms_) {
     std::vector<std::string> settings;
-    auto setting = [&](const char* key, const std::string& value) { settings.push_back(std::string(key) + "=" + value); };
-    if (term.label_smoothing != defaults.label_smoothing) setting("label_smoothing", format_number(term.label_smoothing));
+    auto setting = [&](const char* key, const std::string& value) {
+      settings.push_back(std::string(key) + "=" + value);
+    };
+    if (term.label_smoothing != defaults.label_smoothing)
+      setting("label_smoothing", format_number(term.label_smoothing));
     if (term.type == Type::ohem && term.thresh != defaults.thresh) setting("thresh", format_number(term.thresh));
-    if (term.type == Type::ohem && term.min_kept != defaults.min_kept) setting("min_kept", std::to_string(term.min_kept));
+    if (term.type == Type::ohem && term.min_kept != defaults.min_kept)
+      setting("min_kept", std::to_string(term.min_kept));
     if (term.smooth != defaults.smooth) setting("smooth", format_number(term.smooth));
     if (term.eps != defaults.eps) setting("eps", format_number(term.eps));
     if (term.log_loss) setting("log_loss", "true");

@@ -73,6 +73,9 @@ class SegmentationLoss {
   // per-class list of the wrong length an error naming the key and num_classes.
   static SegmentationLoss from_config(const Config& root, int64_t num_classes, int64_t ignore_index,
                                       const ClassPixelCounts* stats = nullptr);
+  // Whether root's "loss" names a class weight method, i.e. whether from_config needs `stats`: lets the trainer
+  // skip reading the training set when it does not. Declares no keys.
+  static bool needs_class_pixel_counts(const Config& root);
 
   // f16 and bf16 logits are computed in f32 (as torch.autocast runs cross_entropy); f32 and f64 as they are.
   LossTerms operator()(const Tensor& logits,         // (N, K, H, W) floating, K = num_classes
