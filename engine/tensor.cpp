@@ -233,6 +233,19 @@ void manual_seed(uint64_t seed) {
   gen.offset = 0;
 }
 
+RandomState random_state() {
+  GlobalGenerator& gen = generator();
+  std::lock_guard<std::mutex> lock(gen.mutex);
+  return {gen.seed, gen.offset};
+}
+
+void set_random_state(const RandomState& state) {
+  GlobalGenerator& gen = generator();
+  std::lock_guard<std::mutex> lock(gen.mutex);
+  gen.seed = state.seed;
+  gen.offset = state.offset;
+}
+
 std::pair<uint64_t, uint64_t> reserve_random_numbers(uint64_t count) {
   GlobalGenerator& gen = generator();
   std::lock_guard<std::mutex> lock(gen.mutex);

@@ -175,6 +175,14 @@ Tensor randn(const Shape& shape, const TensorOptions& options = {});
 Tensor rand_like(const Tensor& like);
 Tensor randn_like(const Tensor& like);
 void manual_seed(uint64_t seed);
+// The global generator's whole state, for checkpoints: restoring it makes the random numbers that
+// follow (dropout masks, rand, randn) those an uninterrupted run would have drawn.
+struct RandomState {
+  uint64_t seed = 0;
+  uint64_t offset = 0;
+};
+RandomState random_state();
+void set_random_state(const RandomState& state);
 // The (seed, offset) to use for `count` random numbers, advancing the global generator.
 std::pair<uint64_t, uint64_t> reserve_random_numbers(uint64_t count);
 // From host data of element type T, copied; in options.dtype when set (converted), else T's dtype.

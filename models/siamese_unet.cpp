@@ -179,14 +179,19 @@ Tensor SiameseUNet::make_view(const Tensor& images, uint64_t seed) const {
 }
 
 SiameseLoss SiameseUNet::loss(const SiameseOutput& output, const Tensor& target) const {
+  CrossEntropyParams ce;
+  ce.ignore_index = siamese_.ignore_index;
+  return loss(output, [&](const Tensor& logits) { return cross_entropy(logits, target, ce); });
+}
+
+SiameseLoss SiameseUNet::loss(const SiameseOutput& output,
+                              const std::function<Tensor(const Tensor& logits)>& segmentation_loss) const {
   SE_CHECK(output.a.features.size() == levels_.size() && output.b.features.size() == levels_.size(),
            "SiameseUNet::loss: expected ", levels_.size(), " feature levels per branch (from forward_pair), got ",
            output.a.features.size(), " and ", output.b.features.size());
   SiameseLoss result;
-  CrossEntropyParams ce;
-  ce.ignore_index = siamese_.ignore_index;
-  result.seg_a = cross_entropy(output.a.logits, target, ce);
-  result.seg_b = cross_entropy(output.b.logits, target, ce);
+  result.seg_a = segmentation_loss(output.a.logits);
+  result.seg_b = segmentation_loss(output.b.logits);
   Tensor consistency;
   for (size_t i = 0; i < levels_.size(); ++i) {
     const Tensor& fa = output.a.features[i];

@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -74,8 +75,12 @@ class SiameseUNet : public UNet {
   // The domain-shifted view of `images`, a function of (images, seed) only (the global random
   // generator is untouched); the same on every device up to rounding. Not differentiable.
   Tensor make_view(const Tensor& images, uint64_t seed) const;  // (N, C, H, W) -> (N, C, H, W)
-  // The objective from both branches' outputs and the labels (N, H, W) i64.
+  // The objective from both branches' outputs and the labels (N, H, W) i64, with cross-entropy
+  // (ignore_index from the options) as each branch's segmentation loss.
   SiameseLoss loss(const SiameseOutput& output, const Tensor& target) const;
+  // The same objective with the caller's segmentation loss (the trainer's configured CE/Dice/...
+  // sum), applied to each branch's logits (N, K, H, W) and returning a 0-d tensor.
+  SiameseLoss loss(const SiameseOutput& output, const std::function<Tensor(const Tensor& logits)>& segmentation_loss) const;
   // make_view, forward_pair and loss in one call: one training step's objective.
   SiameseLoss training_loss(const Tensor& images, const Tensor& target, uint64_t seed);
 

@@ -125,6 +125,12 @@ TEST(SiameseUNet, LossIsTheWeightedSumOfItsParts) {
     EXPECT_NEAR(loss.feature_consistency.item(), mse, 1e-5 * mse);
     EXPECT_GT(loss.prediction_consistency.item(), 0.0);
     EXPECT_NEAR(symmetric_kl(pair.a.logits, pair.a.logits).item(), 0.0, 1e-7);
+    // The caller's segmentation loss replaces the cross-entropy; the consistency terms stay.
+    SiameseLoss custom = model.loss(pair, [&](const Tensor& logits) { return mul(cross_entropy(logits, target), 2.0); });
+    EXPECT_NEAR(custom.seg_a.item(), 2 * loss.seg_a.item(), 1e-5);
+    EXPECT_NEAR(custom.seg_b.item(), 2 * loss.seg_b.item(), 1e-5);
+    EXPECT_EQ(custom.feature_consistency.item(), loss.feature_consistency.item());
+    EXPECT_NEAR(custom.total.item(), loss.total.item() + loss.seg_a.item() + loss.seg_b.item(), 1e-5 * expected);
   }
   SiameseOptions no_kl = small_options();
   no_kl.kl_weight = 0;
