@@ -136,21 +136,30 @@ Tensor infer_at_scale(models::SegmentationModel& model,
   return resize_bilinear(logits, height, width);
 }
 
+// `prefix` is put before field names: "" for a struct filled in code, "<section>." for a config.
+void check_options(const InferenceOptions& o, const std::string& prefix) {
+  const char* op = "inference options";
+  SE_CHECK(o.batch_size >= 1, op, ": ", prefix, "batch_size must be at least 1, got ", o.batch_size);
+  SE_CHECK(!o.scales.empty(), op, ": ", prefix, "scales must list at least one factor (1.0 for none)");
+  for (double scale : o.scales) {
+    SE_CHECK(std::isfinite(scale) && scale > 0, op, ": ", prefix, "scales: every scale must be a positive number, got ",
+             scale);
+  }
+  if (o.mode == InferenceOptions::Mode::slide) {
+    SE_CHECK(o.crop_h > 0 && o.crop_w > 0, op, ": ", prefix, "crop_size must be positive, got [", o.crop_h, ", ",
+             o.crop_w, "]");
+    SE_CHECK(o.stride_h > 0 && o.stride_w > 0, op, ": ", prefix, "stride must be positive, got [", o.stride_h, ", ",
+             o.stride_w, "]");
+    SE_CHECK(o.stride_h <= o.crop_h && o.stride_w <= o.crop_w, op, ": ", prefix, "stride [", o.stride_h, ", ",
+             o.stride_w, "] larger than ", prefix, "crop_size [", o.crop_h, ", ", o.crop_w,
+             "] would leave pixels that no crop covers");
+  }
+}
+
 }  // namespace
 
 void InferenceOptions::validate() const {
-  const char* op = "inference options";
-  SE_CHECK(batch_size >= 1, op, ": batch_size must be at least 1, got ", batch_size);
-  SE_CHECK(!scales.empty(), op, ": scales must list at least one factor (1.0 for none)");
-  for (double scale : scales) {
-    SE_CHECK(std::isfinite(scale) && scale > 0, op, ": every scale must be a positive number, got ", scale);
-  }
-  if (mode == Mode::slide) {
-    SE_CHECK(crop_h > 0 && crop_w > 0, op, ": crop_size must be positive, got [", crop_h, ", ", crop_w, "]");
-    SE_CHECK(stride_h > 0 && stride_w > 0, op, ": stride must be positive, got [", stride_h, ", ", stride_w, "]");
-    SE_CHECK(stride_h <= crop_h && stride_w <= crop_w, op, ": stride [", stride_h, ", ", stride_w,
-             "] larger than crop_size [", crop_h, ", ", crop_w, "] would leave pixels that no crop covers");
-  }
+  check_options(*this, "");
 }
 
 InferenceOptions InferenceOptions::from_config(const Config& section) {
@@ -171,11 +180,7 @@ InferenceOptions InferenceOptions::from_config(const Config& section) {
   options.scales = section.get<std::vector<double>>("scales", options.scales);
   options.flip = section.get<bool>("flip", options.flip);
   options.batch_size = section.get<int64_t>("batch_size", options.batch_size);
-  try {
-    options.validate();
-  } catch (const Error& e) {
-    SE_THROW("config ", section.path().empty() ? std::string("(root)") : section.path(), ": ", e.what());
-  }
+  check_options(options, section.path().empty() ? std::string() : section.path() + ".");
   return options;
 }
 
@@ -186,8 +191,10 @@ Device model_device(const models::SegmentationModel& model, Device fallback) {
 
 Tensor infer(models::SegmentationModel& model, const Tensor& images, const InferenceOptions& options) {
   options.validate();
-  SE_CHECK(images.defined() && images.dim() == 4 && images.size(1) == 3 && images.size(0) > 0, "infer: images must be "
-           "a non-empty (N, 3, H, W) batch, got ", images.defined() ? shape_str(images.shape()) : "(undefined)");
+  SE_CHECK(images.defined() && images.dim() == 4 && images.size(1) == 3 && images.size(0) > 0,
+           "infer: images must be "
+           "a non-empty (N, 3, H, W) batch, got ",
+           images.defined() ? shape_str(images.shape()) : "(undefined)");
   NoGradGuard no_grad;
   if (!options.uses_tta()) return infer_at_scale(model, images, options.scales[0], options);
 

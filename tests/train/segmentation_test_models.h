@@ -52,6 +52,8 @@ inline Tensor integer_images(const Shape& shape, uint32_t seed) {
   return from_vector(values, shape);
 }
 
-inline std::vector<float> values_of(const Tensor& x) { return x.to(Device::cpu()).to_vector<float>(); }
+inline std::vector<float> values_of(const Tensor& x) {
+  return x.to(Device::cpu()).to_vector<float>();
+}
 
 }  // namespace se::testing

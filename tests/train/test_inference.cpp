@@ -253,10 +253,13 @@ TEST(Inference, BadOptionsNameTheKeyAndValue) {
   auto from = [](const std::string& text) {
     return [text] { InferenceOptions::from_config(Config::parse(text).sub("inference")); };
   };
-  expect_error(from(R"({"inference": {"mode": "sliding"}})"), "inference.mode is \"sliding\"; valid modes are \"whole\" and \"slide\"");
-  expect_error(from(R"({"inference": {"mode": "slide", "crop_size": [0, 8]}})"), "crop_size must be positive, got [0, 8]");
+  expect_error(from(R"({"inference": {"mode": "sliding"}})"),
+               "inference.mode is \"sliding\"; valid modes are \"whole\" and \"slide\"");
+  expect_error(from(R"({"inference": {"mode": "slide", "crop_size": [0, 8]}})"),
+               "inference.crop_size must be positive, got [0, 8]");
   expect_error(from(R"({"inference": {"mode": "slide", "stride": [0, 8]}})"), "stride must be positive, got [0, 8]");
-  expect_error(from(R"({"inference": {"mode": "slide", "crop_size": 8, "stride": 9}})"), "would leave pixels that no crop covers");
+  expect_error(from(R"({"inference": {"mode": "slide", "crop_size": 8, "stride": 9}})"),
+               "would leave pixels that no crop covers");
   expect_error(from(R"({"inference": {"crop_size": [1, 2, 3]}})"), "inference.crop_size must be [h, w] or one integer");
   expect_error(from(R"({"inference": {"scales": [1.0, -0.5]}})"), "every scale must be a positive number, got -0.5");
   expect_error(from(R"({"inference": {"scales": []}})"), "scales must list at least one factor");
