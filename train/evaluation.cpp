@@ -171,8 +171,8 @@ EvaluationResult evaluate(models::SegmentationModel& model, DataLoader& loader, 
   for (int64_t done = 0; done < total; ++done) {
     const std::optional<Batch> batch = loader.next();
     SE_CHECK(batch.has_value(), "evaluate: the loader ended after ", done, " of its ", total, " batches");
-    const Tensor scores = infer(model, batch->images.to(device), options);  // (N, K, H, W)
-    confusion_matrix_update(confusion, scores.to(device), batch->masks.to(device), ignore_index);
+    const Tensor scores = infer(model, batch->images, options);  // (N, K, H, W)
+    confusion_matrix_update(confusion, scores, batch->masks.to(device), ignore_index);
     images += batch->images.size(0);
     if (progress) progress(done + 1, total);
   }

@@ -196,12 +196,13 @@ Tensor infer(models::SegmentationModel& model, const Tensor& images, const Infer
            "a non-empty (N, 3, H, W) batch, got ",
            images.defined() ? shape_str(images.shape()) : "(undefined)");
   NoGradGuard no_grad;
-  if (!options.uses_tta()) return infer_at_scale(model, images, options.scales[0], options);
+  const Tensor inputs = images.to(model_device(model, images.device()));  // (N, 3, H, W)
+  if (!options.uses_tta()) return infer_at_scale(model, inputs, options.scales[0], options);
 
   Tensor probability_sum;  // (N, K, H, W)
   for (double scale : options.scales) {
-    std::vector<Tensor> passes{infer_at_scale(model, images, scale, options)};
-    if (options.flip) passes.push_back(flip_width(infer_at_scale(model, flip_width(images), scale, options)));
+    std::vector<Tensor> passes{infer_at_scale(model, inputs, scale, options)};
+    if (options.flip) passes.push_back(flip_width(infer_at_scale(model, flip_width(inputs), scale, options)));
     for (const Tensor& logits : passes) {
       Tensor probabilities = softmax(logits, 1);
       if (probability_sum.defined()) {

@@ -37,8 +37,8 @@ struct InferenceOptions {
 };
 
 // Class scores (N, K, H, W) for `images` (N, 3, H, W), computed without autograd by the model in
-// whatever train/eval mode the caller set (evaluate() sets eval). The images may be on any device; the
-// scores come back on the device the model's forward puts them (the images' device for our models).
+// whatever train/eval mode the caller set (evaluate() sets eval). The images may be on any device: they
+// are moved to the model's (model_device()), where the scores are returned.
 //
 // Returned values:
 //   - one pass (a single scale and no flip): LOGITS. With scale 1 these are exactly what whole or

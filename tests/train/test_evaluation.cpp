@@ -327,7 +327,9 @@ TEST(EvaluationCuda, SlideInferenceAndEvaluationMatchCpu) {
 
   const Tensor images = randn({2, 3, 32, 32});
   const std::vector<float> cpu_scores = values_of(infer(cpu_model, images, options));
-  const std::vector<float> cuda_scores = values_of(infer(cuda_model, images.to(Device::cuda(0)), options));
+  const Tensor cuda_scores_tensor = infer(cuda_model, images, options);  // CPU images go to the model's device
+  EXPECT_EQ(cuda_scores_tensor.device(), Device::cuda(0));
+  const std::vector<float> cuda_scores = values_of(cuda_scores_tensor);
   ASSERT_EQ(cpu_scores.size(), cuda_scores.size());
   for (size_t k = 0; k < cpu_scores.size(); ++k)
     ASSERT_NEAR(cpu_scores[k], cuda_scores[k], 1e-4 * (1 + std::abs(cpu_scores[k])));
