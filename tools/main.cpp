@@ -13,6 +13,7 @@
 #include "engine/device.h"
 #include "tools/bench_kernels.h"
 #include "tools/info.h"
+#include "tools/train_commands.h"
 #include "tools/version.h"
 #ifdef SEGENGINE_HAS_CUDA
 #include "kernels/cuda/runtime.h"
@@ -23,6 +24,14 @@ namespace {
 constexpr const char* kUsage = R"(usage: segengine <command> [options]
 
 commands:
+  train CONFIG [--set key=value ...] [--resume CKPT] [--device cpu|cuda[:N]] [--out DIR] [--no-progress]
+               train a model: evaluation every N iterations, best/last checkpoints, JSONL and
+               TensorBoard logs and PNG curves under DIR (default runs/<config name>)
+  eval CONFIG --checkpoint CKPT [--split val|test|train] [--mode whole|slide] [--tta]
+               [--weights auto|model|ema] [--set ...] [--device ...] [--out DIR]
+               the per-class IoU/Acc/Dice table, metrics.json, confusion.csv and confusion.png
+  predict CONFIG --checkpoint CKPT INPUT... --out DIR [--mode whole|slide] [--tta] [--device ...]
+               index-PNG masks and colour overlays for images (files or directories)
   devices      report the devices this build sees (CPU, CUDA real or emulated)
   bench kernels [--filter REGEX] [--device cpu|cuda[:N]] [--dtype f32|f16|bf16] [--repeats N]
                [--warmup N] [--json FILE] [--list]
@@ -90,6 +99,9 @@ int main(int argc, char** argv) {
       return se::tools::bench_kernels({args.begin() + 2, args.end()});
     }
     if (args[0] == "info") return se::tools::model_info({args.begin() + 1, args.end()});
+    if (args[0] == "train") return se::tools::train_command({args.begin() + 1, args.end()});
+    if (args[0] == "eval") return se::tools::eval_command({args.begin() + 1, args.end()});
+    if (args[0] == "predict") return se::tools::predict_command({args.begin() + 1, args.end()});
     if (args[0] == "bench") {
       std::cerr << "segengine: bench: expected 'bench kernels' (model benchmarks come with the model zoo)\n";
       return 2;
