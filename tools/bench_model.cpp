@@ -48,9 +48,6 @@ struct Options {
   std::optional<InputSize> input;
   std::optional<int64_t> batch;
   Device device = Device::cpu();
-  // f32 only: Module::to(f16/bf16) also converts the norm layers' weights, which batch_norm takes in
-  // f32 only (mixed precision), so no model with a BatchNorm runs in half precision yet.
-  DType dtype = DType::f32;
   int64_t iterations = 10;
   int64_t warmup = 2;
   std::string json_path;
@@ -100,6 +97,10 @@ Options parse_options(const std::vector<std::string_view>& args) {
   check_device(options.device, "bench model");
   return options;
 }
+
+// f32 only: Module::to(f16/bf16) also converts the norm layers' weights, which batch_norm takes in
+// f32 only (mixed precision), so no model with a BatchNorm runs in half precision yet.
+constexpr DType kDtype = DType::f32;
 
 using Clock = std::chrono::steady_clock;
 
@@ -369,7 +370,7 @@ double percent(double ms, double total) { return total > 0 ? 100.0 * ms / total 
 void print_report(const Report& r, const Options& o) {
   const int64_t batch = r.input_shape[0];
   std::cout << "model: " << r.model_name << " (" << r.model_type << "), " << r.num_classes << " classes, "
-            << r.parameters << " parameters; input " << shape_str(r.input_shape) << " " << o.dtype << " on "
+            << r.parameters << " parameters; input " << shape_str(r.input_shape) << " " << kDtype << " on "
             << o.device << "\n";
   std::cout << "per layer: leaf modules in execution order, " << (o.train_mode_layers ? "train" : "eval")
             << " mode, median of " << o.iterations << " pass(es) after " << o.warmup << " warm-up; backward = the"
@@ -434,7 +435,7 @@ void write_json(const Report& r, const Options& o) {
       {"parameters", r.parameters},
       {"input_shape", r.input_shape},
       {"device", o.device.str()},
-      {"dtype", std::string(dtype_name(o.dtype))},
+      {"dtype", std::string(dtype_name(kDtype))},
       {"iterations", o.iterations},
       {"warmup", o.warmup},
       {"layer_mode", o.train_mode_layers ? "train" : "eval"},
@@ -468,7 +469,8 @@ int bench_model(const std::vector<std::string_view>& args) {
   // Defaults from the config's optional "bench" object, judged on its own (flags override).
   Config bench = Config::from_json(file.sub("bench").document(), o.config_path + ": bench");
   const std::vector<int64_t> input_size = bench.get<std::vector<int64_t>>("input_size", {512, 512});
-  const int64_t batch_size = bench.get<int64_t>("batch_size", 1);
+  // Batch 2 by default: train-mode BatchNorm after a global pooling (PSPNet, ASPP) needs more than one value.
+  const int64_t batch_size = bench.get<int64_t>("batch_size", 2);
   bench.finish();
   SE_CHECK(input_size.size() == 2 && input_size[0] > 0 && input_size[1] > 0, "bench model: ", o.config_path,
            ": bench.input_size (expected [height, width], positive)");
@@ -485,9 +487,9 @@ int bench_model(const std::vector<std::string_view>& args) {
   report.parameters = model.num_parameters();
   report.input_shape = {*o.batch, model_input_channels(model), o.input->height, o.input->width};
 
-  model.to(o.device, o.dtype);
+  model.to(o.device, kDtype);
   for (const Tensor& p : model.parameters()) report.parameter_bytes += static_cast<int64_t>(p.nbytes());
-  const Tensor input = randn(report.input_shape, {o.dtype, o.device});
+  const Tensor input = randn(report.input_shape, {kDtype, o.device});
   const Tensor target = zeros({*o.batch, o.input->height, o.input->width}, {DType::i64, o.device});
   report.memory_source = o.device.is_cuda() ? o.device.str() + " caching allocator" : "cpu allocator";
 

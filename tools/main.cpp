@@ -33,7 +33,7 @@ commands:
                [--iterations N] [--warmup N] [--json FILE] [--train]
                per-layer forward and backward times of a config's model (like `caffe time`), then
                inference and training-step images/s and the training step's peak memory; size from
-               the config's "bench": {"input_size": [h, w], "batch_size": n}, else 512x512, batch 1;
+               the config's "bench": {"input_size": [h, w], "batch_size": n}, else 512x512, batch 2;
                10 iterations after 2 warm-up; --train: the per-layer pass in train mode (else eval)
   info --config FILE [--input HxW] [--batch N] [--device cpu|cuda[:N]] [--no-tree]
                a model's module tree, parameters, MACs and activation memory at an input size
