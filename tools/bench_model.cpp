@@ -350,7 +350,7 @@ void time_training_steps(models::SegmentationModel& model, const Tensor& input, 
 }
 
 std::string format(const char* pattern, auto... values) {
-  char text[512];
+  char text[1024];
   std::snprintf(text, sizeof(text), pattern, values...);
   return text;
 }
@@ -378,9 +378,11 @@ void print_report(const Report& r, const Options& o) {
             " each layer and node" : "") << "\n\n";
 
   const std::string other = "(other)";
+  std::vector<std::string> names;  // "name (xN)" for a layer called N > 1 times per pass
   size_t name_width = other.size(), type_width = 4, shape_width = 12;
   for (const LayerRow& row : r.layers) {
-    name_width = std::max(name_width, row.name.size() + (row.calls > 1 ? 5 : 0));
+    names.push_back(row.calls > 1 ? row.name + format(" (x%lld)", static_cast<long long>(row.calls)) : row.name);
+    name_width = std::max(name_width, names.back().size());
     type_width = std::max(type_width, row.type.size());
     shape_width = std::max(shape_width, shape_str(row.output_shape).size());
   }
@@ -393,10 +395,9 @@ void print_report(const Report& r, const Options& o) {
   const double total_ms = layers_total_ms(r);
   std::cout << format("%-*s  %-*s  %-*s  %11s  %11s  %6s\n", int(name_width), "layer", int(type_width), "type",
                       int(shape_width), "output shape", "forward ms", "backward ms", "%");
-  for (const LayerRow& row : r.layers) {
-    const std::string name = row.calls > 1 ? row.name + format(" (x%lld)", static_cast<long long>(row.calls))
-                                           : row.name;
-    line(name, row.type, shape_str(row.output_shape), median(row.forward_ms), median(row.backward_ms), total_ms);
+  for (size_t i = 0; i < r.layers.size(); ++i) {
+    const LayerRow& row = r.layers[i];
+    line(names[i], row.type, shape_str(row.output_shape), median(row.forward_ms), median(row.backward_ms), total_ms);
   }
   line(other, "", "", r.other_forward_ms, r.other_backward_ms, total_ms);
   std::cout << format("%-*s  %11.3f ms (observed pass: forward + backward of every row)\n\n",
