@@ -1,5 +1,6 @@
 #include "engine/allocator.h"
 
+#include <atomic>
 #include <cstdlib>
 #include <new>
 
@@ -27,16 +28,47 @@ std::string format_bytes(size_t bytes) {
   }
   return text;
 }
+
+size_t cpu_rounded_size(size_t bytes) {
+  return bytes == 0 ? kCpuAlignment : (bytes + kCpuAlignment - 1) / kCpuAlignment * kCpuAlignment;
+}
+
+// Lock-free: every CPU tensor allocation passes here, from any thread.
+std::atomic<size_t> cpu_allocated_bytes{0};
+std::atomic<size_t> cpu_peak_allocated_bytes{0};
+std::atomic<uint64_t> cpu_allocations{0};
+std::atomic<uint64_t> cpu_frees{0};
 }  // namespace
 
 void* cpu_allocate(size_t bytes) {
-  size_t rounded = (bytes + kCpuAlignment - 1) / kCpuAlignment * kCpuAlignment;
-  void* ptr = std::aligned_alloc(kCpuAlignment, rounded == 0 ? kCpuAlignment : rounded);
+  const size_t rounded = cpu_rounded_size(bytes);
+  void* ptr = std::aligned_alloc(kCpuAlignment, rounded);
   SE_CHECK(ptr != nullptr, "cpu allocator: out of host memory allocating ", format_bytes(bytes));
+  const size_t now = cpu_allocated_bytes.fetch_add(rounded) + rounded;
+  size_t peak = cpu_peak_allocated_bytes.load();
+  while (now > peak && !cpu_peak_allocated_bytes.compare_exchange_weak(peak, now)) {
+  }
+  cpu_allocations.fetch_add(1);
   return ptr;
 }
 
-void cpu_free(void* ptr) { std::free(ptr); }
+void cpu_free(void* ptr, size_t bytes) {
+  if (ptr == nullptr) return;
+  std::free(ptr);
+  cpu_allocated_bytes.fetch_sub(cpu_rounded_size(bytes));
+  cpu_frees.fetch_add(1);
+}
+
+AllocatorStats cpu_allocator_stats() {
+  AllocatorStats stats;
+  stats.allocated_bytes = stats.reserved_bytes = cpu_allocated_bytes.load();
+  stats.peak_allocated_bytes = stats.peak_reserved_bytes = cpu_peak_allocated_bytes.load();
+  stats.allocations = stats.device_mallocs = cpu_allocations.load();
+  stats.device_frees = cpu_frees.load();
+  return stats;
+}
+
+void cpu_reset_peak_stats() { cpu_peak_allocated_bytes.store(cpu_allocated_bytes.load()); }
 
 size_t CudaCachingAllocator::round_size(size_t bytes) {
   if (bytes == 0) return kSmallRounding;

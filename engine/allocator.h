@@ -19,7 +19,7 @@
 namespace se {
 
 void* cpu_allocate(size_t bytes);  // 64-byte aligned; throws se::Error when the host is out of memory
-void cpu_free(void* ptr);
+void cpu_free(void* ptr, size_t bytes);  // `bytes` as passed to cpu_allocate, for the statistics
 
 struct AllocatorStats {
   size_t allocated_bytes = 0;       // held by live tensors (rounded sizes)
@@ -31,6 +31,11 @@ struct AllocatorStats {
   uint64_t device_mallocs = 0;      // calls to the device malloc
   uint64_t device_frees = 0;
 };
+
+// The CPU allocator's statistics, process-wide (no cache: reserved equals allocated, and every
+// allocation is a "device" malloc). `segengine bench model` reports the peak of a training step.
+AllocatorStats cpu_allocator_stats();
+void cpu_reset_peak_stats();
 
 class CudaCachingAllocator {
  public:

@@ -12,7 +12,8 @@ namespace se {
 namespace {
 
 thread_local bool tls_grad_mode = true;
-std::atomic<uint64_t> next_sequence_nr{0};
+thread_local BackwardObserver* tls_backward_observer = nullptr;
+std::atomic<uint64_t> sequence_counter{0};
 
 AutogradMeta& meta_of(const Tensor& tensor) {
   TensorImpl* impl = tensor.impl();
@@ -105,7 +106,14 @@ void check_grad(const Node& node, size_t input, const Tensor& grad, const GradSp
 
 }  // namespace
 
-Node::Node(std::string name) : name_(std::move(name)), sequence_nr_(next_sequence_nr.fetch_add(1)) {}
+Node::Node(std::string name) : name_(std::move(name)), sequence_nr_(sequence_counter.fetch_add(1)) {}
+
+uint64_t Node::next_sequence_nr() { return sequence_counter.load(); }
+
+BackwardObserverScope::BackwardObserverScope(BackwardObserver* observer) : previous_(tls_backward_observer) {
+  tls_backward_observer = observer;
+}
+BackwardObserverScope::~BackwardObserverScope() { tls_backward_observer = previous_; }
 
 bool grad_mode_enabled() { return tls_grad_mode; }
 NoGradGuard::NoGradGuard() : previous_(tls_grad_mode) { tls_grad_mode = false; }
@@ -301,14 +309,17 @@ void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grad_
   }
 
   NoGradGuard no_grad;
+  BackwardObserver* const observer = tls_backward_observer;
   while (!ready.empty()) {
     Node* node = ready.top();
     ready.pop();
     std::vector<Tensor> grad_outputs = std::move(buffers[node]);
     buffers.erase(node);
     grad_outputs.resize(node->num_outputs);
+    if (observer != nullptr) observer->before_node(*node);
     std::vector<Tensor> grad_inputs = node->apply(grad_outputs);
     node->release_saved();
+    if (observer != nullptr) observer->after_node(*node);
     SE_CHECK(grad_inputs.empty() || grad_inputs.size() == node->next_edges.size(), "backward of '", node->name(),
              "': returned ", grad_inputs.size(), " gradients for ", node->next_edges.size(), " inputs");
     for (size_t i = 0; i < node->next_edges.size(); ++i) {

@@ -43,6 +43,9 @@ class Node {
 
   const std::string& name() const { return name_; }
   uint64_t sequence_nr() const { return sequence_nr_; }
+  // The sequence number the next node created will get: nodes created between two readings on one
+  // thread (e.g. by one layer's forward) have numbers in that range.
+  static uint64_t next_sequence_nr();
   // Gradients of this node's outputs (undefined where no gradient arrived) -> gradients of its inputs,
   // one per edge (undefined where needs_input_grad is false).
   virtual std::vector<Tensor> apply(const std::vector<Tensor>& grad_outputs) = 0;
@@ -69,6 +72,27 @@ struct AutogradMeta {
   uint32_t output_nr = 0;
   std::weak_ptr<Node> grad_accumulator;  // leaves: the node that accumulates into .grad
   std::vector<std::function<void(const Tensor&)>> grad_ready_hooks;
+};
+
+// Watches the nodes a backward pass runs on the calling thread (`segengine bench model` times each
+// layer's backward with it, matching nodes to layers by sequence number). Installed with
+// BackwardObserverScope. after_node follows the node's apply() and the release of its saved tensors.
+class BackwardObserver {
+ public:
+  virtual ~BackwardObserver() = default;
+  virtual void before_node(const Node& node) = 0;
+  virtual void after_node(const Node& node) = 0;
+};
+
+class BackwardObserverScope {
+ public:
+  explicit BackwardObserverScope(BackwardObserver* observer);
+  ~BackwardObserverScope();
+  BackwardObserverScope(const BackwardObserverScope&) = delete;
+  BackwardObserverScope& operator=(const BackwardObserverScope&) = delete;
+
+ private:
+  BackwardObserver* previous_;
 };
 
 // Grad mode: on by default, per thread.

@@ -16,7 +16,7 @@ Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device
 
 Storage::~Storage() {
   if (device_.is_cpu()) {
-    cpu_free(data_);
+    cpu_free(data_, nbytes_);
   } else {
     cuda_allocator(device_.index).free(data_);
   }

@@ -8,7 +8,7 @@
 #include "core/error.h"
 #include "engine/device.h"
 #include "models/model_stats.h"
-#include "models/registry.h"
+#include "tools/model_config.h"
 
 namespace se::tools {
 
@@ -25,19 +25,6 @@ struct Options {
   bool tree = true;
 };
 
-int64_t parse_positive(const std::string& text, const char* what) {
-  size_t used = 0;
-  int64_t value = 0;
-  try {
-    value = std::stoll(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  SE_CHECK(used == text.size() && value > 0 && value <= 100000, "info: ", what, " '", text,
-           "' (expected a positive whole number)");
-  return value;
-}
-
 Options parse_options(const std::vector<std::string_view>& args) {
   Options options;
   for (size_t i = 0; i < args.size(); ++i) {
@@ -48,13 +35,11 @@ Options parse_options(const std::vector<std::string_view>& args) {
     if (args[i] == "--config") {
       options.config_path = value("--config");
     } else if (args[i] == "--input") {
-      const std::string text = value("--input");
-      const size_t x = text.find('x');
-      SE_CHECK(x != std::string::npos, "info: --input '", text, "' (expected HxW, e.g. 512x512)");
-      options.height = parse_positive(text.substr(0, x), "--input height");
-      options.width = parse_positive(text.substr(x + 1), "--input width");
+      const InputSize size = parse_input_size(value("--input"), "info");
+      options.height = size.height;
+      options.width = size.width;
     } else if (args[i] == "--batch") {
-      options.batch = parse_positive(value("--batch"), "--batch");
+      options.batch = parse_positive(value("--batch"), "info", "--batch");
     } else if (args[i] == "--device") {
       options.device = Device::parse(value("--device"));
     } else if (args[i] == "--no-tree") {
@@ -97,29 +82,14 @@ std::string mebibytes(int64_t bytes) {
 
 int model_info(const std::vector<std::string_view>& args) {
   const Options options = parse_options(args);
-  Config file = Config::load(options.config_path);
-  // A training config carries trainer keys too: take its model object on its own so that finish()
-  // judges only the model's keys.
-  const bool nested = file.has("model");
-  Config model_config =
-      nested ? Config::from_json(file.sub("model").document(), options.config_path + ": model") : file;
-  SE_CHECK(model_config.has("name"), "info: ", options.config_path,
-           " has neither a \"model\" object nor a model \"name\"");
-  auto model = models::build_model(model_config);
-  model_config.finish();
-
-  // Every model of the zoo starts with a conv on the images: its weight (C_out, C_in, k, k) says C_in.
-  const int64_t in_channels = [&] {
-    for (const auto& [name, p] : model->named_parameters()) {
-      if (p.dim() == 4) return p.size(1);
-    }
-    return int64_t{3};
-  }();
-  const Shape input{options.batch, in_channels, options.height, options.width};
+  const ConfiguredModel configured =
+      build_configured_model(Config::load(options.config_path), options.config_path, "info");
+  const auto& model = configured.model;
+  const Shape input{options.batch, model_input_channels(*model), options.height, options.width};
   const models::ModelStats stats = models::measure_model(*model, input, options.device);
 
   if (options.tree) std::cout << model->str() << "\n";
-  std::cout << "model: " << model_config.get<std::string>("name") << " (" << model->type_name() << "), "
+  std::cout << "model: " << configured.name << " (" << model->type_name() << "), "
             << model->num_classes() << " classes\n";
   std::cout << "parameters: " << with_commas(stats.parameters) << " (" << scaled(double(stats.parameters), "") << ", "
             << mebibytes(stats.parameter_bytes) << "), trainable " << with_commas(stats.trainable_parameters) << "\n";

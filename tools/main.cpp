@@ -12,6 +12,7 @@
 #include "engine/allocator.h"
 #include "engine/device.h"
 #include "tools/bench_kernels.h"
+#include "tools/bench_model.h"
 #include "tools/info.h"
 #include "tools/train_commands.h"
 #include "tools/version.h"
@@ -37,6 +38,12 @@ commands:
                [--warmup N] [--json FILE] [--list]
                time every kernel family on the layer shapes of ResNet-50 (OS 8), U-Net and
                SegFormer-B0 at 512x512: median time, GFLOP/s, GB/s, % of the assumed peak
+  bench model CONFIG [--set key=value ...] [--input HxW] [--batch N] [--device cpu|cuda[:N]]
+               [--iterations N] [--warmup N] [--json FILE] [--train]
+               per-layer forward and backward times of a config's model (like `caffe time`), then
+               inference and training-step images/s and the training step's peak memory; size from
+               the config's "bench": {"input_size": [h, w], "batch_size": n}, else 512x512, batch 2;
+               10 iterations after 2 warm-up; --train: the per-layer pass in train mode (else eval)
   info --config FILE [--input HxW] [--batch N] [--device cpu|cuda[:N]] [--no-tree]
                a model's module tree, parameters, MACs and activation memory at an input size
                (default 512x512), from one forward pass
@@ -98,12 +105,15 @@ int main(int argc, char** argv) {
     if (args[0] == "bench" && args.size() >= 2 && args[1] == "kernels") {
       return se::tools::bench_kernels({args.begin() + 2, args.end()});
     }
+    if (args[0] == "bench" && args.size() >= 2 && args[1] == "model") {
+      return se::tools::bench_model({args.begin() + 2, args.end()});
+    }
     if (args[0] == "info") return se::tools::model_info({args.begin() + 1, args.end()});
     if (args[0] == "train") return se::tools::train_command({args.begin() + 1, args.end()});
     if (args[0] == "eval") return se::tools::eval_command({args.begin() + 1, args.end()});
     if (args[0] == "predict") return se::tools::predict_command({args.begin() + 1, args.end()});
     if (args[0] == "bench") {
-      std::cerr << "segengine: bench: expected 'bench kernels' (model benchmarks come with the model zoo)\n";
+      std::cerr << "segengine: bench: expected 'bench kernels' or 'bench model'\n";
       return 2;
     }
     std::cerr << "segengine: unknown command '" << args[0] << "'\n" << kUsage;

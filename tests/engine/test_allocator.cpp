@@ -12,8 +12,24 @@ TEST(CpuAllocator, IsAligned) {
   for (size_t bytes : {1, 3, 64, 1000, 1 << 20}) {
     void* p = cpu_allocate(bytes);
     EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % 64, 0u);
-    cpu_free(p);
+    cpu_free(p, bytes);
   }
+}
+
+TEST(CpuAllocator, TracksAllocatedAndPeakBytes) {
+  cpu_reset_peak_stats();
+  const AllocatorStats before = cpu_allocator_stats();
+  void* p = cpu_allocate(100);  // rounded to 128
+  const AllocatorStats during = cpu_allocator_stats();
+  EXPECT_EQ(during.allocated_bytes, before.allocated_bytes + 128);
+  EXPECT_GE(during.peak_allocated_bytes, during.allocated_bytes);
+  EXPECT_EQ(during.allocations, before.allocations + 1);
+  cpu_free(p, 100);
+  const AllocatorStats after = cpu_allocator_stats();
+  EXPECT_EQ(after.allocated_bytes, before.allocated_bytes);
+  EXPECT_EQ(after.peak_allocated_bytes, during.peak_allocated_bytes);
+  cpu_reset_peak_stats();
+  EXPECT_EQ(cpu_allocator_stats().peak_allocated_bytes, after.allocated_bytes);
 }
 
 TEST(CudaAllocatorRounding, SizeClasses) {

@@ -25,6 +25,33 @@ TEST(Autograd, DiamondGraphSumsBothPaths) {
   EXPECT_FALSE(a.grad().defined());
 }
 
+// Records what a backward pass ran, for BackwardObserverRunsEveryNodeInReverseCreationOrder.
+class NodeLog : public BackwardObserver {
+ public:
+  void before_node(const Node& node) override { started.push_back(node.sequence_nr()); }
+  void after_node(const Node& node) override { finished.push_back(node.sequence_nr()); }
+  std::vector<uint64_t> started, finished;
+};
+
+TEST(Autograd, BackwardObserverSeesEveryNodeOnceOnItsThread) {
+  Tensor x = from_vector<double>({0.5, -1.0}, {2}, {DType::f64, Device::cpu(), true});
+  const uint64_t first = Node::next_sequence_nr();
+  Tensor y = sum(exp(mul(x, x)));  // mul, AccumulateGrad(x), exp, sum
+  const uint64_t end = Node::next_sequence_nr();
+  EXPECT_EQ(end - first, 4u);
+  NodeLog log;
+  {
+    BackwardObserverScope scope(&log);
+    y.backward();
+  }
+  // The loss first; the leaf's accumulator after the mul that feeds it.
+  EXPECT_EQ(log.started, (std::vector<uint64_t>{first + 3, first + 2, first, first + 1}));
+  EXPECT_EQ(log.finished, log.started);
+  Tensor z = sum(mul(x, x));  // the scope has ended: nothing is observed
+  z.backward();
+  EXPECT_EQ(log.started.size(), 4u);
+}
+
 TEST(Autograd, GradientsAccumulateAcrossBackwardCalls) {
   Tensor w = ones({3}, {.requires_grad = true});
   sum(mul(w, 2.0)).backward();
