@@ -27,7 +27,7 @@ namespace se {
 inline constexpr const char* kCheckpointFormat = "segengine.checkpoint.v1";
 
 struct Checkpoint {
-  NamedTensors model;              // state_dict order
+  NamedTensors model;              // state_dict names (loaded in file order: match by name)
   std::optional<NamedState> ema;   // averaged weights and the EMA's JSON
   NamedState optimizer;            // empty tensors and null meta when not saved (e.g. weights only)
   nlohmann::json trainer = nlohmann::json::object();

@@ -281,8 +281,10 @@ Trainer::Trainer(Config config, TrainerSetup setup) : state_(std::make_unique<St
   }
 
   if (s.is_main()) {
-    fs::create_directories(s.setup.out_dir);
-    fs::create_directories(s.out("checkpoints"));
+    std::error_code error;
+    fs::create_directories(s.out("checkpoints"), error);
+    SE_CHECK(!error, "training: cannot create the output directory ", s.out("checkpoints"), " (", error.message(),
+             "); pick another with --out");
     write_file_atomic(s.out("config.json"), s.config.dump(2) + "\n");
     // A fresh run starts a fresh log; a resumed one appends to it.
     s.jsonl = std::make_unique<JsonlWriter>(s.out("metrics.jsonl"), /*append=*/!s.setup.resume.empty());

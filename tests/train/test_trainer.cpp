@@ -127,7 +127,7 @@ TEST(Trainer, LossDecreasesOnARepeatedBatch) {
   trainer.run();
   const auto records = read_jsonl(dir / "run/metrics.jsonl");
   ASSERT_GE(records.size(), 30u);
-  EXPECT_LT(records[29].at("loss").get<double>(), 0.5 * records[0].at("loss").get<double>());
+  EXPECT_LT(records[29].at("loss").get<double>(), 0.7 * records[0].at("loss").get<double>());
 }
 
 // An interrupted run resumed from its checkpoint ends bit-identical to an uninterrupted one: weights,
