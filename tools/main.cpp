@@ -25,7 +25,8 @@ namespace {
 constexpr const char* kUsage = R"(usage: segengine <command> [options]
 
 commands:
-  train CONFIG [--set key=value ...] [--resume CKPT] [--device cpu|cuda[:N]] [--out DIR] [--no-progress]
+  train CONFIG [--set key=value ...] [--resume CKPT] [--device cpu|cuda[:N]] [--out DIR] [--overwrite]
+               [--no-progress]
                train a model: evaluation every N iterations, best/last checkpoints, JSONL and
                TensorBoard logs and PNG curves under DIR (default runs/<config name>)
   eval CONFIG --checkpoint CKPT [--split val|test|train] [--mode whole|slide] [--tta]

@@ -27,7 +27,7 @@ namespace {
 
 constexpr const char* kTrainUsage =
     "usage: segengine train CONFIG [--set key=value ...] [--resume CKPT] [--device cpu|cuda[:N]] [--out DIR]\n"
-    "                      [--no-progress]";
+    "                      [--overwrite] [--no-progress]";
 constexpr const char* kEvalUsage =
     "usage: segengine eval CONFIG --checkpoint CKPT [--split val|test|train] [--mode whole|slide] [--tta]\n"
     "                     [--weights auto|model|ema] [--set key=value ...] [--device cpu|cuda[:N]] [--out DIR]";
@@ -132,13 +132,15 @@ InferenceSetup build_for_inference(const Config& root, const CommandLine& line, 
 }  // namespace
 
 int train_command(const std::vector<std::string_view>& args) {
-  const CommandLine line = parse("train", args, {"--resume", "--device", "--out"}, {"--no-progress"}, kTrainUsage);
+  const CommandLine line =
+      parse("train", args, {"--resume", "--device", "--out"}, {"--no-progress", "--overwrite"}, kTrainUsage);
   SE_CHECK(line.positional.empty(), "train: unexpected argument '", line.positional.front(), "'\n", kTrainUsage);
   TrainerSetup setup;
   setup.device = parse_device(line, "train");
   setup.out_dir = line.value("--out", "runs/" + config_stem(line.config_path));
   setup.resume = line.value("--resume");
   setup.progress = !line.flag("--no-progress");
+  setup.overwrite = line.flag("--overwrite");
   Trainer trainer(load_config(line), setup);
   const TrainSummary summary = trainer.run();
   std::printf("done: %lld iterations in %.1f s%s; best val mIoU %.2f%% at iteration %lld\n",

@@ -280,6 +280,14 @@ Trainer::Trainer(Config config, TrainerSetup setup) : state_(std::make_unique<St
              ", past this config's ", s.max_iters, " iterations");
   }
 
+  if (s.is_main() && s.setup.resume.empty() && fs::exists(s.out("metrics.jsonl"))) {
+    SE_CHECK(s.setup.overwrite, "training: ", s.setup.out_dir, " already holds a run (", s.out("metrics.jsonl"),
+             "); continue it with --resume ", s.out("last.safetensors"), ", pick another --out, or pass --overwrite");
+    // The previous run's outputs go, so that the new run's files are never mixed with them.
+    for (const char* name : {"metrics.jsonl", "best.safetensors", "last.safetensors", "config.json"})
+      fs::remove(s.out(name));
+    for (const char* dir : {"checkpoints", "tensorboard", "plots"}) fs::remove_all(s.out(dir));
+  }
   if (s.is_main()) {
     std::error_code error;
     fs::create_directories(s.out("checkpoints"), error);

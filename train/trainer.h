@@ -76,6 +76,9 @@ struct TrainerSetup {
   std::string out_dir = "runs/default";
   Device device = Device::cpu();
   std::string resume;     // a checkpoint to continue from ("" : start fresh)
+  // A fresh run refuses an out_dir that already holds a run (its metrics.jsonl), so nothing written
+  // is lost by accident; overwrite deletes that run's outputs first.
+  bool overwrite = false;
   bool progress = true;   // the console progress bar
   std::FILE* console = stdout;
   ParallelContext parallel = {};

@@ -79,6 +79,49 @@ expect 1 "info: --input '64' \(expected HxW" info --config "$tmp/unet.json" --in
 expect 1 "info: unknown option '--bogus'" info --config "$tmp/unet.json" --bogus
 expect 1 "no-such\.json" info --config "$tmp/no-such.json"
 
+# train / eval / predict end to end: a tiny U-Net on tiny synthetic scenes, built on the shipped config.
+repo="$(cd "$(dirname "$0")/../.." && pwd)"
+cat >"$tmp/tiny.json" <<JSON
+{"base": "$repo/configs/unet.json",
+ "model": {"base_channels": 4, "depth": 2},
+ "data": {"dataset": {"image_size": 32}, "train": {"dataset": {"size": 16}, "loader": {"batch_size": 4}},
+          "val": {"dataset": {"size": 8}}, "test": {"dataset": {"size": 8}}},
+ "scheduler": {"warmup_iters": 1},
+ "train": {"max_iters": 4, "eval_interval": 2, "checkpoint_interval": 2, "keep_checkpoints": 2, "log_interval": 1}}
+JSON
+expect 0 "best val mIoU [0-9.]+% at iteration [24]" train "$tmp/tiny.json" --out "$tmp/run" --no-progress
+for f in best.safetensors last.safetensors metrics.jsonl config.json checkpoints/iter_000004.safetensors plots/loss.png; do
+  [ -s "$tmp/run/$f" ] || { echo "FAIL: train did not write $f"; failures=$((failures + 1)); }
+done
+expect 1 "already holds a run.*--resume" train "$tmp/tiny.json" --out "$tmp/run" --no-progress
+expect 0 "resumed from .* at iteration 2" train "$tmp/tiny.json" --out "$tmp/run" --no-progress \
+  --resume "$tmp/run/checkpoints/iter_000002.safetensors"
+expect 1 "schedule .* over 4, this one .* over 6" train "$tmp/tiny.json" --out "$tmp/run" --no-progress \
+  --resume "$tmp/run/last.safetensors" --set train.max_iters=6
+expect 0 "\| background +\| +[0-9.]+ \|" eval "$tmp/tiny.json" --checkpoint "$tmp/run/best.safetensors" --no-progress
+for f in metrics.json confusion.csv confusion.png; do
+  [ -s "$tmp/run/eval_val/$f" ] || { echo "FAIL: eval did not write $f"; failures=$((failures + 1)); }
+done
+expect 0 "split 'test' .*slide mode \+ TTA" eval "$tmp/tiny.json" --checkpoint "$tmp/run/best.safetensors" \
+  --split test --mode slide --tta --set inference.crop_size=24 --set inference.stride=16 --no-progress --out "$tmp/ev"
+expect 0 "loss_mask\.png" predict "$tmp/tiny.json" --checkpoint "$tmp/run/best.safetensors" "$tmp/run/plots/loss.png" \
+  --out "$tmp/pred"
+[ -s "$tmp/pred/loss_mask.png" ] && [ -s "$tmp/pred/loss_overlay.png" ] || { echo "FAIL: predict outputs"; failures=$((failures + 1)); }
+
+# Bad inputs: one clear line, a non-zero exit, and what was written before survives.
+echo '{"model": {"name": "unet",}' >"$tmp/malformed.json"
+expect 1 "malformed\.json:1:27: malformed JSON" train "$tmp/malformed.json" --out "$tmp/bad" --no-progress
+expect 1 "unknown key 'train\.eval_intervall'.*did you mean 'train\.eval_interval'" train "$tmp/tiny.json" --out "$tmp/bad" \
+  --set train.eval_intervall=3 --no-progress
+expect 1 "no-such\.json" train "$tmp/no-such.json"
+expect 1 "no-such\.safetensors" eval "$tmp/tiny.json" --checkpoint "$tmp/no-such.safetensors"
+expect 1 "train: unknown option '--bogus'" train "$tmp/tiny.json" --bogus
+printf 'not a jpeg at all' >"$tmp/corrupt.jpg"
+expect 1 "corrupt\.jpg" predict "$tmp/tiny.json" --checkpoint "$tmp/run/best.safetensors" "$tmp/corrupt.jpg" --out "$tmp/pred"
+expect 1 "the loss is (nan|inf|-nan)" train "$tmp/tiny.json" --out "$tmp/diverge" --no-progress \
+  --set optimizer.lr=1e30 --set optimizer.type=sgd --set model.batch_norm=false --set train.max_iters=20
+[ -s "$tmp/run/best.safetensors" ] || { echo "FAIL: best checkpoint lost"; failures=$((failures + 1)); }
+
 if [ "$failures" -ne 0 ]; then
   echo "$failures CLI check(s) failed"
   exit 1

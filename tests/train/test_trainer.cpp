@@ -114,6 +114,22 @@ TEST(Trainer, RunsEvaluatesAndWritesItsOutputs) {
   EXPECT_EQ(last.trainer.at("loader").at("epoch"), 1);  // 8 batches = 2 epochs of 4: at the end of epoch 1
   EXPECT_EQ(last.trainer.at("config").at("model").at("name"), "unet");
   EXPECT_FALSE(last.ema.has_value());
+
+  // A second fresh run into the same directory would mix or lose the first: refused unless asked.
+  const auto log_size = fs::file_size(dir / "run/metrics.jsonl");
+  expect_error([&] { Trainer(Config::from_json(tiny_config()), quiet_setup(dir / "run")); },
+               "already holds a run");
+  EXPECT_EQ(fs::file_size(dir / "run/metrics.jsonl"), log_size);
+  TrainerSetup overwrite = quiet_setup(dir / "run");
+  overwrite.overwrite = true;
+  nlohmann::json shorter = tiny_config();
+  shorter["train"]["max_iters"] = 2;
+  shorter["train"]["eval_interval"] = 0;
+  shorter["train"]["checkpoint_interval"] = 2;
+  Trainer(Config::from_json(shorter), overwrite).run();
+  EXPECT_FALSE(fs::exists(dir / "run/checkpoints/iter_000008.safetensors"));
+  EXPECT_TRUE(fs::exists(dir / "run/checkpoints/iter_000002.safetensors"));
+  EXPECT_EQ(load_checkpoint(dir / "run/best.safetensors").trainer.at("iteration"), 2);
 }
 
 TEST(Trainer, LossDecreasesOnARepeatedBatch) {
