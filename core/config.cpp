@@ -57,11 +57,17 @@ void erase_origins_under(Origins& origins, const std::string& path) {
   }
 }
 
-// Deep merge of `src` over `dst`: objects merge key by key, anything else replaces.
+// Deep merge of `src` over `dst`: objects merge key by key, null deletes (JSON merge patch), anything
+// else replaces.
 void merge_into(json& dst, Origins& dst_origins, const json& src, const Origins& src_origins,
                 const std::string& path) {
   for (auto it = src.begin(); it != src.end(); ++it) {
     const std::string child = join_path(path, it.key());
+    if (it.value().is_null()) {
+      dst.erase(it.key());
+      erase_origins_under(dst_origins, child);
+      continue;
+    }
     auto existing = dst.find(it.key());
     if (existing != dst.end() && existing->is_object() && it.value().is_object()) {
       merge_into(*existing, dst_origins, it.value(), src_origins, child);

@@ -9,8 +9,8 @@
 //   cfg.finish();  // any key that was never asked for is an error suggesting the closest valid key
 //
 // File rules: "base" is a path (or a list of paths, merged in order) relative to the file that names
-// it; bases resolve recursively and are merged below the file: objects merge key by key, any other
-// value replaces. Cycles are errors. Comments (// and /* */) are allowed.
+// it; bases resolve recursively and are merged below the file: objects merge key by key, null removes
+// the inherited key (e.g. "momentum": null when a base's SGD becomes AdamW), any other value replaces. Cycles are errors. Comments (// and /* */) are allowed.
 //
 // The schema is what the consumers ask for: every key read with get/sub/sub_list/raw/has (present or
 // not) is a valid key at its level. --set may therefore create keys anywhere (a consumer may read a

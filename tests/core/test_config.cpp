@@ -71,6 +71,15 @@ TEST_F(ConfigTest, BaseChainMergesObjectsDeepAndReplacesOtherValues) {
   cfg.finish();
 }
 
+TEST_F(ConfigTest, NullRemovesAnInheritedKey) {
+  write("sgd.json", R"({"optimizer": {"type": "sgd", "lr": 0.01, "momentum": 0.9}})");
+  Config cfg = Config::load(write("adamw.json", R"({"base": "sgd.json", "optimizer": {"type": "adamw", "momentum": null}})"));
+  EXPECT_FALSE(cfg.has("optimizer.momentum"));
+  EXPECT_EQ(cfg.get<std::string>("optimizer.type"), "adamw");
+  EXPECT_EQ(cfg.get<double>("optimizer.lr"), 0.01);
+  cfg.finish();  // the removed key is not reported as unread
+}
+
 TEST_F(ConfigTest, BaseListMergesInOrderBelowTheFile) {
   write("a.json", R"({"x": 1, "y": 1, "z": 1})");
   write("b.json", R"({"y": 2, "z": 2})");
