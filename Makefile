@@ -1,7 +1,7 @@
 # User-facing commands. Each installs the Debian packages it needs first (scripts/install_deps.sh,
 # idempotent), then configures and builds with CMake.
 #   make build   release CLI at build/segengine (CUDA real when nvcc exists, else off)
-#   make demo    build, then run the main job (for now: version and device report)
+#   make demo    build, then train configs/unet.json on the built-in synthetic data and evaluate it
 #   make test    build the real-CUDA and the emulated-CUDA configurations and run the whole suite,
 #                the CUDA tests a second time under the emulator's random thread schedule
 JOBS ?= $(shell nproc)
@@ -18,8 +18,8 @@ build: deps
 	cmake --build build -j $(JOBS) --target segengine
 
 demo: build
-	./build/segengine --version
-	./build/segengine devices
+	./build/segengine train configs/unet.json --out runs/demo --overwrite
+	./build/segengine eval configs/unet.json --checkpoint runs/demo/best.safetensors --no-progress
 
 # The real build: nvcc compiles every kernel (a compile-and-link check on machines without a GPU,
 # where the CUDA tests skip themselves); its CPU tests run.

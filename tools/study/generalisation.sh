@@ -4,14 +4,15 @@
 # the five unseen domains, for several seeds. Prints a table of mIoU mean and standard deviation.
 #
 # usage: tools/study/generalisation.sh [SEGENGINE] [OUT_DIR] [SEEDS...]
-#   defaults: build/segengine, runs/study, seeds 0 1 2. Extra config overrides: SET="--set a=b ...".
+#   defaults: build/segengine, runs/study, seeds 0 1 2. Environment: SET="--set a=b ..." adds config
+#   overrides, MODELS="siamese_unet" picks the configs (default: unet siamese_unet).
 set -euo pipefail
 bin="${1:-build/segengine}"
 out="${2:-runs/study}"
 shift $(( $# > 2 ? 2 : $# ))
 seeds=("$@")
 [ ${#seeds[@]} -eq 0 ] && seeds=(0 1 2)
-models=(unet siamese_unet)
+read -r -a models <<< "${MODELS:-unet siamese_unet}"
 domains=(textured night fog neon clutter)
 results="$out/results.tsv"
 mkdir -p "$out"
