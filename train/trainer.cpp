@@ -5,7 +5,6 @@
 #include <cmath>
 #include <deque>
 #include <filesystem>
-#include <fstream>
 #include <limits>
 
 #include "core/atomic_file.h"
@@ -39,16 +38,13 @@ AmpMode parse_amp(const std::string& text) {
 
 std::string amp_name(AmpMode amp) { return amp == AmpMode::bf16 ? "bf16" : amp == AmpMode::f16 ? "f16" : "off"; }
 
-// Memory the progress line shows: the CUDA allocator's live bytes, or the process's resident set.
+// Memory the progress line and the log show: bytes held by live tensors on the training device.
 int64_t memory_in_use(Device device) {
 #ifdef SEGENGINE_HAS_CUDA
   if (device.is_cuda()) return static_cast<int64_t>(cuda_allocator(device.index).stats().allocated_bytes);
 #endif
   (void)device;
-  std::ifstream statm("/proc/self/statm");
-  int64_t pages = 0, resident = 0;
-  if (statm >> pages >> resident) return resident * 4096;
-  return -1;
+  return static_cast<int64_t>(cpu_allocator_stats().allocated_bytes);
 }
 
 // A stream of view seeds that depends on (run seed, iteration, micro-batch) only: resumable.
