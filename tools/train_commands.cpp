@@ -14,12 +14,12 @@
 #include "data/image_io.h"
 #include "engine/autograd.h"
 #include "engine/ops.h"
-#include "models/registry.h"
 #include "train/checkpoint.h"
 #include "train/data_config.h"
 #include "train/evaluation.h"
 #include "train/inference.h"
 #include "train/trainer.h"
+#include "tools/model_config.h"
 
 namespace se::tools {
 namespace fs = std::filesystem;
@@ -106,9 +106,7 @@ struct InferenceSetup {
 
 InferenceSetup build_for_inference(const Config& root, const CommandLine& line, const char* command, Device device) {
   InferenceSetup setup;
-  Config model_config = Config::from_json(root.sub("model").document(), line.config_path + ": model");
-  setup.model = models::build_model(model_config);
-  model_config.finish();
+  setup.model = build_configured_model(root, line.config_path, command).model;
   Config inference_config = Config::from_json(root.sub("inference").document(), line.config_path + ": inference");
   setup.inference = InferenceOptions::from_config(inference_config);
   inference_config.finish();

@@ -1,5 +1,6 @@
 #include "train/checkpoint.h"
 
+#include <set>
 #include <string_view>
 
 #include "core/error.h"
@@ -94,12 +95,12 @@ std::string load_model_weights(nn::Module& model, const std::string& path, Weigh
       if (std::string_view(name).starts_with(prefix)) weights.emplace_back(name.substr(prefix.size()), std::move(tensor));
     if (use_ema) {
       // The EMA averages parameters and buffers alike; buffers it lacks come from the model part.
+      std::set<std::string> averaged;
+      for (const auto& w : weights) averaged.insert(w.first);
       for (auto& [name, tensor] : contents.tensors) {
         if (!std::string_view(name).starts_with(kModelPrefix)) continue;
         std::string key = name.substr(kModelPrefix.size());
-        bool present = false;
-        for (const auto& w : weights) present = present || w.first == key;
-        if (!present) weights.emplace_back(key, std::move(tensor));
+        if (!averaged.count(key)) weights.emplace_back(std::move(key), std::move(tensor));
       }
     }
   }

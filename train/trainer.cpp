@@ -341,6 +341,8 @@ void Trainer::State::train_iteration(ProgressBar* progress) {
   model->train();
   const double lr = scheduler->apply(*optimizer);
   double loss_value = 0;
+  // The loss parts are read from the device only when this iteration is logged (each read syncs).
+  const bool logged = is_main() && ((iteration + 1) % options.log_interval == 0 || iteration + 1 == max_iters);
   std::vector<std::pair<std::string, double>> part_values;
   for (int64_t micro = 0; micro < options.accumulate; ++micro) {
     Batch batch = next_batch();
@@ -356,7 +358,7 @@ void Trainer::State::train_iteration(ProgressBar* progress) {
     Tensor scaled = options.accumulate > 1 ? div(step.total, static_cast<double>(options.accumulate)) : step.total;
     scaler.scale(scaled).backward();
     loss_value += value / static_cast<double>(options.accumulate);
-    for (size_t i = 0; i < step.parts.size(); ++i) {
+    for (size_t i = 0; logged && i < step.parts.size(); ++i) {
       const double v = step.parts[i].second.item() / static_cast<double>(options.accumulate);
       if (micro == 0) part_values.emplace_back(step.parts[i].first, v);
       else part_values[i].second += v;
@@ -380,7 +382,7 @@ void Trainer::State::train_iteration(ProgressBar* progress) {
   ++log_window_iters;
   const int64_t memory = memory_in_use(setup.device);
   if (progress) progress->update(iteration, loss_value, lr, memory);
-  if (is_main() && (iteration % options.log_interval == 0 || iteration == max_iters)) {
+  if (logged) {
     const auto now = std::chrono::steady_clock::now();
     const double seconds = std::chrono::duration<double>(now - log_window_start).count();
     const double mean_loss = log_window_loss / static_cast<double>(log_window_iters);

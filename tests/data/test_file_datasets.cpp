@@ -18,6 +18,9 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using testing::expect_error;
 using testing::pattern_image;
+using testing::put_image;
+using testing::put_mask;
+using testing::put_text;
 using testing::TempDir;
 
 // A 4 x 2 mask holding `values` (cycled).
@@ -25,27 +28,6 @@ Image mask_of(const std::vector<uint8_t>& values, int width = 4, int height = 2)
   Image m(width, height, 1);
   for (size_t i = 0; i < m.pixels.size(); ++i) m.pixels[i] = values[i % values.size()];
   return m;
-}
-
-void put_image(const std::string& path, int width = 4, int height = 2) {
-  fs::create_directories(fs::path(path).parent_path());
-  if (path.ends_with(".jpg"))
-    write_jpeg(path, pattern_image(width, height, 3));
-  else
-    write_png(path, pattern_image(width, height, 3));
-}
-
-void put_mask(const std::string& path, const Image& mask, bool palette = false) {
-  fs::create_directories(fs::path(path).parent_path());
-  if (palette)
-    write_index_png(path, mask, default_palette(256));
-  else
-    write_png(path, mask);
-}
-
-void put_text(const std::string& path, const std::string& text) {
-  fs::create_directories(fs::path(path).parent_path());
-  std::ofstream(path) << text;
 }
 
 std::vector<uint8_t> mask_values(const Dataset& ds, int64_t index) {

@@ -4,10 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
-#include <fstream>
 
-#include "data/dataset.h"
-#include "data/image_io.h"
 #include "tests/data/data_test_util.h"
 #include "train/trainer.h"
 
@@ -19,44 +16,32 @@ namespace se {
 namespace {
 
 namespace fs = std::filesystem;
-using testing::pattern_image;
+using testing::put_image;
+using testing::put_mask;
+using testing::put_text;
 using testing::TempDir;
 
-void put_image(const fs::path& path) {
-  fs::create_directories(path.parent_path());
-  if (path.extension() == ".jpg") write_jpeg(path.string(), pattern_image(8, 6, 3));
-  else write_png(path.string(), pattern_image(8, 6, 3));
-}
-
-void put_mask(const fs::path& path, uint8_t value, bool palette = false) {
-  fs::create_directories(path.parent_path());
-  Image mask(8, 6, 1, value);
-  if (palette) write_index_png(path.string(), mask, default_palette(256));
-  else write_png(path.string(), mask);
-}
-
-void put_text(const fs::path& path, const std::string& text) {
-  fs::create_directories(path.parent_path());
-  std::ofstream(path) << text;
-}
+// A 4 x 2 mask of one value.
+Image mask_of(uint8_t value) { return Image(4, 2, 1, value); }
 
 // The dataset root a config expects, filled with one sample per split in that dataset's layout.
 std::string fake_tree(const std::string& type, const fs::path& root) {
   if (type == "cityscapes") {
     for (const char* split : {"train", "val"}) {
       const std::string stem = std::string(split) + "/aachen/aachen_000000_000019";
-      put_image(root / ("leftImg8bit/" + stem + "_leftImg8bit.png"));
-      put_mask(root / ("gtFine/" + stem + "_gtFine_labelIds.png"), 7);
+      put_image((root / ("leftImg8bit/" + stem + "_leftImg8bit.png")).string());
+      put_mask((root / ("gtFine/" + stem + "_gtFine_labelIds.png")).string(), mask_of(7));
     }
   } else if (type == "voc") {
-    put_image(root / "JPEGImages/2007_000032.jpg");
-    put_mask(root / "SegmentationClass/2007_000032.png", 1, true);
-    put_mask(root / "SegmentationClassAug/2007_000032.png", 1, true);
-    for (const char* list : {"train", "val", "aug"}) put_text(root / "ImageSets/Segmentation" / (std::string(list) + ".txt"), "2007_000032\n");
+    put_image((root / "JPEGImages/2007_000032.jpg").string());
+    put_mask((root / "SegmentationClass/2007_000032.png").string(), mask_of(1), true);
+    put_mask((root / "SegmentationClassAug/2007_000032.png").string(), mask_of(1), true);
+    for (const char* list : {"train", "val", "aug"})
+      put_text((root / "ImageSets/Segmentation" / (std::string(list) + ".txt")).string(), "2007_000032\n");
   } else if (type == "ade20k") {
     for (const char* split : {"training", "validation"}) {
-      put_image(root / "images" / split / "ADE_x_00000001.jpg");
-      put_mask(root / "annotations" / split / "ADE_x_00000001.png", 3);
+      put_image((root / "images" / split / "ADE_x_00000001.jpg").string());
+      put_mask((root / "annotations" / split / "ADE_x_00000001.png").string(), mask_of(3));
     }
   }
   return root.string();
