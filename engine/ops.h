@@ -1,7 +1,8 @@
 // Differentiable ops on Tensors, on every device. Each family lives in engine/ops/<family>.cpp and
 // calls the kernels of kernels/<family>.h through engine/dispatch.h. Dims may be negative (counted
 // from the end). Binary ops broadcast with numpy rules and need equal dtypes (no implicit promotion:
-// convert with .to(dtype) first), except that a Python-style scalar adopts the tensor's dtype.
+// convert with .to(dtype) first), except that a Python-style scalar adopts the tensor's dtype. Under
+// an AutocastGuard (engine/autocast.h) some ops change the dtype of their inputs: see that header.
 #pragma once
 
 #include <array>
@@ -121,6 +122,10 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index);  // inde
 Tensor matmul(const Tensor& a, const Tensor& b);  // torch.matmul semantics incl. batch broadcast
 Tensor mm(const Tensor& a, const Tensor& b);      // (m, k) @ (k, n)
 Tensor bmm(const Tensor& a, const Tensor& b);     // (b, m, k) @ (b, k, n)
+// torch.nn.functional.linear: x @ weight^T + bias.
+Tensor linear(const Tensor& x,       // (*, in)
+              const Tensor& weight,  // (out, in)
+              const Tensor& bias = {});  // (out) or undefined
 
 // ---- convolution (engine/ops/conv.cpp)
 struct Conv2dParams {

@@ -61,8 +61,7 @@ std::string Linear::extra_repr() const {
 Tensor Linear::forward_impl(const Tensor& x) {
   SE_CHECK(x.dim() >= 1 && x.size(-1) == in_features_, "Linear: input of shape ", shape_str(x.shape()),
            " does not end in in_features = ", in_features_);
-  Tensor y = matmul(x, weight.t());
-  return bias.defined() ? add(y, bias) : y;
+  return linear(x, weight, bias);
 }
 
 // ---- Conv2d

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "engine/autocast.h"
 #include "engine/autograd.h"
 #include "engine/ops.h"
 
@@ -47,8 +48,16 @@ Tensor resize_bilinear(const Tensor& x,  // (N, C, H, W)
 }
 
 Tensor forward_logits(models::SegmentationModel& model,
-                      const Tensor& images) {  // (B, 3, h, w)
-  Tensor logits = model.forward(images).logits;
+                      const Tensor& images,  // (B, 3, h, w)
+                      const InferenceOptions& options) {
+  Tensor logits;
+  if (options.amp) {
+    AutocastGuard autocast(*options.amp);
+    logits = model.forward(images).logits;
+    if (logits.defined()) logits = logits.to(DType::f32);  // crops, scales and flips are combined in f32
+  } else {
+    logits = model.forward(images).logits;
+  }
   SE_CHECK(logits.defined() && logits.dim() == 4 && logits.size(0) == images.size(0) &&
                logits.size(2) == images.size(2) && logits.size(3) == images.size(3),
            "infer: model ", model.type_name(), " returned logits of shape ",
@@ -59,10 +68,10 @@ Tensor forward_logits(models::SegmentationModel& model,
 
 Tensor infer_whole(models::SegmentationModel& model,
                    const Tensor& images,  // (N, 3, H, W)
-                   int64_t batch_size) {
-  if (images.size(0) <= batch_size) return forward_logits(model, images);
+                   const InferenceOptions& options) {
+  if (images.size(0) <= options.batch_size) return forward_logits(model, images, options);
   std::vector<Tensor> parts;
-  for (const Tensor& chunk : split(images, batch_size, 0)) parts.push_back(forward_logits(model, chunk));
+  for (const Tensor& chunk : split(images, options.batch_size, 0)) parts.push_back(forward_logits(model, chunk, options));
   return cat(parts, 0);
 }
 
@@ -111,7 +120,7 @@ Tensor infer_slide(models::SegmentationModel& model,
     for (size_t k = first; k < last; ++k) {
       batch.push_back(images.narrow(0, crops[k].image, 1).narrow(2, crops[k].y, crop_h).narrow(3, crops[k].x, crop_w));
     }
-    const Tensor logits = forward_logits(model, batch.size() == 1 ? batch[0] : cat(batch, 0));
+    const Tensor logits = forward_logits(model, batch.size() == 1 ? batch[0] : cat(batch, 0), options);
     if (!sums.defined()) sums = zeros({n, logits.size(1), height, width}, {logits.dtype(), logits.device()});
     for (size_t k = first; k < last; ++k) {
       Tensor window = sums.narrow(0, crops[k].image, 1).narrow(2, crops[k].y, crop_h).narrow(3, crops[k].x, crop_w);
@@ -132,7 +141,7 @@ Tensor infer_at_scale(models::SegmentationModel& model,
   };
   const Tensor scaled = resize_bilinear(images, scaled_size(height), scaled_size(width));
   const Tensor logits = options.mode == InferenceOptions::Mode::slide ? infer_slide(model, scaled, options)
-                                                                      : infer_whole(model, scaled, options.batch_size);
+                                                                      : infer_whole(model, scaled, options);
   return resize_bilinear(logits, height, width);
 }
 
@@ -140,6 +149,8 @@ Tensor infer_at_scale(models::SegmentationModel& model,
 void check_options(const InferenceOptions& o, const std::string& prefix) {
   const char* op = "inference options";
   SE_CHECK(o.batch_size >= 1, op, ": ", prefix, "batch_size must be at least 1, got ", o.batch_size);
+  SE_CHECK(!o.amp || *o.amp == DType::bf16 || *o.amp == DType::f16, op, ": ", prefix, "amp must be bf16 or f16, got ",
+           o.amp ? dtype_name(*o.amp) : "");
   SE_CHECK(!o.scales.empty(), op, ": ", prefix, "scales must list at least one factor (1.0 for none)");
   for (double scale : o.scales) {
     SE_CHECK(std::isfinite(scale) && scale > 0, op, ": ", prefix, "scales: every scale must be a positive number, got ",
@@ -180,8 +191,17 @@ InferenceOptions InferenceOptions::from_config(const Config& section) {
   options.scales = section.get<std::vector<double>>("scales", options.scales);
   options.flip = section.get<bool>("flip", options.flip);
   options.batch_size = section.get<int64_t>("batch_size", options.batch_size);
+  options.amp = read_amp(section);
   check_options(options, section.path().empty() ? std::string() : section.path() + ".");
   return options;
+}
+
+std::optional<DType> read_amp(const Config& section) {
+  const std::string amp = section.get<std::string>("amp", "off");
+  if (amp == "bf16") return DType::bf16;
+  if (amp == "f16") return DType::f16;
+  SE_CHECK(amp == "off", "config: ", key_path(section, "amp"), " is \"", amp, "\", expected \"off\", \"bf16\" or \"f16\"");
+  return std::nullopt;
 }
 
 Device model_device(const models::SegmentationModel& model, Device fallback) {

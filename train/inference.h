@@ -5,9 +5,11 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "core/config.h"
+#include "core/dtype.h"
 #include "engine/tensor.h"
 #include "models/model.h"
 
@@ -23,6 +25,9 @@ struct InferenceOptions {
   std::vector<double> scales{1.0};
   bool flip = false;       // also infer the horizontally flipped image (flipped back) at every scale
   int64_t batch_size = 8;  // images (whole) or crops (slide) per forward
+  // Mixed precision: the model's forward runs under autocast in this dtype (f16 or bf16; engine/autocast.h)
+  // and its logits are converted to f32 before crops, scales and flips are combined. Unset: f32.
+  std::optional<DType> amp;
 
   // More than one pass (several scales, or flip): infer() returns mean probabilities, not logits.
   bool uses_tta() const { return scales.size() > 1 || flip; }
@@ -32,9 +37,14 @@ struct InferenceOptions {
 
   // From an "inference" / "test" config object; every key is optional (the defaults above):
   // {"mode": "whole" | "slide", "crop_size": [h, w] or n, "stride": [h, w] or n, "scales": [...],
-  //  "flip": bool, "batch_size": n}. Validates; errors name the config path of the key.
+  //  "flip": bool, "batch_size": n, "amp": "off" | "bf16" | "f16"}. Validates; errors name the config path
+  //  of the key.
   static InferenceOptions from_config(const Config& section);
 };
+
+// The "amp" key of a config section (train, inference): "off" (the default) gives nullopt, "bf16" or
+// "f16" the autocast dtype; anything else is an error naming the key's path.
+std::optional<DType> read_amp(const Config& section);
 
 // Class scores (N, K, H, W) for `images` (N, 3, H, W), computed without autograd by the model in
 // whatever train/eval mode the caller set (evaluate() sets eval). The images may be on any device: they

@@ -10,6 +10,7 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "engine/allocator.h"
+#include "engine/autocast.h"
 #include "engine/autograd.h"
 #include "engine/ops.h"
 #include "models/registry.h"
@@ -28,15 +29,6 @@ namespace se {
 namespace fs = std::filesystem;
 
 namespace {
-
-AmpMode parse_amp(const std::string& text) {
-  if (text == "off" || text == "none" || text == "f32") return AmpMode::off;
-  if (text == "bf16") return AmpMode::bf16;
-  if (text == "f16") return AmpMode::f16;
-  SE_THROW("config: train.amp is \"", text, "\", expected \"off\", \"bf16\" or \"f16\"");
-}
-
-std::string amp_name(AmpMode amp) { return amp == AmpMode::bf16 ? "bf16" : amp == AmpMode::f16 ? "f16" : "off"; }
 
 // Memory the progress line and the log show: bytes held by live tensors on the training device.
 int64_t memory_in_use(Device device) {
@@ -88,7 +80,7 @@ TrainOptions read_train_options(const Config& section) {
   o.keep_checkpoints = section.get<int64_t>("keep_checkpoints", o.keep_checkpoints);
   o.accumulate = section.get<int64_t>("accumulate", o.accumulate);
   o.clip_grad_norm = section.get<double>("clip_grad_norm", 0.0);
-  o.amp = parse_amp(section.get<std::string>("amp", "off"));
+  o.amp = read_amp(section);
   if (section.has("loss_scaler")) {
     const Config s = section.sub("loss_scaler");
     o.scaler.init_scale = s.get<double>("init_scale", o.scaler.init_scale);
@@ -96,7 +88,7 @@ TrainOptions read_train_options(const Config& section) {
     o.scaler.backoff_factor = s.get<double>("backoff_factor", o.scaler.backoff_factor);
     o.scaler.growth_interval = s.get<int64_t>("growth_interval", o.scaler.growth_interval);
   }
-  o.scaler.enabled = o.amp == AmpMode::f16;
+  o.scaler.enabled = o.amp == DType::f16;
   if (section.has("ema")) {
     const Config e = section.sub("ema");
     EmaOptions ema;
@@ -240,8 +232,6 @@ Trainer::Trainer(Config config, TrainerSetup setup) : state_(std::make_unique<St
     s.ema_model->to(s.setup.device);
   }
   s.inference = InferenceOptions::from_config(cfg.sub("inference"));
-  SE_CHECK(o.amp == AmpMode::off, "config: train.amp \"", amp_name(o.amp),
-           "\" is not available yet (mixed precision needs autocast in the engine); use \"off\"");
   cfg.finish();  // every key of every section has been read by now
 
   if (!s.setup.resume.empty()) {
@@ -315,9 +305,15 @@ Batch Trainer::State::next_batch() {
 Trainer::State::StepLoss Trainer::State::compute_loss(const Batch& batch, int64_t micro) {
   StepLoss step;
   auto segmentation_loss = [&](const Tensor& logits) { return (*loss)(logits, batch.masks); };
+  // The second view is made on the device per batch (in f32, before autocast); its seed depends on
+  // (seed, iteration, micro).
+  const Tensor view =
+      siamese ? siamese->make_view(batch.images, view_seed(options.seed, iteration, micro)) : Tensor();
+  // Mixed precision: the forward pass and the losses run under autocast (convolutions, matmuls and
+  // attention in bf16/f16, losses in f32); backward runs after the guard ends.
+  std::optional<AutocastGuard> autocast;
+  if (options.amp) autocast.emplace(*options.amp);
   if (siamese) {
-    // The second view is made on the device per batch; its seed depends on (seed, iteration, micro).
-    Tensor view = siamese->make_view(batch.images, view_seed(options.seed, iteration, micro));
     models::SiameseOutput pair = siamese->forward_pair(batch.images, view);
     models::SiameseLoss l = siamese->loss(pair, [&](const Tensor& logits) { return segmentation_loss(logits).total; });
     step.total = l.total;
@@ -503,6 +499,11 @@ TrainSummary Trainer::State::run() {
                  loss->describe().c_str(), setup.out_dir.c_str());
     if (iteration > 0) std::fprintf(setup.console, "resumed from %s at iteration %lld\n", setup.resume.c_str(),
                                     static_cast<long long>(iteration));
+    if (options.amp) {
+      std::fprintf(setup.console, "mixed precision: %s autocast, f32 master weights%s\n",
+                   std::string(dtype_name(*options.amp)).c_str(),
+                   scaler.enabled() ? ", dynamic loss scaling" : "");
+    }
     std::fflush(setup.console);
   }
   std::unique_ptr<ProgressBar> progress;

@@ -32,13 +32,12 @@
 #include <vector>
 
 #include "core/config.h"
+#include "core/dtype.h"
 #include "engine/device.h"
 #include "models/model.h"
 #include "train/grad_tools.h"
 
 namespace se {
-
-enum class AmpMode { off, bf16, f16 };
 
 struct TrainOptions {
   int64_t max_iters = 0;         // the run's length in iterations, or
@@ -49,8 +48,8 @@ struct TrainOptions {
   int64_t keep_checkpoints = 1;  // iteration checkpoints kept (the oldest are deleted); last and best stay
   int64_t accumulate = 1;        // batches per optimizer step (gradient accumulation)
   double clip_grad_norm = 0;     // max global gradient norm (0: no clipping)
-  AmpMode amp = AmpMode::off;
-  GradScalerOptions scaler;      // used with f16
+  std::optional<DType> amp;      // "amp": forward and losses under autocast in bf16/f16 (engine/autocast.h)
+  GradScalerOptions scaler;      // "loss_scaler": dynamic loss scaling, used with f16
   std::optional<EmaOptions> ema; // "ema": {"decay", "warmup"}; evaluation and best use the EMA weights
   double aux_weight = 0.4;       // weight of the auxiliary head's loss (FCN, PSPNet, DeepLab aux)
   int64_t early_stopping_patience = 0;  // evaluations without improvement before stopping (0: never)

@@ -3,6 +3,7 @@
 // the backward recomputes the probabilities from them.
 #include <cmath>
 
+#include "engine/autocast.h"
 #include "engine/autograd.h"
 #include "engine/dispatch.h"
 #include "engine/ops.h"
@@ -61,7 +62,11 @@ GradInputs attention_backward_of(const Tensor& grad, const Tensor& q, const Tens
 
 }  // namespace
 
-Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, std::optional<double> scale) {
+Tensor scaled_dot_product_attention(const Tensor& q_arg, const Tensor& k_arg, const Tensor& v_arg,
+                                    std::optional<double> scale) {
+  // Autocast (engine/autocast.h): computed in f16/bf16.
+  const Tensor q = autocast::to_low_precision(q_arg), k = autocast::to_low_precision(k_arg),
+               v = autocast::to_low_precision(v_arg);
   const char* op = "scaled_dot_product_attention";
   check_attention_inputs(q, k, v, op);
   const kernels::AttentionDesc d = attention_desc(q, k, scale_or_default(scale, q.size(3)));

@@ -2,6 +2,7 @@
 // (C_out, C_in / groups, KH, KW) contiguous weights. The backward calls the two backward kernels
 // directly: grad_x = conv2d_backward_data(dy, w), (grad_w, grad_b) = conv2d_backward_weight(x, dy).
 #include "kernels/conv.h"
+#include "engine/autocast.h"
 #include "engine/autograd.h"
 #include "engine/dispatch.h"
 #include "engine/ops.h"
@@ -71,7 +72,10 @@ kernels::Conv2dDesc make_conv2d_desc(const Tensor& x, const Tensor& weight, bool
 
 }  // namespace
 
-Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& params) {
+Tensor conv2d(const Tensor& x_arg, const Tensor& weight_arg, const Tensor& bias_arg, const Conv2dParams& params) {
+  // Autocast (engine/autocast.h): computed in f16/bf16.
+  const Tensor x = autocast::to_low_precision(x_arg), weight = autocast::to_low_precision(weight_arg),
+               bias = autocast::to_low_precision(bias_arg);
   check_conv2d_inputs(x, weight, bias, params);
   const kernels::Conv2dDesc desc = make_conv2d_desc(x, weight, bias.defined(), params);
   kernels::validate_conv2d(desc);

@@ -3,6 +3,7 @@
 // x and dy swapped. PyTorch also allows output_padding >= stride when it is < dilation; the kernels need
 // output_padding < stride, so such x gets output_padding / stride zero rows (columns) appended first, which
 // leaves y unchanged and whose gradient pad() drops again.
+#include "engine/autocast.h"
 #include "engine/autograd.h"
 #include "engine/dispatch.h"
 #include "engine/ops.h"
@@ -122,8 +123,11 @@ Tensor conv_transpose2d_core(const Tensor& x, const Tensor& weight, const Tensor
 
 }  // namespace
 
-Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bias,
+Tensor conv_transpose2d(const Tensor& x_arg, const Tensor& weight_arg, const Tensor& bias_arg,
                         const ConvTranspose2dParams& params) {
+  // Autocast (engine/autocast.h): computed in f16/bf16.
+  const Tensor x = autocast::to_low_precision(x_arg), weight = autocast::to_low_precision(weight_arg),
+               bias = autocast::to_low_precision(bias_arg);
   check_inputs(x, weight, bias, params);
   ConvTranspose2dParams p = params;
   const int64_t extra_h = p.output_padding_h / p.stride_h, extra_w = p.output_padding_w / p.stride_w;

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <optional>
 
+#include "engine/autocast.h"
 #include "engine/autograd.h"
 #include "engine/dispatch.h"
 #include "engine/ops.h"
@@ -132,7 +133,11 @@ Tensor unary_scalar_op(const char* name, UnaryOp op, const Tensor& x, double alp
   return unary_op(name, op, x, params);
 }
 
-Tensor binary_op(const char* name, BinaryOp op, const Tensor& a, const Tensor& b) {
+Tensor binary_op(const char* name, BinaryOp op, const Tensor& a_arg, const Tensor& b_arg) {
+  std::vector<Tensor> operands{a_arg, b_arg};
+  autocast::promote(operands);  // mixed floating dtypes under autocast compute in the widest
+  const Tensor& a = operands[0];
+  const Tensor& b = operands[1];
   Tensor out = binary_forward(name, op, a, b);
   if (kernels::is_comparison(op) || !autograd::needs_grad({a, b})) return out;
   const bool linear = op == BinaryOp::add || op == BinaryOp::sub;
@@ -331,8 +336,12 @@ Tensor ge(const Tensor& a, double b) {
   return ge(a, scalar_operand("ge", a, b));
 }
 
-Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
+Tensor where(const Tensor& condition, const Tensor& a_arg, const Tensor& b_arg) {
   check_defined("where", condition);
+  std::vector<Tensor> operands{a_arg, b_arg};
+  autocast::promote(operands);  // mixed floating dtypes under autocast compute in the widest
+  const Tensor& a = operands[0];
+  const Tensor& b = operands[1];
   check_operands("where", a, b);
   SE_CHECK(condition.dtype() == DType::boolean, "where: condition has dtype ", condition.dtype(), ", expected bool");
   SE_CHECK(condition.device() == a.device(), "where: condition is on ", condition.device(), ", operands on ",

@@ -3,6 +3,7 @@
 // gather and index_select use kernels/index.h, whose scatter_add is their backward.
 #include <algorithm>
 
+#include "engine/autocast.h"
 #include "engine/autograd.h"
 #include "engine/dispatch.h"
 #include "engine/ops.h"
@@ -117,8 +118,10 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   return gather_with(x, idx, desc, out_shape, "index_select");
 }
 
-Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
-  SE_CHECK(!tensors.empty(), "cat: no tensors given");
+Tensor cat(const std::vector<Tensor>& tensors_arg, int64_t dim) {
+  SE_CHECK(!tensors_arg.empty(), "cat: no tensors given");
+  std::vector<Tensor> tensors = tensors_arg;
+  autocast::promote(tensors);  // mixed floating dtypes under autocast compute in the widest
   const Tensor& first = tensors[0];
   const int64_t d = wrap_dim(dim, first.dim(), "cat");
   Shape out_shape = first.shape();

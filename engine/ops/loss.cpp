@@ -5,6 +5,7 @@
 // two maps whose every step is already one kernel (a fused kernel would save about one pass).
 #include <algorithm>
 
+#include "engine/autocast.h"
 #include "engine/autograd.h"
 #include "engine/dispatch.h"
 #include "engine/ops.h"
@@ -121,7 +122,11 @@ void check_same_maps(const Tensor& a, const Tensor& b, const char* op) {
 
 }  // namespace
 
-Tensor cross_entropy(const Tensor& logits, const Tensor& target, const CrossEntropyParams& params) {
+Tensor cross_entropy(const Tensor& logits_arg, const Tensor& target, const CrossEntropyParams& params_arg) {
+  // Autocast (engine/autocast.h): computed in f32.
+  const Tensor logits = autocast::to_f32(logits_arg);
+  CrossEntropyParams params = params_arg;
+  params.weight = autocast::to_f32(params.weight);
   const kernels::CrossEntropyDesc d = cross_entropy_desc(logits, target, params);
   Tensor x = logits.contiguous(), t = target.contiguous();
   Tensor weight = params.weight.defined() ? params.weight.contiguous() : Tensor();
@@ -164,8 +169,12 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, const CrossEntr
   return out;
 }
 
-Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& target,
-                                        const BinaryCrossEntropyParams& params) {
+Tensor binary_cross_entropy_with_logits(const Tensor& logits_arg, const Tensor& target_arg,
+                                        const BinaryCrossEntropyParams& params_arg) {
+  // Autocast (engine/autocast.h): computed in f32.
+  const Tensor logits = autocast::to_f32(logits_arg), target = autocast::to_f32(target_arg);
+  BinaryCrossEntropyParams params = params_arg;
+  params.pos_weight = autocast::to_f32(params.pos_weight);
   const char* op = "binary_cross_entropy_with_logits";
   SE_CHECK(logits.defined() && target.defined(), op, ": undefined tensor");
   SE_CHECK(target.shape() == logits.shape(), op, ": target shape ", shape_str(target.shape()),
@@ -199,13 +208,17 @@ Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& targ
   return out;
 }
 
-Tensor mse_loss(const Tensor& a, const Tensor& b, Reduction reduction) {
+Tensor mse_loss(const Tensor& a_arg, const Tensor& b_arg, Reduction reduction) {
+  // Autocast (engine/autocast.h): computed in f32.
+  const Tensor a = autocast::to_f32(a_arg), b = autocast::to_f32(b_arg);
   check_same_maps(a, b, "mse_loss");
   Tensor diff = sub(a, b);
   return reduce_loss(mul(diff, diff), reduction);
 }
 
-Tensor cosine_distance(const Tensor& a, const Tensor& b, Reduction reduction, double eps) {
+Tensor cosine_distance(const Tensor& a_arg, const Tensor& b_arg, Reduction reduction, double eps) {
+  // Autocast (engine/autocast.h): computed in f32.
+  const Tensor a = autocast::to_f32(a_arg), b = autocast::to_f32(b_arg);
   const char* op = "cosine_distance";
   check_same_maps(a, b, op);
   SE_CHECK(a.dim() >= 2, op, ": inputs must be (N, C, ...), got ", shape_str(a.shape()));

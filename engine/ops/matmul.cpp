@@ -1,5 +1,6 @@
 // matmul, mm, bmm on top of the GEMM kernels. Transposed views are passed to GEMM as transposed
 // operands instead of being copied, which also makes the backward (g @ B^T, A^T @ g) copy-free.
+#include "engine/autocast.h"
 #include "engine/autograd.h"
 #include "engine/dispatch.h"
 #include "engine/ops.h"
@@ -92,7 +93,9 @@ Tensor batched_matmul(const Tensor& a, const Tensor& b) {
 
 }  // namespace
 
-Tensor bmm(const Tensor& a, const Tensor& b) {
+Tensor bmm(const Tensor& a_arg, const Tensor& b_arg) {
+  // Autocast (engine/autocast.h): computed in f16/bf16.
+  const Tensor a = autocast::to_low_precision(a_arg), b = autocast::to_low_precision(b_arg);
   check_matmul_inputs(a, b, "bmm");
   SE_CHECK(a.dim() == 3 && b.dim() == 3, "bmm: expects 3-d operands, got ", shape_str(a.shape()), " and ",
            shape_str(b.shape()));
@@ -101,7 +104,9 @@ Tensor bmm(const Tensor& a, const Tensor& b) {
   return batched_matmul(a, b);
 }
 
-Tensor mm(const Tensor& a, const Tensor& b) {
+Tensor mm(const Tensor& a_arg, const Tensor& b_arg) {
+  // Autocast (engine/autocast.h): computed in f16/bf16.
+  const Tensor a = autocast::to_low_precision(a_arg), b = autocast::to_low_precision(b_arg);
   check_matmul_inputs(a, b, "mm");
   SE_CHECK(a.dim() == 2 && b.dim() == 2, "mm: expects 2-d operands, got ", shape_str(a.shape()), " and ",
            shape_str(b.shape()));
@@ -110,7 +115,9 @@ Tensor mm(const Tensor& a, const Tensor& b) {
   return batched_matmul(a.unsqueeze(0), b.unsqueeze(0)).squeeze(0);
 }
 
-Tensor matmul(const Tensor& a, const Tensor& b) {
+Tensor matmul(const Tensor& a_arg, const Tensor& b_arg) {
+  // Autocast (engine/autocast.h): computed in f16/bf16.
+  const Tensor a = autocast::to_low_precision(a_arg), b = autocast::to_low_precision(b_arg);
   check_matmul_inputs(a, b, "matmul");
   SE_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul: operands must have at least 1 dim, got ", shape_str(a.shape()),
            " and ", shape_str(b.shape()));
@@ -140,6 +147,19 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   if (!a_vector) out_shape.push_back(m);
   if (!b_vector) out_shape.push_back(n);
   return c.reshape(out_shape);
+}
+
+Tensor linear(const Tensor& x_arg, const Tensor& weight_arg, const Tensor& bias_arg) {
+  // Autocast (engine/autocast.h): computed in f16/bf16, the bias included.
+  const Tensor x = autocast::to_low_precision(x_arg), weight = autocast::to_low_precision(weight_arg),
+               bias = autocast::to_low_precision(bias_arg);
+  SE_CHECK(x.defined() && weight.defined(), "linear: input or weight is undefined");
+  SE_CHECK(weight.dim() == 2 && x.dim() >= 1 && x.size(-1) == weight.size(1), "linear: input ", shape_str(x.shape()),
+           " and weight ", shape_str(weight.shape()), " do not fit (expected (*, in) and (out, in))");
+  SE_CHECK(!bias.defined() || bias.shape() == Shape{weight.size(0)}, "linear: bias has shape ",
+           shape_str(bias.shape()), ", expected (", weight.size(0), ")");
+  Tensor y = matmul(x, weight.t());
+  return bias.defined() ? add(y, bias) : y;
 }
 
 }  // namespace se

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <limits>
 
+#include "engine/autocast.h"
 #include "engine/autograd.h"
 #include "engine/dispatch.h"
 #include "engine/ops.h"
@@ -79,7 +80,11 @@ Tensor focal_backward_of(const Tensor& grad, const Tensor& logits, const Tensor&
 
 }  // namespace
 
-Tensor focal_loss(const Tensor& logits, const Tensor& target, const FocalLossParams& params) {
+Tensor focal_loss(const Tensor& logits_arg, const Tensor& target, const FocalLossParams& params_arg) {
+  // Autocast (engine/autocast.h): computed in f32.
+  const Tensor logits = autocast::to_f32(logits_arg);
+  FocalLossParams params = params_arg;
+  params.alpha = autocast::to_f32(params.alpha);
   const char* op = "focal_loss";
   const SegShape s = check_inputs(logits, target, op, true);
   SE_CHECK(params.gamma >= 0 && std::isfinite(params.gamma), op, ": gamma = ", params.gamma,
@@ -130,7 +135,11 @@ Tensor focal_loss(const Tensor& logits, const Tensor& target, const FocalLossPar
   return out;
 }
 
-Tensor ohem_cross_entropy(const Tensor& logits, const Tensor& target, const OhemCrossEntropyParams& params) {
+Tensor ohem_cross_entropy(const Tensor& logits_arg, const Tensor& target, const OhemCrossEntropyParams& params_arg) {
+  // Autocast (engine/autocast.h): computed in f32.
+  const Tensor logits = autocast::to_f32(logits_arg);
+  OhemCrossEntropyParams params = params_arg;
+  params.weight = autocast::to_f32(params.weight);
   const char* op = "ohem_cross_entropy";
   const SegShape s = check_inputs(logits, target, op, false);
   SE_CHECK(params.min_kept >= 0, op, ": min_kept = ", params.min_kept, " (expected >= 0)");
@@ -158,7 +167,9 @@ Tensor ohem_cross_entropy(const Tensor& logits, const Tensor& target, const Ohem
   return div(sum(mul(per_pixel, kept)), static_cast<double>(target.numel()));
 }
 
-Tensor dice_loss(const Tensor& logits, const Tensor& target, const DiceLossParams& params) {
+Tensor dice_loss(const Tensor& logits_arg, const Tensor& target, const DiceLossParams& params) {
+  // Autocast (engine/autocast.h): computed in f32.
+  const Tensor logits = autocast::to_f32(logits_arg);
   const char* op = "dice_loss";
   const SegShape s = check_inputs(logits, target, op, false);
   check_target_values(target, s.classes, params.ignore_index, op);
@@ -189,7 +200,9 @@ Tensor dice_loss(const Tensor& logits, const Tensor& target, const DiceLossParam
   return mean(mul(loss, present));
 }
 
-Tensor lovasz_softmax(const Tensor& logits, const Tensor& target, std::optional<int64_t> ignore_index) {
+Tensor lovasz_softmax(const Tensor& logits_arg, const Tensor& target, std::optional<int64_t> ignore_index) {
+  // Autocast (engine/autocast.h): computed in f32.
+  const Tensor logits = autocast::to_f32(logits_arg);
   const char* op = "lovasz_softmax";
   const SegShape s = check_inputs(logits, target, op, false);
   check_target_values(target, s.classes, ignore_index, op);

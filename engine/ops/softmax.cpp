@@ -2,6 +2,7 @@
 // directly. The backward kernels need only the forward output, which is saved.
 #include <algorithm>
 
+#include "engine/autocast.h"
 #include "engine/autograd.h"
 #include "engine/dispatch.h"
 #include "engine/ops.h"
@@ -34,7 +35,9 @@ Tensor softmax_backward_of(const Tensor& grad, const Tensor& y, int64_t dim, boo
   return out;
 }
 
-Tensor softmax_op(const Tensor& x, int64_t dim, bool log) {
+Tensor softmax_op(const Tensor& x_arg, int64_t dim, bool log) {
+  // Autocast (engine/autocast.h): computed in f32.
+  const Tensor x = autocast::to_f32(x_arg);
   const char* name = log ? "log_softmax" : "softmax";
   SE_CHECK(x.defined(), name, ": input tensor is undefined");
   // A 0-d tensor behaves as one element along dim 0 or -1, as in PyTorch.

@@ -229,9 +229,31 @@ TEST(Inference, OneScaleOtherThanOneReturnsResizedLogits) {
   expect_near_all(infer(model, images, options), expected, 1e-6);
 }
 
+// inference.amp: the forward runs in bf16 / f16, the scores come back in f32 and close to the f32 ones,
+// for whole, slide and TTA alike.
+TEST(Inference, MixedPrecisionReturnsF32ScoresCloseToF32) {
+  PaddedConvModel model;
+  const Tensor images = randn({2, 3, 19, 23});
+  for (const DType low : {DType::bf16, DType::f16}) {
+    for (InferenceOptions options : {InferenceOptions{}, slide_options(8, 5, 4)}) {
+      for (const bool flip : {false, true}) {
+        options.flip = flip;
+        const Tensor reference = infer(model, images, options);
+        options.amp = low;
+        const Tensor scores = infer(model, images, options);
+        EXPECT_EQ(scores.dtype(), DType::f32);
+        // 27 products of O(1) values rounded to 8 (bf16) or 11 (f16) significant bits.
+        expect_near_all(scores, reference, low == DType::bf16 ? 0.1 : 0.02);
+        options.amp.reset();
+      }
+    }
+  }
+}
+
 TEST(Inference, OptionsFromConfig) {
   const Config config = Config::parse(R"({"test": {"mode": "slide", "crop_size": [64, 32], "stride": 24,
-                                                  "scales": [0.75, 1.0, 1.25], "flip": true, "batch_size": 3}})");
+                                                  "scales": [0.75, 1.0, 1.25], "flip": true, "batch_size": 3,
+                                                  "amp": "bf16"}})");
   const InferenceOptions options = InferenceOptions::from_config(config.sub("test"));
   EXPECT_EQ(options.mode, InferenceOptions::Mode::slide);
   EXPECT_EQ(options.crop_h, 64);
@@ -241,12 +263,14 @@ TEST(Inference, OptionsFromConfig) {
   EXPECT_EQ(options.scales, (std::vector<double>{0.75, 1.0, 1.25}));
   EXPECT_TRUE(options.flip);
   EXPECT_EQ(options.batch_size, 3);
+  EXPECT_EQ(options.amp, DType::bf16);
   config.finish();  // every key was read
 
   const InferenceOptions defaults = InferenceOptions::from_config(Config::parse("{}"));
   EXPECT_EQ(defaults.mode, InferenceOptions::Mode::whole);
   EXPECT_EQ(defaults.scales, std::vector<double>{1.0});
   EXPECT_FALSE(defaults.flip);
+  EXPECT_FALSE(defaults.amp.has_value());
 }
 
 TEST(Inference, BadOptionsNameTheKeyAndValue) {
@@ -264,6 +288,7 @@ TEST(Inference, BadOptionsNameTheKeyAndValue) {
   expect_error(from(R"({"inference": {"scales": [1.0, -0.5]}})"), "every scale must be a positive number, got -0.5");
   expect_error(from(R"({"inference": {"scales": []}})"), "scales must list at least one factor");
   expect_error(from(R"({"inference": {"batch_size": 0}})"), "batch_size must be at least 1, got 0");
+  expect_error(from(R"({"inference": {"amp": "fp8"}})"), "inference.amp is \"fp8\", expected \"off\", \"bf16\" or \"f16\"");
 
   const Config typo = Config::parse(R"({"mode": "whole", "fllip": true})");
   InferenceOptions::from_config(typo);

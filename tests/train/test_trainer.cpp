@@ -323,6 +323,88 @@ TEST(Trainer, NonFiniteLossStopsTheRunAndKeepsEarlierCheckpoints) {
   EXPECT_NO_THROW(load_checkpoint(dir / "run/checkpoints/iter_000001.safetensors"));
 }
 
+// train.amp: the forward pass in bf16 / f16 under autocast learns like f32, the checkpointed weights
+// stay f32 (master weights), and f16 runs log the dynamic loss scale.
+class TrainerAmp : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(TrainerAmp, LearnsWithF32MasterWeights) {
+  TempDir dir;
+  nlohmann::json config = tiny_config();
+  config["data"]["train"] = nlohmann::json::parse(
+      R"({"dataset": {"size": 4}, "loader": {"batch_size": 4, "num_workers": 0, "shuffle": false}})");
+  config["optimizer"] = {{"type", "adam"}, {"lr", 0.01}};
+  config["train"] = {{"max_iters", 30}, {"log_interval", 1}, {"seed", 1}, {"plots", false},
+                     {"tensorboard", false}, {"amp", GetParam()}};
+  Trainer trainer(Config::from_json(config), quiet_setup(dir / "run"));
+  trainer.run();
+  const auto records = read_jsonl(dir / "run/metrics.jsonl");
+  ASSERT_GE(records.size(), 30u);
+  EXPECT_LT(records[29].at("loss").get<double>(), 0.7 * records[0].at("loss").get<double>());
+  EXPECT_EQ(records[0].contains("loss_scale"), GetParam() == "f16");
+  for (const auto& [name, tensor] : load_checkpoint(dir / "run/last.safetensors").model) {
+    if (is_floating(tensor.dtype())) {
+      EXPECT_EQ(tensor.dtype(), DType::f32) << name;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, TrainerAmp, ::testing::Values("bf16", "f16"));
+
+TEST(Trainer, F16LossScaleBacksOffFromOverflowAndTrainingGoesOn) {
+  TempDir dir;
+  nlohmann::json config = tiny_config();
+  // A scale of 2^24 overflows the f16 gradients (f16 tops out at 65504): the first steps are skipped and
+  // the scale halves until they fit.
+  config["train"]["amp"] = "f16";
+  config["train"]["max_iters"] = 16;
+  config["train"]["log_interval"] = 1;
+  config["train"]["loss_scaler"] = {{"init_scale", 16777216.0}, {"growth_interval", 1000}};
+  Trainer trainer(Config::from_json(config), quiet_setup(dir / "run"));
+  const auto [weight_name, weight] = trainer.model().named_parameters().front();
+  const Tensor first_weight = weight.detach().clone();
+  const TrainSummary summary = trainer.run();
+  EXPECT_EQ(summary.iterations, 16);
+  const auto records = read_jsonl(dir / "run/metrics.jsonl");
+  std::vector<double> scales;
+  for (const auto& r : records) {
+    if (r.contains("loss_scale")) scales.push_back(r.at("loss_scale").get<double>());
+  }
+  ASSERT_EQ(scales.size(), 16u);
+  EXPECT_LT(scales.front(), 16777216.0);  // backed off after the first step
+  EXPECT_EQ(scales[scales.size() - 1], scales[scales.size() - 2]);  // and then stepped without overflow
+  Tensor last_weight;
+  for (const auto& [name, tensor] : load_checkpoint(dir / "run/last.safetensors").model) {
+    if (name == weight_name) last_weight = tensor;
+  }
+  ASSERT_TRUE(last_weight.defined()) << weight_name;
+  EXPECT_GT(max(abs(sub(last_weight, first_weight))).item(), 0.0);  // steps were taken
+  for (float v : last_weight.to_vector<float>()) ASSERT_TRUE(std::isfinite(v));
+}
+
+TEST(Trainer, ResumeIsBitIdenticalWithMixedPrecision) {
+  nlohmann::json config = tiny_config();
+  config["train"]["amp"] = "bf16";
+  expect_resume_is_exact(config);
+}
+
+TEST(TrainerCuda, MixedPrecisionOnTheDeviceMatchesTheCpuClosely) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  TempDir dir;
+  nlohmann::json config = tiny_config();
+  config["train"]["max_iters"] = 2;
+  config["train"]["eval_interval"] = 2;
+  config["train"]["amp"] = "bf16";
+  Trainer(Config::from_json(config), quiet_setup(dir / "cpu")).run();
+  Trainer(Config::from_json(config), quiet_setup(dir / "cuda", Device::cuda(0))).run();
+  Checkpoint a = load_checkpoint(dir / "cpu/last.safetensors");
+  Checkpoint b = load_checkpoint(dir / "cuda/last.safetensors");
+  for (size_t i = 0; i < a.model.size(); ++i) {
+    const auto x = a.model[i].second.to_vector<double>();
+    const auto y = b.model[i].second.to_vector<double>();
+    for (size_t j = 0; j < x.size(); ++j) ASSERT_NEAR(x[j], y[j], 2e-2 * (1 + std::abs(x[j]))) << a.model[i].first;
+  }
+}
+
 TEST(TrainerCuda, RunsOnTheDeviceAndMatchesTheCpuClosely) {
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
   TempDir dir;
