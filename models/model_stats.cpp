@@ -6,6 +6,7 @@
 #include "engine/autograd.h"
 #include "engine/ops.h"
 #include "nn/layers.h"
+#include "nn/transformer.h"
 
 namespace se::models {
 
@@ -48,6 +49,10 @@ class MacObserver : public nn::ForwardObserver {
       macs = double(input.numel()) * per_element(transposed->weight);
     } else if (auto* linear = dynamic_cast<const nn::Linear*>(&module)) {
       macs = double(output.numel()) * double(linear->weight.size(1));
+    } else if (auto* attention = dynamic_cast<const nn::EfficientSelfAttention*>(&module)) {
+      // q k^T and p v: each N x heads x Lq x Lk x head_dim, i.e. N x Lq x Lk x C in all. The q/k/v
+      // projections and the spatial-reduction conv are its children, counted on their own.
+      macs = 2.0 * double(output.numel()) * double(attention->last_key_tokens());
     } else if (auto it = counters_.find(module.type_name()); it != counters_.end()) {
       macs = it->second(module, input, output);
     }

@@ -3,8 +3,8 @@
 //
 // MACs count the layers that dominate a segmentation network: Conv2d (output elements x C_in / groups
 // x k x k), ConvTranspose2d (input elements x C_out / groups x k x k), Linear (output elements x
-// in_features), plus any module type with a registered counter (e.g. an attention block, whose
-// q k^T and p v products happen inside it: register_mac_counter). Elementwise ops, norms and pooling
+// in_features), SegFormer's EfficientSelfAttention (its q k^T and p v products: 2 x N x Lq x Lk x C),
+// plus any module type with a registered counter (register_mac_counter). Elementwise ops, norms and pooling
 // are not counted, as in the usual FLOP tables (fvcore, ptflops).
 //
 // The activation estimate sums the outputs of every leaf module call (modules without children),

@@ -252,6 +252,8 @@ ForwardObserverScope::ForwardObserverScope(ForwardObserver* observer) : previous
 }
 ForwardObserverScope::~ForwardObserverScope() { tls_observer = previous_; }
 
+ForwardObserver* current_forward_observer() { return tls_observer; }
+
 Tensor UnaryModule::forward(const Tensor& x) {
   ForwardObserver* observer = tls_observer;
   if (observer == nullptr) return forward_impl(x);

@@ -116,6 +116,10 @@ class ForwardObserver {
   virtual void after_forward(const Module& module, const Tensor& input, const Tensor& output) = 0;
 };
 
+// The observer installed on this thread, or null: for modules whose forward takes more than one
+// tensor (not UnaryModules), which report their calls themselves.
+ForwardObserver* current_forward_observer();
+
 class ForwardObserverScope {
  public:
   explicit ForwardObserverScope(ForwardObserver* observer);

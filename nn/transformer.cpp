@@ -81,6 +81,15 @@ std::string EfficientSelfAttention::extra_repr() const {
 }
 
 Tensor EfficientSelfAttention::forward(const Tensor& x, int64_t height, int64_t width) {
+  ForwardObserver* observer = current_forward_observer();
+  if (observer == nullptr) return attend(x, height, width);
+  observer->before_forward(*this, x);
+  Tensor y = attend(x, height, width);
+  observer->after_forward(*this, x, y);
+  return y;
+}
+
+Tensor EfficientSelfAttention::attend(const Tensor& x, int64_t height, int64_t width) {
   const Tensor image = tokens_to_image(x, height, width, "EfficientSelfAttention");
   SE_CHECK(x.size(2) == hidden_size_, "EfficientSelfAttention: tokens of shape ", shape_str(x.shape()),
            " do not have hidden_size ", hidden_size_, " channels");
@@ -93,6 +102,7 @@ Tensor EfficientSelfAttention::forward(const Tensor& x, int64_t height, int64_t 
   };
   Tensor reduced = x;  // (N, L', C): the keys' and values' tokens
   if (sr_ratio_ > 1) reduced = layer_norm->forward(image_to_tokens(sr->forward(image)));
+  last_key_tokens_ = reduced.size(1);
   const Tensor context =
       scaled_dot_product_attention(split_heads(query->forward(x)), split_heads(key->forward(reduced)),
                                    split_heads(value->forward(reduced)));  // (N, heads, L, head_dim)

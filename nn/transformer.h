@@ -40,15 +40,21 @@ class OverlapPatchEmbeddings : public Module {
 class EfficientSelfAttention : public Module {
  public:
   EfficientSelfAttention(int64_t hidden_size, int64_t num_attention_heads, int64_t sr_ratio);
+  // Reported to the thread's ForwardObserver (input x, output), so `segengine info` counts the
+  // attention products (models/model_stats.cpp).
   Tensor forward(const Tensor& x, int64_t height, int64_t width);  // x: (N, H * W, C) -> (N, H * W, C)
   std::string extra_repr() const override;
+  // The key/value sequence length of the latest forward: H * W / sr_ratio^2 (rounded down per axis).
+  int64_t last_key_tokens() const { return last_key_tokens_; }
 
   std::shared_ptr<Linear> query, key, value;
   std::shared_ptr<Conv2d> sr;             // only when sr_ratio > 1
   std::shared_ptr<LayerNorm> layer_norm;  // only when sr_ratio > 1
 
  private:
+  Tensor attend(const Tensor& x, int64_t height, int64_t width);
   int64_t hidden_size_, num_heads_, sr_ratio_;
+  int64_t last_key_tokens_ = 0;
 };
 
 // SegformerSelfOutput: the attention's output projection.

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include "models/model_stats.h"
+#include "models/registry.h"
 #include "models/unet.h"
 #include "tests/engine/test_util.h"
 
@@ -40,6 +41,20 @@ TEST(ModelStats, CountsMacsAndLayerOutputsOfATinyUNet) {
   // The batch multiplies the work.
   EXPECT_DOUBLE_EQ(measure_model(model, {3, 1, 8, 8}).macs, 3 * stats.macs);
   testing::expect_error([&] { measure_model(model, {1, 8, 8}); }, "measure_model: input shape (1, 8, 8)");
+}
+
+// SegFormer-B0 at 64x64: per stage (hidden C, tokens L = (64 / stride)^2, keys Lk = L / sr^2, 2 layers)
+// the attention products take 2 x L x Lk x C per layer.
+TEST(ModelStats, CountsSegformerAttentionProducts) {
+  auto model = build_model_from_json(R"({"name": "segformer", "variant": "b0", "num_classes": 3})");
+  const ModelStats stats = measure_model(*model, {1, 3, 64, 64});
+  const double per_layer = 2.0 * 256 * 4 * 32    // stage 1: 16x16 tokens, sr 8 -> 2x2 keys, C 32
+                           + 2.0 * 64 * 4 * 64   // stage 2: 8x8, sr 4 -> 2x2, C 64
+                           + 2.0 * 16 * 4 * 160  // stage 3: 4x4, sr 2 -> 2x2, C 160
+                           + 2.0 * 4 * 4 * 256;  // stage 4: 2x2, sr 1 -> 2x2, C 256
+  EXPECT_DOUBLE_EQ(stats.macs_by_type.at("SegformerEfficientSelfAttention"), 2 * per_layer);
+  // The projections stay counted as Linear layers.
+  EXPECT_GT(stats.macs_by_type.at("Linear"), 0);
 }
 
 TEST(ModelStats, RegisteredCountersAddModuleTypes) {
