@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <future>
 #include <iostream>
 #include <map>
 #include <string>
@@ -221,6 +222,42 @@ std::vector<fs::path> expand_inputs(const std::vector<std::string>& inputs) {
   return files;
 }
 
+struct PredictionInput {
+  fs::path path;
+  Image original;  // as decoded, for the overlay and the output size
+  Tensor image;    // (1, 3, h, w) f32 on the CPU, after the validation transforms and normalisation
+};
+
+PredictionInput prepare_prediction_input(const fs::path& path, const Pipeline& pipeline) {
+  Sample sample;
+  sample.image = read_image(path.string());
+  sample.mask = Image(sample.image.width, sample.image.height, 1, 0);
+  sample.id = path.stem().string();
+  PredictionInput input{path, sample.image, Tensor()};
+  pipeline.apply(sample, 0, 0, 0);
+  std::vector<float> chw(static_cast<size_t>(3) * sample.image.height * sample.image.width);
+  normalize_chw(sample.image, pipeline.normalization(), chw.data());
+  input.image = from_vector(chw, {1, 3, sample.image.height, sample.image.width});
+  return input;
+}
+
+// Writes <out>/<stem>_mask.png and _overlay.png from one image's scores, resized to its original size.
+void write_prediction(const PredictionInput& input, Tensor scores,  // (1, K, h, w)
+                      const std::string& out_dir, const std::vector<Rgb>& palette) {
+  if (scores.size(2) != input.original.height || scores.size(3) != input.original.width) {
+    InterpolateParams resize;
+    resize.size = std::array<int64_t, 2>{input.original.height, input.original.width};
+    resize.mode = InterpolateMode::bilinear;
+    scores = interpolate(scores, resize);
+  }
+  const Tensor prediction = argmax(scores, 1).squeeze(0).to(Device::cpu());  // (H, W) i64
+  const fs::path stem = fs::path(out_dir) / input.path.stem();
+  write_prediction_pngs(stem.string() + "_mask.png", stem.string() + "_overlay.png", input.original, prediction,
+                        palette);
+  std::printf("%s -> %s_mask.png, %s_overlay.png\n", input.path.string().c_str(), stem.string().c_str(),
+              stem.string().c_str());
+}
+
 }  // namespace
 
 int predict_command(const std::vector<std::string_view>& args) {
@@ -248,29 +285,30 @@ int predict_command(const std::vector<std::string_view>& args) {
 
   fs::create_directories(out_dir);
   NoGradGuard no_grad;
-  for (const fs::path& input : inputs) {
-    Sample sample;
-    sample.image = read_image(input.string());
-    sample.mask = Image(sample.image.width, sample.image.height, 1, 0);
-    sample.id = input.stem().string();
-    const Image original = sample.image;
-    pipeline.apply(sample, 0, 0, 0);
-    std::vector<float> chw(static_cast<size_t>(3) * sample.image.height * sample.image.width);
-    normalize_chw(sample.image, pipeline.normalization(), chw.data());
-    Tensor images = from_vector(chw, {1, 3, sample.image.height, sample.image.width}, {.device = device});
-    Tensor scores = infer(*setup.model, images, setup.inference);  // (1, K, h, w)
-    if (scores.size(2) != original.height || scores.size(3) != original.width) {
-      InterpolateParams resize;
-      resize.size = std::array<int64_t, 2>{original.height, original.width};
-      resize.mode = InterpolateMode::bilinear;
-      scores = interpolate(scores, resize);
+  // Images are decoded and transformed one step ahead on a second thread while the model runs, and
+  // consecutive images of one transformed size are inferred together, inference.batch_size at a time.
+  auto prepare = [&](const fs::path& input) { return prepare_prediction_input(input, pipeline); };
+  std::vector<PredictionInput> group;
+  auto flush = [&] {
+    if (group.empty()) return;
+    std::vector<Tensor> images;
+    for (const PredictionInput& p : group) images.push_back(p.image);
+    const Tensor batch = (images.size() == 1 ? images[0] : cat(images, 0)).to(device);
+    const Tensor scores = infer(*setup.model, batch, setup.inference);  // (B, K, h, w)
+    for (size_t i = 0; i < group.size(); ++i) {
+      write_prediction(group[i], scores.narrow(0, static_cast<int64_t>(i), 1), out_dir, palette);
     }
-    Tensor prediction = argmax(scores, 1).squeeze(0).to(Device::cpu());  // (H, W) i64
-    const fs::path stem = fs::path(out_dir) / input.stem();
-    write_prediction_pngs(stem.string() + "_mask.png", stem.string() + "_overlay.png", original, prediction, palette);
-    std::printf("%s -> %s_mask.png, %s_overlay.png\n", input.string().c_str(), stem.string().c_str(),
-                stem.string().c_str());
+    group.clear();
+  };
+  std::future<PredictionInput> next = std::async(std::launch::async, prepare, inputs.front());
+  for (size_t k = 0; k < inputs.size(); ++k) {
+    PredictionInput current = next.get();  // rethrows a decode error naming the file
+    if (k + 1 < inputs.size()) next = std::async(std::launch::async, prepare, inputs[k + 1]);
+    const bool same_size = group.empty() || group.front().image.shape() == current.image.shape();
+    if (!same_size || static_cast<int64_t>(group.size()) >= setup.inference.batch_size) flush();
+    group.push_back(std::move(current));
   }
+  flush();
   return 0;
 }
 

@@ -107,6 +107,21 @@ expect 0 "split 'test' .*slide mode \+ TTA" eval "$tmp/tiny.json" --checkpoint "
 expect 0 "loss_mask\.png" predict "$tmp/tiny.json" --checkpoint "$tmp/run/best.safetensors" "$tmp/run/plots/loss.png" \
   --out "$tmp/pred"
 [ -s "$tmp/pred/loss_mask.png" ] && [ -s "$tmp/pred/loss_overlay.png" ] || { echo "FAIL: predict outputs"; failures=$((failures + 1)); }
+# Batched prediction (images of one size inferred together, sizes mixed) writes what one-at-a-time does.
+mkdir -p "$tmp/inputs"
+cp "$tmp/run/plots/loss.png" "$tmp/inputs/a.png"; cp "$tmp/run/plots/miou.png" "$tmp/inputs/b.png"
+cp "$tmp/run/eval_val/confusion.png" "$tmp/inputs/c.png"; cp "$tmp/run/plots/loss.png" "$tmp/inputs/d.png"
+cp "$tmp/run/plots/miou.png" "$tmp/inputs/e.png"
+expect 0 "e_mask\.png" predict "$tmp/tiny.json" --checkpoint "$tmp/run/best.safetensors" "$tmp/inputs" \
+  --out "$tmp/pred1" --set inference.batch_size=1
+expect 0 "e_mask\.png" predict "$tmp/tiny.json" --checkpoint "$tmp/run/best.safetensors" "$tmp/inputs" \
+  --out "$tmp/pred4" --set inference.batch_size=4
+for name in a b c d e; do
+  cmp -s "$tmp/pred1/${name}_mask.png" "$tmp/pred4/${name}_mask.png" ||
+    { echo "FAIL: batched predict differs for $name"; failures=$((failures + 1)); }
+done
+expect 0 "a_mask\.png" predict "$tmp/tiny.json" --checkpoint "$tmp/run/best.safetensors" "$tmp/inputs/a.png" \
+  --out "$tmp/pred_amp" --set inference.amp=bf16
 
 # Bad inputs: one clear line, a non-zero exit, and what was written before survives.
 echo '{"model": {"name": "unet",}' >"$tmp/malformed.json"
