@@ -40,12 +40,16 @@ DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, Pipeline pipeline
            ", expected 0 to 256");
   SE_CHECK(options_.prefetch >= 1, "DataLoader: prefetch ", options_.prefetch, ", expected >= 1");
   check_device(options_.device, "DataLoader");
-  int64_t n = dataset_->size();
+  SE_CHECK(options_.world_size >= 1 && options_.rank >= 0 && options_.rank < options_.world_size, "DataLoader: rank ",
+           options_.rank, " of world_size ", options_.world_size, ", expected 0 <= rank < world_size");
+  // This rank's share of an epoch: ceil(size / world_size) indices (all of them for one process).
+  const int64_t n = (dataset_->size() + options_.world_size - 1) / options_.world_size;
   batches_per_epoch_ =
       options_.drop_last ? n / options_.batch_size : (n + options_.batch_size - 1) / options_.batch_size;
-  SE_CHECK(batches_per_epoch_ > 0, "DataLoader: dataset '", dataset_->info().name, "' has ", n,
-           " samples: no full batch of ", options_.batch_size, (options_.drop_last ? " (drop_last is on)" : ""));
-  if (options_.cache) cache_.resize(static_cast<size_t>(n));
+  SE_CHECK(batches_per_epoch_ > 0, "DataLoader: dataset '", dataset_->info().name, "' has ", dataset_->size(),
+           " samples", (options_.world_size > 1 ? detail::concat(" (", n, " per rank of ", options_.world_size, ")") : ""),
+           ": no full batch of ", options_.batch_size, (options_.drop_last ? " (drop_last is on)" : ""));
+  if (options_.cache) cache_.resize(static_cast<size_t>(dataset_->size()));
   start_workers();
 }
 
@@ -146,6 +150,13 @@ std::shared_ptr<const std::vector<int64_t>> DataLoader::permutation(int64_t epoc
     for (int64_t i = static_cast<int64_t>(order->size()) - 1; i > 0; --i)
       std::swap((*order)[i], (*order)[rng.uniform_int(0, i)]);
   }
+  if (options_.world_size > 1) {
+    const auto world = static_cast<size_t>(options_.world_size);
+    auto shard = std::make_shared<std::vector<int64_t>>();
+    const size_t padded = (order->size() + world - 1) / world * world;
+    for (size_t i = static_cast<size_t>(options_.rank); i < padded; i += world) shard->push_back((*order)[i % order->size()]);
+    order = shard;
+  }
   permutations_[epoch] = order;
   while (permutations_.size() > 3) permutations_.erase(permutations_.begin());  // the prefetch window spans <= 2
   return order;
@@ -169,7 +180,7 @@ Batch DataLoader::produce(int64_t global) const {
   batch.batch = global % batches_per_epoch_;
   auto order = permutation(batch.epoch);
   int64_t begin = batch.batch * options_.batch_size;
-  int64_t end = std::min<int64_t>(begin + options_.batch_size, dataset_->size());
+  int64_t end = std::min<int64_t>(begin + options_.batch_size, static_cast<int64_t>(order->size()));
   std::vector<Sample> samples;
   for (int64_t i = begin; i < end; ++i) {
     int64_t index = (*order)[i];

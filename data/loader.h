@@ -37,9 +37,15 @@ struct LoaderOptions {
   bool cache = false;      // keep decoded samples (before transforms) in RAM
   uint64_t seed = 0;
   Device device = Device::cpu();
+  // Data-parallel sharding, as torch's DistributedSampler(drop_last=False): every rank draws the same
+  // epoch permutation, pads it by repeating its start to a multiple of world_size and takes the indices
+  // rank, rank + world_size, ...; so the ranks' batches are disjoint (up to the padding) and together
+  // cover the epoch. batches_per_epoch() counts this rank's shard.
+  int rank = 0;
+  int world_size = 1;
 
   // From {"batch_size", "shuffle", "drop_last", "num_workers", "prefetch", "cache", "seed"}; the
-  // device is not a config key (the caller picks it).
+  // device, rank and world_size are not config keys (the caller picks them).
   static LoaderOptions from_json(const nlohmann::json& config);
 };
 

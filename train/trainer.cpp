@@ -211,6 +211,8 @@ Trainer::Trainer(Config config, TrainerSetup setup) : state_(std::make_unique<St
       SegmentationLoss::from_config(cfg, num_classes, s.ignore_index, counts ? &*counts : nullptr));
 
   s.train_data.loader.device = s.setup.device;
+  s.train_data.loader.rank = s.setup.parallel.rank;  // each rank trains on its shard of every epoch
+  s.train_data.loader.world_size = s.setup.parallel.world_size;
   s.val_data.loader.device = s.setup.device;
   s.train_loader = std::make_unique<DataLoader>(s.train_data.dataset, s.train_data.pipeline, s.train_data.loader);
   s.val_loader = std::make_unique<DataLoader>(s.val_data.dataset, s.val_data.pipeline, s.val_data.loader);

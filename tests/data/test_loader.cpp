@@ -148,6 +148,38 @@ TEST(Loader, ShufflesEachEpochOverEverySampleAndDropsLast) {
   EXPECT_EQ(no_drop.batches_per_epoch(), 4);
 }
 
+// Data-parallel shards (DistributedSampler semantics): 11 samples over 3 ranks give 4 indices each
+// (one padded from the permutation's start); every epoch the shards are disjoint up to that padding,
+// cover the dataset, and follow the one-process permutation rank, rank + 3, ...
+TEST(Loader, RankShardsCoverTheEpochDisjointly) {
+  auto ds = std::make_shared<CountingDataset>(11);
+  LoaderOptions whole_options = opts(0, 12);
+  DataLoader whole(ds, Pipeline(), whole_options);
+  for (int epoch = 0; epoch < 2; ++epoch) {
+    const std::vector<int64_t> permutation = whole.next()->indices;
+    ASSERT_FALSE(whole.next().has_value());
+    std::vector<int64_t> all;
+    for (int rank = 0; rank < 3; ++rank) {
+      LoaderOptions o = opts(rank == 1 ? 2 : 0, 3);
+      o.rank = rank;
+      o.world_size = 3;
+      DataLoader shard(ds, Pipeline(), o);
+      EXPECT_EQ(shard.batches_per_epoch(), 2);  // 4 indices in batches of 3
+      shard.restore({epoch, 0});
+      std::vector<int64_t> mine;
+      while (auto b = shard.next()) mine.insert(mine.end(), b->indices.begin(), b->indices.end());
+      ASSERT_EQ(mine.size(), 4u);
+      for (size_t k = 0; k < mine.size(); ++k) EXPECT_EQ(mine[k], permutation[(rank + 3 * k) % 11]) << rank;
+      all.insert(all.end(), mine.begin(), mine.end());
+    }
+    EXPECT_EQ(std::set<int64_t>(all.begin(), all.end()).size(), 11u);  // 12 draws cover all 11 samples
+  }
+  LoaderOptions bad = opts(0);
+  bad.rank = 2;
+  bad.world_size = 2;
+  expect_error([&] { DataLoader(ds, Pipeline(), bad); }, "DataLoader: rank 2 of world_size 2");
+}
+
 TEST(Loader, ResumesExactlyFromASavedPosition) {
   auto ds = std::make_shared<CountingDataset>(10);
   DataLoader uninterrupted(ds, augment(), opts(2));
