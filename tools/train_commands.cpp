@@ -302,7 +302,13 @@ int predict_command(const std::vector<std::string_view>& args) {
   };
   std::future<PredictionInput> next = std::async(std::launch::async, prepare, inputs.front());
   for (size_t k = 0; k < inputs.size(); ++k) {
-    PredictionInput current = next.get();  // rethrows a decode error naming the file
+    PredictionInput current;
+    try {
+      current = next.get();  // rethrows a decode error naming the file
+    } catch (...) {
+      flush();  // the images before the bad one still get their outputs
+      throw;
+    }
     if (k + 1 < inputs.size()) next = std::async(std::launch::async, prepare, inputs[k + 1]);
     const bool same_size = group.empty() || group.front().image.shape() == current.image.shape();
     if (!same_size || static_cast<int64_t>(group.size()) >= setup.inference.batch_size) flush();

@@ -133,6 +133,11 @@ expect 1 "no-such\.safetensors" eval "$tmp/tiny.json" --checkpoint "$tmp/no-such
 expect 1 "train: unknown option '--bogus'" train "$tmp/tiny.json" --bogus
 printf 'not a jpeg at all' >"$tmp/corrupt.jpg"
 expect 1 "corrupt\.jpg" predict "$tmp/tiny.json" --checkpoint "$tmp/run/best.safetensors" "$tmp/corrupt.jpg" --out "$tmp/pred"
+# A bad image in the middle: the ones before it still get their outputs.
+expect 1 "corrupt\.jpg" predict "$tmp/tiny.json" --checkpoint "$tmp/run/best.safetensors" "$tmp/inputs/a.png" \
+  "$tmp/inputs/b.png" "$tmp/corrupt.jpg" --out "$tmp/pred_bad" --set inference.batch_size=4
+[ -s "$tmp/pred_bad/a_mask.png" ] && [ -s "$tmp/pred_bad/b_mask.png" ] ||
+  { echo "FAIL: predict lost the outputs before a corrupt image"; failures=$((failures + 1)); }
 expect 1 "the loss is (nan|inf|-nan)" train "$tmp/tiny.json" --out "$tmp/diverge" --no-progress \
   --set optimizer.lr=1e30 --set optimizer.type=sgd --set model.batch_norm=false --set train.max_iters=20
 [ -s "$tmp/run/best.safetensors" ] || { echo "FAIL: best checkpoint lost"; failures=$((failures + 1)); }
