@@ -94,8 +94,13 @@ Tensor to_f32(const Tensor& t) {
   return t.to(DType::f32);
 }
 
-void promote(std::vector<Tensor>& tensors) {
-  if (!state.enabled) return;
+bool mixes_floating_dtypes(const Tensor& a, const Tensor& b) {
+  return state.enabled && a.defined() && b.defined() && a.dtype() != b.dtype() && is_floating(a.dtype()) &&
+         is_floating(b.dtype());
+}
+
+bool promote(std::vector<Tensor>& tensors) {
+  if (!state.enabled) return false;
   bool any = false;
   DType target = DType::f32;
   for (const Tensor& t : tensors) {
@@ -103,10 +108,15 @@ void promote(std::vector<Tensor>& tensors) {
     target = any ? wider(target, t.dtype()) : t.dtype();
     any = true;
   }
-  if (!any) return;
+  if (!any) return false;
+  bool changed = false;
   for (Tensor& t : tensors) {
-    if (t.defined() && is_floating(t.dtype()) && t.dtype() != target) t = t.to(target);
+    if (t.defined() && is_floating(t.dtype()) && t.dtype() != target) {
+      t = t.to(target);
+      changed = true;
+    }
   }
+  return changed;
 }
 
 size_t cached_casts() { return state.cache.size(); }

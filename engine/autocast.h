@@ -44,8 +44,12 @@ namespace autocast {
 // not floating or f64.
 Tensor to_low_precision(const Tensor& t);  // -> autocast_dtype()
 Tensor to_f32(const Tensor& t);            // f16 / bf16 -> f32
-// Casts the operands to the widest of their floating dtypes (f16 and bf16 together give f32).
-void promote(std::vector<Tensor>& tensors);
+// True when autocast is on and `a` and `b` are floating tensors of different dtypes: the test binary
+// ops make before promoting, so the common case costs no copies.
+bool mixes_floating_dtypes(const Tensor& a, const Tensor& b);
+// Casts the operands to the widest of their floating dtypes (f16 and bf16 together give f32); false
+// when autocast is off or nothing needed a cast.
+bool promote(std::vector<Tensor>& tensors);
 // Parameter casts held by the current outermost guard (tests).
 size_t cached_casts();
 }  // namespace autocast

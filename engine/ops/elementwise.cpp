@@ -133,11 +133,12 @@ Tensor unary_scalar_op(const char* name, UnaryOp op, const Tensor& x, double alp
   return unary_op(name, op, x, params);
 }
 
-Tensor binary_op(const char* name, BinaryOp op, const Tensor& a_arg, const Tensor& b_arg) {
-  std::vector<Tensor> operands{a_arg, b_arg};
-  autocast::promote(operands);  // mixed floating dtypes under autocast compute in the widest
-  const Tensor& a = operands[0];
-  const Tensor& b = operands[1];
+Tensor binary_op(const char* name, BinaryOp op, const Tensor& a, const Tensor& b) {
+  if (autocast::mixes_floating_dtypes(a, b)) {  // under autocast: compute in the widest dtype
+    std::vector<Tensor> operands{a, b};
+    autocast::promote(operands);
+    return binary_op(name, op, operands[0], operands[1]);  // one dtype now
+  }
   Tensor out = binary_forward(name, op, a, b);
   if (kernels::is_comparison(op) || !autograd::needs_grad({a, b})) return out;
   const bool linear = op == BinaryOp::add || op == BinaryOp::sub;
@@ -336,12 +337,13 @@ Tensor ge(const Tensor& a, double b) {
   return ge(a, scalar_operand("ge", a, b));
 }
 
-Tensor where(const Tensor& condition, const Tensor& a_arg, const Tensor& b_arg) {
+Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
   check_defined("where", condition);
-  std::vector<Tensor> operands{a_arg, b_arg};
-  autocast::promote(operands);  // mixed floating dtypes under autocast compute in the widest
-  const Tensor& a = operands[0];
-  const Tensor& b = operands[1];
+  if (autocast::mixes_floating_dtypes(a, b)) {  // under autocast: compute in the widest dtype
+    std::vector<Tensor> operands{a, b};
+    autocast::promote(operands);
+    return where(condition, operands[0], operands[1]);  // one dtype now
+  }
   check_operands("where", a, b);
   SE_CHECK(condition.dtype() == DType::boolean, "where: condition has dtype ", condition.dtype(), ", expected bool");
   SE_CHECK(condition.device() == a.device(), "where: condition is on ", condition.device(), ", operands on ",

@@ -118,10 +118,12 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   return gather_with(x, idx, desc, out_shape, "index_select");
 }
 
-Tensor cat(const std::vector<Tensor>& tensors_arg, int64_t dim) {
-  SE_CHECK(!tensors_arg.empty(), "cat: no tensors given");
-  std::vector<Tensor> tensors = tensors_arg;
-  autocast::promote(tensors);  // mixed floating dtypes under autocast compute in the widest
+Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
+  SE_CHECK(!tensors.empty(), "cat: no tensors given");
+  if (autocast_enabled()) {  // mixed floating dtypes compute in the widest
+    std::vector<Tensor> promoted = tensors;
+    if (autocast::promote(promoted)) return cat(promoted, dim);
+  }
   const Tensor& first = tensors[0];
   const int64_t d = wrap_dim(dim, first.dim(), "cat");
   Shape out_shape = first.shape();
