@@ -10,7 +10,8 @@ namespace se {
 
 LoaderOptions LoaderOptions::from_json(const nlohmann::json& config) {
   const std::string what = "loader";
-  check_config_keys(config, {"batch_size", "shuffle", "drop_last", "num_workers", "prefetch", "cache", "seed"}, what);
+  check_config_keys(config, {"batch_size", "shuffle", "drop_last", "num_workers", "prefetch", "cache", "seed", "pin_memory"},
+                    what);
   LoaderOptions o;
   o.batch_size = config_value<int64_t>(config, "batch_size", o.batch_size, what);
   o.shuffle = config_value<bool>(config, "shuffle", o.shuffle, what);
@@ -19,6 +20,7 @@ LoaderOptions LoaderOptions::from_json(const nlohmann::json& config) {
   o.prefetch = config_value<int>(config, "prefetch", o.prefetch, what);
   o.cache = config_value<bool>(config, "cache", o.cache, what);
   o.seed = config_value<uint64_t>(config, "seed", o.seed, what);
+  o.pin_memory = config_value<bool>(config, "pin_memory", o.pin_memory, what);
   return o;
 }
 
@@ -50,6 +52,7 @@ DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, Pipeline pipeline
            " samples", (options_.world_size > 1 ? detail::concat(" (", n, " per rank of ", options_.world_size, ")") : ""),
            ": no full batch of ", options_.batch_size, (options_.drop_last ? " (drop_last is on)" : ""));
   if (options_.cache) cache_.resize(static_cast<size_t>(dataset_->size()));
+  if (options_.device.is_cuda()) copy_stream_ = Stream::create(options_.device);
   start_workers();
 }
 
@@ -98,6 +101,7 @@ void DataLoader::restore(const LoaderState& state) {
            state.epoch, ", batch ", state.batch, " is not a position of a loader with ", batches_per_epoch_,
            " batches per epoch");
   state_ = state;
+  copied_ahead_.reset();
   std::lock_guard lock(mutex_);
   ++generation_;
   results_.clear();
@@ -105,37 +109,84 @@ void DataLoader::restore(const LoaderState& state) {
   work_ready_.notify_all();
 }
 
+Batch DataLoader::take_host_batch(int64_t job) {
+  if (workers_.empty()) return produce(job);
+  Result result;
+  {
+    std::unique_lock lock(mutex_);
+    result_ready_.wait(lock, [&] { return results_.count(job) > 0; });
+    result = std::move(results_[job]);
+    results_.erase(job);
+    consumed_ = job + 1;
+  }
+  work_ready_.notify_all();
+  if (result.error) {
+    restore(state_);  // a later call retries this batch instead of waiting for it forever
+    std::rethrow_exception(result.error);
+  }
+  return std::move(*result.batch);
+}
+
+std::optional<Batch> DataLoader::try_take_host_batch(int64_t job) {
+  if (workers_.empty()) return std::nullopt;
+  std::optional<Batch> batch;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = results_.find(job);
+    // An error stays where it is: the next() that asks for this batch reports it.
+    if (it == results_.end() || it->second.error) return std::nullopt;
+    batch = std::move(it->second.batch);
+    results_.erase(it);
+    consumed_ = job + 1;
+  }
+  work_ready_.notify_all();
+  return batch;
+}
+
+DataLoader::DeviceBatch DataLoader::start_copy(int64_t job, Batch host) {
+  DeviceBatch out{job, std::move(host), Event(options_.device, false)};
+  const bool pinned = out.batch.images.is_pinned() && out.batch.masks.is_pinned();
+  {
+    // Allocated and copied in the copy stream's order; the host buffers go back to the pinned cache
+    // when this scope ends, and the allocator keeps them until the copy stream has read them.
+    StreamGuard on_copy_stream(copy_stream_);
+    out.batch.images = out.batch.images.to(options_.device, /*non_blocking=*/true);
+    out.batch.masks = out.batch.masks.to(options_.device, /*non_blocking=*/true);
+    out.ready.record(copy_stream_);
+  }
+  ++transfer_stats_.batches;
+  if (pinned) ++transfer_stats_.pinned;
+  return out;
+}
+
 std::optional<Batch> DataLoader::next() {
   if (state_.batch == batches_per_epoch_) {
     state_ = {state_.epoch + 1, 0};
     return std::nullopt;
   }
-  int64_t job = global_index(state_);
-  Batch batch;
-  if (workers_.empty()) {
-    batch = produce(job);
+  const int64_t job = global_index(state_);
+  if (options_.device.is_cpu()) {
+    Batch batch = take_host_batch(job);
+    ++state_.batch;
+    return batch;
+  }
+  std::optional<DeviceBatch> copied;
+  if (copied_ahead_ && copied_ahead_->job == job) {
+    copied = std::move(copied_ahead_);
+    ++transfer_stats_.copied_ahead;
   } else {
-    Result result;
-    {
-      std::unique_lock lock(mutex_);
-      result_ready_.wait(lock, [&] { return results_.count(job) > 0; });
-      result = std::move(results_[job]);
-      results_.erase(job);
-      consumed_ = job + 1;
-    }
-    work_ready_.notify_all();
-    if (result.error) {
-      restore(state_);  // a later call retries this batch instead of waiting for it forever
-      std::rethrow_exception(result.error);
-    }
-    batch = std::move(*result.batch);
+    copied = start_copy(job, take_host_batch(job));
   }
+  copied_ahead_.reset();
   ++state_.batch;
-  if (!options_.device.is_cpu()) {
-    batch.images = batch.images.to(options_.device);
-    batch.masks = batch.masks.to(options_.device);
-  }
-  return batch;
+  // Hand over to the caller's stream: its work waits for the copy, and the memory counts as used there.
+  const Stream compute = current_stream(options_.device);
+  copied->ready.block(compute);
+  record_stream(copied->batch.images, compute);
+  record_stream(copied->batch.masks, compute);
+  // Queue the next batch's copy now if the workers have it, so it overlaps the caller's work.
+  if (std::optional<Batch> host = try_take_host_batch(job + 1)) copied_ahead_ = start_copy(job + 1, std::move(*host));
+  return std::move(copied->batch);
 }
 
 std::shared_ptr<const std::vector<int64_t>> DataLoader::permutation(int64_t epoch) const {
@@ -205,8 +256,13 @@ Batch DataLoader::produce(int64_t global) const {
              "' (image ", image_shape_str(s.image), "): samples of a batch need one size; add a random_crop + pad ",
              "or a fixed resize to the transforms, or use batch_size 1");
   }
-  batch.images = empty({n, 3, h, w});
-  batch.masks = empty({n, mh, mw}, {.dtype = DType::i64});
+  if (options_.device.is_cuda() && options_.pin_memory) {
+    batch.images = empty_pinned({n, 3, h, w});
+    batch.masks = empty_pinned({n, mh, mw}, DType::i64);
+  } else {
+    batch.images = empty({n, 3, h, w});
+    batch.masks = empty({n, mh, mw}, {.dtype = DType::i64});
+  }
   float* images = batch.images.data<float>();
   int64_t* masks = batch.masks.data<int64_t>();
   for (int64_t k = 0; k < n; ++k) {

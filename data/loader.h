@@ -5,8 +5,12 @@
 // from the seed and the epoch, each sample's augmentation from (seed, e, dataset index). So the batches
 // are the same whatever the number of workers, and a saved position (epoch, batch) resumes exactly.
 //
-// Host batches are ordinary (pageable) CPU tensors: the engine has no pinned host memory yet, so the
-// copy to a CUDA device is a plain synchronous Tensor::to on the caller's current stream.
+// On a CUDA device the workers collate into pinned (page-locked) host buffers, and the copies to the
+// device run asynchronously on a copy stream of the loader's own: next() queues the copy of the batch
+// after the one it returns whenever the workers have it ready, so that transfer overlaps the caller's
+// work on the batch before. The returned tensors are ordered on the caller's current stream (it waits
+// for the copy's event) and recorded as used there, so the caching allocator keeps them from the copy
+// stream until the caller's work is done.
 #pragma once
 
 #include <condition_variable>
@@ -24,6 +28,7 @@
 
 #include "data/dataset.h"
 #include "data/transforms.h"
+#include "engine/stream.h"
 #include "engine/tensor.h"
 
 namespace se {
@@ -43,8 +48,11 @@ struct LoaderOptions {
   // cover the epoch. batches_per_epoch() counts this rank's shard.
   int rank = 0;
   int world_size = 1;
+  // CUDA devices: collate into pinned host memory so that the copies to the device are asynchronous
+  // (pageable host memory is copied synchronously by the runtime). Ignored on the CPU.
+  bool pin_memory = true;
 
-  // From {"batch_size", "shuffle", "drop_last", "num_workers", "prefetch", "cache", "seed"}; the
+  // From {"batch_size", "shuffle", "drop_last", "num_workers", "prefetch", "cache", "seed", "pin_memory"}; the
   // device, rank and world_size are not config keys (the caller picks them).
   static LoaderOptions from_json(const nlohmann::json& config);
 };
@@ -68,6 +76,13 @@ struct LoaderState {
   friend bool operator==(const LoaderState&, const LoaderState&) = default;
 };
 
+// What the loader did to move batches to a CUDA device (zeros on the CPU).
+struct TransferStats {
+  int64_t batches = 0;       // batches copied to the device
+  int64_t pinned = 0;        // of those, from pinned host memory (asynchronous copies)
+  int64_t copied_ahead = 0;  // of those, queued by the next() before the one that returned them
+};
+
 class DataLoader {
  public:
   DataLoader(std::shared_ptr<const Dataset> dataset, Pipeline pipeline, LoaderOptions options);
@@ -87,15 +102,25 @@ class DataLoader {
 
   const Dataset& dataset() const { return *dataset_; }
   const LoaderOptions& options() const { return options_; }
+  TransferStats transfer_stats() const { return transfer_stats_; }
 
  private:
   struct Result {
     std::optional<Batch> batch;  // on the host
     std::exception_ptr error;
   };
+  // A batch whose copy to the device is queued on copy_stream_; `ready` follows the copy.
+  struct DeviceBatch {
+    int64_t job = 0;
+    Batch batch;
+    Event ready;
+  };
 
   int64_t global_index(const LoaderState& s) const { return s.epoch * batches_per_epoch_ + s.batch; }
   Batch produce(int64_t global) const;  // thread-safe
+  Batch take_host_batch(int64_t job);                     // waits for the workers; rethrows their error
+  std::optional<Batch> try_take_host_batch(int64_t job);  // only if ready and without error
+  DeviceBatch start_copy(int64_t job, Batch host);
   std::shared_ptr<const std::vector<int64_t>> permutation(int64_t epoch) const;
   Sample load(int64_t index) const;
   void worker_loop();
@@ -107,6 +132,11 @@ class DataLoader {
   LoaderOptions options_;
   int64_t batches_per_epoch_ = 0;
   LoaderState state_;
+
+  // CUDA devices: the stream the host-to-device copies run on, and the next batch already on its way.
+  Stream copy_stream_;
+  std::optional<DeviceBatch> copied_ahead_;
+  TransferStats transfer_stats_;
 
   // Worker coordination: jobs are global batch numbers epoch * batches_per_epoch + batch.
   std::mutex mutex_;

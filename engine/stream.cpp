@@ -4,6 +4,9 @@
 #include <chrono>
 
 #include "core/error.h"
+#include "engine/allocator.h"
+#include "engine/host_allocator.h"
+#include "engine/tensor.h"
 #ifdef SEGENGINE_HAS_CUDA
 #include "kernels/cuda/runtime.h"
 #endif
@@ -137,6 +140,19 @@ void synchronize(Device device) {
     kernels::cuda::device_synchronize();
   }
 #endif
+}
+
+void record_stream(const Tensor& tensor, const Stream& stream) {
+  SE_CHECK(tensor.defined(), "record_stream: undefined tensor");
+  if (!stream.device().is_cuda()) return;
+  void* block = tensor.storage()->data();
+  if (tensor.device().is_cuda()) {
+    SE_CHECK(tensor.device() == stream.device(), "record_stream: tensor on ", tensor.device().str(), ", stream on ",
+             stream.device().str());
+    cuda_allocator(tensor.device().index).record_stream(block, stream.handle());
+  } else if (tensor.is_pinned()) {
+    pinned_host_allocator().record_stream(block, stream.device().index, stream.handle());
+  }
 }
 
 }  // namespace se

@@ -58,4 +58,10 @@ class Event {
 
 void synchronize(Device device);  // waits for all work on the device
 
+class Tensor;
+// `tensor`'s memory is used by work queued on `stream` (a stream other than the one it was allocated
+// on): the allocator does not reuse it after it is freed until that work has run. As
+// torch.Tensor.record_stream. For CUDA tensors and pinned host tensors; a no-op for other CPU tensors.
+void record_stream(const Tensor& tensor, const Stream& stream);
+
 }  // namespace se

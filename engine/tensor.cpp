@@ -96,6 +96,8 @@ void* Tensor::data_ptr() const {
   return static_cast<char*>(impl.storage->data()) + impl.offset * static_cast<int64_t>(dtype_size(impl.dtype));
 }
 
+bool Tensor::is_pinned() const { return storage()->pinned(); }
+
 bool Tensor::is_contiguous(MemoryFormat format) const {
   const Shape& sizes = shape();
   const Shape& st = strides();
@@ -153,6 +155,20 @@ Tensor empty_strided(const Shape& shape, const Shape& strides, const TensorOptio
 
 Tensor empty(const Shape& shape, const TensorOptions& options) {
   return empty_strided(shape, contiguous_strides(shape), options);
+}
+
+Tensor empty_pinned(const Shape& shape, DType dtype) {
+  int64_t count = 1;
+  for (int64_t size : shape) {
+    SE_CHECK(size >= 0, "empty_pinned: negative size ", size, " in shape ", shape_str(shape));
+    count *= size;
+  }
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = std::make_shared<Storage>(static_cast<size_t>(count) * dtype_size(dtype), Device::cpu(), true);
+  impl->sizes = shape;
+  impl->strides = contiguous_strides(shape);
+  impl->dtype = dtype;
+  return Tensor(std::move(impl));
 }
 
 Tensor empty_like(const Tensor& like, MemoryFormat format) {

@@ -103,14 +103,21 @@ class Tensor {
 
   // ---- copies (differentiable)
   Tensor contiguous(MemoryFormat format = MemoryFormat::contiguous) const;  // self when already so
-  Tensor to(Device device) const;
+  // From pinned host memory to a CUDA device with non_blocking, the copy is queued on the device's
+  // current stream and the call returns at once (the source must not be written until that stream has
+  // run the copy, as in PyTorch); otherwise the call returns when the source may be reused.
+  Tensor to(Device device, bool non_blocking = false) const;
   Tensor to(DType dtype) const;
-  Tensor to(Device device, DType dtype) const;
+  Tensor to(Device device, DType dtype, bool non_blocking = false) const;
   Tensor clone(MemoryFormat format = MemoryFormat::preserve) const;
+  // A copy in page-locked host memory (self when already pinned): CPU tensors only. Copies from pinned
+  // memory to a GPU run asynchronously and at full bus speed.
+  Tensor pin_memory() const;
+  bool is_pinned() const;  // in page-locked host memory
 
   // ---- in-place (bump the version counter; not allowed on tensors that require grad unless
   // grad mode is off and the tensor is a leaf)
-  Tensor& copy_(const Tensor& src);  // broadcasts src, casts, copies across devices
+  Tensor& copy_(const Tensor& src, bool non_blocking = false);  // broadcasts src, casts, copies across devices
   Tensor& zero_();
   Tensor& fill_(double value);
 
@@ -158,6 +165,8 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op);
 Tensor empty(const Shape& shape, const TensorOptions& options = {});
 Tensor empty_strided(const Shape& shape, const Shape& strides, const TensorOptions& options = {});
 Tensor empty_like(const Tensor& like, MemoryFormat format = MemoryFormat::contiguous);
+// An uninitialised contiguous CPU tensor in page-locked memory (needs a build with CUDA).
+Tensor empty_pinned(const Shape& shape, DType dtype = DType::f32);
 Tensor zeros(const Shape& shape, const TensorOptions& options = {});
 Tensor ones(const Shape& shape, const TensorOptions& options = {});
 Tensor full(const Shape& shape, double value, const TensorOptions& options = {});

@@ -3,6 +3,8 @@
 
 #include "engine/autograd.h"
 #include "engine/dispatch.h"
+#include "engine/host_allocator.h"
+#include "engine/stream.h"
 #include "kernels/copy.h"
 #ifdef SEGENGINE_HAS_CUDA
 #include "kernels/cuda/runtime.h"
@@ -32,7 +34,7 @@ void copy_same_device(const Tensor& dst, const Tensor& src) {
 }
 
 // A fresh tensor with `src`'s values on `device` in `dtype` and the given layout; no autograd.
-Tensor copy_to_new(const Tensor& src, Device device, DType dtype, MemoryFormat format) {
+Tensor copy_to_new(const Tensor& src, Device device, DType dtype, MemoryFormat format, bool non_blocking = false) {
   TensorOptions options{dtype, device, false};
   Tensor out;
   if (format == MemoryFormat::channels_last) {
@@ -43,7 +45,7 @@ Tensor copy_to_new(const Tensor& src, Device device, DType dtype, MemoryFormat f
     out = empty(src.shape(), options);
   }
   NoGradGuard no_grad;
-  out.copy_(src);
+  out.copy_(src, non_blocking);
   return out;
 }
 
@@ -73,18 +75,30 @@ Tensor Tensor::clone(MemoryFormat format) const {
   return out;
 }
 
-Tensor Tensor::to(Device device) const { return to(device, dtype()); }
+Tensor Tensor::to(Device device, bool non_blocking) const { return to(device, dtype(), non_blocking); }
 Tensor Tensor::to(DType dtype) const { return to(device(), dtype); }
 
-Tensor Tensor::to(Device device, DType dtype) const {
+Tensor Tensor::to(Device device, DType dtype, bool non_blocking) const {
   if (device == this->device() && dtype == this->dtype()) return *this;
   check_device(device, "to");
-  Tensor out = copy_to_new(*this, device, dtype, MemoryFormat::preserve);
+  Tensor out = copy_to_new(*this, device, dtype, MemoryFormat::preserve, non_blocking);
   record_copy("to", *this, out);
   return out;
 }
 
-Tensor& Tensor::copy_(const Tensor& src) {
+Tensor Tensor::pin_memory() const {
+  SE_CHECK(device().is_cpu(), "pin_memory: only CPU tensors can be pinned, this one is on ", device().str());
+  if (is_pinned()) return *this;
+  Tensor out = empty_pinned(shape(), dtype());
+  {
+    NoGradGuard no_grad;
+    out.copy_(*this);
+  }
+  record_copy("pin_memory", *this, out);
+  return out;
+}
+
+Tensor& Tensor::copy_(const Tensor& src, bool non_blocking) {
   SE_CHECK(src.defined(), "copy_: source tensor is undefined");
   autograd::prepare_inplace(*this, "copy_");
   SE_CHECK(broadcast_shapes(shape(), src.shape(), "copy_") == shape(), "copy_: source of shape ",
@@ -99,12 +113,21 @@ Tensor& Tensor::copy_(const Tensor& src) {
   SE_THROW("copy_: from ", source.device().str(), " to ", device().str(), " in a build without CUDA");
 #else
   if (device().is_cuda() && source.device().is_cpu()) {
-    // Convert and densify on the host, transfer, then lay out on the device if needed.
-    Tensor host = copy_to_new(source, Device::cpu(), dtype(), MemoryFormat::contiguous);
+    // Convert and densify on the host unless the source is already dense in the target dtype, transfer,
+    // then lay out on the device if needed.
+    const bool direct = source.is_contiguous() && source.dtype() == dtype();
+    Tensor host = direct ? source : copy_to_new(source, Device::cpu(), dtype(), MemoryFormat::contiguous);
     Tensor staging = is_contiguous() ? *this : empty(shape(), {dtype(), device()});
+    const kernels::Stream stream = current_stream(device()).handle();
     kernels::cuda::set_device(device().index);
-    kernels::cuda::copy_host_to_device(staging.data_ptr(), host.data_ptr(), host.nbytes(),
-                                       current_stream(device()).handle());
+    kernels::cuda::copy_host_to_device(staging.data_ptr(), host.data_ptr(), host.nbytes(), stream);
+    if (host.is_pinned()) {
+      // From pageable memory the runtime has read the source before it returns; from pinned memory the
+      // copy is still queued. Keep the block from reuse until the stream has run it, and unless the
+      // caller asked for non_blocking, wait for it (the caller may overwrite the source next).
+      pinned_host_allocator().record_stream(host.storage()->data(), device().index, stream);
+      if (!non_blocking) kernels::cuda::stream_synchronize(stream);
+    }
     if (!staging.same(*this)) copy_same_device(*this, staging);
   } else if (device().is_cpu() && source.device().is_cuda()) {
     Tensor dense = copy_to_new(source, source.device(), dtype(), MemoryFormat::contiguous);

@@ -84,7 +84,8 @@ void device_free(void* ptr) { CUDA_CHECK(cudaFree(ptr)); }
 
 void* pinned_host_malloc(size_t bytes) {
   void* ptr = nullptr;
-  CUDA_CHECK(cudaMallocHost(&ptr, bytes));
+  // Portable: page-locked for every device's context, so one buffer can feed copies to any GPU.
+  CUDA_CHECK(cudaHostAlloc(&ptr, bytes, cudaHostAllocPortable));
   return ptr;
 }
 

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
+#include <thread>
 #include <set>
 
 #include "data/loader.h"
@@ -269,6 +271,64 @@ TEST(LoaderCuda, BatchesLandOnTheDeviceWithTheSameValues) {
     EXPECT_EQ(a.images.to_vector<float>(), b.images.to_vector<float>());
     EXPECT_EQ(a.masks.to_vector<int64_t>(), b.masks.to_vector<int64_t>());
   }
+  EXPECT_EQ(host.transfer_stats().batches, 0);
+}
+
+// The copy path: pinned host batches, copies queued one batch ahead on the loader's stream, handed to
+// the caller's stream; the batches are those of the CPU loader, also across epochs and a restore.
+TEST(LoaderCuda, CopiesFromPinnedMemoryAheadOfTheCaller) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  auto ds = std::make_shared<CountingDataset>(10);
+  Flat reference;
+  DataLoader host(ds, augment(), opts(2, 4));
+  take(host, reference, 12);
+  host.restore({1, 1});
+  take(host, reference, 3);
+  for (bool pin : {true, false}) {
+    for (int workers : {0, 2}) {
+      LoaderOptions o = opts(workers, 4);
+      o.device = Device::cuda();
+      o.pin_memory = pin;
+      o.prefetch = 3;
+      DataLoader loader(ds, augment(), o);
+      Stream caller = Stream::create(Device::cuda());  // the batches are used on a stream of the caller's
+      StreamGuard guard(caller);
+      Flat got;
+      for (int k = 0; k < 12; ++k) {
+        // Gives the workers time to finish the next batch, so that next() can queue its copy early.
+        if (workers > 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        take(loader, got, 1);
+      }
+      loader.restore({1, 1});
+      take(loader, got, 3);
+      EXPECT_TRUE(got == reference) << "pin_memory " << pin << ", " << workers << " workers";
+      const TransferStats stats = loader.transfer_stats();
+      EXPECT_GE(stats.batches, 11) << pin << " " << workers;  // 9 batches, 2 after the restore, + dropped ones
+      EXPECT_EQ(stats.pinned, pin ? stats.batches : 0) << workers;
+      if (workers == 0) {
+        EXPECT_EQ(stats.copied_ahead, 0);  // nothing to copy ahead without workers
+      } else {
+        EXPECT_GT(stats.copied_ahead, 0) << pin;
+      }
+    }
+  }
+}
+
+// A worker's error for the batch after the current one must not surface early or be lost.
+TEST(LoaderCuda, AnErrorAheadIsReportedWhenItsBatchIsAskedFor) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  auto broken = std::make_shared<CountingDataset>(12, 12, /*broken=*/9);
+  LoaderOptions o = opts(2, 4);
+  o.shuffle = false;
+  o.device = Device::cuda();
+  DataLoader loader(broken, Pipeline(), o);
+  ASSERT_TRUE(loader.next().has_value());
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_TRUE(loader.next().has_value());
+  expect_error([&] { loader.next(); }, "sample 9 of dataset 'counting' (epoch 0, batch 2)");
+  expect_error([&] { loader.next(); }, "sample 9");
+  EXPECT_EQ(loader.state(), (LoaderState{0, 2}));
+  expect_error([] { LoaderOptions::from_json({{"pin_memory", "yes"}}); }, "pin_memory");
 }
 
 }  // namespace

@@ -2,8 +2,10 @@
 
 #include "engine/allocator.h"
 #include "engine/autograd.h"
+#include "engine/host_allocator.h"
 #include "engine/ops.h"
 #include "engine/stream.h"
+#include "tests/engine/test_util.h"
 
 namespace se {
 namespace {
@@ -109,6 +111,115 @@ TEST_F(CudaAllocator, OutOfMemoryReportsTheStats) {
   allocator_->set_memory_limit(0);
   Tensor fits = empty({16 << 20}, {.device = Device::cuda()});
   EXPECT_EQ(fits.numel(), 16 << 20);
+}
+
+TEST(PinnedHostAllocatorRounding, PowersOfTwoFromOnePage) {
+  EXPECT_EQ(PinnedHostAllocator::round_size(0), 4096u);
+  EXPECT_EQ(PinnedHostAllocator::round_size(4096), 4096u);
+  EXPECT_EQ(PinnedHostAllocator::round_size(4097), 8192u);
+  EXPECT_EQ(PinnedHostAllocator::round_size((3 << 20) + 5), size_t{4} << 20);
+}
+
+class PinnedHost : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  }
+};
+
+TEST_F(PinnedHost, CachesFreedBlocks) {
+  PinnedHostAllocator allocator;
+  void* first = allocator.allocate(5000);  // an 8 KiB block
+  EXPECT_TRUE(allocator.owns(first));
+  EXPECT_EQ(allocator.stats().allocated_bytes, 8192u);
+  allocator.free(first);
+  EXPECT_FALSE(allocator.owns(first));
+  EXPECT_EQ(allocator.stats().allocated_bytes, 0u);
+  void* second = allocator.allocate(7000);  // same size class: the cached block
+  EXPECT_EQ(second, first);
+  void* third = allocator.allocate(100);  // nothing cached fits: a new block
+  EXPECT_NE(third, first);
+  allocator.free(second);
+  allocator.free(third);
+  AllocatorStats stats = allocator.stats();
+  EXPECT_EQ(stats.device_mallocs, 2u);
+  EXPECT_EQ(stats.cache_hits, 1u);
+  EXPECT_EQ(stats.reserved_bytes, 8192u + 4096u);
+  EXPECT_EQ(stats.peak_allocated_bytes, 8192u + 4096u);
+  allocator.empty_cache();
+  EXPECT_EQ(allocator.stats().device_frees, 2u);
+  EXPECT_EQ(allocator.stats().reserved_bytes, 0u);
+}
+
+TEST_F(PinnedHost, ABlockUsedByAStreamWaitsForItBeforeReuse) {
+  PinnedHostAllocator allocator;
+  Stream side = Stream::create(Device::cuda());
+  void* block = allocator.allocate(1 << 16);
+  allocator.record_stream(block, 0, side.handle());
+  allocator.record_stream(block, 0, side.handle());  // recorded once
+  allocator.free(block);
+  side.synchronize();  // the stream has passed the free: the block is reusable
+  EXPECT_EQ(allocator.allocate(1 << 16), block);
+  allocator.free(block);
+  testing::expect_error([&] { allocator.free(block); }, "pinned host allocator: free of pointer");
+  testing::expect_error([&] { allocator.record_stream(block, 0, nullptr); }, "is not a live pinned block");
+}
+
+TEST_F(PinnedHost, PinnedTensorsKeepTheirValues) {
+  Tensor x = arange(24.0).view({2, 3, 4}).transpose(1, 2);  // not contiguous
+  EXPECT_FALSE(x.is_pinned());
+  Tensor pinned = x.pin_memory();
+  EXPECT_TRUE(pinned.is_pinned());
+  EXPECT_TRUE(pinned.is_contiguous());
+  EXPECT_TRUE(pinned_host_allocator().owns(pinned.storage()->data()));
+  EXPECT_EQ(pinned.to_vector<float>(), x.to_vector<float>());
+  EXPECT_TRUE(pinned.pin_memory().same(pinned));
+  EXPECT_TRUE(pinned.narrow(0, 1, 1).is_pinned());  // views share the pinned storage
+  testing::expect_error([] { ones({2}, {.device = Device::cuda()}).pin_memory(); },
+                       "pin_memory: only CPU tensors can be pinned, this one is on cuda:0");
+  // Differentiable, like the other copies.
+  Tensor leaf = ones({3}, {.requires_grad = true});
+  sum(mul(leaf.pin_memory(), 2.0)).backward();
+  EXPECT_EQ(leaf.grad().to_vector<float>(), (std::vector<float>{2, 2, 2}));
+}
+
+TEST_F(PinnedHost, CopiesFromPinnedMemoryReachTheDevice) {
+  Tensor values = randn({513, 1024});  // a size class (4 MiB) no other test here uses
+  Tensor pinned = values.pin_memory();
+  Stream side = Stream::create(Device::cuda());
+  Tensor async, converted, window;
+  {
+    StreamGuard guard(side);
+    async = pinned.to(Device::cuda(), /*non_blocking=*/true);
+    converted = pinned.to(Device::cuda(), DType::f16, true);   // converted on the host first
+    window = pinned.narrow(0, 2, 2).to(Device::cuda(), true);  // a view at an offset into the block
+  }
+  side.synchronize();
+  EXPECT_EQ(async.to_vector<float>(), values.to_vector<float>());
+  EXPECT_EQ(converted.to_vector<float>(), values.to(DType::f16).to_vector<float>());
+  EXPECT_EQ(window.to_vector<float>(), values.narrow(0, 2, 2).to_vector<float>());
+  // Without non_blocking the source may be overwritten as soon as to() returns.
+  Tensor blocking = pinned.to(Device::cuda());
+  pinned.fill_(0.0);
+  EXPECT_EQ(blocking.to_vector<float>(), values.to_vector<float>());
+  // A freed pinned tensor's block goes back to the cache once its copy has run.
+  void* block = pinned.storage()->data();
+  pinned = Tensor();
+  synchronize(Device::cuda());
+  const AllocatorStats before = pinned_host_allocator().stats();
+  Tensor again = empty_pinned({513, 1024});
+  EXPECT_EQ(again.storage()->data(), block);
+  EXPECT_EQ(pinned_host_allocator().stats().device_mallocs, before.device_mallocs);
+}
+
+TEST_F(PinnedHost, RecordStreamCoversPinnedAndDeviceTensors) {
+  Stream side = Stream::create(Device::cuda());
+  Tensor pinned = empty_pinned({16});
+  Tensor device = empty({16}, {.device = Device::cuda()});
+  record_stream(pinned, side);
+  record_stream(device, side);
+  record_stream(ones({2}), side);  // pageable: nothing to do
+  testing::expect_error([&] { record_stream(Tensor(), side); }, "record_stream: undefined tensor");
 }
 
 TEST(CudaStreams, EventsOrderAndTimeWork) {
