@@ -1,22 +1,28 @@
-// CUDA Conv2d over NCHW, a first straightforward version:
-// - the three passes as implicit GEMMs (no im2col buffer): one shared-memory tiled kernel (64 x 64
-//   block tile, k step 16, 4 x 4 outputs per thread) whose tile loaders compute the im2col / col2im
-//   addresses on the fly, per group (group along gridDim.z):
+// CUDA Conv2d over NCHW:
+// - the three passes as implicit GEMMs (no im2col buffer) whose tile loaders compute the im2col /
+//   col2im addresses on the fly, per group (group along gridDim.z):
 //     forward          M = Og, N = N*OH*OW, K = Cg*KH*KW   A = w,   B = im2col(x)
 //     backward data    M = Cg, N = N*H*W,   K = Og*KH*KW   A = w^T, B = dy gathered at the outputs
 //                                                          that read each input pixel (no atomics)
 //     backward weight  M = Og, N = Cg*KH*KW, K = N*OH*OW   A = dy,  B = im2col(x)^T; K is split over
 //                                                          blocks that atomically add (f32, f64)
+//   f32/f64: a shared-memory tiled kernel (64 x 64 block tile, k step 16, 4 x 4 outputs per thread).
+//   f16/bf16: tensor cores (nvcuda::wmma 16 x 16 x 16, f32 accumulate; 64 x 64 block tile, k step 32,
+//   four warps of 2 x 2 fragments), the same loaders filling half-precision tiles.
+// - 1x1 convolutions with stride 1, no padding and one group are plain batched GEMMs over the images
+//   (forward and backward data), run by the tuned GEMM kernels (kernels/cuda/gemm.cu).
 // - depthwise (groups == C_in): one thread per output (forward) or input (backward data) element, one
 //   block per weight (backward weight), and one block per channel for the bias gradient.
-// f16/bf16 load into f32 shared tiles and accumulate in f32 (no tensor cores yet); f64 computes in f64.
-// Built by nvcc and by the emulator from this one source (DESIGN.md rules).
+// f64 computes in f64. Built by nvcc and by the emulator from this one source (DESIGN.md rules).
+#include <mma.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <type_traits>
 
 #include "kernels/conv.h"
 #include "kernels/cuda/common.cuh"
+#include "kernels/gemm.h"
 #include "kernels/cuda/group_reduce.cuh"
 
 namespace se::kernels::cuda {
@@ -53,6 +59,7 @@ __device__ acc_t<T> im2col_value(const ConvArgs& s, const T* x,  // (N, C_in, H,
 
 template <typename T>
 struct ForwardGemm {
+  using Element = T;
   using Acc = acc_t<T>;
   static constexpr bool kBAlongK = false;  // B loads walk pixels (n), contiguous in x
   ConvArgs s;
@@ -74,6 +81,7 @@ struct ForwardGemm {
 
 template <typename T>
 struct BackwardDataGemm {
+  using Element = T;
   using Acc = acc_t<T>;
   static constexpr bool kBAlongK = false;
   ConvArgs s;
@@ -107,6 +115,7 @@ struct BackwardDataGemm {
 
 template <typename T>
 struct BackwardWeightGemm {
+  using Element = T;
   using Acc = acc_t<T>;
   static constexpr bool kBAlongK = true;  // B loads walk pixels, which are k here
   ConvArgs s;
@@ -186,6 +195,84 @@ __global__ void conv_gemm_kernel(P p, int64_t k_per_split) {
       const int64_t col = n0 + tx + j * (kBN / kTN);
       if (col < n_size) p.store(g, row, col, acc[i][j]);
     }
+  }
+}
+
+// The same implicit GEMM on tensor cores for f16/bf16: the loaders' values (exact in f32) go into
+// half-precision tiles, each of the four warps owns a 32 x 32 corner of the 64 x 64 block tile as
+// 2 x 2 f32 accumulator fragments, and the accumulators pass through shared memory to the epilogue
+// (their element layout is unspecified), which rounds once per output as the f32 path does.
+constexpr int kWmmaBM = 64, kWmmaBN = 64, kWmmaBK = 32, kWmmaThreads = 128;
+constexpr int kWmmaLdA = kWmmaBK + 8;  // padded rows against bank conflicts; multiples of 8 for wmma
+constexpr int kWmmaLdB = kWmmaBN + 8;
+constexpr int kWmmaLdC = kWmmaBN + 4;
+
+template <typename P>
+__global__ void conv_wmma_kernel(P p, int64_t k_per_split) {
+  namespace wmma = nvcuda::wmma;
+  using T = typename P::Element;
+  alignas(32) __shared__ T as[kWmmaBM * kWmmaLdA];  // A tile, row-major (m, k)
+  alignas(32) __shared__ T bs[kWmmaBK * kWmmaLdB];  // B tile, row-major (k, n)
+  alignas(32) __shared__ float cs[kWmmaBM * kWmmaLdC];
+  const int tid = static_cast<int>(threadIdx.x);
+  const int warp = tid / 32, warp_m = warp / 2, warp_n = warp % 2;
+  const int64_t g = blockIdx.z % p.s.groups;
+  const int64_t k_begin = static_cast<int64_t>(blockIdx.z / p.s.groups) * k_per_split;
+  const int64_t k_end = k_begin + k_per_split < p.k() ? k_begin + k_per_split : p.k();
+  const int64_t m0 = static_cast<int64_t>(blockIdx.y) * kWmmaBM, n0 = static_cast<int64_t>(blockIdx.x) * kWmmaBN;
+  const int64_t m_size = p.m(), n_size = p.n();
+  const T zero = static_cast<T>(0.0f);
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[2][2];
+  for (int i = 0; i < 2; ++i) {
+    for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
+  }
+  for (int64_t k0 = k_begin; k0 < k_end; k0 += kWmmaBK) {
+    for (int e = tid; e < kWmmaBM * kWmmaBK; e += kWmmaThreads) {  // consecutive threads along k
+      const int kk = e % kWmmaBK, mm = e / kWmmaBK;
+      const int64_t gm = m0 + mm, gk = k0 + kk;
+      as[mm * kWmmaLdA + kk] = gm < m_size && gk < k_end ? static_cast<T>(p.a(g, gm, gk)) : zero;
+    }
+    for (int e = tid; e < kWmmaBK * kWmmaBN; e += kWmmaThreads) {
+      const int kk = P::kBAlongK ? e % kWmmaBK : e / kWmmaBN;
+      const int nn = P::kBAlongK ? e / kWmmaBK : e % kWmmaBN;
+      const int64_t gn = n0 + nn, gk = k0 + kk;
+      bs[kk * kWmmaLdB + nn] = gn < n_size && gk < k_end ? static_cast<T>(p.b(g, gk, gn)) : zero;
+    }
+    __syncthreads();
+    for (int kk = 0; kk < kWmmaBK; kk += 16) {
+      wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> fa[2];
+      wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> fb[2];
+      for (int i = 0; i < 2; ++i) wmma::load_matrix_sync(fa[i], as + (warp_m * 32 + i * 16) * kWmmaLdA + kk, kWmmaLdA);
+      for (int j = 0; j < 2; ++j) wmma::load_matrix_sync(fb[j], bs + kk * kWmmaLdB + warp_n * 32 + j * 16, kWmmaLdB);
+      for (int i = 0; i < 2; ++i) {
+        for (int j = 0; j < 2; ++j) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
+      }
+    }
+    __syncthreads();  // the next k step overwrites the tiles
+  }
+  for (int i = 0; i < 2; ++i) {
+    for (int j = 0; j < 2; ++j) {
+      wmma::store_matrix_sync(cs + (warp_m * 32 + i * 16) * kWmmaLdC + warp_n * 32 + j * 16, acc[i][j], kWmmaLdC,
+                              wmma::mem_row_major);
+    }
+  }
+  __syncthreads();
+  for (int e = tid; e < kWmmaBM * kWmmaBN; e += kWmmaThreads) {  // consecutive threads along n
+    const int i = e / kWmmaBN, j = e % kWmmaBN;
+    const int64_t row = m0 + i, col = n0 + j;
+    if (row < m_size && col < n_size) p.store(g, row, col, cs[i * kWmmaLdC + j]);
+  }
+}
+
+// y[n, c, :] = bias[c] over (N, C, HW): the 1x1 convolutions that run as GEMMs accumulate onto it
+// (beta = 1), so the bias is added before the single rounding, as in the implicit-GEMM epilogue.
+template <typename T>
+__global__ void fill_bias_kernel(T* y,           // (N, C, HW)
+                                 const T* bias,  // (C)
+                                 int64_t channels, int64_t hw, int64_t total) {
+  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < total;
+       e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    y[e] = bias[e / hw % channels];
   }
 }
 
@@ -293,18 +380,29 @@ __global__ void bias_grad_kernel(ConvArgs s, const T* dy,  // (N, C_out, OH, OW)
 }
 
 #define SE_CONV_INSTANTIATE(T)                                                                               \
-  template __global__ void conv_gemm_kernel<ForwardGemm<T>>(ForwardGemm<T>, int64_t);                        \
-  template __global__ void conv_gemm_kernel<BackwardDataGemm<T>>(BackwardDataGemm<T>, int64_t);              \
-  template __global__ void conv_gemm_kernel<BackwardWeightGemm<T>>(BackwardWeightGemm<T>, int64_t);          \
   template __global__ void depthwise_forward_kernel<T>(ConvArgs, const T*, const T*, const T*, T*);          \
   template __global__ void depthwise_backward_data_kernel<T>(ConvArgs, const T*, const T*, T*);              \
   template __global__ void depthwise_backward_weight_kernel<T>(ConvArgs, const T*, const T*, T*);            \
-  template __global__ void bias_grad_kernel<T>(ConvArgs, const T*, T*);
+  template __global__ void bias_grad_kernel<T>(ConvArgs, const T*, T*);                                       \
+  template __global__ void fill_bias_kernel<T>(T*, const T*, int64_t, int64_t, int64_t);
 SE_CONV_INSTANTIATE(float)
 SE_CONV_INSTANTIATE(double)
 SE_CONV_INSTANTIATE(__half)
 SE_CONV_INSTANTIATE(__nv_bfloat16)
 #undef SE_CONV_INSTANTIATE
+// The implicit GEMMs: CUDA cores for f32/f64, tensor cores for f16/bf16.
+#define SE_CONV_GEMM_INSTANTIATE(kernel, T)                                                         \
+  template __global__ void kernel<ForwardGemm<T>>(ForwardGemm<T>, int64_t);                         \
+  template __global__ void kernel<BackwardDataGemm<T>>(BackwardDataGemm<T>, int64_t);               \
+  template __global__ void kernel<BackwardWeightGemm<T>>(BackwardWeightGemm<T>, int64_t);
+SE_CONV_GEMM_INSTANTIATE(conv_gemm_kernel, float)
+SE_CONV_GEMM_INSTANTIATE(conv_gemm_kernel, double)
+SE_CONV_GEMM_INSTANTIATE(conv_wmma_kernel, __half)
+SE_CONV_GEMM_INSTANTIATE(conv_wmma_kernel, __nv_bfloat16)
+#undef SE_CONV_GEMM_INSTANTIATE
+
+template <typename T>
+constexpr bool kUsesTensorCores = std::is_same_v<T, __half> || std::is_same_v<T, __nv_bfloat16>;
 
 // Grid of the implicit GEMM with `splits` parts of K (times groups along z).
 template <typename P>
@@ -313,9 +411,41 @@ void launch_gemm(const P& p, int64_t m, int64_t n, int64_t k, int64_t splits, St
   const int64_t grid_z = p.s.groups * splits;
   SE_CHECK(grid_y <= kMaxGridYZ && grid_z <= kMaxGridYZ, "conv2d: ", m, " rows and ", grid_z,
            " group splits exceed the CUDA grid");
-  const int64_t k_per_split = ((k + splits - 1) / splits + kBK - 1) / kBK * kBK;
-  SE_LAUNCH(conv_gemm_kernel<P>, dim3(ceil_div(n, kBN), grid_y, static_cast<unsigned int>(grid_z)), kGemmThreads,
-            0, stream, p, k_per_split);
+  const dim3 grid(ceil_div(n, kBN), grid_y, static_cast<unsigned int>(grid_z));
+  if constexpr (kUsesTensorCores<typename P::Element>) {
+    static_assert(kWmmaBM == kBM && kWmmaBN == kBN, "one grid for both kernels");
+    const int64_t k_per_split = ((k + splits - 1) / splits + kWmmaBK - 1) / kWmmaBK * kWmmaBK;
+    SE_LAUNCH(conv_wmma_kernel<P>, grid, kWmmaThreads, 0, stream, p, k_per_split);
+  } else {
+    const int64_t k_per_split = ((k + splits - 1) / splits + kBK - 1) / kBK * kBK;
+    SE_LAUNCH(conv_gemm_kernel<P>, grid, kGemmThreads, 0, stream, p, k_per_split);
+  }
+}
+
+// A 1x1 convolution with stride 1, no padding and one group is, per image, a product of the weight
+// (C_out, C_in) with the image's (C_in, H*W) plane: a batched GEMM (the weight broadcast).
+bool is_pointwise_gemm(const Conv2dDesc& d) {
+  return d.kernel_h == 1 && d.kernel_w == 1 && d.stride_h == 1 && d.stride_w == 1 && d.pad_h == 0 &&
+         d.pad_w == 0 && d.groups == 1;
+}
+
+// Batched over images: op(A) (m, k) shared by all, B and C strided per image.
+GemmDesc pointwise_gemm(const Conv2dDesc& d, int64_t m, int64_t k, bool trans_a) {
+  const int64_t hw = d.h * d.w;
+  GemmDesc g;
+  g.m = m;
+  g.n = hw;
+  g.k = k;
+  g.trans_a = trans_a;
+  g.lda = trans_a ? m : k;
+  g.ldb = hw;
+  g.ldc = hw;
+  g.batch = d.n;
+  g.stride_a = 0;
+  g.stride_b = k * hw;
+  g.stride_c = m * hw;
+  g.dtype = d.dtype;
+  return g;
 }
 
 unsigned int elementwise_blocks(int64_t total) {
@@ -330,6 +460,17 @@ void forward_typed(const Conv2dDesc& d, const T* x, const T* w, const T* bias, T
               x, w, bias, y);
     return;
   }
+  if (is_pointwise_gemm(d)) {
+    GemmDesc g = pointwise_gemm(d, d.c_out, d.c_in, false);  // y_n = w (C_out, C_in) x_n (C_in, HW)
+    if (bias != nullptr) {
+      const int64_t total = conv2d_y_elements(d);
+      SE_LAUNCH(fill_bias_kernel<T>, elementwise_blocks(total), kEltThreads, 0, stream, y, bias, d.c_out, d.h * d.w,
+                total);
+      g.beta = 1.0f;
+    }
+    gemm(g, w, x, y, stream);
+    return;
+  }
   const ForwardGemm<T> p{s, x, w, bias, y};
   launch_gemm(p, s.og, s.n * s.oh * s.ow, s.k, 1, stream);
 }
@@ -340,6 +481,10 @@ void backward_data_typed(const Conv2dDesc& d, const T* dy, const T* w, T* dx, St
   if (conv2d_is_depthwise(d)) {
     SE_LAUNCH(depthwise_backward_data_kernel<T>, elementwise_blocks(conv2d_x_elements(d)), kEltThreads, 0, stream,
               s, dy, w, dx);
+    return;
+  }
+  if (is_pointwise_gemm(d)) {  // dx_n = w^T (C_in, C_out) dy_n (C_out, HW)
+    gemm(pointwise_gemm(d, d.c_in, d.c_out, true), w, dy, dx, stream);
     return;
   }
   const BackwardDataGemm<T> p{s, dy, w, dx};

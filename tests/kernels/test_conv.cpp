@@ -43,6 +43,7 @@ const std::vector<Case> kCases = {
     {"mixed_hw", 2, 3, 10, 13, 4, 2, 3, 1, 2, 0, 2, 2, 1, 1, true},
     {"many_chunks", 1, 16, 40, 40, 24, 3, 3, 1, 1, 1, 1, 1, 1, 1, true},
     {"wide_rows", 1, 2, 3, 700, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, false},
+    {"many_channels", 1, 72, 5, 6, 80, 3, 3, 1, 1, 1, 1, 1, 1, 1, true},  // more than one 64-row tile
 };
 
 Conv2dDesc make_desc(const Case& c, DType dtype) {
