@@ -14,14 +14,13 @@
 // - depthwise (groups == C_in): one thread per output (forward) or input (backward data) element, one
 //   block per weight (backward weight), and one block per channel for the bias gradient.
 // f64 computes in f64. Built by nvcc and by the emulator from this one source (DESIGN.md rules).
-#include <mma.h>
-
 #include <algorithm>
 #include <cstdint>
 #include <type_traits>
 
 #include "kernels/conv.h"
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/wmma_tile.cuh"
 #include "kernels/gemm.h"
 #include "kernels/cuda/group_reduce.cuh"
 
@@ -198,69 +197,48 @@ __global__ void conv_gemm_kernel(P p, int64_t k_per_split) {
   }
 }
 
-// The same implicit GEMM on tensor cores for f16/bf16: the loaders' values (exact in f32) go into
-// half-precision tiles, each of the four warps owns a 32 x 32 corner of the 64 x 64 block tile as
-// 2 x 2 f32 accumulator fragments, and the accumulators pass through shared memory to the epilogue
-// (their element layout is unspecified), which rounds once per output as the f32 path does.
-constexpr int kWmmaBM = 64, kWmmaBN = 64, kWmmaBK = 32, kWmmaThreads = 128;
-constexpr int kWmmaLdA = kWmmaBK + 8;  // padded rows against bank conflicts; multiples of 8 for wmma
-constexpr int kWmmaLdB = kWmmaBN + 8;
-constexpr int kWmmaLdC = kWmmaBN + 4;
-
+// The same implicit GEMM on tensor cores for f16/bf16 (kernels/cuda/wmma_tile.cuh): the loaders'
+// values (exact in f32) go into half-precision tiles, and the epilogue rounds once per output as the
+// f32 path does.
 template <typename P>
 __global__ void conv_wmma_kernel(P p, int64_t k_per_split) {
-  namespace wmma = nvcuda::wmma;
+  namespace tile = wmma_tile;  // qualified: the f32 tile above has its own kBM and kBK
   using T = typename P::Element;
-  alignas(32) __shared__ T as[kWmmaBM * kWmmaLdA];  // A tile, row-major (m, k)
-  alignas(32) __shared__ T bs[kWmmaBK * kWmmaLdB];  // B tile, row-major (k, n)
-  alignas(32) __shared__ float cs[kWmmaBM * kWmmaLdC];
+  alignas(32) __shared__ T as[tile::kBM * tile::kLdA];  // A tile, row-major (m, k)
+  alignas(32) __shared__ T bs[tile::kBK * tile::kLdB];  // B tile, row-major (k, n)
+  alignas(32) __shared__ float cs[tile::kBM * tile::kLdC];
   const int tid = static_cast<int>(threadIdx.x);
-  const int warp = tid / 32, warp_m = warp / 2, warp_n = warp % 2;
+  const tile::WarpCorner corner = tile::warp_corner(tid);
   const int64_t g = blockIdx.z % p.s.groups;
   const int64_t k_begin = static_cast<int64_t>(blockIdx.z / p.s.groups) * k_per_split;
   const int64_t k_end = k_begin + k_per_split < p.k() ? k_begin + k_per_split : p.k();
-  const int64_t m0 = static_cast<int64_t>(blockIdx.y) * kWmmaBM, n0 = static_cast<int64_t>(blockIdx.x) * kWmmaBN;
+  const int64_t m0 = static_cast<int64_t>(blockIdx.y) * tile::kBM, n0 = static_cast<int64_t>(blockIdx.x) * tile::kBN;
   const int64_t m_size = p.m(), n_size = p.n();
   const T zero = static_cast<T>(0.0f);
-  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[2][2];
-  for (int i = 0; i < 2; ++i) {
-    for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
-  }
-  for (int64_t k0 = k_begin; k0 < k_end; k0 += kWmmaBK) {
-    for (int e = tid; e < kWmmaBM * kWmmaBK; e += kWmmaThreads) {  // consecutive threads along k
-      const int kk = e % kWmmaBK, mm = e / kWmmaBK;
+  tile::Accumulators acc;
+  tile::clear(acc);
+  for (int64_t k0 = k_begin; k0 < k_end; k0 += tile::kBK) {
+    for (int e = tid; e < tile::kBM * tile::kBK; e += tile::kThreads) {  // consecutive threads along k
+      const int kk = e % tile::kBK, mm = e / tile::kBK;
       const int64_t gm = m0 + mm, gk = k0 + kk;
-      as[mm * kWmmaLdA + kk] = gm < m_size && gk < k_end ? static_cast<T>(p.a(g, gm, gk)) : zero;
+      as[mm * tile::kLdA + kk] = gm < m_size && gk < k_end ? static_cast<T>(p.a(g, gm, gk)) : zero;
     }
-    for (int e = tid; e < kWmmaBK * kWmmaBN; e += kWmmaThreads) {
-      const int kk = P::kBAlongK ? e % kWmmaBK : e / kWmmaBN;
-      const int nn = P::kBAlongK ? e / kWmmaBK : e % kWmmaBN;
+    for (int e = tid; e < tile::kBK * tile::kBN; e += tile::kThreads) {
+      const int kk = P::kBAlongK ? e % tile::kBK : e / tile::kBN;
+      const int nn = P::kBAlongK ? e / tile::kBK : e % tile::kBN;
       const int64_t gn = n0 + nn, gk = k0 + kk;
-      bs[kk * kWmmaLdB + nn] = gn < n_size && gk < k_end ? static_cast<T>(p.b(g, gk, gn)) : zero;
+      bs[kk * tile::kLdB + nn] = gn < n_size && gk < k_end ? static_cast<T>(p.b(g, gk, gn)) : zero;
     }
     __syncthreads();
-    for (int kk = 0; kk < kWmmaBK; kk += 16) {
-      wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> fa[2];
-      wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> fb[2];
-      for (int i = 0; i < 2; ++i) wmma::load_matrix_sync(fa[i], as + (warp_m * 32 + i * 16) * kWmmaLdA + kk, kWmmaLdA);
-      for (int j = 0; j < 2; ++j) wmma::load_matrix_sync(fb[j], bs + kk * kWmmaLdB + warp_n * 32 + j * 16, kWmmaLdB);
-      for (int i = 0; i < 2; ++i) {
-        for (int j = 0; j < 2; ++j) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
-      }
-    }
+    tile::multiply_accumulate(acc, as, bs, corner);
     __syncthreads();  // the next k step overwrites the tiles
   }
-  for (int i = 0; i < 2; ++i) {
-    for (int j = 0; j < 2; ++j) {
-      wmma::store_matrix_sync(cs + (warp_m * 32 + i * 16) * kWmmaLdC + warp_n * 32 + j * 16, acc[i][j], kWmmaLdC,
-                              wmma::mem_row_major);
-    }
-  }
+  tile::store(cs, acc, corner);
   __syncthreads();
-  for (int e = tid; e < kWmmaBM * kWmmaBN; e += kWmmaThreads) {  // consecutive threads along n
-    const int i = e / kWmmaBN, j = e % kWmmaBN;
+  for (int e = tid; e < tile::kBM * tile::kBN; e += tile::kThreads) {  // consecutive threads along n
+    const int i = e / tile::kBN, j = e % tile::kBN;
     const int64_t row = m0 + i, col = n0 + j;
-    if (row < m_size && col < n_size) p.store(g, row, col, cs[i * kWmmaLdC + j]);
+    if (row < m_size && col < n_size) p.store(g, row, col, cs[i * tile::kLdC + j]);
   }
 }
 
@@ -413,9 +391,9 @@ void launch_gemm(const P& p, int64_t m, int64_t n, int64_t k, int64_t splits, St
            " group splits exceed the CUDA grid");
   const dim3 grid(ceil_div(n, kBN), grid_y, static_cast<unsigned int>(grid_z));
   if constexpr (kUsesTensorCores<typename P::Element>) {
-    static_assert(kWmmaBM == kBM && kWmmaBN == kBN, "one grid for both kernels");
-    const int64_t k_per_split = ((k + splits - 1) / splits + kWmmaBK - 1) / kWmmaBK * kWmmaBK;
-    SE_LAUNCH(conv_wmma_kernel<P>, grid, kWmmaThreads, 0, stream, p, k_per_split);
+    static_assert(wmma_tile::kBM == kBM && wmma_tile::kBN == kBN, "one grid for both kernels");
+    const int64_t k_per_split = ((k + splits - 1) / splits + wmma_tile::kBK - 1) / wmma_tile::kBK * wmma_tile::kBK;
+    SE_LAUNCH(conv_wmma_kernel<P>, grid, wmma_tile::kThreads, 0, stream, p, k_per_split);
   } else {
     const int64_t k_per_split = ((k + splits - 1) / splits + kBK - 1) / kBK * kBK;
     SE_LAUNCH(conv_gemm_kernel<P>, grid, kGemmThreads, 0, stream, p, k_per_split);

@@ -2,12 +2,11 @@
 // 8 x 8 outputs per thread) and f64 (64 x 64 x 8, 4 x 4), and a tensor-core kernel (nvcuda::wmma
 // 16 x 16 x 16, f32 accumulate) for f16/bf16. Transposes are absorbed by the tile loaders; batch
 // items run along gridDim.z. Built by nvcc and by the emulator from this one source (DESIGN.md rules).
-#include <mma.h>
-
 #include <cstdint>
 #include <type_traits>
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/wmma_tile.cuh"
 #include "kernels/gemm.h"
 
 namespace se::kernels::cuda {
@@ -137,93 +136,67 @@ __device__ inline __nv_bfloat16 from_float<__nv_bfloat16>(float x) {
   return __float2bfloat16_rn(x);
 }
 
-// Tensor cores for f16/bf16: a 64 x 64 block tile, k step 32, four warps each owning 32 x 32 outputs
-// as 2 x 2 wmma accumulators (f32). The accumulators go through shared memory for alpha, beta, the
-// bounds and the conversion, since their element layout is unspecified.
-constexpr int kWmmaBM = 64, kWmmaBN = 64, kWmmaBK = 32, kWmmaThreads = 128;
-constexpr int kWmmaLdA = kWmmaBK + 8;  // padded rows against bank conflicts; multiples of 8 for wmma
-constexpr int kWmmaLdB = kWmmaBN + 8;
-constexpr int kWmmaLdC = kWmmaBN + 4;
-
+// Tensor cores for f16/bf16 (kernels/cuda/wmma_tile.cuh); the epilogue applies alpha, beta, the
+// bounds and the conversion.
 template <typename T>
 __global__ void gemm_wmma_kernel(GemmArgs g, const T* a,  // (batch, m, k) or (batch, k, m) when trans_a
                                  const T* b,              // (batch, k, n) or (batch, n, k) when trans_b
                                  T* c) {                  // (batch, m, n)
-  namespace wmma = nvcuda::wmma;
-  alignas(32) __shared__ T as[kWmmaBM * kWmmaLdA];  // op(A) tile, row-major
-  alignas(32) __shared__ T bs[kWmmaBK * kWmmaLdB];  // op(B) tile, row-major
-  alignas(32) __shared__ float cs[kWmmaBM * kWmmaLdC];
+  using namespace wmma_tile;
+  alignas(32) __shared__ T as[kBM * kLdA];  // op(A) tile, row-major
+  alignas(32) __shared__ T bs[kBK * kLdB];  // op(B) tile, row-major
+  alignas(32) __shared__ float cs[kBM * kLdC];
   const int tid = static_cast<int>(threadIdx.x);
-  const int warp = tid / 32;
-  const int warp_m = warp / 2, warp_n = warp % 2;
-  const int64_t m0 = static_cast<int64_t>(blockIdx.y) * kWmmaBM;
-  const int64_t n0 = static_cast<int64_t>(blockIdx.x) * kWmmaBN;
+  const WarpCorner corner = warp_corner(tid);
+  const int64_t m0 = static_cast<int64_t>(blockIdx.y) * kBM;
+  const int64_t n0 = static_cast<int64_t>(blockIdx.x) * kBN;
   const T zero = from_float<T>(0.0f);
 
   for (int64_t item = blockIdx.z; item < g.batch; item += gridDim.z) {
     const T* ab = a + item * g.stride_a;
     const T* bb = b + item * g.stride_b;
     T* cb = c + item * g.stride_c;
-    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[2][2];
-    for (int i = 0; i < 2; ++i) {
-      for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
-    }
-    for (int64_t k0 = 0; k0 < g.k; k0 += kWmmaBK) {
-      for (int e = tid; e < kWmmaBM * kWmmaBK; e += kWmmaThreads) {
+    Accumulators acc;
+    clear(acc);
+    for (int64_t k0 = 0; k0 < g.k; k0 += kBK) {
+      for (int e = tid; e < kBM * kBK; e += kThreads) {
         int i, p;
         if (g.trans_a) {  // op(A)(i, p) = a[p * lda + i]
-          p = e / kWmmaBM;
-          i = e % kWmmaBM;
+          p = e / kBM;
+          i = e % kBM;
         } else {
-          i = e / kWmmaBK;
-          p = e % kWmmaBK;
+          i = e / kBK;
+          p = e % kBK;
         }
         const int64_t gi = m0 + i, gp = k0 + p;
         const bool inside = gi < g.m && gp < g.k;
-        as[i * kWmmaLdA + p] = inside ? ab[g.trans_a ? gp * g.lda + gi : gi * g.lda + gp] : zero;
+        as[i * kLdA + p] = inside ? ab[g.trans_a ? gp * g.lda + gi : gi * g.lda + gp] : zero;
       }
-      for (int e = tid; e < kWmmaBK * kWmmaBN; e += kWmmaThreads) {
+      for (int e = tid; e < kBK * kBN; e += kThreads) {
         int p, j;
         if (g.trans_b) {  // op(B)(p, j) = b[j * ldb + p]
-          j = e / kWmmaBK;
-          p = e % kWmmaBK;
+          j = e / kBK;
+          p = e % kBK;
         } else {
-          p = e / kWmmaBN;
-          j = e % kWmmaBN;
+          p = e / kBN;
+          j = e % kBN;
         }
         const int64_t gp = k0 + p, gj = n0 + j;
         const bool inside = gp < g.k && gj < g.n;
-        bs[p * kWmmaLdB + j] = inside ? bb[g.trans_b ? gj * g.ldb + gp : gp * g.ldb + gj] : zero;
+        bs[p * kLdB + j] = inside ? bb[g.trans_b ? gj * g.ldb + gp : gp * g.ldb + gj] : zero;
       }
       __syncthreads();
-      for (int kk = 0; kk < kWmmaBK; kk += 16) {
-        wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> fa[2];
-        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> fb[2];
-        for (int i = 0; i < 2; ++i) {
-          wmma::load_matrix_sync(fa[i], as + (warp_m * 32 + i * 16) * kWmmaLdA + kk, kWmmaLdA);
-        }
-        for (int j = 0; j < 2; ++j) {
-          wmma::load_matrix_sync(fb[j], bs + kk * kWmmaLdB + warp_n * 32 + j * 16, kWmmaLdB);
-        }
-        for (int i = 0; i < 2; ++i) {
-          for (int j = 0; j < 2; ++j) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
-        }
-      }
+      multiply_accumulate(acc, as, bs, corner);
       __syncthreads();  // the next k step overwrites the tiles
     }
-    for (int i = 0; i < 2; ++i) {
-      for (int j = 0; j < 2; ++j) {
-        wmma::store_matrix_sync(cs + (warp_m * 32 + i * 16) * kWmmaLdC + warp_n * 32 + j * 16, acc[i][j], kWmmaLdC,
-                                wmma::mem_row_major);
-      }
-    }
+    store(cs, acc, corner);
     __syncthreads();
-    for (int e = tid; e < kWmmaBM * kWmmaBN; e += kWmmaThreads) {
-      const int i = e / kWmmaBN, j = e % kWmmaBN;
+    for (int e = tid; e < kBM * kBN; e += kThreads) {
+      const int i = e / kBN, j = e % kBN;
       const int64_t row = m0 + i, col = n0 + j;
       if (row >= g.m || col >= g.n) continue;
       T* out = cb + row * g.ldc + col;
-      float v = g.alpha * cs[i * kWmmaLdC + j];
+      float v = g.alpha * cs[i * kLdC + j];
       if (g.beta != 0.0f) v += g.beta * to_float(*out);
       *out = from_float<T>(v);
     }
@@ -272,11 +245,13 @@ void gemm(const GemmDesc& desc, const void* a, const void* b, void* c, Stream st
                 static_cast<const double*>(a), static_cast<const double*>(b), static_cast<double*>(c));
       break;
     case DType::f16:
-      SE_LAUNCH(gemm_wmma_kernel<__half>, gemm_grid(desc, kWmmaBM, kWmmaBN), kWmmaThreads, 0, stream, g,
+      SE_LAUNCH(gemm_wmma_kernel<__half>, gemm_grid(desc, wmma_tile::kBM, wmma_tile::kBN), wmma_tile::kThreads, 0,
+                stream, g,
                 static_cast<const __half*>(a), static_cast<const __half*>(b), static_cast<__half*>(c));
       break;
     case DType::bf16:
-      SE_LAUNCH(gemm_wmma_kernel<__nv_bfloat16>, gemm_grid(desc, kWmmaBM, kWmmaBN), kWmmaThreads, 0, stream, g,
+      SE_LAUNCH(gemm_wmma_kernel<__nv_bfloat16>, gemm_grid(desc, wmma_tile::kBM, wmma_tile::kBN),
+                wmma_tile::kThreads, 0, stream, g,
                 static_cast<const __nv_bfloat16*>(a), static_cast<const __nv_bfloat16*>(b),
                 static_cast<__nv_bfloat16*>(c));
       break;
