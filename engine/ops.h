@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "engine/tensor.h"
+#include "kernels/conv.h"
 #include "kernels/optim.h"
 
 namespace se {
@@ -133,6 +134,10 @@ struct Conv2dParams {
   int64_t pad_h = 0, pad_w = 0;  // zeros on each side
   int64_t dilation_h = 1, dilation_w = 1;
   int64_t groups = 1;  // divides C_in and C_out; groups == C_in is depthwise
+  // relu or gelu (exact): conv2d followed by the activation, fused into the kernels' epilogue (no extra
+  // pass over the output). ReLU stays fused under autograd (its backward needs only the output); GELU's
+  // needs the pre-activation, so with gradients it runs as conv2d then gelu.
+  kernels::ConvActivation activation = kernels::ConvActivation::none;
 };
 // torch.nn.functional.conv2d (cross-correlation) on f32, f64, f16 or bf16, all inputs of one dtype and
 // device: x (N, C_in, H, W), weight (C_out, C_in / groups, KH, KW), bias (C_out) or undefined

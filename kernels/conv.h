@@ -18,6 +18,12 @@ namespace se::kernels {
 // Only NCHW today; channels-last (NHWC) is the planned layout of the CUDA implicit-GEMM path.
 enum class Conv2dLayout { nchw };
 
+// The optional fused epilogue of conv2d_forward: y = act(conv + bias), applied in the compute type
+// before the one rounding, so a following activation costs no extra pass over y. Forward only: the
+// backward kernels take the gradient with respect to y's pre-activation (the caller applies the
+// activation's derivative, e.g. the ReLU mask from y).
+enum class ConvActivation { none, relu, gelu /* exact (erf) */ };
+
 struct Conv2dDesc {
   int64_t n = 1, c_in = 1, h = 1, w = 1;  // input (N, C_in, H, W)
   int64_t c_out = 1;
@@ -29,6 +35,7 @@ struct Conv2dDesc {
   bool has_bias = false;
   DType dtype = DType::f32;  // of x, w, bias, y and their gradients: f32, f64, f16 or bf16
   Conv2dLayout layout = Conv2dLayout::nchw;
+  ConvActivation activation = ConvActivation::none;  // conv2d_forward only
 };
 
 // Output length of one spatial dimension; 0 when the dilated kernel does not fit the padded input.
@@ -63,6 +70,9 @@ inline void validate_conv2d(const Conv2dDesc& d) {
   SE_CHECK(d.dtype == DType::f32 || d.dtype == DType::f64 || d.dtype == DType::f16 || d.dtype == DType::bf16,
            "conv2d: dtype ", dtype_name(d.dtype), " is not supported (expected f32, f64, f16 or bf16)");
   SE_CHECK(d.layout == Conv2dLayout::nchw, "conv2d: only the NCHW layout is supported");
+  SE_CHECK(d.activation == ConvActivation::none || d.activation == ConvActivation::relu ||
+               d.activation == ConvActivation::gelu,
+           "conv2d: activation ", static_cast<int>(d.activation), " is not a ConvActivation");
   SE_CHECK(d.n >= 0, "conv2d: n = ", d.n, " is negative");
   SE_CHECK(d.c_in >= 1, "conv2d: c_in = ", d.c_in, " (expected >= 1)");
   SE_CHECK(d.h >= 1, "conv2d: h = ", d.h, " (expected >= 1)");

@@ -94,6 +94,8 @@ std::string Conv2d::extra_repr() const {
   if (options_.dilation != 1) out << ", dilation=" << pair_str(options_.dilation);
   if (options_.groups != 1) out << ", groups=" << options_.groups;
   if (!bias.defined()) out << ", bias=False";
+  if (options_.activation == kernels::ConvActivation::relu) out << ", activation=relu";
+  if (options_.activation == kernels::ConvActivation::gelu) out << ", activation=gelu";
   return out.str();
 }
 
@@ -103,6 +105,7 @@ Tensor Conv2d::forward_impl(const Tensor& x) {
   params.pad_h = params.pad_w = options_.padding;
   params.dilation_h = params.dilation_w = options_.dilation;
   params.groups = options_.groups;
+  params.activation = options_.activation;
   return conv2d(x, weight, bias, params);
 }
 

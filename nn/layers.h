@@ -36,6 +36,9 @@ struct Conv2dOptions {
   int64_t dilation = 1;
   int64_t groups = 1;
   bool bias = true;
+  // An activation fused into the convolution's epilogue (see Conv2dParams::activation): the layer
+  // computes act(conv(x)) without a pass of its own. Not a parameter: checkpoints are unaffected.
+  kernels::ConvActivation activation = kernels::ConvActivation::none;
 };
 
 class Conv2d : public UnaryModule {

@@ -128,9 +128,12 @@ Tensor SegformerAttention::forward(const Tensor& x, int64_t height, int64_t widt
 
 // ---- Mix-FFN
 
-DWConv::DWConv(int64_t channels) : Module("SegformerDWConv") {
-  dwconv = register_module(
-      "dwconv", std::make_shared<Conv2d>(channels, channels, 3, Conv2dOptions{.padding = 1, .groups = channels}));
+DWConv::DWConv(int64_t channels, kernels::ConvActivation activation) : Module("SegformerDWConv") {
+  dwconv = register_module("dwconv", std::make_shared<Conv2d>(channels, channels, 3,
+                                                              Conv2dOptions{.padding = 1,
+                                                                            .groups = channels,
+                                                                            .bias = true,
+                                                                            .activation = activation}));
   init_segformer_conv(*dwconv);
 }
 
@@ -140,14 +143,16 @@ Tensor DWConv::forward(const Tensor& x, int64_t height, int64_t width) {
 
 MixFFN::MixFFN(int64_t in_features, int64_t hidden_features) : Module("SegformerMixFFN") {
   dense1 = register_module("dense1", std::make_shared<Linear>(in_features, hidden_features));
-  dwconv = register_module("dwconv", std::make_shared<DWConv>(hidden_features));
+  // The GELU after the depthwise conv is fused into its epilogue (elementwise, so it commutes with the
+  // reshape back to tokens).
+  dwconv = register_module("dwconv", std::make_shared<DWConv>(hidden_features, kernels::ConvActivation::gelu));
   dense2 = register_module("dense2", std::make_shared<Linear>(hidden_features, in_features));
   init_segformer_linear(*dense1);
   init_segformer_linear(*dense2);
 }
 
 Tensor MixFFN::forward(const Tensor& x, int64_t height, int64_t width) {
-  return dense2->forward(gelu(dwconv->forward(dense1->forward(x), height, width)));
+  return dense2->forward(dwconv->forward(dense1->forward(x), height, width));
 }
 
 // ---- SegformerLayer

@@ -81,13 +81,14 @@ class SegformerAttention : public Module {
 // Mix-FFN, which is why MiT needs no position embeddings).
 class DWConv : public Module {
  public:
-  explicit DWConv(int64_t channels);
-  Tensor forward(const Tensor& x, int64_t height, int64_t width);  // x: (N, H * W, C)
+  // `activation`: fused into the depthwise conv (MixFFN's GELU).
+  explicit DWConv(int64_t channels, kernels::ConvActivation activation = kernels::ConvActivation::none);
+  Tensor forward(const Tensor& x, int64_t height, int64_t width);  // x: (N, H * W, C) -> (N, H * W, C)
 
   std::shared_ptr<Conv2d> dwconv;
 };
 
-// SegformerMixFFN: dense1 -> depthwise 3x3 -> GELU (exact) -> dense2.
+// SegformerMixFFN: dense1 -> depthwise 3x3 -> GELU (exact; fused into the depthwise conv) -> dense2.
 class MixFFN : public Module {
  public:
   MixFFN(int64_t in_features, int64_t hidden_features);

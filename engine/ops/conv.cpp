@@ -67,12 +67,18 @@ kernels::Conv2dDesc make_conv2d_desc(const Tensor& x, const Tensor& weight, bool
   d.groups = p.groups;
   d.has_bias = has_bias;
   d.dtype = x.dtype();
+  d.activation = p.activation;
   return d;
 }
 
 }  // namespace
 
 Tensor conv2d(const Tensor& x_arg, const Tensor& weight_arg, const Tensor& bias_arg, const Conv2dParams& params) {
+  if (params.activation == kernels::ConvActivation::gelu && autograd::needs_grad({x_arg, weight_arg, bias_arg})) {
+    Conv2dParams plain = params;  // GELU's backward needs the pre-activation: keep it
+    plain.activation = kernels::ConvActivation::none;
+    return gelu(conv2d(x_arg, weight_arg, bias_arg, plain));
+  }
   // Autocast (engine/autocast.h): computed in f16/bf16.
   const Tensor x = autocast::to_low_precision(x_arg), weight = autocast::to_low_precision(weight_arg),
                bias = autocast::to_low_precision(bias_arg);
@@ -93,14 +99,20 @@ Tensor conv2d(const Tensor& x_arg, const Tensor& weight_arg, const Tensor& bias_
   if (!autograd::needs_grad(inputs)) return y;
 
   // grad_x needs only the weight; grad_w and grad_b need only x: save no more than the backward uses.
+  // A fused ReLU also saves its output, whose sign is the ReLU's derivative.
   const bool x_grad = x.requires_grad();
   const bool w_or_b_grad = weight.requires_grad() || (bias.defined() && bias.requires_grad());
+  const bool fused_relu = desc.activation == kernels::ConvActivation::relu;
   autograd::record(
-      "conv2d", inputs, {y},
-      [desc, saved_x = SavedTensor(w_or_b_grad ? xc : Tensor()), saved_w = SavedTensor(x_grad ? wc : Tensor())](
-          const GradOutputs& g, const NeedsGrad& needs) {
+      fused_relu ? "conv2d_relu" : "conv2d", inputs, {y},
+      [desc, saved_x = SavedTensor(w_or_b_grad ? xc : Tensor()), saved_w = SavedTensor(x_grad ? wc : Tensor()),
+       saved_y = SavedTensor(fused_relu ? y.detach() : Tensor())](const GradOutputs& g, const NeedsGrad& needs) {
         GradInputs grads(needs.size());
-        const Tensor dy = g[0].contiguous();  // (N, C_out, OH, OW)
+        Tensor dy = g[0].contiguous();  // (N, C_out, OH, OW), with respect to the output
+        if (desc.activation == kernels::ConvActivation::relu) {  // with respect to the pre-activation
+          const Tensor y = saved_y.unpack();
+          dy = where(gt(y, 0.0), dy, zeros_like(dy)).contiguous();
+        }
         const TensorOptions options{dy.dtype(), dy.device()};
         if (needs[0]) {
           const Tensor w = saved_w.unpack();

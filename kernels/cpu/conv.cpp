@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "kernels/conv.h"
+#include "kernels/conv_epilogue.h"
 #include "kernels/gemm.h"
 
 namespace se::kernels::cpu {
@@ -29,6 +30,7 @@ struct Geometry {
   int64_t hw, ohw;   // pixels per plane of x and of y
   int64_t rows;      // output rows per im2col chunk
   int64_t chunks;    // chunks per image
+  ConvActivation activation;  // the forward's fused epilogue
 };
 
 // About this many columns of col per chunk: enough to amortise packing W, few enough to stay in cache.
@@ -59,6 +61,7 @@ Geometry geometry(const Conv2dDesc& d) {
   g.ohw = g.oh * g.ow;
   g.rows = std::clamp<int64_t>(kChunkColumns / g.ow, 1, g.oh);
   g.chunks = (g.oh + g.rows - 1) / g.rows;
+  g.activation = d.activation;
   return g;
 }
 
@@ -186,11 +189,16 @@ void forward_gemm(const Geometry& g, const T* x, const T* w, const T* bias, T* y
     }
     gemm(gemm_desc<T>(g.og, cols, g.k, false, g.k, false, ldb, g.ohw, 0.0f), w + tk.group * g.og * g.k, col, y_g,
          nullptr);
-    if (bias != nullptr) {
+    // The epilogue on the chunk while it is in cache: bias, then the fused activation.
+    if (bias != nullptr || g.activation != ConvActivation::none) {
       for (int64_t co = 0; co < g.og; ++co) {
-        const T b = bias[tk.group * g.og + co];
+        const T b = bias != nullptr ? bias[tk.group * g.og + co] : T(0);
         T* row = y_g + co * g.ohw;
-        for (int64_t p = 0; p < cols; ++p) row[p] += b;
+        if (g.activation == ConvActivation::none) {
+          for (int64_t p = 0; p < cols; ++p) row[p] += b;
+        } else {
+          for (int64_t p = 0; p < cols; ++p) row[p] = conv_epilogue(g.activation, row[p] + b);
+        }
       }
     }
   };
@@ -318,6 +326,9 @@ void forward_depthwise(const Geometry& g, const T* x, const T* w, const T* bias,
           for (int64_t ow = lo; ow < hi; ++ow) out[ow] += wv * in[ow * g.sw];
         }
       }
+    }
+    if (g.activation != ConvActivation::none) {
+      for (int64_t q = 0; q < g.ohw; ++q) y_p[q] = conv_epilogue(g.activation, y_p[q]);
     }
   }
 }

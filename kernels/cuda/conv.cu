@@ -19,6 +19,7 @@
 #include <type_traits>
 
 #include "kernels/conv.h"
+#include "kernels/conv_epilogue.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/wmma_tile.cuh"
 #include "kernels/gemm.h"
@@ -36,13 +37,15 @@ struct ConvArgs {
   int64_t groups, cg, og;  // cg, og: input and output channels per group
   int64_t oh, ow;
   int64_t k;  // cg * kh * kw
+  ConvActivation act;  // the forward's fused epilogue
 };
 
 ConvArgs conv_args(const Conv2dDesc& d) {
   return {d.n,          d.c_in,         d.h,         d.w,        d.c_out,          d.kernel_h,
           d.kernel_w,   d.stride_h,     d.stride_w,  d.pad_h,    d.pad_w,          d.dilation_h,
           d.dilation_w, d.groups,       d.c_in / d.groups,       d.c_out / d.groups,
-          conv2d_output_h(d),           conv2d_output_w(d),      d.c_in / d.groups * d.kernel_h * d.kernel_w};
+          conv2d_output_h(d),           conv2d_output_w(d),      d.c_in / d.groups * d.kernel_h * d.kernel_w,
+          d.activation};
 }
 
 // im2col(x)[kidx, p] of group g: kidx = (c, i, j) over (Cg, KH, KW), p = (image, oh, ow); 0 in the padding.
@@ -74,7 +77,7 @@ struct ForwardGemm {
   __device__ void store(int64_t g, int64_t m, int64_t p, Acc v) const {
     const int64_t co = g * s.og + m, ohw = s.oh * s.ow;
     if (bias != nullptr) v += static_cast<Acc>(bias[co]);
-    y[(p / ohw * s.c_out + co) * ohw + p % ohw] = static_cast<T>(v);
+    y[(p / ohw * s.c_out + co) * ohw + p % ohw] = static_cast<T>(conv_epilogue(s.act, v));
   }
 };
 
@@ -282,7 +285,7 @@ __global__ void depthwise_forward_kernel(ConvArgs s, const T* x,  // (N, C_in, H
         sum += static_cast<Acc>(w_c[i * s.kw + j]) * static_cast<Acc>(x_c[ih * s.w + iw]);
       }
     }
-    y[e] = static_cast<T>(sum);
+    y[e] = static_cast<T>(conv_epilogue(s.act, sum));
   }
 }
 
@@ -438,7 +441,7 @@ void forward_typed(const Conv2dDesc& d, const T* x, const T* w, const T* bias, T
               x, w, bias, y);
     return;
   }
-  if (is_pointwise_gemm(d)) {
+  if (is_pointwise_gemm(d) && d.activation == ConvActivation::none) {  // the GEMM has no activation epilogue
     GemmDesc g = pointwise_gemm(d, d.c_out, d.c_in, false);  // y_n = w (C_out, C_in) x_n (C_in, HW)
     if (bias != nullptr) {
       const int64_t total = conv2d_y_elements(d);

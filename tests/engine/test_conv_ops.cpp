@@ -11,6 +11,7 @@
 #include "engine/autograd.h"
 #include "engine/ops.h"
 #include "tests/engine/gradcheck.h"
+#include "tests/engine/test_util.h"
 
 namespace se {
 namespace {
@@ -132,6 +133,43 @@ TEST(Conv2dOp, NonContiguousInputsGiveTheSameValuesAndGradients) {
       {leaf({1, 3, 4, 4}), leaf({3, 2, 3, 3}), leaf({2})});
 }
 
+// The fused epilogue equals the activation op applied to conv2d, in values and in gradients (ReLU stays
+// fused under autograd and masks the gradient with its output; GELU with gradients runs unfused).
+TEST(Conv2dOp, FusedActivationsEqualConvThenActivation) {
+  manual_seed(13);
+  for (const ConvCase& c : conv_cases()) {
+    SCOPED_TRACE(c.name);
+    for (kernels::ConvActivation activation : {kernels::ConvActivation::relu, kernels::ConvActivation::gelu}) {
+      ConvCase fused = c;
+      fused.p.activation = activation;
+      auto separate = [&](const std::vector<Tensor>& in) {
+        const Tensor y = run_case(c, in);
+        return activation == kernels::ConvActivation::relu ? relu(y) : gelu(y);
+      };
+      const std::vector<Tensor> inputs = case_inputs(c);
+      std::vector<Tensor> a, b;
+      for (const Tensor& input : inputs) {
+        a.push_back(input.detach().clone().requires_grad_(true));
+        b.push_back(input.detach().clone().requires_grad_(true));
+      }
+      const Tensor want = separate(a), got = run_case(fused, b);
+      EXPECT_EQ(got.grad_fn()->name(), activation == kernels::ConvActivation::relu ? "conv2d_relu" : "gelu");
+      const Tensor weights = randn(want.shape(), {DType::f64});
+      sum(mul(want, weights)).backward();
+      sum(mul(got, weights)).backward();
+      EXPECT_LE(max(abs(sub(got, want))).item(), 1e-12);
+      for (size_t i = 0; i < a.size(); ++i) {
+        EXPECT_LE(max(abs(sub(b[i].grad(), a[i].grad()))).item(), 1e-12) << "input " << i;
+      }
+      {
+        NoGradGuard no_grad;  // inference: both activations fused
+        EXPECT_LE(max(abs(sub(run_case(fused, inputs), separate(inputs)))).item(), 1e-12);
+      }
+      expect_gradients_match([&](const std::vector<Tensor>& in) { return run_case(fused, in); }, inputs);
+    }
+  }
+}
+
 TEST(Conv2dOp, GradientsOnlyForInputsThatRequireThem) {
   manual_seed(13);
   const Conv2dParams p = params(1, 1, 1, 1);
@@ -241,6 +279,14 @@ TEST(Conv2dOpCuda, GradientsMatchCpu) {
       }
     }
   }
+}
+
+TEST(Conv2dOpCuda, FusedReluGradientsMatchCpu) {
+  Conv2dParams p = params(1, 1, 1, 1);
+  p.activation = kernels::ConvActivation::relu;
+  testing::expect_cuda_matches_cpu(
+      [&](const Tensor& x) { return conv2d(x, ones({4, 3, 3, 3}, {DType::f32, x.device()}), Tensor(), p); },
+      {2, 3, 6, 5});
 }
 
 TEST(Conv2dOpCuda, F32ForwardMatchesCpuAndErrorsNameDevice) {

@@ -223,6 +223,33 @@ TEST(ConvCpu, NoBiasGradientWhenDbIsNull) {
   EXPECT_LE(relative_error(test::to_double(dw), want.dw), 1e-5);
 }
 
+// The fused epilogue: the activation applied to the reference output (in double).
+void apply_activation(ConvActivation activation, std::vector<double>& y) {
+  for (double& v : y) {
+    if (activation == ConvActivation::relu) v = v < 0.0 ? 0.0 : v;
+    if (activation == ConvActivation::gelu) v = 0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0)));
+  }
+}
+
+// Every forward path (chunked GEMM, pointwise, depthwise) with each activation; the backward kernels
+// ignore it (they take the pre-activation gradient).
+template <typename T>
+void expect_fused_activation_matches_reference(ConvActivation activation, double tol, uint32_t seed) {
+  for (const Case& c : kCases) {
+    Conv2dDesc d = make_desc(c, dtype_of<T>());
+    Tensors want = rounded_reference<T>(d, seed += 5);
+    apply_activation(activation, want.y);
+    d.activation = activation;
+    expect_matches_reference(run_cpu<T>(d, want), want, tol, std::string(c.name) + " fused");
+  }
+}
+
+TEST(ConvCpu, FusedReluAndGeluEqualTheActivationOfTheOutput) {
+  expect_fused_activation_matches_reference<float>(ConvActivation::relu, 1e-5, 801);
+  expect_fused_activation_matches_reference<float>(ConvActivation::gelu, 1e-5, 811);
+  expect_fused_activation_matches_reference<double>(ConvActivation::gelu, 1e-13, 821);
+}
+
 void expect_invalid(const Conv2dDesc& d, const std::string& what) {
   try {
     validate_conv2d(d);
@@ -318,6 +345,28 @@ void cuda_half_vs_cpu(DType dtype, uint32_t seed) {
     EXPECT_LE(relative_error(test::to_double(got.dx), test::to_double(want.dx)), tol) << c.name << ": backward data";
     EXPECT_LE(relative_error(test::to_double(got.dw), test::to_double(want.dw)), tol) << c.name << ": backward weight";
     EXPECT_LE(relative_error(test::to_double(got.db), test::to_double(want.db)), tol) << c.name << ": bias gradient";
+  }
+}
+
+// The fused epilogue on the device: the implicit GEMM (f32), the tensor-core path (bf16), depthwise,
+// and 1x1 convolutions, which leave the GEMM route when an activation is fused.
+TEST(ConvCuda, FusedActivationMatchesCpu) {
+  SE_SKIP_WITHOUT_CUDA();
+  uint32_t seed = 901;
+  for (ConvActivation activation : {ConvActivation::relu, ConvActivation::gelu}) {
+    for (const Case& c : kCases) {
+      Conv2dDesc d = make_desc(c, DType::f32);
+      d.activation = activation;
+      const Tensors in = rounded_reference<float>(d, seed += 5);
+      EXPECT_LE(relative_error(test::to_double(run_cuda<float>(d, in).y), test::to_double(run_cpu<float>(d, in).y)),
+                1e-5)
+          << c.name;
+      d.dtype = DType::bf16;
+      const Tensors in16 = rounded_reference<bf16>(d, seed += 5);
+      EXPECT_LE(relative_error(test::to_double(run_cuda<bf16>(d, in16).y), test::to_double(run_cpu<bf16>(d, in16).y)),
+                2.01 * test::unit_roundoff<bf16>())
+          << c.name << " bf16";
+    }
   }
 }
 
