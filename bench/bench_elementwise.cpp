@@ -1,22 +1,20 @@
-// Elementwise bandwidth: add on f32, contiguous, 16M elements (two reads and one write per element),
-// on the CPU (all OpenMP threads) and on a real GPU when present (timed with CUDA events). Reports
-// memory traffic as the counter GB (shown per second), to compare with the machine's bandwidth.
+// Elementwise bandwidth, f32, contiguous: add on 16M elements (two reads and one write per element), and
+// dropout (p 0.1) forward and backward on SegFormer-B0's decoder features (256 x 128 x 128; forward reads x
+// and writes y and the byte mask, backward reads grad_y and the mask and writes grad_x), on the CPU (all
+// OpenMP threads) and on a real GPU when present (timed with CUDA events). Reports memory traffic as GB/s,
+// to compare with the machine's bandwidth.
 // Run: build/bench/bench_elementwise --benchmark_counters_tabular=true
-#include <benchmark/benchmark.h>
-
 #include <cstdint>
 #include <vector>
 
+#include "bench/kernel_harness.h"
+#include "kernels/dropout.h"
 #include "kernels/elementwise.h"
-#ifdef SEGENGINE_HAS_CUDA
-#include "kernels/cuda/runtime.h"
-#endif
 
-namespace se::kernels {
+namespace se::kernels::bench {
 namespace {
 
 constexpr int64_t kNumel = int64_t{16} << 20;
-constexpr double kBytesPerCall = 3.0 * sizeof(float) * static_cast<double>(kNumel);
 
 BinaryDesc add_desc() {
   BinaryDesc desc;
@@ -28,64 +26,42 @@ BinaryDesc add_desc() {
   return desc;
 }
 
-void set_bandwidth(benchmark::State& state) {
-  state.counters["GB"] = benchmark::Counter(kBytesPerCall * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+void bm_add(benchmark::State& state, Backend backend) {
+  Buffer<float> a(backend, std::vector<float>(kNumel, 1.0f)), b(backend, std::vector<float>(kNumel, 2.0f));
+  Buffer<float> out(backend, kNumel);  // (kNumel) each
+  const BinaryDesc desc = add_desc();
+  time_calls(
+      state, backend, [&] { SE_BENCH_CALL(backend, binary, out.data(), a.data(), b.data(), desc); }, "GB",
+      3.0 * sizeof(float) * kNumel);
 }
 
-void bm_cpu_add(benchmark::State& state) {
-  std::vector<float> a(kNumel, 1.0f), b(kNumel, 2.0f), out(kNumel);  // (kNumel) each
-  const BinaryDesc desc = add_desc();
-  cpu::binary(out.data(), a.data(), b.data(), desc, nullptr);  // warm-up: page in the output
-  for (auto _ : state) {
-    cpu::binary(out.data(), a.data(), b.data(), desc, nullptr);
-    benchmark::DoNotOptimize(out.data());
+void bm_dropout(benchmark::State& state, Backend backend, bool backward_pass) {
+  DropoutDesc d;
+  d.count = 256 * 128 * 128;
+  d.seed = 42;
+  d.p = 0.1f;
+  Buffer<float> x(backend, random_values(d.count)), y(backend, d.count);  // (count) each
+  Buffer<uint8_t> mask(backend, d.count);                                 // (count)
+  auto forward = [&] { SE_BENCH_CALL(backend, dropout_forward, d, x.data(), y.data(), mask.data()); };
+  const double bytes = (2.0 * sizeof(float) + 1.0) * static_cast<double>(d.count);
+  if (!backward_pass) {
+    time_calls(state, backend, forward, "GB/s", bytes);
+    return;
   }
-  set_bandwidth(state);
+  forward();
+  time_calls(
+      state, backend, [&] { SE_BENCH_CALL(backend, dropout_backward, d, y.data(), mask.data(), x.data()); }, "GB/s",
+      bytes);
 }
-
-#ifdef SEGENGINE_HAS_CUDA
-void bm_cuda_add(benchmark::State& state) {
-  const size_t bytes = kNumel * sizeof(float);
-  void* a = cuda::device_malloc(bytes);  // (kNumel) each
-  void* b = cuda::device_malloc(bytes);
-  void* out = cuda::device_malloc(bytes);
-  cuda::memset_device(a, 0, bytes, nullptr);
-  cuda::memset_device(b, 0, bytes, nullptr);
-  const BinaryDesc desc = add_desc();
-  cuda::Event start = cuda::event_create(true), stop = cuda::event_create(true);
-  cuda::binary(out, a, b, desc, nullptr);  // warm-up
-  for (auto _ : state) {
-    cuda::event_record(start, nullptr);
-    cuda::binary(out, a, b, desc, nullptr);
-    cuda::event_record(stop, nullptr);
-    cuda::event_synchronize(stop);
-    state.SetIterationTime(cuda::event_elapsed_ms(start, stop) * 1e-3);
-  }
-  set_bandwidth(state);
-  cuda::event_destroy(start);
-  cuda::event_destroy(stop);
-  cuda::device_free(a);
-  cuda::device_free(b);
-  cuda::device_free(out);
-}
-#endif
 
 void register_benchmarks() {
-  benchmark::RegisterBenchmark("add/f32/16M/cpu", bm_cpu_add)->UseRealTime();
-#ifdef SEGENGINE_HAS_CUDA
-  if (cuda::device_count() > 0 && !cuda::device_info(0).emulated) {
-    benchmark::RegisterBenchmark("add/f32/16M/cuda", bm_cuda_add)->UseManualTime();
-  }
-#endif
+  register_on_backends("add/f32/16M", bm_add);
+  register_directions("dropout", "256x128x128", bm_dropout);
 }
 
 }  // namespace
-}  // namespace se::kernels
+}  // namespace se::kernels::bench
 
 int main(int argc, char** argv) {
-  benchmark::Initialize(&argc, argv);
-  se::kernels::register_benchmarks();
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  return se::kernels::bench::run_benchmarks(argc, argv, se::kernels::bench::register_benchmarks);
 }

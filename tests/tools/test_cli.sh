@@ -38,6 +38,30 @@ expect 1 "--repeats 'many' \(expected a number" bench kernels --repeats many
 expect 1 "device cuda:7 is not available" bench kernels --device cuda:7
 expect 0 "^softmax/forward +segformer-b0" bench kernels --list --filter softmax
 
+# Every kernel family and direction has cases: one listing, searched for each name.
+"$bin" bench kernels --list >"$tmp/cases.txt" 2>&1
+missing=0
+for name in attention/forward attention/forward_reference attention/backward attention/backward_reference \
+  softmax/backward batch_norm/forward batch_norm/forward_eval batch_norm/backward layer_norm/forward \
+  layer_norm/backward group_norm/forward group_norm/backward max_pool2d/forward max_pool2d/backward \
+  avg_pool2d/forward avg_pool2d/backward adaptive_avg_pool2d/forward adaptive_avg_pool2d/backward \
+  resize/bilinear_forward resize/bilinear_backward resize/nearest_forward resize/nearest_backward \
+  dropout/forward dropout/backward cross_entropy/forward cross_entropy/backward metrics/argmax_confusion \
+  metrics/confusion optim/sgd_momentum optim/adamw optim/sum_of_squares optim/unscale_and_check; do
+  if ! grep -q "^$name " "$tmp/cases.txt"; then
+    echo "FAIL: bench kernels --list has no $name case"
+    missing=$((missing + 1))
+  fi
+done
+[ "$missing" -eq 0 ] && echo "ok: bench kernels --list names every family"
+failures=$((failures + missing))
+expect 0 "^adaptive_avg_pool2d/forward +pspnet +2048x64x64 -> 2048x6x6" bench kernels --list --filter adaptive
+# Two quick real runs: BatchNorm's training and eval forward, and AdamW over SegFormer-B0's parameters.
+expect 0 "^batch_norm/forward_eval +resnet50-os8" bench kernels --device cpu --filter "batch_norm/forward.* resnet50" \
+  --repeats 1 --warmup 0
+expect 0 "^optim/adamw +segformer-b0 +3\.72 M parameters in 205 tensors" bench kernels --device cpu \
+  --filter "optim/adamw segformer" --repeats 1 --warmup 0
+
 # A real run writes its JSON report through a temporary file.
 expect 0 "reduce/sum_rows" bench kernels --device cpu --filter reduce/sum_rows --repeats 1 --warmup 0 \
   --json "$tmp/report.json"
