@@ -23,6 +23,9 @@ Tensor sqrt(const Tensor& x);
 Tensor rsqrt(const Tensor& x);
 Tensor abs(const Tensor& x);
 Tensor relu(const Tensor& x);
+// ReLU's input gradient from its output (or input), in one fused pass: grad where saved > 0, else 0. Not
+// differentiable; for ops that fuse a ReLU into their forward (conv2d's epilogue).
+Tensor relu_backward(const Tensor& grad, const Tensor& saved);
 Tensor gelu(const Tensor& x, bool tanh_approximation = false);
 Tensor sigmoid(const Tensor& x);
 Tensor tanh(const Tensor& x);

@@ -111,7 +111,7 @@ Tensor conv2d(const Tensor& x_arg, const Tensor& weight_arg, const Tensor& bias_
         Tensor dy = g[0].contiguous();  // (N, C_out, OH, OW), with respect to the output
         if (desc.activation == kernels::ConvActivation::relu) {  // with respect to the pre-activation
           const Tensor y = saved_y.unpack();
-          dy = where(gt(y, 0.0), dy, zeros_like(dy)).contiguous();
+          dy = relu_backward(dy, y);  // y > 0 exactly where the pre-activation is
         }
         const TensorOptions options{dy.dtype(), dy.device()};
         if (needs[0]) {

@@ -241,6 +241,12 @@ Tensor abs(const Tensor& x) {
 Tensor relu(const Tensor& x) {
   return unary_op("relu", UnaryOp::relu, x);
 }
+
+Tensor relu_backward(const Tensor& grad, const Tensor& saved) {
+  SE_CHECK(grad.shape() == saved.shape(), "relu_backward: grad ", shape_str(grad.shape()), " and saved ",
+           shape_str(saved.shape()), " differ in shape");
+  return unary_backward_of(UnaryOp::relu, grad, saved, {});
+}
 Tensor sigmoid(const Tensor& x) {
   return unary_op("sigmoid", UnaryOp::sigmoid, x);
 }

@@ -167,7 +167,10 @@ TEST(Conv2dOp, FusedActivationsEqualConvThenActivation) {
       }
       expect_gradients_match([&](const std::vector<Tensor>& in) { return run_case(fused, in); }, inputs);
     }
-  }
+  }  // The fused ReLU's backward is the relu op's kernel, from the output.
+  EXPECT_EQ(relu_backward(from_vector<float>({1, 2, 3}, {3}), from_vector<float>({0, 0.5, -1}, {3})).to_vector<float>(),
+            std::vector<float>({0, 2, 0}));
+  expect_error([] { relu_backward(ones({2}), ones({3})); }, "relu_backward: grad (2,) and saved (3,) differ in shape");
 }
 
 TEST(Conv2dOp, GradientsOnlyForInputsThatRequireThem) {
