@@ -3,6 +3,9 @@
 // micro-kernel over them. Packing absorbs transposes, strides and the f16/bf16 -> f32 conversion, so
 // the micro-kernels see one layout. f16/bf16 results accumulate in an f32 scratch and round once.
 #include <omp.h>
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <atomic>
@@ -79,6 +82,54 @@ struct Problem {
   Acc alpha, beta;
 };
 
+// out[p * ld_out + r] = rows[r][p] for r < count, p < kb, where row r starts at first + r * row_stride:
+// the transposing half of packing (an A panel of a non-transposed A, a B panel of a transposed B).
+// Written element by element, each store lands ld_out elements after the last; f32 and f64 instead go
+// through 4x4 / 2x2 register transposes, which turn a block's scattered stores into a few vector ones.
+template <typename T, typename Acc>
+void interleave_rows(const T* first, int64_t row_stride, int count, int64_t kb, Acc* out, int ld_out) {
+  int r = 0;
+#if defined(__SSE2__)
+  if constexpr (std::is_same_v<T, float> && std::is_same_v<Acc, float>) {
+    for (; r + 4 <= count; r += 4) {
+      const float* s = first + r * row_stride;
+      int64_t p = 0;
+      for (; p + 4 <= kb; p += 4) {
+        __m128 r0 = _mm_loadu_ps(s + p), r1 = _mm_loadu_ps(s + row_stride + p);
+        __m128 r2 = _mm_loadu_ps(s + 2 * row_stride + p), r3 = _mm_loadu_ps(s + 3 * row_stride + p);
+        _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+        float* d = out + p * ld_out + r;
+        _mm_storeu_ps(d, r0);
+        _mm_storeu_ps(d + ld_out, r1);
+        _mm_storeu_ps(d + 2 * ld_out, r2);
+        _mm_storeu_ps(d + 3 * ld_out, r3);
+      }
+      for (; p < kb; ++p) {
+        for (int q = 0; q < 4; ++q) out[p * ld_out + r + q] = s[q * row_stride + p];
+      }
+    }
+  } else if constexpr (std::is_same_v<T, double> && std::is_same_v<Acc, double>) {
+    for (; r + 2 <= count; r += 2) {
+      const double* s = first + r * row_stride;
+      int64_t p = 0;
+      for (; p + 2 <= kb; p += 2) {
+        const __m128d r0 = _mm_loadu_pd(s + p), r1 = _mm_loadu_pd(s + row_stride + p);
+        double* d = out + p * ld_out + r;
+        _mm_storeu_pd(d, _mm_unpacklo_pd(r0, r1));
+        _mm_storeu_pd(d + ld_out, _mm_unpackhi_pd(r0, r1));
+      }
+      for (; p < kb; ++p) {
+        for (int q = 0; q < 2; ++q) out[p * ld_out + r + q] = s[q * row_stride + p];
+      }
+    }
+  }
+#endif
+  for (; r < count; ++r) {
+    const T* src = first + r * row_stride;
+    for (int64_t p = 0; p < kb; ++p) out[p * ld_out + r] = to_acc<Acc>(src[p]);
+  }
+}
+
 // Packs op(A)[i0:i0+mb, p0:p0+kb] into micro-panels of mr rows: out[panel][p][i], zero-padded rows.
 template <typename T, typename Acc>
 void pack_a(const Problem<T, Acc>& pr, int64_t i0, int64_t p0, int64_t mb, int64_t kb, int mr, Acc* out) {
@@ -93,10 +144,7 @@ void pack_a(const Problem<T, Acc>& pr, int64_t i0, int64_t p0, int64_t mb, int64
         for (int i = rows; i < mr; ++i) dst[i] = Acc(0);
       }
     } else {  // op(A)(i, p) = a[i * lda + p]: read along p, write with stride mr
-      for (int i = 0; i < rows; ++i) {
-        const T* src = pr.a + (i0 + ir + i) * pr.lda + p0;
-        for (int64_t p = 0; p < kb; ++p) panel[p * mr + i] = to_acc<Acc>(src[p]);
-      }
+      interleave_rows(pr.a + (i0 + ir) * pr.lda + p0, pr.lda, rows, kb, panel, mr);
       for (int i = rows; i < mr; ++i) {
         for (int64_t p = 0; p < kb; ++p) panel[p * mr + i] = Acc(0);
       }
@@ -112,10 +160,7 @@ void pack_b_panel(const Problem<T, Acc>& pr, int64_t p0, int64_t j0, int64_t nb,
   const int cols = static_cast<int>(std::min<int64_t>(nr, nb - js));
   Acc* panel = out + js * kb;
   if (pr.trans_b) {  // op(B)(p, j) = b[j * ldb + p]
-    for (int j = 0; j < cols; ++j) {
-      const T* src = pr.b + (j0 + js + j) * pr.ldb + p0;
-      for (int64_t p = 0; p < kb; ++p) panel[p * nr + j] = to_acc<Acc>(src[p]);
-    }
+    interleave_rows(pr.b + (j0 + js) * pr.ldb + p0, pr.ldb, cols, kb, panel, nr);
     for (int j = cols; j < nr; ++j) {
       for (int64_t p = 0; p < kb; ++p) panel[p * nr + j] = Acc(0);
     }
@@ -235,11 +280,11 @@ void gemm_item(const GemmDesc& d, const T* a, const T* b, T* c, int nthreads) {
   }
   if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
     using Acc = T;
-    const GemmKernel<Acc> kern = [] {
+    const GemmKernel<Acc> kern = [&] {
       if constexpr (std::is_same_v<Acc, float>) {
-        return detail::f32_kernel(gemm_isa());
+        return detail::f32_kernel(gemm_isa(), d.m);
       } else {
-        return detail::f64_kernel(gemm_isa());
+        return detail::f64_kernel(gemm_isa(), d.m);
       }
     }();
     const Problem<T, Acc> pr{d.m, d.n, d.k, a, d.lda, d.trans_a, b, d.ldb, d.trans_b, c, d.ldc,
@@ -248,7 +293,7 @@ void gemm_item(const GemmDesc& d, const T* a, const T* b, T* c, int nthreads) {
   } else {
     float* acc = t_accum.get<float>(static_cast<size_t>(d.m * d.n));
     const Problem<T, float> pr{d.m, d.n, d.k, a, d.lda, d.trans_a, b, d.ldb, d.trans_b, acc, d.n, d.alpha, 0.0f};
-    gemm_problem(detail::f32_kernel(gemm_isa()), pr, nthreads);
+    gemm_problem(detail::f32_kernel(gemm_isa(), d.m), pr, nthreads);
 #pragma omp parallel for num_threads(nthreads) schedule(static)
     for (int64_t i = 0; i < d.m; ++i) {
       T* row = c + i * d.ldc;

@@ -134,6 +134,15 @@ SE_DEFINE_VECTOR_MICROKERNEL(microkernel_avx2, "avx2,fma", Avx2, kAvx2Mr)
 // instructions leave more room for the loads.
 constexpr int kAvx512Mr = 12;
 SE_DEFINE_VECTOR_MICROKERNEL(microkernel_avx512, "avx512f", Avx512, kAvx512Mr)
+// 8 rows x 2 zmm, for products whose row count is a multiple of 8 but not of 12 (16, 32, 64, 128 output
+// channels ...): 12-row panels would leave up to a third of their rows as zero padding.
+constexpr int kAvx512ShortMr = 8;
+SE_DEFINE_VECTOR_MICROKERNEL(microkernel_avx512_short, "avx512f", Avx512, kAvx512ShortMr)
+
+// Rows m takes when rounded up to panels of mr.
+int64_t padded_rows(int64_t m, int mr) {
+  return (m + mr - 1) / mr * mr;
+}
 
 #undef SE_DEFINE_VECTOR_MICROKERNEL
 #undef SE_AVX2
@@ -141,9 +150,13 @@ SE_DEFINE_VECTOR_MICROKERNEL(microkernel_avx512, "avx512f", Avx512, kAvx512Mr)
 
 }  // namespace
 
-GemmKernel<float> f32_kernel(GemmIsa isa) {
+GemmKernel<float> f32_kernel(GemmIsa isa, int64_t m) {
   switch (isa) {
-    case GemmIsa::avx512: return {microkernel_avx512<float>, kAvx512Mr, 32, 192, 256, 4096};
+    case GemmIsa::avx512:
+      if (padded_rows(m, kAvx512ShortMr) < padded_rows(m, kAvx512Mr)) {
+        return {microkernel_avx512_short<float>, kAvx512ShortMr, 32, 192, 256, 4096};
+      }
+      return {microkernel_avx512<float>, kAvx512Mr, 32, 192, 256, 4096};
     case GemmIsa::avx2: return {microkernel_avx2<float>, kAvx2Mr, 16, 192, 256, 4096};
     case GemmIsa::generic: return {microkernel_generic<float, 4, 16>, 4, 16, 128, 256, 4096};
   }
@@ -151,9 +164,13 @@ GemmKernel<float> f32_kernel(GemmIsa isa) {
 }
 
 // f64 panels take twice the bytes: half the kc keeps the same L1/L2 footprint.
-GemmKernel<double> f64_kernel(GemmIsa isa) {
+GemmKernel<double> f64_kernel(GemmIsa isa, int64_t m) {
   switch (isa) {
-    case GemmIsa::avx512: return {microkernel_avx512<double>, kAvx512Mr, 16, 192, 128, 4096};
+    case GemmIsa::avx512:
+      if (padded_rows(m, kAvx512ShortMr) < padded_rows(m, kAvx512Mr)) {
+        return {microkernel_avx512_short<double>, kAvx512ShortMr, 16, 192, 128, 4096};
+      }
+      return {microkernel_avx512<double>, kAvx512Mr, 16, 192, 128, 4096};
     case GemmIsa::avx2: return {microkernel_avx2<double>, kAvx2Mr, 8, 192, 128, 4096};
     case GemmIsa::generic: return {microkernel_generic<double, 4, 8>, 4, 8, 96, 128, 2048};
   }

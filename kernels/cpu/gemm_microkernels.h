@@ -24,8 +24,10 @@ struct GemmKernel {
   int64_t mc = 0, kc = 0, nc = 0;
 };
 
-GemmKernel<float> f32_kernel(GemmIsa isa);
-GemmKernel<double> f64_kernel(GemmIsa isa);
+// The kernel of an ISA for a product of m rows (the row tile is picked to waste the fewest padded rows;
+// every choice sums each output in the same order, so results do not depend on it).
+GemmKernel<float> f32_kernel(GemmIsa isa, int64_t m);
+GemmKernel<double> f64_kernel(GemmIsa isa, int64_t m);
 
 // Writes a finished tile (mr x nr of `tile`, row stride tile_ld) to C with alpha and beta.
 template <typename Acc>
