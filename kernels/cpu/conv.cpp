@@ -3,7 +3,9 @@
 //   backward data    dcol (K, P)       = W_g^T (K, Og) @ dy_g (Og, P), then col2im into dx
 //   backward weight  dW_g (Og, K)     += dy_g (Og, P) @ col^T (P, K)
 // with K = Cg * KH * KW and P the output pixels of one image. col (im2col) is built a few output rows
-// at a time so that it stays in cache beside the GEMM's own packing; 1x1 stride-1 unpadded convs use
+// at a time so that it stays in cache beside the GEMM's own packing; small planes (deep layers, small
+// inputs) are instead taken several images at a time, side by side in col, so that one GEMM packs W
+// once for them all and its n is wide enough to fill the micro-tiles. 1x1 stride-1 unpadded convs use
 // x itself as col. Depthwise convs (groups == C_in) skip GEMM for a direct per-plane loop.
 // Parallelism: independent (image, group, row chunk) tasks over OpenMP threads, each with a
 // single-threaded GEMM; when there are fewer tasks than threads the GEMM itself runs multi-threaded.
@@ -28,12 +30,13 @@ struct Geometry {
   int64_t oh, ow;
   int64_t k;         // cg * kh * kw, the depth of the forward GEMM
   int64_t hw, ohw;   // pixels per plane of x and of y
+  int64_t images;    // images per task: > 1 only for planes smaller than a chunk, which then is the plane
   int64_t rows;      // output rows per im2col chunk
   int64_t chunks;    // chunks per image
   ConvActivation activation;  // the forward's fused epilogue
 };
 
-// About this many columns of col per chunk: enough to amortise packing W, few enough to stay in cache.
+// About this many columns of col per task: enough to amortise packing W, few enough to stay in cache.
 constexpr int64_t kChunkColumns = 512;
 
 Geometry geometry(const Conv2dDesc& d) {
@@ -59,7 +62,8 @@ Geometry geometry(const Conv2dDesc& d) {
   g.k = g.cg * g.kh * g.kw;
   g.hw = g.h * g.w;
   g.ohw = g.oh * g.ow;
-  g.rows = std::clamp<int64_t>(kChunkColumns / g.ow, 1, g.oh);
+  g.images = std::clamp<int64_t>(kChunkColumns / std::max<int64_t>(g.ohw, 1), 1, std::max<int64_t>(g.n, 1));
+  g.rows = g.images > 1 ? g.oh : std::clamp<int64_t>(kChunkColumns / g.ow, 1, g.oh);
   g.chunks = (g.oh + g.rows - 1) / g.rows;
   g.activation = d.activation;
   return g;
@@ -80,14 +84,13 @@ void valid_range(int64_t offset, int64_t stride, int64_t in, int64_t out, int64_
   hi = std::clamp(hi, lo, out);
 }
 
-// col (K, (oh1 - oh0) * OW) from the Cg planes of one image's group, x_g (Cg, H, W).
+// col (K, (oh1 - oh0) * OW), rows ld apart, from the Cg planes of one image's group, x_g (Cg, H, W).
 template <typename T>
-void im2col(const Geometry& g, const T* x_g, int64_t oh0, int64_t oh1, T* col) {
-  const int64_t cols = (oh1 - oh0) * g.ow;
+void im2col(const Geometry& g, const T* x_g, int64_t oh0, int64_t oh1, T* col, int64_t ld) {
   for (int64_t c = 0; c < g.cg; ++c) {
     for (int64_t i = 0; i < g.kh; ++i) {
       for (int64_t j = 0; j < g.kw; ++j) {
-        T* out = col + ((c * g.kh + i) * g.kw + j) * cols;
+        T* out = col + ((c * g.kh + i) * g.kw + j) * ld;
         const int64_t off_w = j * g.dw - g.pw;
         int64_t lo, hi;
         valid_range(off_w, g.sw, g.w, g.ow, lo, hi);
@@ -111,13 +114,12 @@ void im2col(const Geometry& g, const T* x_g, int64_t oh0, int64_t oh1, T* col) {
   }
 }
 
-// dx_c (H, W) += the col2im of channel c's KH * KW rows of dcol (K, (oh1 - oh0) * OW).
+// dx_c (H, W) += the col2im of channel c's KH * KW rows of dcol (K, (oh1 - oh0) * OW), rows ld apart.
 template <typename T>
-void col2im_channel(const Geometry& g, const T* dcol, int64_t c, int64_t oh0, int64_t oh1, T* dx_c) {
-  const int64_t cols = (oh1 - oh0) * g.ow;
+void col2im_channel(const Geometry& g, const T* dcol, int64_t ld, int64_t c, int64_t oh0, int64_t oh1, T* dx_c) {
   for (int64_t i = 0; i < g.kh; ++i) {
     for (int64_t j = 0; j < g.kw; ++j) {
-      const T* in = dcol + ((c * g.kh + i) * g.kw + j) * cols;
+      const T* in = dcol + ((c * g.kh + i) * g.kw + j) * ld;
       const int64_t off_w = j * g.dw - g.pw;
       int64_t lo, hi;
       valid_range(off_w, g.sw, g.w, g.ow, lo, hi);
@@ -131,8 +133,9 @@ void col2im_channel(const Geometry& g, const T* dcol, int64_t c, int64_t oh0, in
   }
 }
 
-// A scratch buffer per thread, grown on demand and kept across calls (cpu::gemm packs what it reads).
-template <typename T>
+// Scratch buffers per thread, grown on demand and kept across calls (cpu::gemm packs what it reads);
+// Slot tells apart the buffers one task holds at once.
+template <typename T, int Slot = 0>
 T* scratch(size_t count) {
   thread_local std::vector<T> buffer;
   if (buffer.size() < count) buffer.resize(count);
@@ -156,48 +159,87 @@ GemmDesc gemm_desc(int64_t m, int64_t n, int64_t k, bool trans_a, int64_t lda, b
   return d;
 }
 
-// One task of the chunked loops: image, group and the output rows [oh0, oh1).
+// One task of the chunked loops: images [image, image + images), a group, and the output rows
+// [oh0, oh1) (all rows when images > 1). Its GEMMs are `cols` wide: the images' chunks side by side.
 struct Task {
-  int64_t image, group, oh0, oh1;
+  int64_t image, images, group, oh0, oh1;
+  int64_t cols;
 };
+
+int64_t task_count(const Geometry& g) {
+  return (g.n + g.images - 1) / g.images * g.groups * g.chunks;
+}
 
 Task task_of(const Geometry& g, int64_t t) {
   const int64_t chunk = t % g.chunks;
   const int64_t ng = t / g.chunks;
-  const int64_t oh0 = chunk * g.rows;
-  return {ng / g.groups, ng % g.groups, oh0, std::min(g.oh, oh0 + g.rows)};
+  const int64_t oh0 = chunk * g.rows, oh1 = std::min(g.oh, oh0 + g.rows);
+  const int64_t image = ng / g.groups * g.images, images = std::min(g.images, g.n - image);
+  return {image, images, ng % g.groups, oh0, oh1, images * (oh1 - oh0) * g.ow};
+}
+
+// col (K, task.cols): the im2col of each of the task's images, side by side.
+template <typename T>
+void im2col_task(const Geometry& g, const T* x, const Task& tk, T* col) {
+  for (int64_t j = 0; j < tk.images; ++j) {
+    const T* x_g = x + ((tk.image + j) * g.c_in + tk.group * g.cg) * g.hw;
+    im2col(g, x_g, tk.oh0, tk.oh1, col + j * (tk.oh1 - tk.oh0) * g.ow, tk.cols);
+  }
+}
+
+// dy_t (Og, task.cols): the task's chunk of dy_g for each of its images, side by side. A task of one
+// image reads dy in place (rows OH * OW apart) and returns it with *ld set; several are gathered.
+template <typename T>
+const T* gather_dy(const Geometry& g, const T* dy, const Task& tk, int64_t* ld) {
+  const T* first = dy + (tk.image * g.c_out + tk.group * g.og) * g.ohw + tk.oh0 * g.ow;
+  if (tk.images == 1) {
+    *ld = g.ohw;
+    return first;
+  }
+  T* out = scratch<T, 1>(static_cast<size_t>(g.og * tk.cols));
+  for (int64_t co = 0; co < g.og; ++co) {
+    for (int64_t j = 0; j < tk.images; ++j) {
+      const T* plane = first + (j * g.c_out + co) * g.ohw;
+      std::copy(plane, plane + g.ohw, out + co * tk.cols + j * g.ohw);
+    }
+  }
+  *ld = tk.cols;
+  return out;
 }
 
 // ---- GEMM paths ----
 
 template <typename T>
 void forward_gemm(const Geometry& g, const T* x, const T* w, const T* bias, T* y) {
-  const int64_t tasks = g.n * g.groups * g.chunks;
+  const int64_t tasks = task_count(g);
   const bool pointwise = is_pointwise(g);
   auto run = [&](int64_t t) {
     const Task tk = task_of(g, t);
-    const int64_t cols = (tk.oh1 - tk.oh0) * g.ow;
-    const T* x_g = x + (tk.image * g.c_in + tk.group * g.cg) * g.hw;
+    const int64_t chunk_cols = (tk.oh1 - tk.oh0) * g.ow;  // of one image
     T* y_g = y + (tk.image * g.c_out + tk.group * g.og) * g.ohw + tk.oh0 * g.ow;
-    const T* col = x_g + tk.oh0 * g.ow;
+    const T* col = x + (tk.image * g.c_in + tk.group * g.cg) * g.hw + tk.oh0 * g.ow;
     int64_t ldb = g.hw;
-    if (!pointwise) {
-      T* buf = scratch<T>(static_cast<size_t>(g.k * cols));
-      im2col(g, x_g, tk.oh0, tk.oh1, buf);
+    if (!pointwise || tk.images > 1) {
+      T* buf = scratch<T>(static_cast<size_t>(g.k * tk.cols));
+      im2col_task(g, x, tk, buf);
       col = buf;
-      ldb = cols;
+      ldb = tk.cols;
     }
-    gemm(gemm_desc<T>(g.og, cols, g.k, false, g.k, false, ldb, g.ohw, 0.0f), w + tk.group * g.og * g.k, col, y_g,
+    // One image's chunk is written in place; several go through a scratch and are spread out below.
+    T* out = tk.images == 1 ? y_g : scratch<T, 1>(static_cast<size_t>(g.og * tk.cols));
+    const int64_t ldc = tk.images == 1 ? g.ohw : tk.cols;
+    gemm(gemm_desc<T>(g.og, tk.cols, g.k, false, g.k, false, ldb, ldc, 0.0f), w + tk.group * g.og * g.k, col, out,
          nullptr);
     // The epilogue on the chunk while it is in cache: bias, then the fused activation.
-    if (bias != nullptr || g.activation != ConvActivation::none) {
-      for (int64_t co = 0; co < g.og; ++co) {
-        const T b = bias != nullptr ? bias[tk.group * g.og + co] : T(0);
-        T* row = y_g + co * g.ohw;
-        if (g.activation == ConvActivation::none) {
-          for (int64_t p = 0; p < cols; ++p) row[p] += b;
-        } else {
-          for (int64_t p = 0; p < cols; ++p) row[p] = conv_epilogue(g.activation, row[p] + b);
+    for (int64_t co = 0; co < g.og; ++co) {
+      const T b = bias != nullptr ? bias[tk.group * g.og + co] : T(0);
+      for (int64_t j = 0; j < tk.images; ++j) {
+        const T* src = out + co * ldc + j * chunk_cols;
+        T* dst = y_g + (j * g.c_out + co) * g.ohw;
+        if (g.activation != ConvActivation::none) {
+          for (int64_t p = 0; p < chunk_cols; ++p) dst[p] = conv_epilogue(g.activation, src[p] + b);
+        } else if (bias != nullptr || src != dst) {
+          for (int64_t p = 0; p < chunk_cols; ++p) dst[p] = src[p] + b;
         }
       }
     }
@@ -234,18 +276,21 @@ void backward_data_gemm(const Geometry& g, const T* dy, const T* w, T* dx) {
   gb.rows = std::min(g.oh, std::max(g.rows, (g.kh - 1) * g.dh / g.sh + 1));
   gb.chunks = (g.oh + gb.rows - 1) / gb.rows;
   const int64_t pairs = (gb.chunks + 1) / 2;
-  const int64_t tasks = g.n * g.groups * pairs;
+  const int64_t tasks = task_count(gb) / gb.chunks * pairs;
   auto run = [&](int64_t t, int64_t parity) {
     const int64_t chunk = 2 * (t % pairs) + parity;
     if (chunk >= gb.chunks) return;
     const Task tk = task_of(gb, t / pairs * gb.chunks + chunk);
-    const int64_t cols = (tk.oh1 - tk.oh0) * g.ow;
-    const T* dy_g = dy + (tk.image * g.c_out + tk.group * g.og) * g.ohw + tk.oh0 * g.ow;
-    T* dcol = scratch<T>(static_cast<size_t>(g.k * cols));
-    gemm(gemm_desc<T>(g.k, cols, g.og, true, g.k, false, g.ohw, cols, 0.0f), w + tk.group * g.og * g.k, dy_g,
+    int64_t ld_dy = 0;
+    const T* dy_t = gather_dy(g, dy, tk, &ld_dy);
+    T* dcol = scratch<T>(static_cast<size_t>(g.k * tk.cols));
+    gemm(gemm_desc<T>(g.k, tk.cols, g.og, true, g.k, false, ld_dy, tk.cols, 0.0f), w + tk.group * g.og * g.k, dy_t,
          dcol, nullptr);
-    T* dx_g = dx + (tk.image * g.c_in + tk.group * g.cg) * g.hw;
-    for (int64_t c = 0; c < g.cg; ++c) col2im_channel(gb, dcol, c, tk.oh0, tk.oh1, dx_g + c * g.hw);
+    for (int64_t j = 0; j < tk.images; ++j) {
+      T* dx_g = dx + ((tk.image + j) * g.c_in + tk.group * g.cg) * g.hw;
+      const T* dcol_j = dcol + j * (tk.oh1 - tk.oh0) * g.ow;
+      for (int64_t c = 0; c < g.cg; ++c) col2im_channel(gb, dcol_j, tk.cols, c, tk.oh0, tk.oh1, dx_g + c * g.hw);
+    }
   };
   for (int64_t parity = 0; parity < 2; ++parity) {
     if (tasks >= threads) {
@@ -257,29 +302,37 @@ void backward_data_gemm(const Geometry& g, const T* dy, const T* w, T* dx) {
   }
 }
 
+// Output channels below this leave the GEMM's 32-column micro-tiles partly empty as its n.
+constexpr int64_t kNarrowOutputs = 32;
+
 // Computed transposed, dW_g^T (K, Og) += col (K, cols) @ dy_g[:, chunk]^T (cols, Og): K, the long side,
-// becomes the GEMM's rows, which fill the micro-tiles better than the few output channels do.
+// becomes the GEMM's rows and Og its columns. Fewer than kNarrowOutputs output channels would leave
+// those columns' micro-tiles partly empty, so they are computed as dW_g (Og, K) += dy_g @ col^T instead.
 template <typename T>
 void backward_weight_gemm(const Geometry& g, const T* x, const T* dy, T* dw) {
   const int64_t w_elements = g.c_out * g.k;
   const bool pointwise = is_pointwise(g);
-  // acc: (groups, K, Og), zeroed.
+  const bool transposed = g.og >= kNarrowOutputs;
+  // acc: (groups, K, Og) when transposed, else (groups, Og, K); zeroed.
   auto accumulate = [&](const Task& tk, T* acc) {
-    const int64_t cols = (tk.oh1 - tk.oh0) * g.ow;
-    const T* x_g = x + (tk.image * g.c_in + tk.group * g.cg) * g.hw;
-    const T* dy_g = dy + (tk.image * g.c_out + tk.group * g.og) * g.ohw + tk.oh0 * g.ow;
-    const T* col = x_g + tk.oh0 * g.ow;
+    const T* col = x + (tk.image * g.c_in + tk.group * g.cg) * g.hw + tk.oh0 * g.ow;
     int64_t lda = g.hw;
-    if (!pointwise) {
-      T* buf = scratch<T>(static_cast<size_t>(g.k * cols));
-      im2col(g, x_g, tk.oh0, tk.oh1, buf);
+    if (!pointwise || tk.images > 1) {
+      T* buf = scratch<T>(static_cast<size_t>(g.k * tk.cols));
+      im2col_task(g, x, tk, buf);
       col = buf;
-      lda = cols;
+      lda = tk.cols;
     }
-    gemm(gemm_desc<T>(g.k, g.og, cols, false, lda, true, g.ohw, g.og, 1.0f), col, dy_g, acc + tk.group * g.k * g.og,
-         nullptr);
+    int64_t ld_dy = 0;
+    const T* dy_t = gather_dy(g, dy, tk, &ld_dy);
+    T* acc_g = acc + tk.group * g.k * g.og;
+    if (transposed) {
+      gemm(gemm_desc<T>(g.k, g.og, tk.cols, false, lda, true, ld_dy, g.og, 1.0f), col, dy_t, acc_g, nullptr);
+    } else {
+      gemm(gemm_desc<T>(g.og, g.k, tk.cols, false, ld_dy, true, lda, g.k, 1.0f), dy_t, col, acc_g, nullptr);
+    }
   };
-  const int64_t tasks = g.n * g.groups * g.chunks;
+  const int64_t tasks = task_count(g);
   const int threads = tasks >= max_threads() ? max_threads() : 1;  // 1: each GEMM uses the threads
   std::vector<T> partials(static_cast<size_t>(threads * w_elements), T(0));
 #pragma omp parallel num_threads(threads)
@@ -287,13 +340,14 @@ void backward_weight_gemm(const Geometry& g, const T* x, const T* dy, T* dw) {
     T* acc = partials.data() + omp_get_thread_num() * w_elements;
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < tasks; ++t) accumulate(task_of(g, t), acc);
-    // dw (groups, Og, K) = the sum of the threads' (groups, K, Og).
+    // dw (groups, Og, K) = the sum of the threads' accumulators.
 #pragma omp for schedule(static)
     for (int64_t row = 0; row < g.c_out; ++row) {
       const int64_t grp = row / g.og, m = row % g.og;
       for (int64_t kidx = 0; kidx < g.k; ++kidx) {
+        const int64_t at = transposed ? (grp * g.k + kidx) * g.og + m : row * g.k + kidx;
         T sum = T(0);
-        for (int p = 0; p < threads; ++p) sum += partials[p * w_elements + (grp * g.k + kidx) * g.og + m];
+        for (int p = 0; p < threads; ++p) sum += partials[p * w_elements + at];
         dw[row * g.k + kidx] = sum;
       }
     }

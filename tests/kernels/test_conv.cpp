@@ -25,8 +25,8 @@ struct Case {
 };
 
 // Small shapes (the emulator runs the CUDA tests ~100x slower than a GPU) covering every CPU path:
-// chunked im2col with task- and GEMM-level threads, pointwise, depthwise, and the thread split of
-// backward data by images or by channels.
+// chunked im2col with task- and GEMM-level threads, several small images per task, pointwise,
+// depthwise, and the thread split of backward data by images or by channels.
 const std::vector<Case> kCases = {
     {"3x3_pad1_bias", 2, 3, 7, 9, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, true},
     {"3x2_odd_nopad", 1, 4, 11, 6, 3, 3, 2, 1, 1, 0, 0, 1, 1, 1, false},
@@ -44,6 +44,9 @@ const std::vector<Case> kCases = {
     {"many_chunks", 1, 16, 40, 40, 24, 3, 3, 1, 1, 1, 1, 1, 1, 1, true},
     {"wide_rows", 1, 2, 3, 700, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, false},
     {"many_channels", 1, 72, 5, 6, 80, 3, 3, 1, 1, 1, 1, 1, 1, 1, true},  // more than one 64-row tile
+    // Planes below a chunk go several images per task: 512 / 150 = 3 images, then a task of 2.
+    {"images_per_task", 5, 6, 10, 15, 8, 3, 3, 1, 1, 1, 1, 1, 1, 2, true},
+    {"images_per_task_1x1", 5, 4, 10, 15, 6, 1, 1, 1, 1, 0, 0, 1, 1, 1, false},
 };
 
 Conv2dDesc make_desc(const Case& c, DType dtype) {
