@@ -127,7 +127,11 @@ void col2im_channel(const Geometry& g, const T* dcol, int64_t ld, int64_t c, int
         const int64_t ih = oh * g.sh - g.ph + i * g.dh;
         if (ih < 0 || ih >= g.h) continue;
         T* out = dx_c + ih * g.w + off_w;
-        for (int64_t ow = lo; ow < hi; ++ow) out[ow * g.sw] += in[ow];
+        if (g.sw == 1) {  // a unit stride the compiler can vectorize
+          for (int64_t ow = lo; ow < hi; ++ow) out[ow] += in[ow];
+        } else {
+          for (int64_t ow = lo; ow < hi; ++ow) out[ow * g.sw] += in[ow];
+        }
       }
     }
   }
