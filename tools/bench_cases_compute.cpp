@@ -181,7 +181,8 @@ void add_conv_transpose_cases(std::vector<Case>& cases, const Options& o) {
 // queries, keys spatially reduced by 8 to 16x16 = 256, one head of dim 32. The fused kernels against the
 // unfused path of the engine's attention_reference (GEMM, softmax, GEMM on the same kernels), which holds
 // the 16384 x 256 scores and probabilities. FLOPs are the matrix products each path executes, as in
-// bench_attention: the fused backward recomputes q k^T in both of its passes and grad_out v^T in both.
+// bench_attention: the fused backward recomputes q k^T and grad_out v^T, in both of its passes on CUDA
+// (7 products in all), once in its single pass on the CPU (5).
 struct AttentionInputs {
   Tensor q, k, v;  // (1, 1, lq, dim), (1, 1, lk, dim), (1, 1, lk, dim)
 };
@@ -232,7 +233,7 @@ void add_attention_cases(std::vector<Case>& cases, const Options& o) {
                      }});
     // grad_out, q, k, v, out and lse read; grad_q, grad_k, grad_v written.
     cases.push_back(
-        {"attention/backward", "segformer-b0", shape, 7 * product, 4 * q_bytes + 4 * kv_bytes + lse_bytes, [=] {
+        {"attention/backward", "segformer-b0", shape, (o.device.is_cuda() ? 7 : 5) * product, 4 * q_bytes + 4 * kv_bytes + lse_bytes, [=] {
            const AttentionInputs x = inputs();
            Tensor out = empty_like(x.q), lse = empty({1, 1, lq}, {companion_dtype<T>(), device});
            SE_DISPATCH(device, attention_forward<T>, out.data<T>(), lse.data<Acc>(), x.q.data<T>(), x.k.data<T>(),

@@ -1,6 +1,6 @@
 // CPU attention: the same tiling and online softmax as the CUDA kernels, so memory stays linear in
-// the sequence lengths. Tasks are (batch * head, block of kRows queries) for the forward and the
-// grad_q pass, (batch * head, block of kKeys keys) for the grad_k/grad_v pass; OpenMP spreads them.
+// the sequence lengths. Forward tasks are (batch * head, block of kRows queries); the backward runs
+// in one pass over (batch * head, part of the queries) tasks (see backward); OpenMP spreads them.
 // Each thread converts the blocks it works on to the compute type once, into its own buffers.
 #include "kernels/attention.h"
 
@@ -105,18 +105,9 @@ void forward(T* out,                              // (batch, heads, lq, d)
 template <typename C>
 struct BackwardTile {
   std::vector<C> q, dout, delta, lse;  // (kRows, d), (kRows, d), (kRows), (kRows)
-  std::vector<C> k, kt, vt;            // (kKeys, d), (d, kKeys), (d, kKeys)
   std::vector<C> p, ds;                // (kRows, kKeys) each
   explicit BackwardTile(int64_t d)
-      : q(kRows * d),
-        dout(kRows * d),
-        delta(kRows),
-        lse(kRows),
-        k(kKeys * d),
-        kt(d * kKeys),
-        vt(d * kKeys),
-        p(kRows * kKeys),
-        ds(kRows * kKeys) {}
+      : q(kRows * d), dout(kRows * d), delta(kRows), lse(kRows), p(kRows * kKeys), ds(kRows * kKeys) {}
 };
 
 // Loads queries [r0, r0 + rows) of head bh: q, grad_out, lse and delta = rowsum(grad_out * out).
@@ -135,15 +126,15 @@ void load_query_block(BackwardTile<C>& t, int64_t bh, int64_t r0, int64_t rows, 
   }
 }
 
-// p = exp(s - lse) and grad_s = p * (grad_out v^T - delta) for the loaded blocks; p and ds first hold
-// s and grad_out v^T.
+// p = exp(s - lse) and grad_s = p * (grad_out v^T - delta) for the loaded query block and the key
+// block kt, vt (d, kKeys) each; p and ds first hold s and grad_out v^T.
 template <typename C>
-void compute_tile(BackwardTile<C>& t, int64_t rows, int64_t keys, int64_t d, C scale) {
+void compute_tile(BackwardTile<C>& t, const C* kt, const C* vt, int64_t rows, int64_t keys, int64_t d, C scale) {
   C* s = t.p.data();
   C* dp = t.ds.data();
   for (int64_t r = 0; r < rows; ++r) {
-    row_times_block(s + r * kKeys, t.q.data() + r * d, t.kt.data(), keys, d, scale);
-    row_times_block(dp + r * kKeys, t.dout.data() + r * d, t.vt.data(), keys, d, C(1));
+    row_times_block(s + r * kKeys, t.q.data() + r * d, kt, keys, d, scale);
+    row_times_block(dp + r * kKeys, t.dout.data() + r * d, vt, keys, d, C(1));
     for (int64_t c = 0; c < keys; ++c) {
       const C p = std::exp(s[r * kKeys + c] - t.lse[r]);
       t.p[r * kKeys + c] = p;
@@ -152,6 +143,22 @@ void compute_tile(BackwardTile<C>& t, int64_t rows, int64_t keys, int64_t d, C s
   }
 }
 
+// The backward splits each head's queries into this many parts (at most kMaxQueryParts, one per
+// kQueriesPerPart queries): each part is a task that accumulates grad_k and grad_v over its queries
+// in its own buffers, added in part order afterwards. The split depends only on the shape, so the
+// results do not depend on the number of threads.
+constexpr int64_t kQueriesPerPart = 1024;
+constexpr int64_t kMaxQueryParts = 8;
+
+int64_t query_parts(const AttentionDesc& a) {
+  const int64_t row_blocks = (a.lq + kRows - 1) / kRows;
+  return std::clamp<int64_t>(a.lq / kQueriesPerPart, 1, std::max<int64_t>(1, std::min(kMaxQueryParts, row_blocks)));
+}
+
+// One pass, as the flash-attention backward on a CPU can afford: a task owns a part of one head's
+// queries, converts the head's keys and values once, and for each (query block, key block) tile
+// computes p and grad_s once, adding to grad_v, grad_k (all keys, in the task's buffers) and grad_q
+// (its own queries). The CUDA kernels instead recompute the tiles in a second pass to avoid atomics.
 template <typename T>
 void backward(T* grad_q, T* grad_k, T* grad_v,            // (batch, heads, lq or lk, d)
               const T* grad_out, const T* q, const T* k,  // (batch, heads, lq or lk, d)
@@ -161,63 +168,83 @@ void backward(T* grad_q, T* grad_k, T* grad_v,            // (batch, heads, lq o
   using C = attention_acc_t<T>;
   const int64_t d = a.d, row_blocks = (a.lq + kRows - 1) / kRows, key_blocks = (a.lk + kKeys - 1) / kKeys;
   const C scale = static_cast<C>(a.scale);
-  const int64_t heads = a.batch * a.heads;
-  // Pass 1: each task owns kKeys keys and accumulates their grad_k and grad_v over all queries.
+  const int64_t heads = a.batch * a.heads, parts = query_parts(a);
+  const int64_t blocks_per_part = (row_blocks + parts - 1) / parts;
+  const int64_t head_kv = a.lk * d;
+  // (heads, parts, lk, d) each, when a head has several parts to add up.
+  std::vector<C> dk_parts(parts > 1 ? static_cast<size_t>(heads * parts * head_kv) : 0);
+  std::vector<C> dv_parts(dk_parts.size());
 #pragma omp parallel if (parallel(a))
   {
     BackwardTile<C> t(d);
-    std::vector<C> dk(kKeys * d), dv(kKeys * d);
+    // The head's keys (lk, d), and keys and values block-transposed: (key_blocks, d, kKeys).
+    std::vector<C> k_all(head_kv), kt_all(key_blocks * d * kKeys), vt_all(key_blocks * d * kKeys);
+    std::vector<C> dk(head_kv), dv(head_kv), dq(kRows * d);
+    int64_t loaded_head = -1;
 #pragma omp for schedule(static)
-    for (int64_t task = 0; task < heads * key_blocks; ++task) {
-      const int64_t bh = task / key_blocks, c0 = (task % key_blocks) * kKeys, keys = std::min(kKeys, a.lk - c0);
-      load_rows_transposed(t.kt.data(), k + bh * a.lk * d, c0, keys, d);
-      load_rows_transposed(t.vt.data(), v + bh * a.lk * d, c0, keys, d);
+    for (int64_t task = 0; task < heads * parts; ++task) {
+      const int64_t bh = task / parts, part = task % parts;
+      if (bh != loaded_head) {
+        load_rows(k_all.data(), k + bh * head_kv, 0, a.lk, d);
+        for (int64_t kb = 0; kb < key_blocks; ++kb) {
+          const int64_t c0 = kb * kKeys, keys = std::min(kKeys, a.lk - c0);
+          load_rows_transposed(kt_all.data() + kb * d * kKeys, k + bh * head_kv, c0, keys, d);
+          load_rows_transposed(vt_all.data() + kb * d * kKeys, v + bh * head_kv, c0, keys, d);
+        }
+        loaded_head = bh;
+      }
       std::fill(dk.begin(), dk.end(), C(0));
       std::fill(dv.begin(), dv.end(), C(0));
-      for (int64_t r0 = 0; r0 < a.lq; r0 += kRows) {
-        const int64_t rows = std::min(kRows, a.lq - r0);
+      const int64_t block_end = std::min(row_blocks, (part + 1) * blocks_per_part);
+      for (int64_t rb = part * blocks_per_part; rb < block_end; ++rb) {
+        const int64_t r0 = rb * kRows, rows = std::min(kRows, a.lq - r0);
         load_query_block(t, bh, r0, rows, q, grad_out, out, lse, a);
-        compute_tile(t, rows, keys, d, scale);
-        for (int64_t r = 0; r < rows; ++r) {
-          for (int64_t c = 0; c < keys; ++c) {
-            const C p = t.p[r * kKeys + c], ds = scale * t.ds[r * kKeys + c];
-            for (int64_t i = 0; i < d; ++i) {
-              dv[c * d + i] += p * t.dout[r * d + i];
-              dk[c * d + i] += ds * t.q[r * d + i];
+        std::fill(dq.begin(), dq.end(), C(0));
+        for (int64_t kb = 0; kb < key_blocks; ++kb) {
+          const int64_t c0 = kb * kKeys, keys = std::min(kKeys, a.lk - c0);
+          compute_tile(t, kt_all.data() + kb * d * kKeys, vt_all.data() + kb * d * kKeys, rows, keys, d, scale);
+          for (int64_t r = 0; r < rows; ++r) {
+            const C* dout_r = t.dout.data() + r * d;
+            const C* q_r = t.q.data() + r * d;
+            C* dq_r = dq.data() + r * d;
+            for (int64_t c = 0; c < keys; ++c) {
+              const C p = t.p[r * kKeys + c], ds = scale * t.ds[r * kKeys + c];
+              C* dv_c = dv.data() + (c0 + c) * d;
+              C* dk_c = dk.data() + (c0 + c) * d;
+              const C* k_c = k_all.data() + (c0 + c) * d;
+              for (int64_t i = 0; i < d; ++i) {
+                dv_c[i] += p * dout_r[i];
+                dk_c[i] += ds * q_r[i];
+                dq_r[i] += ds * k_c[i];
+              }
             }
           }
         }
+        for (int64_t e = 0; e < rows * d; ++e) grad_q[(bh * a.lq + r0) * d + e] = static_cast<T>(dq[e]);
       }
-      for (int64_t e = 0; e < keys * d; ++e) {
-        grad_k[(bh * a.lk + c0) * d + e] = static_cast<T>(dk[e]);
-        grad_v[(bh * a.lk + c0) * d + e] = static_cast<T>(dv[e]);
+      if (parts == 1) {
+        for (int64_t e = 0; e < head_kv; ++e) {
+          grad_k[bh * head_kv + e] = static_cast<T>(dk[e]);
+          grad_v[bh * head_kv + e] = static_cast<T>(dv[e]);
+        }
+      } else {
+        std::copy(dk.begin(), dk.end(), dk_parts.begin() + task * head_kv);
+        std::copy(dv.begin(), dv.end(), dv_parts.begin() + task * head_kv);
       }
     }
-  }
-  // Pass 2: each task owns kRows queries and accumulates their grad_q over all keys.
-#pragma omp parallel if (parallel(a))
-  {
-    BackwardTile<C> t(d);
-    std::vector<C> dq(kRows * d);
+    if (parts > 1) {
+      // grad_k, grad_v = the sums of each head's parts, in part order.
 #pragma omp for schedule(static)
-    for (int64_t task = 0; task < heads * row_blocks; ++task) {
-      const int64_t bh = task / row_blocks, r0 = (task % row_blocks) * kRows, rows = std::min(kRows, a.lq - r0);
-      load_query_block(t, bh, r0, rows, q, grad_out, out, lse, a);
-      std::fill(dq.begin(), dq.end(), C(0));
-      for (int64_t c0 = 0; c0 < a.lk; c0 += kKeys) {
-        const int64_t keys = std::min(kKeys, a.lk - c0);
-        load_rows(t.k.data(), k + bh * a.lk * d, c0, keys, d);
-        load_rows_transposed(t.kt.data(), k + bh * a.lk * d, c0, keys, d);
-        load_rows_transposed(t.vt.data(), v + bh * a.lk * d, c0, keys, d);
-        compute_tile(t, rows, keys, d, scale);
-        for (int64_t r = 0; r < rows; ++r) {
-          for (int64_t c = 0; c < keys; ++c) {
-            const C ds = scale * t.ds[r * kKeys + c];
-            for (int64_t i = 0; i < d; ++i) dq[r * d + i] += ds * t.k[c * d + i];
-          }
+      for (int64_t e = 0; e < heads * head_kv; ++e) {
+        const int64_t bh = e / head_kv, at = e % head_kv;
+        C sum_k = 0, sum_v = 0;
+        for (int64_t part = 0; part < parts; ++part) {
+          sum_k += dk_parts[(bh * parts + part) * head_kv + at];
+          sum_v += dv_parts[(bh * parts + part) * head_kv + at];
         }
+        grad_k[e] = static_cast<T>(sum_k);
+        grad_v[e] = static_cast<T>(sum_v);
       }
-      for (int64_t e = 0; e < rows * d; ++e) grad_q[(bh * a.lq + r0) * d + e] = static_cast<T>(dq[e]);
     }
   }
 }

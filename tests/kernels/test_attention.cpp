@@ -161,6 +161,16 @@ TEST(Attention, F64MatchesReference) {
   }
 }
 
+// Enough queries that the CPU backward splits each head's queries into parts (one per 1024 queries)
+// whose grad_k / grad_v buffers are added afterwards, in two heads of a batch; a tail block of 4.
+TEST(Attention, SplitQueriesMatchReference) {
+  const AttentionDesc a = shape(2, 1, 3076, 20, 8);
+  Inputs in = random_inputs(a, 7);
+  expect_results_close(run_cpu<double>(a, in), reference(a, in), a, 1.2e-16, 1.2e-16, "cpu f64 split");
+  in = rounded<float>(in);
+  expect_results_close(run_cpu<float>(a, in), reference(a, in), a, 6e-8, 6e-8, "cpu f32 split");
+}
+
 // f16/bf16 compute in float: they match the f32 kernel on the same rounded inputs up to the rounding
 // of the stored output (which the backward reads for delta).
 template <typename T>
