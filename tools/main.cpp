@@ -1,5 +1,6 @@
 // segengine: the command-line program. Catches se::Error and turns it into one line on stderr and
 // a non-zero exit code; the library itself never exits.
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
@@ -100,6 +101,12 @@ int main(int argc, char** argv) {
     if (args.empty() || args[0] == "--help" || args[0] == "-h") {
       std::cout << kUsage;
       return args.empty() ? 2 : 0;
+    }
+    // `segengine train --help` and the like: the one usage text covers every command.
+    if (std::find(args.begin(), args.end(), "--help") != args.end() ||
+        std::find(args.begin(), args.end(), "-h") != args.end()) {
+      std::cout << kUsage;
+      return 0;
     }
     if (args[0] == "--version") return print_version();
     if (args[0] == "devices") return print_devices();

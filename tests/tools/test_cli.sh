@@ -30,6 +30,9 @@ expect 0 "devices: cpu" --version
 expect 0 "^cpu: [0-9]+ hardware threads" devices
 expect 2 "unknown command 'frobnicate'" frobnicate
 expect 2 "usage: segengine" 
+expect 0 "usage: segengine" --help
+expect 0 "usage: segengine" train --help
+expect 0 "usage: segengine" bench kernels -h
 expect 2 "expected 'bench kernels' or 'bench model'" bench models
 expect 1 "error: .*bench kernels: unknown option '--bogus'" bench kernels --bogus
 expect 1 "is not a valid regular expression" bench kernels --filter "("
