@@ -161,8 +161,8 @@ void add_conv_transpose_cases(std::vector<Case>& cases, const Options& o) {
     cases.push_back({"conv_transpose2d/forward", "unet", shape, flops, bytes, [=] {
                        Tensor tx = x(), tw = w(), tb = random_tensor({d.c_out}, o), ty = y();
                        return Prepared(Run([=] {
-                                         SE_DISPATCH(device, conv_transpose2d_forward, d, tx.data_ptr(),
-                                                     tw.data_ptr(), tb.data_ptr(), ty.data_ptr());
+                                         SE_DISPATCH(device, conv_transpose2d_forward, d, tx.data_ptr(), tw.data_ptr(),
+                                                     tb.data_ptr(), ty.data_ptr());
                                        }),
                                        {VendorOp::conv_transpose2d_forward, d, {tx, tw, tb}, {ty}});
                      }});

@@ -155,11 +155,9 @@ void add_batch_norm_cases(std::vector<Case>& cases, const Options& o) {
                          // s.mean and s.var stand for the running statistics.
                          SE_DISPATCH(device, batch_norm_finalize<T>, s.invstd.data<P>(), nullptr, nullptr,
                                      s.mean.data<P>(), s.var.data<P>(), d.c, d.n * d.hw, momentum, eps);
-                         return Prepared(Run([=] { normalize(y, x, s); }),
-                                         {VendorOp::batch_norm_forward_inference,
-                                          work,
-                                          {x, s.weight, s.bias, s.mean, s.var},
-                                          {y}});
+                         return Prepared(
+                             Run([=] { normalize(y, x, s); }),
+                             {VendorOp::batch_norm_forward_inference, work, {x, s.weight, s.bias, s.mean, s.var}, {y}});
                        }});
       // dy and x read by both calls, dx written.
       cases.push_back({"batch_norm/backward", layer.model, shape + ", training", 0, 5 * x_bytes, [=] {

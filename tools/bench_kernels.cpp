@@ -199,8 +199,12 @@ int bench_kernels(const std::vector<std::string_view>& args) {
   const double peak_gflops = o.device.is_cpu() && o.dtype == DType::f32
                                  ? machine::cpu_f32_peak_gflops(static_cast<int>(std::thread::hardware_concurrency()))
                                  : 0.0;
-  const ReportHeader header{o.device.str(), std::string(dtype_name(o.dtype)), o.repeats, o.warmup,
-                            peak_description(o), vendor_description(o)};
+  const ReportHeader header{.device = o.device.str(),
+                            .dtype = std::string(dtype_name(o.dtype)),
+                            .repeats = o.repeats,
+                            .warmup = o.warmup,
+                            .peak = peak_description(o),
+                            .vendor = vendor_description(o)};
   std::printf("device %s, dtype %s, median of %d after %d warm-up\npeak: %s\n\n", header.device.c_str(),
               header.dtype.c_str(), o.repeats, o.warmup, header.peak.c_str());
   std::printf("%s", table_header(o.vendor).c_str());
