@@ -16,40 +16,44 @@
 namespace se::vendor {
 namespace {
 
-// C (m, n) = alpha op(A) op(B) + beta C, row-major, as kernels/gemm.h defines it (batch item `b`).
-void row_major_gemm(const kernels::GemmDesc& d, const std::vector<float>& a, const std::vector<float>& b,
-                    std::vector<float>& c, int64_t item) {
-  for (int64_t i = 0; i < d.m; ++i) {
-    for (int64_t j = 0; j < d.n; ++j) {
+// C (m, n) = alpha A B + beta C for m x k A and k x n B, with elements read and written through `a(i, l)`,
+// `b(l, j)` and `c(i, j)`: the one naive product both layouts below are checked with.
+template <typename A, typename B, typename C>
+void naive_gemm(int64_t m, int64_t n, int64_t k, float alpha, float beta, A a, B b, C c) {
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
       double sum = 0;
-      for (int64_t l = 0; l < d.k; ++l) {
-        const float av = d.trans_a ? a[item * d.stride_a + l * d.lda + i] : a[item * d.stride_a + i * d.lda + l];
-        const float bv = d.trans_b ? b[item * d.stride_b + j * d.ldb + l] : b[item * d.stride_b + l * d.ldb + j];
-        sum += double(av) * bv;
-      }
-      float& out = c[item * d.stride_c + i * d.ldc + j];
-      out = static_cast<float>(d.alpha * sum + d.beta * out);
+      for (int64_t l = 0; l < k; ++l) sum += double(a(i, l)) * b(l, j);
+      c(i, j) = static_cast<float>(alpha * sum + beta * c(i, j));
     }
   }
 }
 
-// cuBLAS's column-major GEMM with its own arguments: C (m, n) = alpha op(A) op(B) + beta C, element (i, j)
-// of a matrix with leading dimension ld at i + j * ld.
+// Batch item `item` of our GEMM: row-major, element (r, c) of a matrix with row stride ld at r * ld + c.
+void row_major_gemm(const kernels::GemmDesc& d, const std::vector<float>& a, const std::vector<float>& b,
+                    std::vector<float>& c, int64_t item) {
+  const float* pa = a.data() + item * d.stride_a;
+  const float* pb = b.data() + item * d.stride_b;
+  float* pc = c.data() + item * d.stride_c;
+  naive_gemm(
+      d.m, d.n, d.k, d.alpha, d.beta,
+      [&](int64_t i, int64_t l) { return d.trans_a ? pa[l * d.lda + i] : pa[i * d.lda + l]; },
+      [&](int64_t l, int64_t j) { return d.trans_b ? pb[j * d.ldb + l] : pb[l * d.ldb + j]; },
+      [&](int64_t i, int64_t j) -> float& { return pc[i * d.ldc + j]; });
+}
+
+// Batch item `item` of cuBLAS's GEMM with its own arguments: column-major, element (r, c) of a matrix with
+// leading dimension ld at r + c * ld.
 void column_major_gemm(const CublasGemmArgs& g, const std::vector<float>& first, const std::vector<float>& second,
                        std::vector<float>& c, int64_t item) {
-  for (int i = 0; i < g.m; ++i) {
-    for (int j = 0; j < g.n; ++j) {
-      double sum = 0;
-      for (int l = 0; l < g.k; ++l) {
-        const float av = g.transa ? first[item * g.stride_a + i * g.lda + l] : first[item * g.stride_a + l * g.lda + i];
-        const float bv =
-            g.transb ? second[item * g.stride_b + l * g.ldb + j] : second[item * g.stride_b + j * g.ldb + l];
-        sum += double(av) * bv;
-      }
-      float& out = c[item * g.stride_c + j * g.ldc + i];
-      out = static_cast<float>(g.alpha * sum + g.beta * out);
-    }
-  }
+  const float* pa = first.data() + item * g.stride_a;
+  const float* pb = second.data() + item * g.stride_b;
+  float* pc = c.data() + item * g.stride_c;
+  naive_gemm(
+      g.m, g.n, g.k, g.alpha, g.beta,
+      [&](int64_t i, int64_t l) { return g.transa ? pa[i * g.lda + l] : pa[l * g.lda + i]; },
+      [&](int64_t l, int64_t j) { return g.transb ? pb[l * g.ldb + j] : pb[j * g.ldb + l]; },
+      [&](int64_t i, int64_t j) -> float& { return pc[i + j * g.ldc]; });
 }
 
 // Small integers, so both products are exact and must be equal.
