@@ -1,18 +1,20 @@
-// Conv2d throughput on the CPU: forward, backward data and backward weight on U-Net layer shapes
-// (3x3, pad 1, N = 1), reporting GFLOP/s and the percentage of the machine's f32 peak (the same peak
-// as bench_gemm), plus a depthwise and a 1x1 layer. Each backward pass counts the forward's FLOPs.
+// Conv2d throughput: forward, backward data and backward weight on U-Net layer shapes (3x3, pad 1, N = 1),
+// plus a depthwise and a 1x1 layer, in GFLOP/s; each backward pass counts the forward's FLOPs. NAME/cpu
+// also reports the percentage of the machine's f32 peak (the same peak as bench_gemm). On a real GPU,
+// NAME/cuda times our kernels and, in builds with the vendor references, NAME/cudnn cuDNN's call for the
+// same work with the algorithm cudnnFind*AlgorithmEx picks (its label).
 // Run: build/bench/bench_conv --benchmark_counters_tabular=true
-#include <benchmark/benchmark.h>
 #include <omp.h>
 
-#include <random>
+#include <functional>
 #include <string>
 #include <vector>
 
+#include "bench/kernel_harness.h"
 #include "core/machine.h"
 #include "kernels/conv.h"
 
-namespace se::kernels {
+namespace se::kernels::bench {
 namespace {
 
 enum class Pass { forward, backward_data, backward_weight };
@@ -26,14 +28,6 @@ const char* pass_name(Pass p) {
   return "?";
 }
 
-std::vector<float> random_values(int64_t count) {
-  std::mt19937 gen(42);
-  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-  std::vector<float> out(static_cast<size_t>(count));
-  for (auto& x : out) x = dist(gen);
-  return out;
-}
-
 Conv2dDesc conv3x3(int64_t channels, int64_t size) {
   Conv2dDesc d;
   d.c_in = d.c_out = channels;
@@ -44,24 +38,59 @@ Conv2dDesc conv3x3(int64_t channels, int64_t size) {
   return d;
 }
 
-void bm_cpu_conv(benchmark::State& state, Conv2dDesc d, Pass pass, double peak_gflops) {
-  const auto x = random_values(conv2d_x_elements(d)), w = random_values(conv2d_w_elements(d));
-  const auto b = random_values(d.c_out), dy = random_values(conv2d_y_elements(d));
-  std::vector<float> y(dy.size()), dx(x.size()), dw(w.size()), db(b.size());
-  for (auto _ : state) {
-    switch (pass) {
-      case Pass::forward: cpu::conv2d_forward(d, x.data(), w.data(), b.data(), y.data(), nullptr); break;
-      case Pass::backward_data: cpu::conv2d_backward_data(d, dy.data(), w.data(), dx.data(), nullptr); break;
-      case Pass::backward_weight:
-        cpu::conv2d_backward_weight(d, x.data(), dy.data(), dw.data(), db.data(), nullptr);
-        break;
-    }
-    benchmark::ClobberMemory();
+// The tensors of one layer on a backend, inputs random, outputs zero.
+struct ConvBuffers {
+  ConvBuffers(Backend backend, const Conv2dDesc& d)
+      : x(backend, random_values(conv2d_x_elements(d))),
+        w(backend, random_values(conv2d_w_elements(d))),
+        b(backend, random_values(d.c_out)),
+        dy(backend, random_values(conv2d_y_elements(d))),
+        y(backend, conv2d_y_elements(d)),
+        dx(backend, conv2d_x_elements(d)),
+        dw(backend, conv2d_w_elements(d)),
+        db(backend, d.c_out) {}
+  Buffer<float> x, w, b, dy;  // (N, C_in, H, W), (C_out, Cg, KH, KW), (C_out), (N, C_out, OH, OW)
+  Buffer<float> y, dx, dw, db;
+};
+
+void bm_conv(benchmark::State& state, Backend backend, Conv2dDesc d, Pass pass, double peak_gflops) {
+  ConvBuffers t(backend, d);
+  std::function<void()> call;
+  switch (pass) {
+    case Pass::forward:
+      call = [&] { SE_BENCH_CALL(backend, conv2d_forward, d, t.x.data(), t.w.data(), t.b.data(), t.y.data()); };
+      break;
+    case Pass::backward_data:
+      call = [&] { SE_BENCH_CALL(backend, conv2d_backward_data, d, t.dy.data(), t.w.data(), t.dx.data()); };
+      break;
+    case Pass::backward_weight:
+      call = [&] {
+        SE_BENCH_CALL(backend, conv2d_backward_weight, d, t.x.data(), t.dy.data(), t.dw.data(), t.db.data());
+      };
+      break;
   }
-  const double flops = conv2d_flops(d) * double(state.iterations());
-  state.counters["GFLOP/s"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsRate);
-  state.counters["%peak"] = benchmark::Counter(flops * 1e-9 / peak_gflops * 100.0, benchmark::Counter::kIsRate);
+  time_calls(state, backend, call, "GFLOP/s", conv2d_flops(d));
+  if (backend == Backend::cpu) {
+    state.counters["%peak"] =
+        benchmark::Counter(conv2d_flops(d) * 1e-9 / peak_gflops * 100.0, benchmark::Counter::kIsIterationInvariantRate);
+  }
 }
+
+#ifdef SEGENGINE_VENDOR_BENCH
+// cuDNN for the same pass: forward + cudnnAddTensor (the bias), backward data, backward filter +
+// cudnnConvolutionBackwardBias.
+void bm_cudnn_conv(benchmark::State& state, Conv2dDesc d, Pass pass) {
+  ConvBuffers t(Backend::cuda, d);
+  const vendor::CudnnConvArgs args = vendor::cudnn_conv_args(d).value();
+  const vendor::Call call =
+      pass == Pass::forward ? vendor::conv2d_forward(args, t.x.data(), t.w.data(), t.b.data(), t.y.data(), nullptr)
+      : pass == Pass::backward_data
+          ? vendor::conv2d_backward_data(args, t.dy.data(), t.w.data(), t.dx.data(), nullptr)
+          : vendor::conv2d_backward_weight(args, t.x.data(), t.dy.data(), t.dw.data(), t.db.data(), nullptr);
+  state.SetLabel(call.description());
+  time_calls(state, Backend::cuda, call, "GFLOP/s", conv2d_flops(d));
+}
+#endif
 
 void register_benchmarks() {
   const int threads = omp_get_max_threads();
@@ -85,21 +114,19 @@ void register_benchmarks() {
 
   for (const auto& [name, d] : shapes) {
     for (Pass p : {Pass::forward, Pass::backward_data, Pass::backward_weight}) {
-      benchmark::RegisterBenchmark(("conv2d/" + std::string(pass_name(p)) + "/" + name).c_str(), bm_cpu_conv, d, p,
-                                   peak)
-          ->UseRealTime()
-          ->Unit(benchmark::kMillisecond);
+      const std::string benchmark_name = "conv2d/" + std::string(pass_name(p)) + "/" + name;
+      register_on_backends(benchmark_name,
+                           [d = d, p, peak](benchmark::State& s, Backend b) { bm_conv(s, b, d, p, peak); });
+#ifdef SEGENGINE_VENDOR_BENCH
+      register_vendor(benchmark_name, "cudnn", [d = d, p](benchmark::State& s) { bm_cudnn_conv(s, d, p); });
+#endif
     }
   }
 }
 
 }  // namespace
-}  // namespace se::kernels
+}  // namespace se::kernels::bench
 
 int main(int argc, char** argv) {
-  benchmark::Initialize(&argc, argv);
-  se::kernels::register_benchmarks();
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  return se::kernels::bench::run_benchmarks(argc, argv, se::kernels::bench::register_benchmarks);
 }

@@ -1,10 +1,12 @@
 // GEMM throughput: our CPU kernel beside OpenBLAS (both on all OpenMP threads), f16/bf16 and
-// transposed variants, and the CUDA kernels when a real GPU is present (timed with CUDA events).
+// transposed variants, and the CUDA kernels when a real GPU is present (timed with CUDA events), beside
+// cuBLAS (sgemm/cublas/..., hgemm/cublas/4096, bf16gemm/cublas/4096) in builds with the vendor references.
 // Run: build/bench/bench_gemm --benchmark_counters_tabular=true
 #include <benchmark/benchmark.h>
 #include <cblas.h>
 #include <omp.h>
 
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -14,6 +16,9 @@
 #include "kernels/gemm.h"
 #ifdef SEGENGINE_HAS_CUDA
 #include "kernels/cuda/runtime.h"
+#endif
+#ifdef SEGENGINE_VENDOR_BENCH
+#include "bench/vendor/vendor.h"
 #endif
 
 namespace se::kernels {
@@ -92,9 +97,11 @@ void bm_openblas_dgemm(benchmark::State& state, Shape s) {
 }
 
 #ifdef SEGENGINE_HAS_CUDA
+// Times on the GPU the call that `prepare(a, b, c)` returns for device copies of the operands (CUDA events,
+// one warm-up).
 template <typename T>
-void bm_cuda_gemm(benchmark::State& state, Shape s, DType dtype) {
-  const GemmDesc d = make_desc(s, dtype);
+void time_device_gemm(benchmark::State& state, const Shape& s,
+                      const std::function<std::function<void()>(const void*, const void*, void*)>& prepare) {
   const auto a = random_values<T>(s.m * s.k), b = random_values<T>(s.k * s.n);
   void* da = cuda::device_malloc(a.size() * sizeof(T));
   void* db = cuda::device_malloc(b.size() * sizeof(T));
@@ -102,10 +109,11 @@ void bm_cuda_gemm(benchmark::State& state, Shape s, DType dtype) {
   cuda::copy_host_to_device(da, a.data(), a.size() * sizeof(T), nullptr);
   cuda::copy_host_to_device(db, b.data(), b.size() * sizeof(T), nullptr);
   cuda::Event start = cuda::event_create(true), stop = cuda::event_create(true);
-  cuda::gemm(d, da, db, dc, nullptr);  // warm-up
+  const std::function<void()> call = prepare(da, db, dc);
+  call();  // warm-up
   for (auto _ : state) {
     cuda::event_record(start, nullptr);
-    cuda::gemm(d, da, db, dc, nullptr);
+    call();
     cuda::event_record(stop, nullptr);
     cuda::event_synchronize(stop);
     state.SetIterationTime(cuda::event_elapsed_ms(start, stop) * 1e-3);
@@ -116,6 +124,25 @@ void bm_cuda_gemm(benchmark::State& state, Shape s, DType dtype) {
   cuda::device_free(da);
   cuda::device_free(db);
   cuda::device_free(dc);
+}
+
+template <typename T>
+void bm_cuda_gemm(benchmark::State& state, Shape s, DType dtype) {
+  const GemmDesc d = make_desc(s, dtype);
+  time_device_gemm<T>(state, s, [&](const void* a, const void* b, void* c) {
+    return [&d, a, b, c] { cuda::gemm(d, a, b, c, nullptr); };
+  });
+}
+#endif
+
+#ifdef SEGENGINE_VENDOR_BENCH
+// cuBLAS on the same row-major operands: cublasGemmEx with f32 compute (no TF32).
+template <typename T>
+void bm_cublas_gemm(benchmark::State& state, Shape s, DType dtype) {
+  const auto args = vendor::cublas_gemm_args(make_desc(s, dtype));
+  time_device_gemm<T>(state, s, [&](const void* a, const void* b, void* c) -> std::function<void()> {
+    return vendor::gemm(args.value(), dtype, a, b, c, nullptr);
+  });
 }
 #endif
 
@@ -160,6 +187,14 @@ void register_benchmarks() {
     benchmark::RegisterBenchmark("hgemm/cuda/4096", bm_cuda_gemm<f16>, big, DType::f16)->UseManualTime();
     benchmark::RegisterBenchmark("bf16gemm/cuda/4096", bm_cuda_gemm<bf16>, big, DType::bf16)->UseManualTime();
     benchmark::RegisterBenchmark("dgemm/cuda/1024", bm_cuda_gemm<double>, cube, DType::f64)->UseManualTime();
+#ifdef SEGENGINE_VENDOR_BENCH
+    for (const auto& [name, s] : f32_shapes) {
+      benchmark::RegisterBenchmark(("sgemm/cublas/" + name).c_str(), bm_cublas_gemm<float>, s, DType::f32)
+          ->UseManualTime();
+    }
+    benchmark::RegisterBenchmark("hgemm/cublas/4096", bm_cublas_gemm<f16>, big, DType::f16)->UseManualTime();
+    benchmark::RegisterBenchmark("bf16gemm/cublas/4096", bm_cublas_gemm<bf16>, big, DType::bf16)->UseManualTime();
+#endif
   }
 #endif
 }

@@ -4,6 +4,7 @@
 // and from given predictions, and the multi-tensor optimizer steps over SegFormer-B0's parameters (SGD with
 // momentum, AdamW, the global gradient norm's sum of squares, loss-scaling unscale-and-check).
 // Counter GB/s: what each kernel call reads and writes at least (every input once, every output once).
+// Softmax also runs cuDNN's (softmax/.../cudnn) on a real GPU in builds with the vendor references.
 // Run: build/bench/bench_loss_metrics_optim --benchmark_counters_tabular=true
 #include <omp.h>
 
@@ -42,6 +43,26 @@ void bm_softmax(benchmark::State& state, Backend backend, bool backward_pass) {
       [&] { SE_BENCH_CALL(backend, softmax_backward<float>, grad_x.data(), grad_y.data(), y.data(), d); }, "GB/s",
       3 * kF32 * n);
 }
+
+#ifdef SEGENGINE_VENDOR_BENCH
+// cuDNN's softmax over the same scores (CUDNN_SOFTMAX_ACCURATE over the channels of (16384, 256, 1, 1)).
+void bm_cudnn_softmax(benchmark::State& state, bool backward_pass) {
+  const SoftmaxDesc d{16384, 256, 1};
+  const int64_t n = d.outer * d.size;
+  const vendor::Dims4 dims = *vendor::cudnn_softmax_dims(d);
+  Buffer<float> x(Backend::cuda, random_values(n)), y(Backend::cuda, n);  // (16384, 256) each
+  Buffer<float> grad_y(Backend::cuda, random_values(n)), grad_x(Backend::cuda, n);
+  const vendor::Call forward = vendor::softmax_forward(dims, DType::f32, x.data(), y.data(), nullptr);
+  if (!backward_pass) {
+    time_calls(state, Backend::cuda, forward, "GB/s", 2 * kF32 * n);
+    return;
+  }
+  forward();
+  time_calls(state, Backend::cuda,
+             vendor::softmax_backward(dims, DType::f32, y.data(), grad_y.data(), grad_x.data(), nullptr), "GB/s",
+             3 * kF32 * n);
+}
+#endif
 
 constexpr int64_t kClasses = 19, kPixels = 512 * 512;
 
@@ -197,6 +218,12 @@ void bm_optim(benchmark::State& state, Backend backend, OptimCase c) {
 void register_benchmarks() {
   benchmark::AddCustomContext("threads (OpenMP)", std::to_string(omp_get_max_threads()));
   register_directions("softmax", "16384x256", bm_softmax);
+#ifdef SEGENGINE_VENDOR_BENCH
+  for (bool backward : {false, true}) {
+    register_vendor(backward ? "softmax/backward/16384x256" : "softmax/forward/16384x256", "cudnn",
+                    [backward](benchmark::State& s) { bm_cudnn_softmax(s, backward); });
+  }
+#endif
   register_directions("cross_entropy", "19x512x512", bm_cross_entropy);
   register_on_backends("metrics/argmax_confusion/19x512x512",
                        [](benchmark::State& s, Backend b) { bm_confusion(s, b, true); });

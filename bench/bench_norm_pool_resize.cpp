@@ -4,9 +4,13 @@
 // max pooling of ResNet-50's stem, 2x2 average pooling, PSPNet's adaptive pooling (bins 1, 2, 3, 6 of the
 // 2048x64x64 features at output stride 8), and bilinear / nearest resize of 19-class logits 128 -> 512.
 // Counter GB/s: what each kernel call reads and writes at least (every input once, every output once).
+// On a real GPU, in builds with the vendor references, NAME/cudnn times cuDNN's call for the work of
+// NAME/cuda (BatchNorm, max and average pooling, adaptive pooling with 1 and 2 bins), with the same byte
+// counts, so the GB/s compare as times do.
 // Run: build/bench/bench_norm_pool_resize --benchmark_counters_tabular=true
 #include <omp.h>
 
+#include <optional>
 #include <string>
 
 #include "bench/kernel_harness.h"
@@ -65,6 +69,41 @@ void bm_batch_norm(benchmark::State& state, Backend backend, BatchNormPass pass)
       break;
   }
 }
+
+#ifdef SEGENGINE_VENDOR_BENCH
+// cuDNN's BatchNorm (spatial) on the same shape: the training forward computes the statistics, updates the
+// running ones and normalizes in one call.
+void bm_cudnn_batch_norm(benchmark::State& state, BatchNormPass pass) {
+  const BatchNormDesc d = kBatchNorm;
+  const int64_t n = d.n * d.c * d.hw;
+  const Backend gpu = Backend::cuda;
+  Buffer<float> x(gpu, random_values(n)), dy(gpu, random_values(n)), y(gpu, n), dx(gpu, n);  // (N, C, HW) each
+  Buffer<float> weight(gpu, random_values(d.c)), bias(gpu, random_values(d.c));              // (C) each
+  Buffer<float> mean(gpu, d.c), invstd(gpu, d.c), grad_weight(gpu, d.c), grad_bias(gpu, d.c), running_mean(gpu, d.c),
+      running_var(gpu, std::vector<float>(d.c, 1.0f));
+  const vendor::Dims4 dims = *vendor::cudnn_batch_norm_dims(d);
+  const vendor::Call forward = vendor::batch_norm_forward_training(dims, DType::f32, x.data(), y.data(), weight.data(),
+                                                                   bias.data(), running_mean.data(), running_var.data(),
+                                                                   mean.data(), invstd.data(), 0.1, 1e-5, nullptr);
+  switch (pass) {
+    case BatchNormPass::forward_train: time_calls(state, gpu, forward, "GB/s", 3 * kF32 * n); break;
+    case BatchNormPass::forward_eval:
+      time_calls(state, gpu,
+                 vendor::batch_norm_forward_inference(dims, DType::f32, x.data(), y.data(), weight.data(), bias.data(),
+                                                      running_mean.data(), running_var.data(), 1e-5, nullptr),
+                 "GB/s", 2 * kF32 * n);
+      break;
+    case BatchNormPass::backward_train:
+      forward();
+      time_calls(
+          state, gpu,
+          vendor::batch_norm_backward(dims, DType::f32, x.data(), dy.data(), dx.data(), weight.data(),
+                                      grad_weight.data(), grad_bias.data(), mean.data(), invstd.data(), 1e-5, nullptr),
+          "GB/s", 5 * kF32 * n);
+      break;
+  }
+}
+#endif
 
 // LayerNorm and GroupNorm: `count` values, `stats` saved statistics, `params` affine parameters.
 // Forward reads x, weight, bias and writes y, mean, invstd; backward reads dy, x, mean, invstd, weight and
@@ -128,9 +167,8 @@ void bm_group_norm(benchmark::State& state, Backend backend, bool backward_pass)
       });
 }
 
-// ResNet-50's stem max pool: 64 planes of 256x256, 3x3, stride 2, pad 1. x read, y and the i64 argmax
-// indices written; backward reads grad_y and the indices and writes grad_x.
-void bm_max_pool(benchmark::State& state, Backend backend, bool backward_pass) {
+// ResNet-50's stem max pool: 64 planes of 256x256, 3x3, stride 2, pad 1.
+Pool2dDesc max_pool_desc() {
   Pool2dDesc d;
   d.planes = 64;
   d.in_h = d.in_w = 256;
@@ -138,12 +176,22 @@ void bm_max_pool(benchmark::State& state, Backend backend, bool backward_pass) {
   d.stride_h = d.stride_w = 2;
   d.pad_h = d.pad_w = 1;
   d.out_h = d.out_w = pool_output_size(256, 3, 2, 1, 1, false);
+  return d;
+}
+
+// x read, y and the i64 argmax indices written; backward reads grad_y and the indices and writes grad_x.
+double max_pool_bytes(const Pool2dDesc& d) {
+  return kF32 * double(d.planes * d.in_h * d.in_w) + (kF32 + 8.0) * double(d.planes * d.out_h * d.out_w);
+}
+
+void bm_max_pool(benchmark::State& state, Backend backend, bool backward_pass) {
+  const Pool2dDesc d = max_pool_desc();
   const int64_t in = d.planes * d.in_h * d.in_w, out = d.planes * d.out_h * d.out_w;
   Buffer<float> x(backend, random_values(in)), grad_x(backend, in);    // (planes, in_h, in_w)
   Buffer<float> y(backend, out), grad_y(backend, random_values(out));  // (planes, out_h, out_w)
   Buffer<int64_t> indices(backend, out);                               // (planes, out_h, out_w)
   auto forward = [&] { SE_BENCH_CALL(backend, max_pool2d_forward<float>, y.data(), indices.data(), x.data(), d); };
-  const double bytes = kF32 * double(in) + (kF32 + 8.0) * double(out);
+  const double bytes = max_pool_bytes(d);
   if (!backward_pass) {
     time_calls(state, backend, forward, "GB/s", bytes);
     return;
@@ -155,18 +203,53 @@ void bm_max_pool(benchmark::State& state, Backend backend, bool backward_pass) {
       "GB/s", bytes);
 }
 
+#ifdef SEGENGINE_VENDOR_BENCH
+// cuDNN's pooling for the work of a pooling benchmark: forward reads x and writes y; the backward reads x,
+// y and grad_y and writes grad_x (it finds the maxima again instead of reading indices). `bytes` is the
+// benchmark's own count.
+void bm_cudnn_pool(benchmark::State& state, const vendor::CudnnPoolArgs& args, bool backward_pass, double bytes) {
+  const int64_t in = int64_t{args.x[1]} * args.x[2] * args.x[3], out = int64_t{args.y[1]} * args.y[2] * args.y[3];
+  const Backend gpu = Backend::cuda;
+  Buffer<float> x(gpu, random_values(in)), grad_x(gpu, in);    // (planes, H, W)
+  Buffer<float> y(gpu, out), grad_y(gpu, random_values(out));  // (planes, OH, OW)
+  const vendor::Call forward = vendor::pool2d_forward(args, DType::f32, x.data(), y.data(), nullptr);
+  if (!backward_pass) {
+    time_calls(state, gpu, forward, "GB/s", bytes);
+    return;
+  }
+  forward();
+  time_calls(state, gpu,
+             vendor::pool2d_backward(args, DType::f32, x.data(), y.data(), grad_y.data(), grad_x.data(), nullptr),
+             "GB/s", bytes);
+}
+
+// Registers NAME/forward/SHAPE/cudnn and NAME/backward/SHAPE/cudnn when cuDNN pools the same way.
+void register_cudnn_pool_directions(const std::string& family, const std::string& shape,
+                                    const std::optional<vendor::CudnnPoolArgs>& args, double bytes) {
+  if (!args) return;
+  for (bool backward : {false, true}) {
+    register_vendor(family + (backward ? "/backward/" : "/forward/") + shape, "cudnn",
+                    [args = *args, backward, bytes](benchmark::State& s) { bm_cudnn_pool(s, args, backward, bytes); });
+  }
+}
+#endif
+
 // Kernels of the form forward(y, x) and backward(grad_x, grad_y) over (planes, H, W): average pooling,
 // adaptive average pooling and resize. Each call reads its input once and writes its output once.
 struct PlaneMap {
   int64_t in, out;  // elements of x and y
 };
 
+double plane_map_bytes(const PlaneMap& s) {
+  return kF32 * double(s.in + s.out);
+}
+
 template <typename Forward, typename Backward>
 void bm_plane_map(benchmark::State& state, Backend backend, PlaneMap s, bool backward_pass, Forward forward,
                   Backward backward) {
   Buffer<float> x(backend, random_values(s.in)), grad_x(backend, s.in);
   Buffer<float> y(backend, s.out), grad_y(backend, random_values(s.out));
-  const double bytes = kF32 * double(s.in + s.out);
+  const double bytes = plane_map_bytes(s);
   if (backward_pass) {
     time_calls(
         state, backend, [&] { backward(backend, grad_x.data(), grad_y.data()); }, "GB/s", bytes);
@@ -176,12 +259,18 @@ void bm_plane_map(benchmark::State& state, Backend backend, PlaneMap s, bool bac
   }
 }
 
-void bm_avg_pool(benchmark::State& state, Backend backend, bool backward_pass) {
-  Pool2dDesc d;  // 2x2, stride 2 on 64 planes of 256x256
+// 2x2, stride 2 on 64 planes of 256x256.
+Pool2dDesc avg_pool_desc() {
+  Pool2dDesc d;
   d.planes = 64;
   d.in_h = d.in_w = 256;
   d.out_h = d.out_w = 128;
   d.kernel_h = d.kernel_w = d.stride_h = d.stride_w = 2;
+  return d;
+}
+
+void bm_avg_pool(benchmark::State& state, Backend backend, bool backward_pass) {
+  const Pool2dDesc d = avg_pool_desc();
   bm_plane_map(
       state, backend, {d.planes * d.in_h * d.in_w, d.planes * d.out_h * d.out_w}, backward_pass,
       [d](Backend b, float* y, const float* x) { SE_BENCH_CALL(b, avg_pool2d_forward<float>, y, x, d); },
@@ -227,6 +316,22 @@ void register_benchmarks() {
         "adaptive_avg_pool2d", "2048x64x64_to_" + std::to_string(bins),
         [bins](benchmark::State& s, Backend b, bool backward) { bm_adaptive_avg_pool(s, b, bins, backward); });
   }
+#ifdef SEGENGINE_VENDOR_BENCH
+  for (auto [pass, name] : batch_norm_passes) {
+    register_vendor(std::string("batch_norm/") + name + "/256x128x128", "cudnn",
+                    [pass = pass](benchmark::State& s) { bm_cudnn_batch_norm(s, pass); });
+  }
+  const Pool2dDesc max_pool = max_pool_desc(), avg_pool = avg_pool_desc();
+  register_cudnn_pool_directions("max_pool2d", "64x256x256_k3s2p1", vendor::cudnn_max_pool_args(max_pool),
+                                 max_pool_bytes(max_pool));
+  register_cudnn_pool_directions("avg_pool2d", "64x256x256_k2s2", vendor::cudnn_avg_pool_args(avg_pool),
+                                 plane_map_bytes({64 * 256 * 256, 64 * 128 * 128}));
+  for (int64_t bins : {1, 2}) {  // PSPNet's 3 and 6 bins overlap: no cuDNN pooling does that
+    register_cudnn_pool_directions("adaptive_avg_pool2d", "2048x64x64_to_" + std::to_string(bins),
+                                   vendor::cudnn_adaptive_avg_pool_args({2048, 64, 64, bins, bins}),
+                                   plane_map_bytes({2048 * 64 * 64, 2048 * bins * bins}));
+  }
+#endif
   for (auto [mode, name] : {std::pair{ResizeMode::bilinear, "bilinear"}, std::pair{ResizeMode::nearest, "nearest"}}) {
     register_directions(
         std::string("resize_") + name, "19x128x128_to_512",

@@ -1,7 +1,9 @@
 // What the kernel benchmarks of bench/ share: memory on the CPU or on a real GPU, a call that picks
 // kernels::cpu::fn or kernels::cuda::fn, and a timing loop that reports GB/s or GFLOP/s. A benchmark
 // registered with register_on_backends runs as NAME/cpu (host clock, all OpenMP threads) and, when a
-// GPU that is not the emulator is present, as NAME/cuda (CUDA events, manual time).
+// GPU that is not the emulator is present, as NAME/cuda (CUDA events, manual time). In builds with the
+// vendor references (SEGENGINE_VENDOR_BENCH), register_vendor adds NAME/cudnn or NAME/cublas beside it:
+// the library's call for the same work, timed the same way.
 #pragma once
 
 #include <benchmark/benchmark.h>
@@ -16,6 +18,9 @@
 #include "kernels/stream.h"
 #ifdef SEGENGINE_HAS_CUDA
 #include "kernels/cuda/runtime.h"
+#endif
+#ifdef SEGENGINE_VENDOR_BENCH
+#include "bench/vendor/vendor.h"
 #endif
 
 namespace se::kernels::bench {
@@ -121,19 +126,46 @@ inline void time_calls(benchmark::State& state, Backend backend, const std::func
   state.counters[counter] = benchmark::Counter(amount * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// Whether a GPU that is not the emulator is present: the CUDA and vendor cases run only there.
+inline bool real_gpu_present() {
+#ifdef SEGENGINE_HAS_CUDA
+  return cuda::device_count() > 0 && !cuda::device_info(0).emulated;
+#else
+  return false;
+#endif
+}
+
 // Registers `bm(state, backend)` as `name`/cpu and, on a real GPU, as `name`/cuda.
 inline void register_on_backends(const std::string& name, const std::function<void(benchmark::State&, Backend)>& bm) {
   benchmark::RegisterBenchmark((name + "/cpu").c_str(), [bm](benchmark::State& state) { bm(state, Backend::cpu); })
       ->UseRealTime()
       ->Unit(benchmark::kMillisecond);
-#ifdef SEGENGINE_HAS_CUDA
-  if (cuda::device_count() > 0 && !cuda::device_info(0).emulated) {
+  if (real_gpu_present()) {
     benchmark::RegisterBenchmark((name + "/cuda").c_str(), [bm](benchmark::State& state) { bm(state, Backend::cuda); })
         ->UseManualTime()
         ->Unit(benchmark::kMicrosecond);
   }
-#endif
 }
+
+#ifdef SEGENGINE_VENDOR_BENCH
+// Registers `bm(state)` as `name`/`library` (e.g. "cudnn") on a real GPU: `bm` prepares a vendor::Call for
+// the work of `name`/cuda and times it with time_calls(state, Backend::cuda, ...). A configuration the
+// library rejects, or any other failure while preparing, is reported as the benchmark's error.
+inline void register_vendor(const std::string& name, const char* library,
+                            const std::function<void(benchmark::State&)>& bm) {
+  if (!real_gpu_present()) return;
+  benchmark::RegisterBenchmark((name + "/" + library).c_str(),
+                               [bm](benchmark::State& state) {
+                                 try {
+                                   bm(state);
+                                 } catch (const Error& e) {  // vendor::NotSupported included
+                                   state.SkipWithError(e.what());
+                                 }
+                               })
+      ->UseManualTime()
+      ->Unit(benchmark::kMicrosecond);
+}
+#endif
 
 // Registers `bm(state, backend, backward)` as `family`/forward/`shape` and `family`/backward/`shape`.
 inline void register_directions(const std::string& family, const std::string& shape,

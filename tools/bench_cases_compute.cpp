@@ -1,5 +1,6 @@
 // `segengine bench kernels`, compute-bound cases (GFLOP/s): conv2d and conv_transpose2d forward and backward,
-// GEMM, and attention, fused and along the unfused reference path.
+// GEMM, and attention, fused and along the unfused reference path. Convolutions have cuDNN equivalents
+// (the transposed one on its mirror conv2d) and GEMM cuBLAS's; attention has none here.
 #include <cmath>
 #include <cstdio>
 
@@ -64,23 +65,27 @@ void add_conv_cases(std::vector<Case>& cases, const Options& o) {
     auto y = [=] { return random_tensor({d.n, d.c_out, kernels::conv2d_output_h(d), kernels::conv2d_output_w(d)}, o); };
     cases.push_back({"conv2d/forward", layer.model, shape, flops, bytes, [=] {
                        Tensor tx = x(), tw = w(), tb = random_tensor({d.c_out}, o), ty = y();
-                       return std::function<void()>([=] {
-                         SE_DISPATCH(device, conv2d_forward, d, tx.data_ptr(), tw.data_ptr(), tb.data_ptr(),
-                                     ty.data_ptr());
-                       });
+                       return Prepared(Run([=] {
+                                         SE_DISPATCH(device, conv2d_forward, d, tx.data_ptr(), tw.data_ptr(),
+                                                     tb.data_ptr(), ty.data_ptr());
+                                       }),
+                                       {VendorOp::conv2d_forward, d, {tx, tw, tb}, {ty}});
                      }});
     cases.push_back({"conv2d/backward_data", layer.model, shape, flops, bytes, [=] {
                        Tensor tdy = y(), tw = w(), tdx = x();
-                       return std::function<void()>([=] {
-                         SE_DISPATCH(device, conv2d_backward_data, d, tdy.data_ptr(), tw.data_ptr(), tdx.data_ptr());
-                       });
+                       return Prepared(Run([=] {
+                                         SE_DISPATCH(device, conv2d_backward_data, d, tdy.data_ptr(), tw.data_ptr(),
+                                                     tdx.data_ptr());
+                                       }),
+                                       {VendorOp::conv2d_backward_data, d, {tdy, tw}, {tdx}});
                      }});
     cases.push_back({"conv2d/backward_weight", layer.model, shape, flops, bytes, [=] {
                        Tensor tx = x(), tdy = y(), tdw = w(), tdb = random_tensor({d.c_out}, o);
-                       return std::function<void()>([=] {
-                         SE_DISPATCH(device, conv2d_backward_weight, d, tx.data_ptr(), tdy.data_ptr(), tdw.data_ptr(),
-                                     tdb.data_ptr());
-                       });
+                       return Prepared(Run([=] {
+                                         SE_DISPATCH(device, conv2d_backward_weight, d, tx.data_ptr(), tdy.data_ptr(),
+                                                     tdw.data_ptr(), tdb.data_ptr());
+                                       }),
+                                       {VendorOp::conv2d_backward_weight, d, {tx, tdy}, {tdw, tdb}});
                      }});
   }
 }
@@ -124,8 +129,8 @@ void add_gemm_cases(std::vector<Case>& cases, const Options& o) {
          2.0 * s.m * s.n * s.k, elem * static_cast<double>(s.m * s.k + s.k * s.n + s.m * s.n), [=] {
            Tensor a = random_tensor({s.m, s.k}, o), b = random_tensor({s.k, s.n}, o);
            Tensor c = empty({s.m, s.n}, {o.dtype, o.device});
-           return std::function<void()>(
-               [=] { SE_DISPATCH(device, gemm, d, a.data_ptr(), b.data_ptr(), c.data_ptr()); });
+           return Prepared(Run([=] { SE_DISPATCH(device, gemm, d, a.data_ptr(), b.data_ptr(), c.data_ptr()); }),
+                           {VendorOp::gemm, d, {a, b}, {c}});
          }});
   }
 }
@@ -155,24 +160,27 @@ void add_conv_transpose_cases(std::vector<Case>& cases, const Options& o) {
     auto y = [=] { return random_tensor({1, d.c_out, 2 * d.h, 2 * d.w}, o); };
     cases.push_back({"conv_transpose2d/forward", "unet", shape, flops, bytes, [=] {
                        Tensor tx = x(), tw = w(), tb = random_tensor({d.c_out}, o), ty = y();
-                       return std::function<void()>([=] {
-                         SE_DISPATCH(device, conv_transpose2d_forward, d, tx.data_ptr(), tw.data_ptr(), tb.data_ptr(),
-                                     ty.data_ptr());
-                       });
+                       return Prepared(Run([=] {
+                                         SE_DISPATCH(device, conv_transpose2d_forward, d, tx.data_ptr(), tw.data_ptr(),
+                                                     tb.data_ptr(), ty.data_ptr());
+                                       }),
+                                       {VendorOp::conv_transpose2d_forward, d, {tx, tw, tb}, {ty}});
                      }});
     cases.push_back({"conv_transpose2d/backward_data", "unet", shape, flops, bytes, [=] {
                        Tensor tdy = y(), tw = w(), tdx = x();
-                       return std::function<void()>([=] {
-                         SE_DISPATCH(device, conv_transpose2d_backward_data, d, tdy.data_ptr(), tw.data_ptr(),
-                                     tdx.data_ptr());
-                       });
+                       return Prepared(Run([=] {
+                                         SE_DISPATCH(device, conv_transpose2d_backward_data, d, tdy.data_ptr(),
+                                                     tw.data_ptr(), tdx.data_ptr());
+                                       }),
+                                       {VendorOp::conv_transpose2d_backward_data, d, {tdy, tw}, {tdx}});
                      }});
     cases.push_back({"conv_transpose2d/backward_weight", "unet", shape, flops, bytes, [=] {
                        Tensor tx = x(), tdy = y(), tdw = w(), tdb = random_tensor({d.c_out}, o);
-                       return std::function<void()>([=] {
-                         SE_DISPATCH(device, conv_transpose2d_backward_weight, d, tx.data_ptr(), tdy.data_ptr(),
-                                     tdw.data_ptr(), tdb.data_ptr());
-                       });
+                       return Prepared(Run([=] {
+                                         SE_DISPATCH(device, conv_transpose2d_backward_weight, d, tx.data_ptr(),
+                                                     tdy.data_ptr(), tdw.data_ptr(), tdb.data_ptr());
+                                       }),
+                                       {VendorOp::conv_transpose2d_backward_weight, d, {tx, tdy}, {tdw, tdb}});
                      }});
   }
 }

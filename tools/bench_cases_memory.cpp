@@ -1,5 +1,7 @@
 // `segengine bench kernels`, memory-bound cases (GB/s): elementwise, softmax, reductions, batch/layer/group
-// norm, max/average/adaptive pooling, resize and dropout.
+// norm, max/average/adaptive pooling, resize and dropout. Softmax, BatchNorm and pooling have cuDNN
+// equivalents (adaptive pooling where its bins tile the input).
+#include <optional>
 #include <string>
 
 #include "engine/dispatch.h"
@@ -58,9 +60,11 @@ void add_softmax_and_reduce_cases(std::vector<Case>& cases, const Options& o) {
     const double scores_bytes = elem * 16384 * 256;
     cases.push_back({"softmax/forward", "segformer-b0", "16384x256 over 256", 0, 2 * scores_bytes, [=] {
                        Tensor scores = random_tensor({16384, 256}, o), probs = empty_like(scores);
-                       return Run([=] {
-                         SE_DISPATCH(device, softmax_forward<T>, probs.data<T>(), scores.data<T>(), softmax_desc);
-                       });
+                       return Prepared(Run([=] {
+                                         SE_DISPATCH(device, softmax_forward<T>, probs.data<T>(), scores.data<T>(),
+                                                     softmax_desc);
+                                       }),
+                                       {VendorOp::softmax_forward, softmax_desc, {scores}, {probs}});
                      }});
     // grad_y and y read, grad_x written.
     cases.push_back({"softmax/backward", "segformer-b0", "16384x256 over 256", 0, 3 * scores_bytes, [=] {
@@ -68,10 +72,11 @@ void add_softmax_and_reduce_cases(std::vector<Case>& cases, const Options& o) {
                        SE_DISPATCH(device, softmax_forward<T>, probs.data<T>(),
                                    random_tensor({16384, 256}, o).data<T>(), softmax_desc);
                        Tensor grad_probs = random_tensor({16384, 256}, o), grad_scores = empty_like(probs);
-                       return Run([=] {
-                         SE_DISPATCH(device, softmax_backward<T>, grad_scores.data<T>(), grad_probs.data<T>(),
-                                     probs.data<T>(), softmax_desc);
-                       });
+                       return Prepared(Run([=] {
+                                         SE_DISPATCH(device, softmax_backward<T>, grad_scores.data<T>(),
+                                                     grad_probs.data<T>(), probs.data<T>(), softmax_desc);
+                                       }),
+                                       {VendorOp::softmax_backward, softmax_desc, {probs, grad_probs}, {grad_scores}});
                      }});
     const kernels::ReduceDesc rows{64, 512 * 512, 1, 1};
     const kernels::ReduceDesc across{1, 64, 512 * 512, 1};
@@ -105,8 +110,10 @@ void add_batch_norm_cases(std::vector<Case>& cases, const Options& o) {
     int64_t channels, size;
   };
   const Device device = o.device;
+  const double momentum = 0.1, eps = 1e-5;
   for (const Layer& layer : {Layer{"unet", 64, 512}, Layer{"resnet50-os8", 2048, 64}}) {
     const kernels::BatchNormDesc d{1, layer.channels, layer.size * layer.size};
+    const BatchNormWork work{d, momentum, eps};
     const Shape x_shape{1, d.c, layer.size, layer.size};
     const std::string shape = dims_str({d.c, layer.size, layer.size});
     const double x_bytes = static_cast<double>(dtype_size(o.dtype)) * d.c * d.hw;
@@ -123,7 +130,7 @@ void add_batch_norm_cases(std::vector<Case>& cases, const Options& o) {
       auto train_statistics = [=](const Tensor& x, const BatchNormChannels& s) {
         SE_DISPATCH(device, batch_norm_stats<T>, s.mean.data<P>(), s.var.data<P>(), x.data<T>(), d);
         SE_DISPATCH(device, batch_norm_finalize<T>, s.invstd.data<P>(), s.running_mean.data<P>(),
-                    s.running_var.data<P>(), s.mean.data<P>(), s.var.data<P>(), d.c, d.n * d.hw, 0.1, 1e-5);
+                    s.running_var.data<P>(), s.mean.data<P>(), s.var.data<P>(), d.c, d.n * d.hw, momentum, eps);
       };
       auto normalize = [=](const Tensor& y, const Tensor& x, const BatchNormChannels& s) {
         SE_DISPATCH(device, batch_norm_elemt<T>, y.data<T>(), x.data<T>(), s.mean.data<P>(), s.invstd.data<P>(),
@@ -132,16 +139,25 @@ void add_batch_norm_cases(std::vector<Case>& cases, const Options& o) {
       cases.push_back({"batch_norm/forward", layer.model, shape + ", training", 0, 3 * x_bytes, [=] {
                          Tensor x = random_tensor(x_shape, o), y = empty_like(x);
                          const BatchNormChannels s = channels();
-                         return Run([=] {
-                           train_statistics(x, s);
-                           normalize(y, x, s);
-                         });
+                         return Prepared(Run([=] {
+                                           train_statistics(x, s);
+                                           normalize(y, x, s);
+                                         }),
+                                         {VendorOp::batch_norm_forward_training,
+                                          work,
+                                          {x, s.weight, s.bias},
+                                          {y, s.mean, s.invstd, s.running_mean, s.running_var}});
                        }});
       // The engine passes the running mean and 1 / sqrt(running var + eps) as mean and invstd.
       cases.push_back({"batch_norm/forward_eval", layer.model, shape + ", eval", 0, 2 * x_bytes, [=] {
                          Tensor x = random_tensor(x_shape, o), y = empty_like(x);
                          const BatchNormChannels s = channels();
-                         return Run([=] { normalize(y, x, s); });
+                         // s.mean and s.var stand for the running statistics.
+                         SE_DISPATCH(device, batch_norm_finalize<T>, s.invstd.data<P>(), nullptr, nullptr,
+                                     s.mean.data<P>(), s.var.data<P>(), d.c, d.n * d.hw, momentum, eps);
+                         return Prepared(
+                             Run([=] { normalize(y, x, s); }),
+                             {VendorOp::batch_norm_forward_inference, work, {x, s.weight, s.bias, s.mean, s.var}, {y}});
                        }});
       // dy and x read by both calls, dx written.
       cases.push_back({"batch_norm/backward", layer.model, shape + ", training", 0, 5 * x_bytes, [=] {
@@ -150,13 +166,15 @@ void add_batch_norm_cases(std::vector<Case>& cases, const Options& o) {
                          train_statistics(x, s);
                          const TensorOptions options{companion_dtype<T>(), device};
                          Tensor sum_dy = empty({d.c}, options), sum_dy_xmu = empty({d.c}, options);
-                         return Run([=] {
-                           SE_DISPATCH(device, batch_norm_backward_reduce<T>, sum_dy.data<P>(), sum_dy_xmu.data<P>(),
-                                       dy.data<T>(), x.data<T>(), s.mean.data<P>(), d);
-                           SE_DISPATCH(device, batch_norm_backward_elemt<T>, dx.data<T>(), dy.data<T>(), x.data<T>(),
-                                       s.mean.data<P>(), s.invstd.data<P>(), s.weight.data<P>(), sum_dy.data<P>(),
-                                       sum_dy_xmu.data<P>(), d.n * d.hw, d);
-                         });
+                         return Prepared(
+                             Run([=] {
+                               SE_DISPATCH(device, batch_norm_backward_reduce<T>, sum_dy.data<P>(),
+                                           sum_dy_xmu.data<P>(), dy.data<T>(), x.data<T>(), s.mean.data<P>(), d);
+                               SE_DISPATCH(device, batch_norm_backward_elemt<T>, dx.data<T>(), dy.data<T>(),
+                                           x.data<T>(), s.mean.data<P>(), s.invstd.data<P>(), s.weight.data<P>(),
+                                           sum_dy.data<P>(), sum_dy_xmu.data<P>(), d.n * d.hw, d);
+                             }),
+                             {VendorOp::batch_norm_backward, work, {x, dy, s.weight, s.mean, s.invstd}, {dx, sum_dy}});
                        }});
     });
   }
@@ -271,6 +289,8 @@ struct PlaneMapShape {
   std::string forward, backward;  // the case names' direction parts
   std::string shape;
   int64_t planes, in_h, in_w, out_h, out_w;
+  // Average pooling's descriptor (Pool2dDesc or AdaptivePool2dDesc): cuDNN's average pooling does the same.
+  std::optional<VendorDesc> avg_pool = std::nullopt;
 };
 
 template <typename T, typename Forward, typename Backward>
@@ -282,11 +302,17 @@ void add_plane_map_cases(std::vector<Case>& cases, const Options& o, const Plane
   const Device device = o.device;
   cases.push_back({s.family + "/" + s.forward, s.model, s.shape, 0, bytes, [=] {
                      Tensor x = random_tensor(x_shape, o), y = empty(y_shape, {o.dtype, device});
-                     return Run([=] { forward(y.data<T>(), x.data<T>()); });
+                     Prepared prepared(Run([=] { forward(y.data<T>(), x.data<T>()); }));
+                     if (s.avg_pool) prepared.vendor = VendorWork{VendorOp::avg_pool2d_forward, *s.avg_pool, {x}, {y}};
+                     return prepared;
                    }});
   cases.push_back({s.family + "/" + s.backward, s.model, s.shape, 0, bytes, [=] {
                      Tensor grad_y = random_tensor(y_shape, o), grad_x = empty(x_shape, {o.dtype, device});
-                     return Run([=] { backward(grad_x.data<T>(), grad_y.data<T>()); });
+                     Prepared prepared(Run([=] { backward(grad_x.data<T>(), grad_y.data<T>()); }));
+                     if (s.avg_pool) {
+                       prepared.vendor = VendorWork{VendorOp::avg_pool2d_backward, *s.avg_pool, {grad_y}, {grad_x}};
+                     }
+                     return prepared;
                    }});
 }
 
@@ -325,10 +351,11 @@ void add_pool_cases(std::vector<Case>& cases, const Options& o) {
       cases.push_back({"max_pool2d/forward", w.model, window_str(d), 0, bytes, [=] {
                          Tensor x = random_tensor(x_shape, o), y = empty(y_shape, {o.dtype, device});
                          Tensor indices = empty(y_shape, {DType::i64, device});
-                         return Run([=] {
-                           SE_DISPATCH(device, max_pool2d_forward<T>, y.data<T>(), indices.data<int64_t>(), x.data<T>(),
-                                       d);
-                         });
+                         return Prepared(Run([=] {
+                                           SE_DISPATCH(device, max_pool2d_forward<T>, y.data<T>(),
+                                                       indices.data<int64_t>(), x.data<T>(), d);
+                                         }),
+                                         {VendorOp::max_pool2d_forward, d, {x}, {y}});
                        }});
       cases.push_back({"max_pool2d/backward", w.model, window_str(d), 0, bytes, [=] {
                          Tensor x = random_tensor(x_shape, o), y = empty(y_shape, {o.dtype, device});
@@ -336,17 +363,19 @@ void add_pool_cases(std::vector<Case>& cases, const Options& o) {
                          SE_DISPATCH(device, max_pool2d_forward<T>, y.data<T>(), indices.data<int64_t>(), x.data<T>(),
                                      d);
                          Tensor grad_y = random_tensor(y_shape, o), grad_x = empty_like(x);
-                         return Run([=] {
-                           SE_DISPATCH(device, max_pool2d_backward<T>, grad_x.data<T>(), grad_y.data<T>(),
-                                       indices.data<int64_t>(), d);
-                         });
+                         // cuDNN finds the maxima again from x and y instead of reading saved indices.
+                         return Prepared(Run([=] {
+                                           SE_DISPATCH(device, max_pool2d_backward<T>, grad_x.data<T>(),
+                                                       grad_y.data<T>(), indices.data<int64_t>(), d);
+                                         }),
+                                         {VendorOp::max_pool2d_backward, d, {x, y, grad_y}, {grad_x}});
                        }});
     }
     const kernels::Pool2dDesc avg = pool_desc(Window{"unet", 64, 512, 2, 2, 0});
     add_plane_map_cases<T>(
         cases, o,
         {"avg_pool2d", "unet", "forward", "backward", window_str(avg), avg.planes, avg.in_h, avg.in_w, avg.out_h,
-         avg.out_w},
+         avg.out_w, avg},
         [=](T* y, const T* x) { SE_DISPATCH(device, avg_pool2d_forward<T>, y, x, avg); },
         [=](T* grad_x, const T* grad_y) { SE_DISPATCH(device, avg_pool2d_backward<T>, grad_x, grad_y, avg); });
     for (int64_t bins : {1, 2, 3, 6}) {
@@ -354,7 +383,7 @@ void add_pool_cases(std::vector<Case>& cases, const Options& o) {
       add_plane_map_cases<T>(
           cases, o,
           {"adaptive_avg_pool2d", "pspnet", "forward", "backward", planes_str(2048, 64, 64, bins, bins), 2048, 64, 64,
-           bins, bins},
+           bins, bins, d},
           [=](T* y, const T* x) { SE_DISPATCH(device, adaptive_avg_pool2d_forward<T>, y, x, d); },
           [=](T* grad_x, const T* grad_y) { SE_DISPATCH(device, adaptive_avg_pool2d_backward<T>, grad_x, grad_y, d); });
     }

@@ -9,21 +9,78 @@
 //
 // Byte counts (for GB/s) are what each kernel call has to read and write at least: every input once,
 // every output once; a tensor two calls of one case both read counts twice.
+//
+// A case whose work cuDNN or cuBLAS can do as well describes it as a VendorWork; on a GPU, in builds with
+// the vendor references, bench_vendor.cpp runs that work there on the same inputs, checks the vendor's
+// outputs against ours and times it beside ours.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
+#include <optional>
 #include <regex>
 #include <string>
 #include <type_traits>
+#include <variant>
 #include <vector>
 
 #include "engine/ops.h"
+#include "kernels/conv.h"
+#include "kernels/gemm.h"
+#include "kernels/norm.h"
+#include "kernels/pool.h"
+#include "kernels/softmax.h"
 
 namespace se::tools {
 
 using Run = std::function<void()>;  // one timed call of the kernel(s) of a case
+
+// The vendor call that does a case's work, with the case's tensors in the order listed here: inputs, then
+// our outputs (the vendor writes into copies of them, compared with ours after one run of each).
+enum class VendorOp {
+  conv2d_forward,                    // Conv2dDesc; inputs x, w, bias; outputs y
+  conv2d_backward_data,              // Conv2dDesc; inputs dy, w; outputs dx
+  conv2d_backward_weight,            // Conv2dDesc; inputs x, dy; outputs dw, db
+  conv_transpose2d_forward,          // ConvTranspose2dDesc; inputs x, w, bias; outputs y
+  conv_transpose2d_backward_data,    // ConvTranspose2dDesc; inputs dy, w; outputs dx
+  conv_transpose2d_backward_weight,  // ConvTranspose2dDesc; inputs x, dy; outputs dw, db
+  gemm,                              // GemmDesc; inputs a, b; outputs c
+  batch_norm_forward_training,       // BatchNormWork; inputs x, weight, bias;
+                                     //   outputs y, mean, invstd, running_mean, running_var (updated in place)
+  batch_norm_forward_inference,      // BatchNormWork; inputs x, weight, bias, mean, var (running); outputs y
+  batch_norm_backward,               // BatchNormWork; inputs x, dy, weight, mean, invstd; outputs dx, sum_dy
+  max_pool2d_forward,                // Pool2dDesc; inputs x; outputs y
+  max_pool2d_backward,               // Pool2dDesc; inputs x, y, dy; outputs dx
+  avg_pool2d_forward,                // Pool2dDesc or AdaptivePool2dDesc; inputs x; outputs y
+  avg_pool2d_backward,               // Pool2dDesc or AdaptivePool2dDesc; inputs dy; outputs dx
+  softmax_forward,                   // SoftmaxDesc; inputs x; outputs y
+  softmax_backward,                  // SoftmaxDesc; inputs y, dy; outputs dx
+};
+
+// BatchNorm's descriptor with the constants its calls take.
+struct BatchNormWork {
+  kernels::BatchNormDesc desc;
+  double momentum = 0.1, eps = 1e-5;
+};
+
+using VendorDesc = std::variant<kernels::Conv2dDesc, kernels::ConvTranspose2dDesc, kernels::GemmDesc, BatchNormWork,
+                                kernels::Pool2dDesc, kernels::AdaptivePool2dDesc, kernels::SoftmaxDesc>;
+
+struct VendorWork {
+  VendorOp op;
+  VendorDesc desc;
+  std::vector<Tensor> inputs;   // in the order of `op`
+  std::vector<Tensor> outputs;  // ours, in the order of `op`
+};
+
+// A case ready to run: the timed call, and the work a vendor library can do alike, if any.
+struct Prepared {
+  Prepared(Run run) : run(std::move(run)) {}  // implicit: a case without a vendor equivalent returns its Run
+  Prepared(Run run, VendorWork vendor) : run(std::move(run)), vendor(std::move(vendor)) {}
+  Run run;
+  std::optional<VendorWork> vendor;
+};
 
 struct Case {
   std::string name;   // "family/direction", matched by --filter
@@ -32,7 +89,7 @@ struct Case {
   double flops = 0;  // per run; 0 for memory-bound kernels
   double bytes = 0;  // moved per run (reads + writes), for GB/s
   // Allocates the case's tensors (only for the selected cases) and returns the timed call.
-  std::function<Run()> prepare;
+  std::function<Prepared()> prepare;
 };
 
 struct Options {
@@ -44,6 +101,8 @@ struct Options {
   int repeats = 5;
   int warmup = 1;
   bool list = false;
+  // Time and check the cuDNN/cuBLAS equivalents too: a real GPU, in a build with the vendor references.
+  bool vendor = false;
 
   // Whether --filter selects the case: the regex is searched in "name model".
   bool selects(const std::string& name, const std::string& model) const {

@@ -1,8 +1,10 @@
-// `segengine bench kernels`: options, the driver that times the selected cases, the table and the JSON
-// report. The cases (one kernel entry point each, on a layer shape of ResNet-50 at output stride 8, the
-// classic U-Net or SegFormer-B0 at 512x512, batch 1) are in bench_cases_*.cpp, see bench_kernel_cases.h.
-// Time: the median of the repeats after warm-up; on CUDA measured with events on the stream, on the CPU
-// with the host clock.
+// `segengine bench kernels`: options, the driver that times the selected cases and the report (table and
+// JSON, tools/bench_report.h). The cases (one kernel entry point each, on a layer shape of ResNet-50 at
+// output stride 8, the classic U-Net or SegFormer-B0 at 512x512, batch 1) are in bench_cases_*.cpp, see
+// bench_kernel_cases.h. Time: the median of the repeats after warm-up; on CUDA measured with events on the
+// stream, on the CPU with the host clock. On a GPU, in builds with the vendor references
+// (SEGENGINE_VENDOR_BENCH), a case with a cuDNN/cuBLAS equivalent also runs that on the same inputs: its
+// output is checked against ours, then it is timed the same way (tools/bench_vendor.h).
 #include "tools/bench_kernels.h"
 
 #include <algorithm>
@@ -18,8 +20,12 @@
 #include "core/machine.h"
 #include "engine/stream.h"
 #include "tools/bench_kernel_cases.h"
+#include "tools/bench_report.h"
 #ifdef SEGENGINE_HAS_CUDA
 #include "kernels/cuda/runtime.h"
+#endif
+#ifdef SEGENGINE_VENDOR_BENCH
+#include "tools/bench_vendor.h"
 #endif
 
 namespace se::tools {
@@ -74,6 +80,10 @@ Options parse_options(const std::vector<std::string_view>& args) {
     }
   }
   check_device(options.device, "bench kernels");
+#ifdef SEGENGINE_VENDOR_BENCH
+  // The vendor build is the real CUDA build: its CUDA devices are GPUs.
+  options.vendor = options.device.is_cuda();
+#endif
   return options;
 }
 
@@ -92,50 +102,80 @@ double time_ms(const Run& run, const Options& o) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - begin).count();
 }
 
+// The vendor libraries on CUDA devices: their versions, or "not built"; unset on the CPU.
+std::optional<std::string> vendor_description(const Options& o) {
+  if (!o.device.is_cuda()) return std::nullopt;
+#ifdef SEGENGINE_VENDOR_BENCH
+  return vendor::library_versions() + " (f32 without TF32)";
+#else
+  return "not built";
+#endif
+}
+
 std::string peak_description(const Options& o) {
   if (o.device.is_cpu()) {
     return "f32 " + machine::cpu_f32_peak_description(static_cast<int>(std::thread::hardware_concurrency()));
   }
+  std::string peak;
 #ifdef SEGENGINE_HAS_CUDA
   kernels::cuda::DeviceInfo info = kernels::cuda::device_info(o.device.index);
-  if (info.emulated) return "none: " + info.name + " runs on the CPU (timings are not GPU timings)";
-  return "not known for " + info.name + " (percentages omitted)";
-#else
-  return "";
+  peak = info.emulated ? "none: " + info.name + " runs on the CPU (timings are not GPU timings)"
+                       : "not known for " + info.name + " (percentages omitted)";
 #endif
-}
-
-std::string json_escape(const std::string& text) {
-  std::string out;
-  for (char ch : text) {
-    if (ch == '"' || ch == '\\') out += '\\';
-    out += ch;
-  }
-  return out;
+  const std::optional<std::string> vendor = vendor_description(o);
+  return peak + "; vendor comparison: " + vendor.value_or("not built");
 }
 
 // Written to FILE.tmp and renamed, so an existing FILE is never left half-written.
-void write_json(const std::string& path, const Options& o, const std::vector<std::pair<const Case*, double>>& rows) {
+void write_json(const std::string& path, const std::string& json) {
   const std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp);
     SE_CHECK(out.good(), "bench kernels: cannot write '", tmp, "'");
-    out << "{\n  \"device\": \"" << o.device.str() << "\",\n  \"dtype\": \"" << dtype_name(o.dtype)
-        << "\",\n  \"repeats\": " << o.repeats << ",\n  \"peak\": \"" << json_escape(peak_description(o))
-        << "\",\n  \"results\": [\n";
-    for (size_t i = 0; i < rows.size(); ++i) {
-      const Case& c = *rows[i].first;
-      const double ms = rows[i].second;
-      out << "    {\"kernel\": \"" << c.name << "\", \"model\": \"" << c.model << "\", \"shape\": \""
-          << json_escape(c.shape) << "\", \"median_ms\": " << ms
-          << ", \"gflops\": " << (c.flops > 0 ? c.flops / ms * 1e-6 : 0.0) << ", \"gbps\": " << c.bytes / ms * 1e-6
-          << "}" << (i + 1 < rows.size() ? "," : "") << "\n";
-    }
-    out << "  ]\n}\n";
+    out << json;
     SE_CHECK(out.good(), "bench kernels: writing '", tmp, "' failed");
   }
   std::filesystem::rename(tmp, path);
 }
+
+double median_ms(const Run& run, const Options& o) {
+  for (int i = 0; i < o.warmup; ++i) time_ms(run, o);
+  std::vector<double> times;
+  for (int i = 0; i < o.repeats; ++i) times.push_back(time_ms(run, o));
+  std::nth_element(times.begin(), times.begin() + times.size() / 2, times.end());
+  return times[times.size() / 2];
+}
+
+#ifdef SEGENGINE_VENDOR_BENCH
+// Runs the vendor's equivalent of a prepared case: once beside ours for the check, then timed. `ours` has
+// not run since it was prepared (the vendor copies our outputs' starting values first).
+std::optional<VendorResult> measure_vendor(const Prepared& ours, const Options& o) {
+  if (!ours.vendor) return std::nullopt;
+  VendorResult result;
+  try {
+    const std::optional<VendorRun> vendor = prepare_vendor(*ours.vendor, o.device);
+    if (!vendor) return std::nullopt;
+    result.library = vendor->library;
+    result.call = vendor->call;
+    ours.run();
+    vendor->run();
+    const vendor::OutputDifference difference = vendor->compare();
+    result.max_abs_diff = difference.max_abs_diff;
+    result.relative_diff = difference.relative();
+    result.tolerance = vendor->tolerance;
+    result.check_failed = !(result.relative_diff <= result.tolerance);
+    result.median_ms = median_ms(vendor->run, o);
+    result.timed = true;
+  } catch (const vendor::NotSupported& e) {
+    result.not_supported = true;
+    result.error = e.what();
+  } catch (const Error& e) {
+    result.error = e.what();
+  }
+  if (result.library.empty()) result.library = ours.vendor->op == VendorOp::gemm ? "cuBLAS" : "cuDNN";
+  return result;
+}
+#endif
 
 }  // namespace
 
@@ -159,28 +199,34 @@ int bench_kernels(const std::vector<std::string_view>& args) {
   const double peak_gflops = o.device.is_cpu() && o.dtype == DType::f32
                                  ? machine::cpu_f32_peak_gflops(static_cast<int>(std::thread::hardware_concurrency()))
                                  : 0.0;
-  std::printf("device %s, dtype %s, median of %d after %d warm-up\npeak: %s\n\n", o.device.str().c_str(),
-              std::string(dtype_name(o.dtype)).c_str(), o.repeats, o.warmup, peak_description(o).c_str());
-  std::printf("%-30s %-13s %-52s %10s %9s %8s %7s\n", "kernel", "model", "shape", "median ms", "GFLOP/s", "GB/s",
-              "% peak");
-  std::vector<std::pair<const Case*, double>> rows;
+  const ReportHeader header{.device = o.device.str(),
+                            .dtype = std::string(dtype_name(o.dtype)),
+                            .repeats = o.repeats,
+                            .warmup = o.warmup,
+                            .peak = peak_description(o),
+                            .vendor = vendor_description(o)};
+  std::printf("device %s, dtype %s, median of %d after %d warm-up\npeak: %s\n\n", header.device.c_str(),
+              header.dtype.c_str(), o.repeats, o.warmup, header.peak.c_str());
+  std::printf("%s", table_header(o.vendor).c_str());
+  std::vector<ReportRow> rows;
   for (const Case* c : selected) {
-    const Run run = c->prepare();
-    for (int i = 0; i < o.warmup; ++i) time_ms(run, o);
-    std::vector<double> times;
-    for (int i = 0; i < o.repeats; ++i) times.push_back(time_ms(run, o));
-    std::nth_element(times.begin(), times.begin() + times.size() / 2, times.end());
-    const double ms = times[times.size() / 2];
-    rows.emplace_back(c, ms);
-    const double gflops = c->flops / ms * 1e-6;
-    char peak[16] = "";
-    if (c->flops > 0 && peak_gflops > 0) std::snprintf(peak, sizeof(peak), "%.0f%%", 100.0 * gflops / peak_gflops);
-    std::printf("%-30s %-13s %-52s %10.3f %9s %8.1f %7s\n", c->name.c_str(), c->model.c_str(), c->shape.c_str(), ms,
-                c->flops > 0 ? std::to_string(static_cast<int>(gflops + 0.5)).c_str() : "-", c->bytes / ms * 1e-6,
-                peak);
+    const Prepared prepared = c->prepare();
+    ReportRow row{c->name, c->model, c->shape, 0, c->flops, c->bytes, std::nullopt};
+#ifdef SEGENGINE_VENDOR_BENCH
+    if (o.vendor) row.vendor = measure_vendor(prepared, o);
+#endif
+    row.median_ms = median_ms(prepared.run, o);
+    std::printf("%s%s", table_row(row, peak_gflops, o.vendor).c_str(), vendor_notes(row).c_str());
     std::fflush(stdout);
+    rows.push_back(std::move(row));
   }
-  if (!o.json_path.empty()) write_json(o.json_path, o, rows);
+  if (!o.json_path.empty()) write_json(o.json_path, json_report(header, rows, o.vendor));
+  if (o.vendor) {
+    // A vendor output that differs from ours, or a vendor call that failed, fails the run (exit code 1).
+    const VendorSummary summary = vendor_summary(rows);
+    std::printf("\n%s", summary.text.c_str());
+    if (summary.failed) return 1;
+  }
   return 0;
 }
 

@@ -65,6 +65,18 @@ expect 0 "^batch_norm/forward_eval +resnet50-os8" bench kernels --device cpu --f
 expect 0 "^optim/adamw +segformer-b0 +3\.72 M parameters in 205 tensors" bench kernels --device cpu \
   --filter "optim/adamw segformer" --repeats 1 --warmup 0
 
+# The vendor (cuDNN/cuBLAS) columns: never on the CPU; on the emulator's device the comparison is not built
+# (the real build only); on a GPU, a build with the vendor references checks each case against the vendor's
+# output and times it beside ours.
+expect 0 "% peak$" bench kernels --device cpu --filter reduce/sum_rows --repeats 1 --warmup 0
+version="$("$bin" --version)"
+if grep -q "cuda build: emulated" <<<"$version"; then
+  expect 0 "vendor comparison: not built" bench kernels --device cuda --filter "^softmax/forward" --repeats 1 --warmup 0
+elif grep -q "cuda:0" <<<"$version"; then
+  expect 0 "^vendor check: 2 cases compared|vendor comparison: not built" bench kernels --device cuda \
+    --filter "^softmax/forward|^gemm/nn square" --repeats 1 --warmup 0
+fi
+
 # A real run writes its JSON report through a temporary file.
 expect 0 "reduce/sum_rows" bench kernels --device cpu --filter reduce/sum_rows --repeats 1 --warmup 0 \
   --json "$tmp/report.json"
