@@ -240,8 +240,10 @@ void add_attention_cases(std::vector<Case>& cases, const Options& o) {
                        return Run([=] { reference_forward(x, scores, probs, out); });
                      }});
     // grad_out, q, k, v, out and lse read; grad_q, grad_k, grad_v written.
+    const double backward_products = o.device.is_cuda() ? 7 : 5;
     cases.push_back(
-        {"attention/backward", "segformer-b0", shape, (o.device.is_cuda() ? 7 : 5) * product, 4 * q_bytes + 4 * kv_bytes + lse_bytes, [=] {
+        {"attention/backward", "segformer-b0", shape, backward_products * product,
+         4 * q_bytes + 4 * kv_bytes + lse_bytes, [=] {
            const AttentionInputs x = inputs();
            Tensor out = empty_like(x.q), lse = empty({1, 1, lq}, {companion_dtype<T>(), device});
            SE_DISPATCH(device, attention_forward<T>, out.data<T>(), lse.data<Acc>(), x.q.data<T>(), x.k.data<T>(),
