@@ -148,16 +148,28 @@ double median_ms(const Run& run, const Options& o) {
 
 #ifdef SEGENGINE_VENDOR_BENCH
 // Runs the vendor's equivalent of a prepared case: once beside ours for the check, then timed. `ours` has
-// not run since it was prepared (the vendor copies our outputs' starting values first).
+// not run since it was prepared (the vendor copies our outputs' starting values first). Failures of the
+// vendor's calls are recorded in the result; a failure of our kernel propagates as usual.
 std::optional<VendorResult> measure_vendor(const Prepared& ours, const Options& o) {
   if (!ours.vendor) return std::nullopt;
   VendorResult result;
+  result.library = ours.vendor->op == VendorOp::gemm ? "cuBLAS" : "cuDNN";
+  auto record_failure = [&](const Error& e) {
+    result.not_supported = dynamic_cast<const vendor::NotSupported*>(&e) != nullptr;
+    result.error = e.what();
+  };
+  std::optional<VendorRun> vendor;
   try {
-    const std::optional<VendorRun> vendor = prepare_vendor(*ours.vendor, o.device);
+    vendor = prepare_vendor(*ours.vendor, o.device);
     if (!vendor) return std::nullopt;
-    result.library = vendor->library;
-    result.call = vendor->call;
-    ours.run();
+  } catch (const Error& e) {
+    record_failure(e);
+    return result;
+  }
+  result.library = vendor->library;
+  result.call = vendor->call;
+  ours.run();
+  try {
     vendor->run();
     const vendor::OutputDifference difference = vendor->compare();
     result.max_abs_diff = difference.max_abs_diff;
@@ -166,13 +178,9 @@ std::optional<VendorResult> measure_vendor(const Prepared& ours, const Options& 
     result.check_failed = !(result.relative_diff <= result.tolerance);
     result.median_ms = median_ms(vendor->run, o);
     result.timed = true;
-  } catch (const vendor::NotSupported& e) {
-    result.not_supported = true;
-    result.error = e.what();
   } catch (const Error& e) {
-    result.error = e.what();
+    record_failure(e);
   }
-  if (result.library.empty()) result.library = ours.vendor->op == VendorOp::gemm ? "cuBLAS" : "cuDNN";
   return result;
 }
 #endif

@@ -94,7 +94,11 @@ cublasHandle_t cublas_handle() {
   const int device = detail::current_device();
   std::lock_guard<std::mutex> lock(mutex);
   cublasHandle_t& handle = handles[device];
-  if (handle == nullptr) SE_CUBLAS_CHECK("cublasCreate", cublas().create(&handle), "device " + std::to_string(device));
+  if (handle == nullptr) {
+    cublasHandle_t created = nullptr;
+    SE_CUBLAS_CHECK("cublasCreate", cublas().create(&created), "device " + std::to_string(device));
+    handle = created;
+  }
   return handle;
 }
 

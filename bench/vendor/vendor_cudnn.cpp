@@ -56,7 +56,9 @@ cudnnHandle_t cudnn_handle() {
     const size_t version = cudnnGetVersion();
     SE_CHECK(version / 10000 == CUDNN_MAJOR, "vendor: cuDNN ", version, " is loaded, but the benchmarks were built ",
              "against cuDNN ", CUDNN_VERSION, " (major versions differ)");
-    SE_CUDNN_CHECK(cudnnCreate(&handle), "device " + std::to_string(device));
+    cudnnHandle_t created = nullptr;
+    SE_CUDNN_CHECK(cudnnCreate(&created), "device " + std::to_string(device));
+    handle = created;
   }
   return handle;
 }
@@ -84,27 +86,6 @@ std::string dims_str(const Dims4& d) {
 const float kOne = 1.0f, kZero = 0.0f;
 
 // ---- Descriptors, each owning one cuDNN object.
-class TensorDesc {
- public:
-  TensorDesc(const Dims4& dims, cudnnDataType_t type, const std::string& context) {
-    SE_CUDNN_CHECK(cudnnCreateTensorDescriptor(&desc_), context);
-    SE_CUDNN_CHECK(cudnnSetTensor4dDescriptor(desc_, CUDNN_TENSOR_NCHW, type, dims[0], dims[1], dims[2], dims[3]),
-                   context + ", tensor " + dims_str(dims));
-  }
-  // The per-channel tensor of batch normalization over x, spatial mode: (1, C, 1, 1), f32 for 16-bit x.
-  TensorDesc(const TensorDesc& x, const std::string& context) {
-    SE_CUDNN_CHECK(cudnnCreateTensorDescriptor(&desc_), context);
-    SE_CUDNN_CHECK(cudnnDeriveBNTensorDescriptor(desc_, x.get(), CUDNN_BATCHNORM_SPATIAL), context);
-  }
-  TensorDesc(const TensorDesc&) = delete;
-  TensorDesc& operator=(const TensorDesc&) = delete;
-  ~TensorDesc() { cudnnDestroyTensorDescriptor(desc_); }
-  cudnnTensorDescriptor_t get() const { return desc_; }
-
- private:
-  cudnnTensorDescriptor_t desc_ = nullptr;
-};
-
 // Owns one cuDNN descriptor of type T, made by Create and released by Destroy.
 template <typename T, cudnnStatus_t (*Create)(T*), cudnnStatus_t (*Destroy)(T)>
 class Descriptor {
@@ -118,6 +99,23 @@ class Descriptor {
  private:
   T desc_ = nullptr;
 };
+
+class TensorDesc {
+ public:
+  TensorDesc(const Dims4& dims, cudnnDataType_t type, const std::string& context) : desc_(context) {
+    SE_CUDNN_CHECK(cudnnSetTensor4dDescriptor(get(), CUDNN_TENSOR_NCHW, type, dims[0], dims[1], dims[2], dims[3]),
+                   context + ", tensor " + dims_str(dims));
+  }
+  // The per-channel tensor of batch normalization over x, spatial mode: (1, C, 1, 1), f32 for 16-bit x.
+  TensorDesc(const TensorDesc& x, const std::string& context) : desc_(context) {
+    SE_CUDNN_CHECK(cudnnDeriveBNTensorDescriptor(get(), x.get(), CUDNN_BATCHNORM_SPATIAL), context);
+  }
+  cudnnTensorDescriptor_t get() const { return desc_.get(); }
+
+ private:
+  Descriptor<cudnnTensorDescriptor_t, cudnnCreateTensorDescriptor, cudnnDestroyTensorDescriptor> desc_;
+};
+
 using FilterDesc = Descriptor<cudnnFilterDescriptor_t, cudnnCreateFilterDescriptor, cudnnDestroyFilterDescriptor>;
 using ConvDesc =
     Descriptor<cudnnConvolutionDescriptor_t, cudnnCreateConvolutionDescriptor, cudnnDestroyConvolutionDescriptor>;
@@ -241,75 +239,73 @@ ChosenAlgorithm<Perf> choose_algorithm(ConvSetup& setup, const CudnnConvArgs& ar
   return chosen;
 }
 
-Call convolution_forward(const CudnnConvArgs& a, const void* x, const void* w, void* y, Stream stream) {
-  const std::string context = conv_context(a, "forward");
+// One convolution pass: its descriptors, the algorithm Find chose for it, and the Call that runs it.
+// `max_count(handle, &count)` is the pass's cudnnGet*AlgorithmMaxCount, `find(handle, setup, count, &returned,
+// results, workspace, bytes)` its cudnnFind*AlgorithmEx on the buffers, `run(handle, setup, chosen)` the pass.
+template <typename Perf, typename MaxCount, typename Find, typename Run>
+Call convolution_pass(const CudnnConvArgs& a, const char* pass, const char* function, MaxCount max_count, Find find,
+                      Run run, Stream stream) {
+  const std::string context = conv_context(a, pass);
   auto setup = std::make_shared<ConvSetup>(a, context);
   cudnnHandle_t handle = cudnn_handle();
   bind_stream(handle, stream);
-  int max_count = 0;
-  SE_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(handle, &max_count), context);
-  const auto chosen = choose_algorithm<cudnnConvolutionFwdAlgoPerf_t>(
-      *setup, a, max_count,
-      [&](int count, int* returned, cudnnConvolutionFwdAlgoPerf_t* results, void* workspace, size_t bytes) {
-        return cudnnFindConvolutionForwardAlgorithmEx(handle, setup->x.get(), x, setup->w.get(), w, setup->conv.get(),
-                                                      setup->y.get(), y, count, returned, results, workspace, bytes);
+  int count = 0;
+  SE_CUDNN_CHECK(max_count(handle, &count), context);
+  const ChosenAlgorithm<Perf> chosen = choose_algorithm<Perf>(
+      *setup, a, count,
+      [&](int requested, int* returned, Perf* results, void* workspace, size_t bytes) {
+        return find(handle, *setup, requested, returned, results, workspace, bytes);
       },
       context);
-  return Call("cuDNN", "cudnnConvolutionForward " + chosen.description, [=] {
+  return Call("cuDNN", std::string(function) + " " + chosen.description, [=] {
     bind_stream(handle, stream);
-    SE_CUDNN_CHECK(cudnnConvolutionForward(handle, &kOne, setup->x.get(), x, setup->w.get(), w, setup->conv.get(),
-                                           chosen.perf.algo, chosen.workspace.get(), chosen.perf.memory, &kZero,
-                                           setup->y.get(), y),
-                   context);
+    SE_CUDNN_CHECK(run(handle, *setup, chosen), context);
   });
+}
+
+Call convolution_forward(const CudnnConvArgs& a, const void* x, const void* w, void* y, Stream stream) {
+  using Perf = cudnnConvolutionFwdAlgoPerf_t;
+  return convolution_pass<Perf>(
+      a, "forward", "cudnnConvolutionForward", cudnnGetConvolutionForwardAlgorithmMaxCount,
+      [=](cudnnHandle_t h, const ConvSetup& s, int count, int* returned, Perf* results, void* ws, size_t bytes) {
+        return cudnnFindConvolutionForwardAlgorithmEx(h, s.x.get(), x, s.w.get(), w, s.conv.get(), s.y.get(), y, count,
+                                                      returned, results, ws, bytes);
+      },
+      [=](cudnnHandle_t h, const ConvSetup& s, const ChosenAlgorithm<Perf>& c) {
+        return cudnnConvolutionForward(h, &kOne, s.x.get(), x, s.w.get(), w, s.conv.get(), c.perf.algo,
+                                       c.workspace.get(), c.perf.memory, &kZero, s.y.get(), y);
+      },
+      stream);
 }
 
 Call convolution_backward_data(const CudnnConvArgs& a, const void* dy, const void* w, void* dx, Stream stream) {
-  const std::string context = conv_context(a, "backward data");
-  auto setup = std::make_shared<ConvSetup>(a, context);
-  cudnnHandle_t handle = cudnn_handle();
-  bind_stream(handle, stream);
-  int max_count = 0;
-  SE_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(handle, &max_count), context);
-  const auto chosen = choose_algorithm<cudnnConvolutionBwdDataAlgoPerf_t>(
-      *setup, a, max_count,
-      [&](int count, int* returned, cudnnConvolutionBwdDataAlgoPerf_t* results, void* workspace, size_t bytes) {
-        return cudnnFindConvolutionBackwardDataAlgorithmEx(handle, setup->w.get(), w, setup->y.get(), dy,
-                                                           setup->conv.get(), setup->x.get(), dx, count, returned,
-                                                           results, workspace, bytes);
+  using Perf = cudnnConvolutionBwdDataAlgoPerf_t;
+  return convolution_pass<Perf>(
+      a, "backward data", "cudnnConvolutionBackwardData", cudnnGetConvolutionBackwardDataAlgorithmMaxCount,
+      [=](cudnnHandle_t h, const ConvSetup& s, int count, int* returned, Perf* results, void* ws, size_t bytes) {
+        return cudnnFindConvolutionBackwardDataAlgorithmEx(h, s.w.get(), w, s.y.get(), dy, s.conv.get(), s.x.get(), dx,
+                                                           count, returned, results, ws, bytes);
       },
-      context);
-  return Call("cuDNN", "cudnnConvolutionBackwardData " + chosen.description, [=] {
-    bind_stream(handle, stream);
-    SE_CUDNN_CHECK(cudnnConvolutionBackwardData(handle, &kOne, setup->w.get(), w, setup->y.get(), dy, setup->conv.get(),
-                                                chosen.perf.algo, chosen.workspace.get(), chosen.perf.memory, &kZero,
-                                                setup->x.get(), dx),
-                   context);
-  });
+      [=](cudnnHandle_t h, const ConvSetup& s, const ChosenAlgorithm<Perf>& c) {
+        return cudnnConvolutionBackwardData(h, &kOne, s.w.get(), w, s.y.get(), dy, s.conv.get(), c.perf.algo,
+                                            c.workspace.get(), c.perf.memory, &kZero, s.x.get(), dx);
+      },
+      stream);
 }
 
 Call convolution_backward_filter(const CudnnConvArgs& a, const void* x, const void* dy, void* dw, Stream stream) {
-  const std::string context = conv_context(a, "backward filter");
-  auto setup = std::make_shared<ConvSetup>(a, context);
-  cudnnHandle_t handle = cudnn_handle();
-  bind_stream(handle, stream);
-  int max_count = 0;
-  SE_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(handle, &max_count), context);
-  const auto chosen = choose_algorithm<cudnnConvolutionBwdFilterAlgoPerf_t>(
-      *setup, a, max_count,
-      [&](int count, int* returned, cudnnConvolutionBwdFilterAlgoPerf_t* results, void* workspace, size_t bytes) {
-        return cudnnFindConvolutionBackwardFilterAlgorithmEx(handle, setup->x.get(), x, setup->y.get(), dy,
-                                                             setup->conv.get(), setup->w.get(), dw, count, returned,
-                                                             results, workspace, bytes);
+  using Perf = cudnnConvolutionBwdFilterAlgoPerf_t;
+  return convolution_pass<Perf>(
+      a, "backward filter", "cudnnConvolutionBackwardFilter", cudnnGetConvolutionBackwardFilterAlgorithmMaxCount,
+      [=](cudnnHandle_t h, const ConvSetup& s, int count, int* returned, Perf* results, void* ws, size_t bytes) {
+        return cudnnFindConvolutionBackwardFilterAlgorithmEx(h, s.x.get(), x, s.y.get(), dy, s.conv.get(), s.w.get(),
+                                                             dw, count, returned, results, ws, bytes);
       },
-      context);
-  return Call("cuDNN", "cudnnConvolutionBackwardFilter " + chosen.description, [=] {
-    bind_stream(handle, stream);
-    SE_CUDNN_CHECK(cudnnConvolutionBackwardFilter(handle, &kOne, setup->x.get(), x, setup->y.get(), dy,
-                                                  setup->conv.get(), chosen.perf.algo, chosen.workspace.get(),
-                                                  chosen.perf.memory, &kZero, setup->w.get(), dw),
-                   context);
-  });
+      [=](cudnnHandle_t h, const ConvSetup& s, const ChosenAlgorithm<Perf>& c) {
+        return cudnnConvolutionBackwardFilter(h, &kOne, s.x.get(), x, s.y.get(), dy, s.conv.get(), c.perf.algo,
+                                              c.workspace.get(), c.perf.memory, &kZero, s.w.get(), dw);
+      },
+      stream);
 }
 
 // out (N, C, H, W) += bias (C) broadcast over N, H, W.
