@@ -20,17 +20,26 @@ SE_HOST_DEVICE inline uint32_t mulhilo(uint32_t a, uint32_t b, uint32_t* hi) {
   return static_cast<uint32_t>(product);
 }
 
+// One Philox4x32 round on the counter words (x, y, z, w) with round key (k0, k1).
+SE_HOST_DEVICE inline void philox_round(uint32_t& x, uint32_t& y, uint32_t& z, uint32_t& w, uint32_t k0, uint32_t k1) {
+  uint32_t hi0, hi1;
+  const uint32_t lo0 = mulhilo(0xD2511F53u, x, &hi0);
+  const uint32_t lo1 = mulhilo(0xCD9E8D57u, z, &hi1);
+  x = hi1 ^ y ^ k0;
+  y = lo1;
+  z = hi0 ^ w ^ k1;
+  w = lo0;
+}
+constexpr uint32_t kPhiloxKeyStep0 = 0x9E3779B9u, kPhiloxKeyStep1 = 0xBB67AE85u;
+
 // Ten rounds of Philox4x32 on counter `ctr` with 64-bit key `seed`.
 SE_HOST_DEVICE inline Uint4 philox4x32_10(Uint4 ctr, uint64_t seed) {
   uint32_t k0 = static_cast<uint32_t>(seed);
   uint32_t k1 = static_cast<uint32_t>(seed >> 32);
   for (int round = 0; round < 10; ++round) {
-    uint32_t hi0, hi1;
-    uint32_t lo0 = mulhilo(0xD2511F53u, ctr.x, &hi0);
-    uint32_t lo1 = mulhilo(0xCD9E8D57u, ctr.z, &hi1);
-    ctr = Uint4{hi1 ^ ctr.y ^ k0, lo1, hi0 ^ ctr.w ^ k1, lo0};
-    k0 += 0x9E3779B9u;
-    k1 += 0xBB67AE85u;
+    philox_round(ctr.x, ctr.y, ctr.z, ctr.w, k0, k1);
+    k0 += kPhiloxKeyStep0;
+    k1 += kPhiloxKeyStep1;
   }
   return ctr;
 }
@@ -45,7 +54,9 @@ SE_HOST_DEVICE inline uint32_t word(const Uint4& r, int i) {
 }
 
 // Uniform float in [0, 1) from the top 24 bits: every value is exactly representable.
-SE_HOST_DEVICE inline float uniform01(uint32_t bits) { return static_cast<float>(bits >> 8) * (1.0f / 16777216.0f); }
+SE_HOST_DEVICE inline float uniform01(uint32_t bits) {
+  return static_cast<float>(bits >> 8) * (1.0f / 16777216.0f);
+}
 
 // The uniform [0, 1) value of element `index` of stream (seed, offset).
 SE_HOST_DEVICE inline float uniform_at(uint64_t seed, uint64_t index) {

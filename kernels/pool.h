@@ -54,15 +54,20 @@ SE_HOST_DEVICE inline int64_t adaptive_end(int64_t i, int64_t in, int64_t out) {
   return ((i + 1) * in + out - 1) / out;
 }
 
+// The number of cells along one axis that avg_pool2d's divisor counts for output o: the window clipped to
+// the padded input [-pad, in + pad) and, without count_include_pad, to the input [0, in).
+SE_HOST_DEVICE inline int64_t avg_pool_axis_count(int64_t o, int64_t in, int64_t kernel, int64_t stride, int64_t pad,
+                                                  bool count_include_pad) {
+  int64_t first = o * stride - pad;
+  int64_t last = first + kernel < in + pad ? first + kernel : in + pad;
+  if (!count_include_pad) first = first > 0 ? first : 0, last = last < in ? last : in;
+  return last - first;
+}
+
 // avg_pool2d's divisor of output (oh, ow), shared by both backends so they divide identically.
 SE_HOST_DEVICE inline int64_t avg_pool_divisor(const Pool2dDesc& d, int64_t oh, int64_t ow) {
-  int64_t h0 = oh * d.stride_h - d.pad_h, w0 = ow * d.stride_w - d.pad_w;
-  int64_t h1 = h0 + d.kernel_h < d.in_h + d.pad_h ? h0 + d.kernel_h : d.in_h + d.pad_h;
-  int64_t w1 = w0 + d.kernel_w < d.in_w + d.pad_w ? w0 + d.kernel_w : d.in_w + d.pad_w;
-  if (d.count_include_pad) return (h1 - h0) * (w1 - w0);
-  h0 = h0 > 0 ? h0 : 0, w0 = w0 > 0 ? w0 : 0;
-  h1 = h1 < d.in_h ? h1 : d.in_h, w1 = w1 < d.in_w ? w1 : d.in_w;
-  return (h1 - h0) * (w1 - w0);
+  return avg_pool_axis_count(oh, d.in_h, d.kernel_h, d.stride_h, d.pad_h, d.count_include_pad) *
+         avg_pool_axis_count(ow, d.in_w, d.kernel_w, d.stride_w, d.pad_w, d.count_include_pad);
 }
 
 namespace cpu {

@@ -1,7 +1,8 @@
 // The per-element work of kernels/pool.h, shared by kernels/cpu/pool.cpp and kernels/cuda/pool.cu so that
 // both backends pick the same argmax and sum in the same order. E is the stored element type (se::f16 on
 // the host, __half in CUDA, ...); C is the compute type. Backward is a gather: each input cell sums the
-// gradients of the outputs whose window holds it, which needs no atomics and is deterministic.
+// gradients of the outputs whose window holds it, which needs no atomics and is deterministic (the CPU
+// scatters row by row in the same order, see kernels/cpu/pool.cpp).
 #pragma once
 
 #include <cmath>
@@ -29,34 +30,64 @@ SE_HOST_DEVICE inline int64_t ceil_div(int64_t a, int64_t b) {
   return -floor_div(-a, b);
 }
 
-// Max over the window of output (oh, ow) of one plane; writes the argmax to *index. Like PyTorch, the
-// index starts at the first in-range cell, so an all -inf window still names a real cell.
+// Indices [first, last) along one axis.
+struct IndexRange {
+  int64_t first, last;
+};
+// The window of output o along one axis of max_pool2d, clipped to the input: its first cell on the
+// dilation grid at or after 0, and one past its last cell.
+SE_HOST_DEVICE inline IndexRange max_window_span(int64_t o, int64_t in, int64_t kernel, int64_t stride, int64_t pad,
+                                                 int64_t dilation) {
+  int64_t first = o * stride - pad;
+  const int64_t last = min_of(first + (kernel - 1) * dilation + 1, in);
+  while (first < 0) first += dilation;
+  return {first, last};
+}
+
+// Whether window value v replaces the maximum so far: when greater, or when the first NaN (which then
+// stays: PyTorch ends its search there). Branch-free, so random data does not mispredict.
+template <typename C>
+SE_HOST_DEVICE inline bool max_takes(C v, C best) {
+  return (v > best) | ((v != v) & (best == best));
+}
+
+// Max over the window rows x cols of one plane; writes the argmax to *index. Like PyTorch, the index
+// starts at the first in-range cell, so an all -inf window still names a real cell.
 template <typename E>
-SE_HOST_DEVICE inline E max_window(const E* x,  // (in_h, in_w), one plane
-                                   const Pool2dDesc& d, int64_t oh, int64_t ow, int64_t* index) {
+SE_HOST_DEVICE inline E max_window_scan(const E* x,  // (in_h, in_w), one plane
+                                        int64_t in_w, IndexRange rows, IndexRange cols, int64_t dilation_h,
+                                        int64_t dilation_w, int64_t* index) {
   using C = compute_t<E>;
-  int64_t h0 = oh * d.stride_h - d.pad_h, w0 = ow * d.stride_w - d.pad_w;
-  const int64_t h1 = min_of(h0 + (d.kernel_h - 1) * d.dilation_h + 1, d.in_h);
-  const int64_t w1 = min_of(w0 + (d.kernel_w - 1) * d.dilation_w + 1, d.in_w);
-  while (h0 < 0) h0 += d.dilation_h;
-  while (w0 < 0) w0 += d.dilation_w;
-  int64_t best_index = h0 * d.in_w + w0;
+  int64_t best_index = rows.first * in_w + cols.first;
   C best_value = -static_cast<C>(INFINITY);
   E best = static_cast<E>(best_value);
-  for (int64_t h = h0; h < h1; h += d.dilation_h) {
-    for (int64_t w = w0; w < w1; w += d.dilation_w) {
-      const C v = static_cast<C>(x[h * d.in_w + w]);
-      if (v > best_value || v != v) {
-        best_value = v, best = x[h * d.in_w + w], best_index = h * d.in_w + w;
-        if (v != v) {  // NaN wins and ends the search, as in PyTorch
-          *index = best_index;
-          return best;
-        }
-      }
+  for (int64_t h = rows.first; h < rows.last; h += dilation_h) {
+    for (int64_t w = cols.first; w < cols.last; w += dilation_w) {
+      const E e = x[h * in_w + w];
+      const C v = static_cast<C>(e);
+      const bool take = max_takes(v, best_value);
+      best_value = take ? v : best_value;
+      best = take ? e : best;
+      best_index = take ? h * in_w + w : best_index;
     }
   }
   *index = best_index;
   return best;
+}
+
+// Max over the window of output (oh, ow) of one plane, as max_window_scan.
+template <typename E>
+SE_HOST_DEVICE inline E max_window(const E* x,  // (in_h, in_w), one plane
+                                   const Pool2dDesc& d, int64_t oh, int64_t ow, int64_t* index) {
+  return max_window_scan(x, d.in_w, max_window_span(oh, d.in_h, d.kernel_h, d.stride_h, d.pad_h, d.dilation_h),
+                         max_window_span(ow, d.in_w, d.kernel_w, d.stride_w, d.pad_w, d.dilation_w), d.dilation_h,
+                         d.dilation_w, index);
+}
+
+// The outputs [first, last) along one axis whose window [o * stride - pad, o * stride - pad + extent)
+// holds input cell i (extent = dilation (kernel - 1) + 1), clipped to [0, out).
+SE_HOST_DEVICE inline IndexRange outputs_holding(int64_t i, int64_t extent, int64_t stride, int64_t pad, int64_t out) {
+  return {max_of(ceil_div(i + pad - (extent - 1), stride), 0), min_of(floor_div(i + pad, stride) + 1, out)};
 }
 
 // Gradient of input cell (ih, iw) of one plane: the outputs whose window may hold it are those with
@@ -66,14 +97,12 @@ SE_HOST_DEVICE inline E max_pool_grad_at(const E* grad_y,         // (out_h, out
                                          const int64_t* indices,  // (out_h, out_w), one plane
                                          const Pool2dDesc& d, int64_t ih, int64_t iw) {
   using C = compute_t<E>;
-  const int64_t oh0 = max_of(ceil_div(ih + d.pad_h - (d.kernel_h - 1) * d.dilation_h, d.stride_h), 0);
-  const int64_t oh1 = min_of(floor_div(ih + d.pad_h, d.stride_h) + 1, d.out_h);
-  const int64_t ow0 = max_of(ceil_div(iw + d.pad_w - (d.kernel_w - 1) * d.dilation_w, d.stride_w), 0);
-  const int64_t ow1 = min_of(floor_div(iw + d.pad_w, d.stride_w) + 1, d.out_w);
+  const IndexRange oh_span = outputs_holding(ih, (d.kernel_h - 1) * d.dilation_h + 1, d.stride_h, d.pad_h, d.out_h);
+  const IndexRange ow_span = outputs_holding(iw, (d.kernel_w - 1) * d.dilation_w + 1, d.stride_w, d.pad_w, d.out_w);
   const int64_t self = ih * d.in_w + iw;
   C sum = 0;
-  for (int64_t oh = oh0; oh < oh1; ++oh) {
-    for (int64_t ow = ow0; ow < ow1; ++ow) {
+  for (int64_t oh = oh_span.first; oh < oh_span.last; ++oh) {
+    for (int64_t ow = ow_span.first; ow < ow_span.last; ++ow) {
       if (indices[oh * d.out_w + ow] == self) sum += static_cast<C>(grad_y[oh * d.out_w + ow]);
     }
   }
@@ -98,13 +127,11 @@ template <typename E>
 SE_HOST_DEVICE inline E avg_pool_grad_at(const E* grad_y,  // (out_h, out_w), one plane
                                          const Pool2dDesc& d, int64_t ih, int64_t iw) {
   using C = compute_t<E>;
-  const int64_t oh0 = max_of(ceil_div(ih + d.pad_h - (d.kernel_h - 1), d.stride_h), 0);
-  const int64_t oh1 = min_of(floor_div(ih + d.pad_h, d.stride_h) + 1, d.out_h);
-  const int64_t ow0 = max_of(ceil_div(iw + d.pad_w - (d.kernel_w - 1), d.stride_w), 0);
-  const int64_t ow1 = min_of(floor_div(iw + d.pad_w, d.stride_w) + 1, d.out_w);
+  const IndexRange oh_span = outputs_holding(ih, d.kernel_h, d.stride_h, d.pad_h, d.out_h);
+  const IndexRange ow_span = outputs_holding(iw, d.kernel_w, d.stride_w, d.pad_w, d.out_w);
   C sum = 0;
-  for (int64_t oh = oh0; oh < oh1; ++oh) {
-    for (int64_t ow = ow0; ow < ow1; ++ow) {
+  for (int64_t oh = oh_span.first; oh < oh_span.last; ++oh) {
+    for (int64_t ow = ow_span.first; ow < ow_span.last; ++ow) {
       sum += static_cast<C>(grad_y[oh * d.out_w + ow]) / static_cast<C>(avg_pool_divisor(d, oh, ow));
     }
   }

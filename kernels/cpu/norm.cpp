@@ -1,11 +1,20 @@
-// CPU normalization kernels. BatchNorm parallelises over channels, LayerNorm and GroupNorm over rows
-// (one row = one normalised group); every reduction runs sequentially inside its task, so results do
-// not depend on the thread count. LayerNorm and GroupNorm share one row-normalisation core: GroupNorm
-// is rows = N * groups of (C / groups) * HW values whose affine parameter is the channel.
+// CPU normalization kernels. BatchNorm parallelises its statistics over (sample, channel) planes and
+// its element-wise passes over planes, LayerNorm and GroupNorm over rows (one row = one normalised
+// group); every reduction runs in a fixed order inside its task, so results do not depend on the thread
+// count. LayerNorm and GroupNorm share one row-normalisation core: GroupNorm is rows = N * groups of
+// (C / groups) * HW values whose affine parameter is the channel.
+//
+// Mean and variance come from moments(): chunks of kStatsChunk contiguous values, small enough to stay
+// in L1 for two passes (the mean from their sum, then the squared deviations from it), each pass in
+// kLanes independent partial sums that vectorize; chunks, and the planes of a BatchNorm channel, combine
+// by Chan et al.'s formula. That is more accurate than the per-element Welford update it replaces (see
+// NormLargeMean in tests/kernels/test_norm.cpp), without its divide and serial chain per value.
 #include "kernels/norm.h"
 
+#include <algorithm>
 #include <cmath>
 #include <type_traits>
+#include <vector>
 
 #include "kernels/reduce_ops.h"
 
@@ -26,6 +35,50 @@ A load(T v) {
   }
 }
 
+template <typename A>
+using Moments = typename reduce_ops::VarOp<A>::State;  // count, mean, m2 = sum((x - mean)^2)
+
+constexpr int64_t kStatsChunk = 2048;
+constexpr int kLanes = 8;
+
+template <typename A>
+A sum_lanes(const A (&lanes)[kLanes]) {
+  A sum = 0;
+  for (int j = 0; j < kLanes; ++j) sum += lanes[j];
+  return sum;
+}
+
+// The two-pass moments of n values, 0 < n <= kStatsChunk: the mean from their sum, then the squared
+// deviations from it.
+template <typename A, typename T>
+Moments<A> chunk_moments(const T* x,  // (n)
+                         int64_t n) {
+  A lanes[kLanes] = {};
+  int64_t k = 0;
+  for (; k + kLanes <= n; k += kLanes) {
+    for (int j = 0; j < kLanes; ++j) lanes[j] += load<A>(x[k + j]);
+  }
+  for (int j = 0; k + j < n; ++j) lanes[j] += load<A>(x[k + j]);
+  const A mean = sum_lanes(lanes) / static_cast<A>(n);
+  A squares[kLanes] = {};
+  for (k = 0; k + kLanes <= n; k += kLanes) {
+    for (int j = 0; j < kLanes; ++j) squares[j] += (load<A>(x[k + j]) - mean) * (load<A>(x[k + j]) - mean);
+  }
+  for (int j = 0; k + j < n; ++j) squares[j] += (load<A>(x[k + j]) - mean) * (load<A>(x[k + j]) - mean);
+  return {n, mean, sum_lanes(squares)};
+}
+
+// The moments of n contiguous values, chunk by chunk.
+template <typename A, typename T>
+Moments<A> moments(const T* x,  // (n)
+                   int64_t n) {
+  Moments<A> total = reduce_ops::VarOp<A>::identity();
+  for (int64_t k = 0; k < n; k += kStatsChunk) {
+    total = reduce_ops::VarOp<A>::combine(total, chunk_moments<A>(x + k, std::min(kStatsChunk, n - k)));
+  }
+  return total;
+}
+
 // Rows of `cols` values; the affine parameter of (row, col) is (row % groups) * per_group + col / inner.
 struct RowNorm {
   int64_t rows, cols, groups, per_group, inner;
@@ -41,25 +94,40 @@ RowNorm row_norm(const GroupNormDesc& d) {
 }
 
 template <typename T>
-void row_forward(T* y, norm_param_t<T>* mean, norm_param_t<T>* invstd, const T* x, const norm_param_t<T>* weight,
-                 const norm_param_t<T>* bias, const RowNorm& d, double eps) {
+void row_forward(T* y,                           // (rows, cols)
+                 norm_param_t<T>* mean,          // (rows)
+                 norm_param_t<T>* invstd,        // (rows)
+                 const T* x,                     // (rows, cols)
+                 const norm_param_t<T>* weight,  // (params) or null
+                 const norm_param_t<T>* bias,    // (params) or null
+                 const RowNorm& d, double eps) {
   using A = acc_t<T>;
   using P = norm_param_t<T>;
 #pragma omp parallel for schedule(static) if (d.rows * d.cols >= kParallelWork)
   for (int64_t r = 0; r < d.rows; ++r) {
     const T* xr = x + r * d.cols;
-    typename reduce_ops::VarOp<A>::State s = reduce_ops::VarOp<A>::identity();
-    for (int64_t k = 0; k < d.cols; ++k) reduce_ops::VarOp<A>::update(s, load<A>(xr[k]), k);
+    T* yr = y + r * d.cols;
+    const Moments<A> s = moments<A>(xr, d.cols);
     const A var = d.cols > 0 ? s.m2 / static_cast<A>(d.cols) : A(0);
     const A inv = A(1) / std::sqrt(var + static_cast<A>(eps));
     mean[r] = static_cast<P>(s.mean);
     invstd[r] = static_cast<P>(inv);
-    for (int64_t k = 0; k < d.cols; ++k) {
-      const int64_t p = d.param(r, k);
-      A v = (load<A>(xr[k]) - s.mean) * inv;
-      if (weight) v *= static_cast<A>(weight[p]);
-      if (bias) v += static_cast<A>(bias[p]);
-      y[r * d.cols + k] = static_cast<T>(v);
+    // y = (x - mean) * inv * weight + bias over columns [k0, k1) whose parameters are first, first + step, ...
+    auto normalize = [&](int64_t k0, int64_t k1, int64_t first, int64_t step) {
+      for (int64_t k = k0, param = first; k < k1; ++k, param += step) {
+        A v = (load<A>(xr[k]) - s.mean) * inv;
+        if (weight) v *= static_cast<A>(weight[param]);
+        if (bias) v += static_cast<A>(bias[param]);
+        yr[k] = static_cast<T>(v);
+      }
+    };
+    // Column k has parameter (r % groups) * per_group + k / inner: one parameter per column (LayerNorm)
+    // or per run of inner columns (GroupNorm), without a division per value.
+    const int64_t first_param = (r % d.groups) * d.per_group;
+    if (d.inner == 1) {
+      normalize(0, d.cols, first_param, 1);
+    } else {
+      for (int64_t p = 0; p < d.per_group; ++p) normalize(p * d.inner, (p + 1) * d.inner, first_param + p, 0);
     }
   }
 }
@@ -112,17 +180,17 @@ void row_backward(T* dx, norm_param_t<T>* grad_weight, norm_param_t<T>* grad_bia
 
 }  // namespace
 
+// The moments of every (sample, channel) plane in parallel, then per channel combined over the samples
+// in order.
 template <typename T>
 void batch_norm_stats(norm_param_t<T>* mean, norm_param_t<T>* var, const T* x, const BatchNormDesc& d, Stream) {
   using A = acc_t<T>;
-  using Op = reduce_ops::VarOp<A>;
+  std::vector<Moments<A>> plane_moments(d.n * d.c);
 #pragma omp parallel for schedule(static) if (d.n * d.c * d.hw >= kParallelWork)
+  for (int64_t nc = 0; nc < d.n * d.c; ++nc) plane_moments[nc] = moments<A>(x + nc * d.hw, d.hw);
   for (int64_t c = 0; c < d.c; ++c) {
-    typename Op::State s = Op::identity();
-    for (int64_t n = 0; n < d.n; ++n) {
-      const T* xc = x + (n * d.c + c) * d.hw;
-      for (int64_t k = 0; k < d.hw; ++k) Op::update(s, load<A>(xc[k]), n * d.hw + k);
-    }
+    Moments<A> s = reduce_ops::VarOp<A>::identity();
+    for (int64_t n = 0; n < d.n; ++n) s = reduce_ops::VarOp<A>::combine(s, plane_moments[n * d.c + c]);
     mean[c] = static_cast<norm_param_t<T>>(s.mean);
     var[c] = static_cast<norm_param_t<T>>(s.count > 0 ? s.m2 / static_cast<A>(s.count) : A(0));
   }

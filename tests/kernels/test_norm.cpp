@@ -114,9 +114,13 @@ Inputs make_inputs(int64_t numel, int64_t params, uint32_t seed) {
   return in;
 }
 
-const BatchNormDesc kBatchShapes[] = {{2, 3, 1}, {1, 3, 5}, {4, 5, 7}, {3, 2, 33}, {2, 1, 300}, {5, 4, 1}};
-const LayerNormDesc kLayerShapes[] = {{1, 1}, {3, 17}, {5, 64}, {2, 300}, {7, 5}};
-const GroupNormDesc kGroupShapes[] = {{2, 6, 5, 3}, {1, 4, 2, 1}, {3, 3, 7, 3}, {2, 8, 130, 4}, {1, 2, 1, 2}};
+// The CPU statistics work in chunks of 2048 values and 8 lanes: the shapes include planes and rows
+// shorter than a lane group, of exactly two chunks, and a few values past a chunk boundary.
+const BatchNormDesc kBatchShapes[] = {{2, 3, 1},   {1, 3, 5}, {4, 5, 7},    {3, 2, 33},
+                                      {2, 1, 300}, {5, 4, 1}, {2, 2, 2051}, {1, 1, 4096}};
+const LayerNormDesc kLayerShapes[] = {{1, 1}, {3, 17}, {5, 64}, {2, 300}, {7, 5}, {2, 2053}};
+const GroupNormDesc kGroupShapes[] = {{2, 6, 5, 3},   {1, 4, 2, 1}, {3, 3, 7, 3},
+                                      {2, 8, 130, 4}, {1, 2, 1, 2}, {1, 4, 1100, 2}};
 
 std::string describe(const BatchNormDesc& d) {
   return "batch_norm (" + std::to_string(d.n) + ", " + std::to_string(d.c) + ", " + std::to_string(d.hw) + ")";
@@ -213,6 +217,64 @@ TYPED_TEST(NormFloat, GroupNormMatchesReference) {
     expect_close(dw, ref.dweight, ref.dweight_scale, up, describe(d) + " grad_weight");
     expect_close(db, ref.dbias, ref.dbias_scale, up, describe(d) + " grad_bias");
   }
+}
+
+// Values around a large mean (1e3 .. 1e4 for f32/f64, 1e3 for 16-bit data) with a small spread: a sum of
+// squares minus the squared mean would cancel almost every digit of the variance. Checked relative to
+// the mean and the variance themselves, with bounds the former per-element Welford update missed by
+// 5-25x for f64 data (1.3e-10 on the variance: its running mean carries the rounding error of a large
+// number into every deviation) and for 16-bit data (float accumulators: 5e-6 on the mean, 1e-4 on the
+// variance). For f32 data the rounding of the result dominates.
+template <typename T>
+class NormLargeMean : public ::testing::Test {};
+TYPED_TEST_SUITE(NormLargeMean, FloatTypes);
+
+TYPED_TEST(NormLargeMean, VarianceKeepsItsDigits) {
+  using T = TypeParam;
+  using P = norm_param_t<T>;
+  constexpr bool kHalf = sizeof(T) == 2;
+  const double mean_tolerance = std::is_same_v<T, double> ? 1e-14 : kHalf ? 1e-7 : 16 * test::unit_roundoff<P>();
+  const double var_tolerance = std::is_same_v<T, double> ? 2e-11 : kHalf ? 4e-6 : 16 * test::unit_roundoff<P>();
+  const double spread = std::is_same_v<T, f16> ? 2 : std::is_same_v<T, bf16> ? 16 : 0.01;  // distinct values in T
+  const int64_t n = 2, c = 2, hw = 5003;  // chunks of 2048, 2048 and 907 values: lane tails too
+  std::vector<double> values = random_values(n * c * hw, 7, -spread, spread);
+  for (int64_t i = 0; i < n * c * hw; ++i) values[i] += (i / hw % c == 0 || kHalf) ? 1e3 : 1e4;
+  std::vector<T> x = cast_to<T>(values);
+  const std::vector<double> xd = to_double(x);
+  // Per group of indices: the exact-enough two-pass mean and biased variance in double.
+  auto expect_stats = [&](const std::vector<std::vector<int64_t>>& groups, const std::vector<P>& mean,
+                          const std::vector<P>& var, const std::string& what) {
+    for (size_t g = 0; g < groups.size(); ++g) {
+      double m = 0, v = 0;
+      for (int64_t i : groups[g]) m += xd[i];
+      m /= static_cast<double>(groups[g].size());
+      for (int64_t i : groups[g]) v += (xd[i] - m) * (xd[i] - m);
+      v /= static_cast<double>(groups[g].size());
+      EXPECT_NEAR(mean[g], m, mean_tolerance * m) << what << " mean of group " << g;
+      EXPECT_NEAR(var[g], v, var_tolerance * v) << what << " variance of group " << g;
+    }
+  };
+  const BatchNormDesc bn{n, c, hw};
+  std::vector<P> mean(c), var(c);
+  cpu::batch_norm_stats(mean.data(), var.data(), x.data(), bn, nullptr);
+  expect_stats(batch_norm_groups(bn).members, mean, var, "batch_norm");
+  // LayerNorm and GroupNorm return invstd = 1 / sqrt(var + eps); with eps 0 the variance is 1 / invstd^2.
+  auto variance_of = [](const std::vector<P>& invstd) {
+    std::vector<P> v;
+    for (P inv : invstd) v.push_back(static_cast<P>(1 / (static_cast<double>(inv) * inv)));
+    return v;
+  };
+  const LayerNormDesc ln{n * c, hw};
+  std::vector<T> y(x.size());
+  std::vector<P> row_mean(ln.rows), row_invstd(ln.rows);
+  cpu::layer_norm_forward<T>(y.data(), row_mean.data(), row_invstd.data(), x.data(), nullptr, nullptr, ln, 0.0,
+                             nullptr);
+  expect_stats(layer_norm_groups(ln).members, row_mean, variance_of(row_invstd), "layer_norm");
+  const GroupNormDesc gn{n * c, 1, hw, 1};
+  std::vector<P> group_mean(n * c), group_invstd(n * c);
+  cpu::group_norm_forward<T>(y.data(), group_mean.data(), group_invstd.data(), x.data(), nullptr, nullptr, gn, 0.0,
+                             nullptr);
+  expect_stats(group_norm_groups(gn).members, group_mean, variance_of(group_invstd), "group_norm");
 }
 
 TEST(BatchNorm, RunningStatsMoveTowardsTheUnbiasedBatchVariance) {

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
@@ -24,12 +25,15 @@ struct PoolCase {
   bool ceil_mode;
 };
 
-// Dilated cases are used by max_pool2d only.
+// Dilated cases are used by max_pool2d only. The wide ones give the CPU's row sweep many outputs whose
+// window lies inside the input, beside outputs at a padded edge (ResNet's stem, U-Net's 2x2, dilated).
 const PoolCase kCases[] = {
     {3, 7, 9, 3, 2, 2, 1, 1, 0, 1, 1, false},  {2, 8, 5, 3, 3, 2, 2, 1, 1, 1, 1, true},
     {2, 5, 5, 2, 2, 2, 2, 0, 0, 1, 1, true},   {1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, false},
     {2, 13, 7, 3, 3, 1, 1, 1, 1, 1, 1, false}, {1, 6, 10, 4, 3, 3, 3, 2, 1, 1, 1, true},
     {1, 11, 6, 2, 3, 3, 2, 1, 1, 2, 1, true},  {2, 9, 9, 3, 3, 2, 2, 2, 2, 2, 2, false},
+    {2, 9, 37, 3, 3, 2, 2, 1, 1, 1, 1, false}, {1, 6, 40, 2, 2, 2, 2, 0, 0, 1, 1, false},
+    {1, 8, 33, 3, 3, 2, 2, 2, 2, 2, 2, true},  {1, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, false},
 };
 
 Pool2dDesc desc_of(const PoolCase& c, bool count_include_pad) {
@@ -59,7 +63,8 @@ int64_t out_numel(const Pool2dDesc& d) {
 }
 
 // The reference: every window cell (h, w) = (o * stride - pad + k * dilation), skipping cells outside
-// the input; the first strict maximum wins.
+// the input; the first strict maximum wins, a NaN wins over everything, the first NaN over later ones,
+// and an all -inf window names its first cell.
 void reference_max(const std::vector<double>& x, const Pool2dDesc& d, std::vector<double>* y,
                    std::vector<int64_t>* index) {
   y->assign(out_numel(d), 0);
@@ -74,14 +79,23 @@ void reference_max(const std::vector<double>& x, const Pool2dDesc& d, std::vecto
             int64_t h = oh * d.stride_h - d.pad_h + kh * d.dilation_h,
                     w = ow * d.stride_w - d.pad_w + kw * d.dilation_w;
             if (h < 0 || h >= d.in_h || w < 0 || w >= d.in_w) continue;
-            if (x[(p * d.in_h + h) * d.in_w + w] > best)
-              best = x[(p * d.in_h + h) * d.in_w + w], (*index)[o] = h * d.in_w + w;
+            const double v = x[(p * d.in_h + h) * d.in_w + w];
+            if ((*index)[o] < 0 || v > best || (std::isnan(v) && !std::isnan(best)))
+              best = v, (*index)[o] = h * d.in_w + w;
           }
         }
         (*y)[o] = best;
       }
     }
   }
+}
+
+// The bits of every element, so that -0 differs from +0 and NaNs compare equal.
+template <typename T>
+std::vector<uint64_t> bits_of(const std::vector<T>& v) {
+  std::vector<uint64_t> out(v.size());
+  for (size_t k = 0; k < v.size(); ++k) std::memcpy(&out[k], &v[k], sizeof(T));
+  return out;
 }
 
 // PyTorch's avg_pool2d divisor: the window clipped to [-pad, in + pad), then (without
@@ -165,6 +179,81 @@ void check_max_cpu(uint32_t seed) {
   }
 }
 
+// Values with ties, signed zeros, -inf and NaN: max_pool2d must pick the first of equal maxima, the
+// first NaN, and the first cell of an all -inf window, wherever the window lies.
+std::vector<double> special_values(int64_t n, uint32_t seed) {
+  const double choices[] = {-INFINITY, -1.0, -0.0, 0.0, 1.0, 1.0, 0.5, std::numeric_limits<double>::quiet_NaN()};
+  std::vector<double> v = random_values(n, seed, 0, 8);
+  for (double& e : v) e = choices[static_cast<int>(e)];
+  for (int64_t k = 0; k < n; k += 3) v[k] = std::isnan(v[k]) ? v[k] : -INFINITY;  // all -inf windows occur too
+  return v;
+}
+
+template <typename T>
+void check_max_special_values_cpu(uint32_t seed) {
+  for (const PoolCase& c : kCases) {
+    const Pool2dDesc d = desc_of(c, true);
+    std::vector<T> x = cast_to<T>(special_values(in_numel(d), seed++)), y(out_numel(d));
+    std::vector<int64_t> index(out_numel(d));
+    cpu::max_pool2d_forward(y.data(), index.data(), x.data(), d, nullptr);
+    std::vector<double> ref;
+    std::vector<int64_t> ref_index;
+    reference_max(to_double(x), d, &ref, &ref_index);
+    ASSERT_EQ(index, ref_index) << describe(d);
+    for (int64_t o = 0; o < out_numel(d); ++o) {  // y is the input cell the index names, bit for bit
+      ASSERT_EQ(bits_of(std::vector<T>{y[o]}),
+                bits_of(std::vector<T>{x[o / (d.out_h * d.out_w) * d.in_h * d.in_w + index[o]]}))
+          << describe(d) << " at " << o;
+    }
+  }
+}
+
+// max_pool2d_backward's definition as a gather: input cell (h, w) sums the gradients of the outputs
+// whose window span [o * stride - pad, o * stride - pad + dilation (kernel - 1)] holds it on both axes
+// and whose index names it. Indices need not come from a forward: any value outside those windows adds
+// nothing.
+std::vector<double> reference_max_backward(const std::vector<double>& g, const std::vector<int64_t>& index,
+                                           const Pool2dDesc& d) {
+  std::vector<double> gx(in_numel(d), 0);
+  const int64_t extent_h = (d.kernel_h - 1) * d.dilation_h + 1, extent_w = (d.kernel_w - 1) * d.dilation_w + 1;
+  for (int64_t p = 0; p < d.planes; ++p) {
+    for (int64_t h = 0; h < d.in_h; ++h) {
+      for (int64_t w = 0; w < d.in_w; ++w) {
+        for (int64_t oh = 0; oh < d.out_h; ++oh) {
+          for (int64_t ow = 0; ow < d.out_w; ++ow) {
+            const int64_t h0 = oh * d.stride_h - d.pad_h, w0 = ow * d.stride_w - d.pad_w;
+            const int64_t o = (p * d.out_h + oh) * d.out_w + ow;
+            if (h >= h0 && h < h0 + extent_h && w >= w0 && w < w0 + extent_w && index[o] == h * d.in_w + w)
+              gx[(p * d.in_h + h) * d.in_w + w] += g[o];
+          }
+        }
+      }
+    }
+  }
+  return gx;
+}
+
+// Indices anywhere in (and a little around) the plane, not just inside their windows.
+std::vector<int64_t> arbitrary_indices(const Pool2dDesc& d, uint32_t seed) {
+  std::vector<int64_t> index(out_numel(d));
+  std::vector<double> r = random_values(out_numel(d), seed, -3, static_cast<double>(d.in_h * d.in_w + 3));
+  for (size_t k = 0; k < index.size(); ++k) index[k] = static_cast<int64_t>(std::floor(r[k]));
+  return index;
+}
+
+template <typename T>
+void check_max_backward_arbitrary_indices_cpu(uint32_t seed) {
+  for (const PoolCase& c : kCases) {
+    const Pool2dDesc d = desc_of(c, true);
+    const std::vector<int64_t> index = arbitrary_indices(d, seed++);
+    std::vector<T> g = cast_to<T>(random_values(out_numel(d), seed++)), gx(in_numel(d));
+    cpu::max_pool2d_backward(gx.data(), g.data(), index.data(), d, nullptr);
+    const std::vector<double> ref = reference_max_backward(to_double(g), index, d), got = to_double(gx);
+    for (size_t k = 0; k < got.size(); ++k)
+      ASSERT_NEAR(got[k], ref[k], 4 * tolerance<T>()) << describe(d) << " at " << k;
+  }
+}
+
 template <typename T>
 void check_avg_cpu(uint32_t seed) {
   for (const PoolCase& c : kCases) {
@@ -222,6 +311,12 @@ TYPED_TEST_SUITE(PoolFloat, FloatTypes);
 
 TYPED_TEST(PoolFloat, MaxPoolMatchesReference) {
   check_max_cpu<TypeParam>(1);
+}
+TYPED_TEST(PoolFloat, MaxPoolPicksTiesNaNAndInfinityLikeTheReference) {
+  check_max_special_values_cpu<TypeParam>(50);
+}
+TYPED_TEST(PoolFloat, MaxPoolBackwardCountsOnlyIndicesInsideTheirWindow) {
+  check_max_backward_arbitrary_indices_cpu<TypeParam>(70);
 }
 TYPED_TEST(PoolFloat, AvgPoolMatchesReference) {
   check_avg_cpu<TypeParam>(100);
@@ -297,19 +392,26 @@ TEST(Pool, MaxPoolPropagatesNaNAndPadsWithMinusInfinity) {
 }
 
 #ifdef SEGENGINE_HAS_CUDA
+// Both backends run the same arithmetic in the same order (kernels/pool_ops.h), so the results agree bit
+// for bit; only the payload of a NaN may differ on a GPU.
 template <typename T>
-void expect_close(const std::vector<T>& got, const std::vector<T>& want, const std::string& what) {
-  std::vector<double> a = to_double(got), b = to_double(want);
-  ASSERT_EQ(a.size(), b.size());
-  for (size_t k = 0; k < a.size(); ++k) ASSERT_NEAR(a[k], b[k], tolerance<T>()) << what << " at " << k;
+void expect_same(const std::vector<T>& got, const std::vector<T>& want, const std::string& what) {
+  ASSERT_EQ(got.size(), want.size());
+  const std::vector<double> a = to_double(got), b = to_double(want);
+  const std::vector<uint64_t> got_bits = bits_of(got), want_bits = bits_of(want);
+  for (size_t k = 0; k < a.size(); ++k) {
+    if (std::isnan(a[k]) && std::isnan(b[k])) continue;
+    ASSERT_EQ(got_bits[k], want_bits[k]) << what << " at " << k << ": " << a[k] << " vs " << b[k];
+  }
 }
 
+// With `special`, x holds ties, signed zeros, -inf and NaN (special_values).
 template <typename T>
-void check_cuda_against_cpu(uint32_t seed) {
+void check_cuda_against_cpu(uint32_t seed, bool special) {
   using test::DeviceBuffer;
   for (const PoolCase& c : kCases) {
     const Pool2dDesc d = desc_of(c, seed % 2 == 0);
-    std::vector<T> x = cast_to<T>(random_values(in_numel(d), seed++)),
+    std::vector<T> x = cast_to<T>(special ? special_values(in_numel(d), seed++) : random_values(in_numel(d), seed++)),
                    g = cast_to<T>(random_values(out_numel(d), seed++));
     std::vector<T> y(out_numel(d)), gx(in_numel(d));
     std::vector<int64_t> index(out_numel(d));
@@ -317,18 +419,23 @@ void check_cuda_against_cpu(uint32_t seed) {
     DeviceBuffer<int64_t> dindex(index.size());
     cpu::max_pool2d_forward(y.data(), index.data(), x.data(), d, nullptr);
     cuda::max_pool2d_forward(dy.get(), dindex.get(), dx.get(), d, nullptr);
-    ASSERT_EQ(to_double(dy.to_host()), to_double(y)) << "max " << describe(d);
+    expect_same(dy.to_host(), y, "max " + describe(d));
     ASSERT_EQ(dindex.to_host(), index) << "max " << describe(d);
     cpu::max_pool2d_backward(gx.data(), g.data(), index.data(), d, nullptr);
     cuda::max_pool2d_backward(dgx.get(), dg.get(), dindex.get(), d, nullptr);
-    expect_close(dgx.to_host(), gx, "max backward " + describe(d));
+    expect_same(dgx.to_host(), gx, "max backward " + describe(d));
+    const std::vector<int64_t> arbitrary = arbitrary_indices(d, seed++);
+    DeviceBuffer<int64_t> darbitrary(arbitrary);
+    cpu::max_pool2d_backward(gx.data(), g.data(), arbitrary.data(), d, nullptr);
+    cuda::max_pool2d_backward(dgx.get(), dg.get(), darbitrary.get(), d, nullptr);
+    expect_same(dgx.to_host(), gx, "max backward, arbitrary indices " + describe(d));
     if (c.dilation_h != 1 || c.dilation_w != 1) continue;
     cpu::avg_pool2d_forward(y.data(), x.data(), d, nullptr);
     cuda::avg_pool2d_forward(dy.get(), dx.get(), d, nullptr);
-    expect_close(dy.to_host(), y, "avg " + describe(d));
+    expect_same(dy.to_host(), y, "avg " + describe(d));
     cpu::avg_pool2d_backward(gx.data(), g.data(), d, nullptr);
     cuda::avg_pool2d_backward(dgx.get(), dg.get(), d, nullptr);
-    expect_close(dgx.to_host(), gx, "avg backward " + describe(d));
+    expect_same(dgx.to_host(), gx, "avg backward " + describe(d));
   }
   for (const AdaptivePool2dDesc& d : kAdaptiveCases) {
     const int64_t n_in = d.planes * d.in_h * d.in_w, n_out = d.planes * d.out_h * d.out_w;
@@ -337,28 +444,32 @@ void check_cuda_against_cpu(uint32_t seed) {
     DeviceBuffer<T> dx(x), dg(g), dy(y.size()), dgx(gx.size());
     cpu::adaptive_avg_pool2d_forward(y.data(), x.data(), d, nullptr);
     cuda::adaptive_avg_pool2d_forward(dy.get(), dx.get(), d, nullptr);
-    expect_close(dy.to_host(), y, "adaptive out " + std::to_string(d.out_h));
+    expect_same(dy.to_host(), y, "adaptive out " + std::to_string(d.out_h));
     cpu::adaptive_avg_pool2d_backward(gx.data(), g.data(), d, nullptr);
     cuda::adaptive_avg_pool2d_backward(dgx.get(), dg.get(), d, nullptr);
-    expect_close(dgx.to_host(), gx, "adaptive backward out " + std::to_string(d.out_h));
+    expect_same(dgx.to_host(), gx, "adaptive backward out " + std::to_string(d.out_h));
   }
 }
 
 TEST(PoolCuda, F32MatchesCpu) {
   SE_SKIP_WITHOUT_CUDA();
-  check_cuda_against_cpu<float>(1);
+  check_cuda_against_cpu<float>(1, false);
+  check_cuda_against_cpu<float>(101, true);
 }
 TEST(PoolCuda, F64MatchesCpu) {
   SE_SKIP_WITHOUT_CUDA();
-  check_cuda_against_cpu<double>(2);
+  check_cuda_against_cpu<double>(2, false);
+  check_cuda_against_cpu<double>(102, true);
 }
 TEST(PoolCuda, F16MatchesCpu) {
   SE_SKIP_WITHOUT_CUDA();
-  check_cuda_against_cpu<f16>(3);
+  check_cuda_against_cpu<f16>(3, false);
+  check_cuda_against_cpu<f16>(103, true);
 }
 TEST(PoolCuda, BF16MatchesCpu) {
   SE_SKIP_WITHOUT_CUDA();
-  check_cuda_against_cpu<bf16>(4);
+  check_cuda_against_cpu<bf16>(4, false);
+  check_cuda_against_cpu<bf16>(104, true);
 }
 #endif
 
