@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/kernel_harness.h"
 #include "core/machine.h"
 #include "core/half.h"
 #include "kernels/gemm.h"
@@ -108,19 +109,8 @@ void time_device_gemm(benchmark::State& state, const Shape& s,
   void* dc = cuda::device_malloc(size_t(s.m * s.n) * sizeof(T));
   cuda::copy_host_to_device(da, a.data(), a.size() * sizeof(T), nullptr);
   cuda::copy_host_to_device(db, b.data(), b.size() * sizeof(T), nullptr);
-  cuda::Event start = cuda::event_create(true), stop = cuda::event_create(true);
-  const std::function<void()> call = prepare(da, db, dc);
-  call();  // warm-up
-  for (auto _ : state) {
-    cuda::event_record(start, nullptr);
-    call();
-    cuda::event_record(stop, nullptr);
-    cuda::event_synchronize(stop);
-    state.SetIterationTime(cuda::event_elapsed_ms(start, stop) * 1e-3);
-  }
-  set_flops(state, s);
-  cuda::event_destroy(start);
-  cuda::event_destroy(stop);
+  bench::time_calls(state, bench::Backend::cuda, prepare(da, db, dc), "GFLOP/s",
+                    2.0 * double(s.m) * double(s.n) * double(s.k));
   cuda::device_free(da);
   cuda::device_free(db);
   cuda::device_free(dc);
