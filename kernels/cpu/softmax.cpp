@@ -22,7 +22,6 @@ using reduce_ops::acc_t;
 
 constexpr int64_t kColumnBlock = 64;
 constexpr int64_t kParallelWork = 32768;
-constexpr int kLanes = 8;
 
 template <typename T>
 using compute_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
@@ -49,24 +48,6 @@ void for_each_column_block(const SoftmaxDesc& d, Body body) {
   }
 }
 
-// Calls body(k, j) for k in [0, n) with lane j = k % kLanes, except that the last n % kLanes values all
-// use lane 0: with only constant lane indices the lanes stay in registers.
-template <typename Body>
-void for_each_lane(int64_t n, Body body) {
-  int64_t k = 0;
-  for (; k + kLanes <= n; k += kLanes) {
-    for (int j = 0; j < kLanes; ++j) body(k + j, j);
-  }
-  for (; k < n; ++k) body(k, 0);
-}
-
-template <typename A>
-A sum_lanes(const A (&lanes)[kLanes]) {
-  A sum = 0;
-  for (int j = 0; j < kLanes; ++j) sum += lanes[j];
-  return sum;
-}
-
 // One contiguous row of n values.
 template <bool kLog, typename T>
 void forward_row(T* y,        // (n)
@@ -76,11 +57,11 @@ void forward_row(T* y,        // (n)
   using A = acc_t<T>;
   C lane_max[kLanes];
   std::fill(lane_max, lane_max + kLanes, -static_cast<C>(INFINITY));
-  for_each_lane(n, [&](int64_t k, int j) { lane_max[j] = max_of(lane_max[j], static_cast<C>(x[k])); });
+  for_each_lane(0, n, [&](int64_t k, int j) { lane_max[j] = max_of(lane_max[j], static_cast<C>(x[k])); });
   C max = lane_max[0];
   for (int j = 1; j < kLanes; ++j) max = max_of(max, lane_max[j]);
   A lane_sum[kLanes] = {};
-  for_each_lane(n, [&](int64_t k, int j) {
+  for_each_lane(0, n, [&](int64_t k, int j) {
     const C e = fast_exp(static_cast<C>(x[k]) - max);
     if constexpr (kKeepsExp<T> && !kLog) y[k] = e;
     lane_sum[j] += static_cast<A>(e);
@@ -171,7 +152,7 @@ void backward_fiber(T* grad_x,        // (n) at stride
   using C = compute_t<T>;
   using A = acc_t<T>;
   A lane_sum[kLanes] = {};
-  for_each_lane(n, [&](int64_t k, int j) {
+  for_each_lane(0, n, [&](int64_t k, int j) {
     const A g = static_cast<A>(static_cast<C>(grad_y[k * stride]));
     lane_sum[j] += kLog ? g : g * static_cast<A>(static_cast<C>(y[k * stride]));
   });

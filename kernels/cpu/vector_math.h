@@ -1,5 +1,5 @@
-// Internal to the CPU kernels: element functions written so that GCC vectorizes the loops that use them
-// (without -ffast-math and without -march flags).
+// Internal to the CPU kernels: element functions and loop helpers written so that GCC vectorizes the loops
+// that use them (without -ffast-math and without -march flags).
 //
 // fast_exp: e^x. libm's expf is a call, which keeps every loop around it scalar; this one is
 // straight-line float arithmetic and bit operations.
@@ -65,6 +65,30 @@ inline float fast_exp(float x) {
 
 inline double fast_exp(double x) {
   return std::exp(x);
+}
+
+// Sums in kLanes interleaved partial sums: they vectorize where one running sum cannot (GCC does not
+// reassociate floating-point additions without -ffast-math), and their order is fixed by the code, not by
+// the thread count or the vector width.
+constexpr int kLanes = 8;
+
+// Calls body(k, lane) for k in [begin, end): lane (k - begin) % kLanes, except that the last
+// (end - begin) % kLanes values all use lane 0, so that lane indices are constants and the lanes stay in
+// registers.
+template <typename Body>
+void for_each_lane(int64_t begin, int64_t end, Body body) {
+  int64_t k = begin;
+  for (; k + kLanes <= end; k += kLanes) {
+    for (int lane = 0; lane < kLanes; ++lane) body(k + lane, lane);
+  }
+  for (; k < end; ++k) body(k, 0);
+}
+
+template <typename A>
+A sum_lanes(const A (&lanes)[kLanes]) {
+  A sum = 0;
+  for (int lane = 0; lane < kLanes; ++lane) sum += lanes[lane];
+  return sum;
 }
 
 }  // namespace se::kernels::cpu
