@@ -81,6 +81,33 @@ void write_block_grad(T* grad, int64_t spatial, int64_t classes, int64_t pixels,
   }
 }
 
+// The forward of a per-pixel loss over NCHW logits: the class sums of each block of pixels, then for each
+// pixel clear(i) and, when its target y is neither ignore_index nor outside [0, classes) (which goes to
+// *bad_target), finish(i, y, class-0 logit of the pixel, its class sums).
+template <typename C, typename T, typename Clear, typename Finish>
+void pixel_loss_forward(const T* logits,        // (N, C, S)
+                        const int64_t* target,  // (N, S)
+                        const T* weight,        // (C) or null, for the smoothing sums
+                        int64_t* bad_target, int64_t batch, int64_t classes, int64_t spatial, int64_t ignore_index,
+                        bool smoothing, Clear clear, Finish finish) {
+  for_each_pixel_block(batch, spatial, classes, [&](int64_t n, int64_t s0, int64_t pixels) {
+    const T* z = logits + n * classes * spatial + s0;
+    BlockSums<C> b;
+    accumulate_class_sums(b, z, spatial, classes, pixels, weight, smoothing);
+    for (int64_t j = 0; j < pixels; ++j) {
+      const int64_t i = n * spatial + s0 + j, y = target[i];
+      clear(i);
+      if (y == ignore_index) continue;
+      if (y < 0 || y >= classes) {
+#pragma omp atomic write
+        *bad_target = y;
+        continue;
+      }
+      finish(i, y, z + j, b.pixel(j));
+    }
+  });
+}
+
 }  // namespace
 
 template <typename T>
@@ -88,28 +115,20 @@ void cross_entropy_forward(T* loss, T* pixel_weight, loss_compute_t<T>* lse, int
                            const int64_t* target, const T* weight, const CrossEntropyDesc& d, Stream) {
   using C = loss_compute_t<T>;
   const C smoothing = static_cast<C>(d.label_smoothing);
-  for_each_pixel_block(d.batch, d.spatial, d.classes, [&](int64_t n, int64_t s0, int64_t pixels) {
-    const T* z = logits + n * d.classes * d.spatial + s0;
-    BlockSums<C> b;
-    accumulate_class_sums(b, z, d.spatial, d.classes, pixels, weight, smoothing > 0);
-    for (int64_t j = 0; j < pixels; ++j) {
-      const int64_t i = n * d.spatial + s0 + j, y = target[i];
-      loss[i] = T(0.0f);
-      pixel_weight[i] = T(0.0f);
-      lse[i] = 0;
-      if (y == d.ignore_index) continue;
-      if (y < 0 || y >= d.classes) {
-#pragma omp atomic write
-        *bad_target = y;
-        continue;
-      }
-      const auto p = loss::cross_entropy_from_sums(b.pixel(j), static_cast<C>(z[y * d.spatial + j]),
-                                                   weight ? static_cast<C>(weight[y]) : C(1), d.classes, smoothing);
-      loss[i] = static_cast<T>(p.loss);
-      pixel_weight[i] = static_cast<T>(p.weight);
-      lse[i] = p.lse;
-    }
-  });
+  pixel_loss_forward<C>(
+      logits, target, weight, bad_target, d.batch, d.classes, d.spatial, d.ignore_index, smoothing > 0,
+      [&](int64_t i) {
+        loss[i] = T(0.0f);
+        pixel_weight[i] = T(0.0f);
+        lse[i] = 0;
+      },
+      [&](int64_t i, int64_t y, const T* z, const loss::ClassSums<C>& sums) {
+        const auto p = loss::cross_entropy_from_sums(sums, static_cast<C>(z[y * d.spatial]),
+                                                     weight ? static_cast<C>(weight[y]) : C(1), d.classes, smoothing);
+        loss[i] = static_cast<T>(p.loss);
+        pixel_weight[i] = static_cast<T>(p.weight);
+        lse[i] = p.lse;
+      });
 }
 
 template <typename T>
@@ -149,28 +168,20 @@ void focal_loss_forward(T* loss, T* valid, loss_compute_t<T>* lse, int64_t* bad_
                         const int64_t* target, const T* alpha, const FocalLossDesc& d, Stream) {
   using C = loss_compute_t<T>;
   const C gamma = static_cast<C>(d.gamma);
-  for_each_pixel_block(d.batch, d.spatial, d.classes, [&](int64_t n, int64_t s0, int64_t pixels) {
-    const T* z = logits + n * d.classes * d.spatial + s0;
-    BlockSums<C> b;
-    accumulate_class_sums<C, T>(b, z, d.spatial, d.classes, pixels, nullptr, false);
-    for (int64_t j = 0; j < pixels; ++j) {
-      const int64_t i = n * d.spatial + s0 + j, y = target[i];
-      loss[i] = T(0.0f);
-      valid[i] = T(0.0f);
-      lse[i] = 0;
-      if (y == d.ignore_index) continue;
-      if (y < 0 || y >= d.classes) {
-#pragma omp atomic write
-        *bad_target = y;
-        continue;
-      }
-      const C l = b.max[j] + loss::math_log(b.sum[j]);  // loss::log_sum_exp_pixel
-      const C a = alpha ? static_cast<C>(alpha[y]) : C(1);
-      loss[i] = static_cast<T>(loss::focal_pixel<C>(static_cast<C>(z[y * d.spatial + j]) - l, a, gamma));
-      valid[i] = T(1.0f);
-      lse[i] = l;
-    }
-  });
+  pixel_loss_forward<C, T>(
+      logits, target, nullptr, bad_target, d.batch, d.classes, d.spatial, d.ignore_index, false,
+      [&](int64_t i) {
+        loss[i] = T(0.0f);
+        valid[i] = T(0.0f);
+        lse[i] = 0;
+      },
+      [&](int64_t i, int64_t y, const T* z, const loss::ClassSums<C>& sums) {
+        const C l = sums.max + loss::math_log(sums.sum);  // loss::log_sum_exp_pixel
+        const C a = alpha ? static_cast<C>(alpha[y]) : C(1);
+        loss[i] = static_cast<T>(loss::focal_pixel<C>(static_cast<C>(z[y * d.spatial]) - l, a, gamma));
+        valid[i] = T(1.0f);
+        lse[i] = l;
+      });
 }
 
 template <typename T>

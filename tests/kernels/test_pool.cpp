@@ -437,6 +437,17 @@ void check_cuda_against_cpu(uint32_t seed, bool special) {
     cuda::avg_pool2d_backward(dgx.get(), dg.get(), d, nullptr);
     expect_same(dgx.to_host(), gx, "avg backward " + describe(d));
   }
+  {  // kernel 1 with padding 1 (beyond half the kernel: the engine refuses it): windows of padding only
+    const Pool2dDesc d = desc_of({2, 4, 6, 1, 1, 1, 1, 1, 1, 1, 1, false}, true);
+    std::vector<T> x = cast_to<T>(random_values(in_numel(d), seed++)), y(out_numel(d));
+    std::vector<int64_t> index(out_numel(d));
+    DeviceBuffer<T> dx(x), dy(y.size());
+    DeviceBuffer<int64_t> dindex(index.size());
+    cpu::max_pool2d_forward(y.data(), index.data(), x.data(), d, nullptr);
+    cuda::max_pool2d_forward(dy.get(), dindex.get(), dx.get(), d, nullptr);
+    expect_same(dy.to_host(), y, "max, padding-only windows " + describe(d));
+    ASSERT_EQ(dindex.to_host(), index) << "max, padding-only windows " << describe(d);
+  }
   for (const AdaptivePool2dDesc& d : kAdaptiveCases) {
     const int64_t n_in = d.planes * d.in_h * d.in_w, n_out = d.planes * d.out_h * d.out_w;
     std::vector<T> x = cast_to<T>(random_values(n_in, seed++)), g = cast_to<T>(random_values(n_out, seed++));
