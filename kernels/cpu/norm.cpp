@@ -124,8 +124,8 @@ void row_forward(T* y,                           // (rows, cols)
   }
 }
 
-// Rows per chunk of LayerNorm's parameter gradients: per-column partial sums of a chunk, combined in
-// chunk order, so the result does not depend on the thread count.
+// Rows per chunk of the parameter gradients when each column has its own parameter: per-parameter
+// partial sums of a chunk, combined in chunk order, so the result does not depend on the thread count.
 constexpr int64_t kParamGradRows = 256;
 
 // dx = invstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dy * weight, per row, the two sums in
