@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
@@ -16,6 +15,7 @@
 namespace se::kernels {
 namespace {
 
+using test::bits_of;
 using test::cast_to;
 using test::random_values;
 using test::to_double;
@@ -88,14 +88,6 @@ void reference_max(const std::vector<double>& x, const Pool2dDesc& d, std::vecto
       }
     }
   }
-}
-
-// The bits of every element, so that -0 differs from +0 and NaNs compare equal.
-template <typename T>
-std::vector<uint64_t> bits_of(const std::vector<T>& v) {
-  std::vector<uint64_t> out(v.size());
-  for (size_t k = 0; k < v.size(); ++k) std::memcpy(&out[k], &v[k], sizeof(T));
-  return out;
 }
 
 // PyTorch's avg_pool2d divisor: the window clipped to [-pad, in + pad), then (without
