@@ -49,53 +49,92 @@ struct CrossEntropyPixel {
   C lse = 0;
 };
 
-// One pixel's cross-entropy; `z` points at its class-0 logit, the others follow with stride `stride`. y
-// must lie in [0, classes). The smoothing term sum_c w_c * (lse - z_c) is accumulated as sum_w * log(sum) +
-// sum_c w_c * (max - z_c): every term is non-negative, so nothing cancels.
-template <typename C, typename V>
-SE_HOST_DEVICE CrossEntropyPixel<C> cross_entropy_pixel(const V* z, int64_t stride, int64_t classes, int64_t y,
-                                                        const V* weight, C smoothing) {
-  C max = static_cast<C>(z[0]);
-  for (int64_t c = 1; c < classes; ++c) {
-    C v = static_cast<C>(z[c * stride]);
-    max = v > max || v != v ? v : max;  // NaN propagates
-  }
-  C sum = 0, weighted_gap = 0, weight_sum = 0;
-  for (int64_t c = 0; c < classes; ++c) {
-    C v = static_cast<C>(z[c * stride]);
-    sum += math_exp(v - max);
-    if (smoothing > 0) {
-      C w = weight ? static_cast<C>(weight[c]) : C(1);
-      weighted_gap += w * (max - v);
-      weight_sum += w;
-    }
-  }
+// One step of the NaN-propagating maximum over a pixel's logits (a NaN wins and stays).
+template <typename C>
+SE_HOST_DEVICE C max_step(C max, C v) {
+  return v > max || v != v ? v : max;
+}
+
+// A pixel's reductions over its classes, accumulated in class order: the maximum logit (max_step from
+// z_0), sum_c exp(z_c - max), and for label smoothing sum_c w_c * (max - z_c) and sum_c w_c.
+template <typename C>
+struct ClassSums {
+  C max = 0;
+  C sum = 0;
+  C weighted_gap = 0;
+  C weight_sum = 0;
+};
+
+// One pixel's cross-entropy from its class sums, z_y its target's logit and w_y its weight. The smoothing
+// term sum_c w_c * (lse - z_c) is taken as sum_w * log(sum) + sum_c w_c * (max - z_c): every term is
+// non-negative, so nothing cancels.
+template <typename C>
+SE_HOST_DEVICE CrossEntropyPixel<C> cross_entropy_from_sums(const ClassSums<C>& s, C z_y, C w_y, int64_t classes,
+                                                            C smoothing) {
   CrossEntropyPixel<C> out;
-  const C log_sum = math_log(sum);
-  out.lse = max + log_sum;
-  out.weight = weight ? static_cast<C>(weight[y]) : C(1);
-  out.loss = (1 - smoothing) * out.weight * (out.lse - static_cast<C>(z[y * stride]));
-  if (smoothing > 0) out.loss += smoothing / static_cast<C>(classes) * (weight_sum * log_sum + weighted_gap);
+  const C log_sum = math_log(s.sum);
+  out.lse = s.max + log_sum;
+  out.weight = w_y;
+  out.loss = (1 - smoothing) * w_y * (out.lse - z_y);
+  if (smoothing > 0) out.loss += smoothing / static_cast<C>(classes) * (s.weight_sum * log_sum + s.weighted_gap);
   return out;
 }
 
-// Gradients of one pixel's loss scaled by `grad` into g[c * stride], c in [0, classes):
-//   grad * (exp(z_c - lse) * sum_k q_k - q_c)
+// One pixel's cross-entropy; `z` points at its class-0 logit, the others follow with stride `stride`. y
+// must lie in [0, classes).
 template <typename C, typename V>
-SE_HOST_DEVICE void cross_entropy_pixel_backward(V* g, const V* z, int64_t stride, int64_t classes, int64_t y,
-                                                 const V* weight, C smoothing, C lse, C grad) {
+SE_HOST_DEVICE CrossEntropyPixel<C> cross_entropy_pixel(const V* z, int64_t stride, int64_t classes, int64_t y,
+                                                        const V* weight, C smoothing) {
+  ClassSums<C> s;
+  s.max = static_cast<C>(z[0]);
+  for (int64_t c = 1; c < classes; ++c) s.max = max_step(s.max, static_cast<C>(z[c * stride]));
+  for (int64_t c = 0; c < classes; ++c) {
+    C v = static_cast<C>(z[c * stride]);
+    s.sum += math_exp(v - s.max);
+    if (smoothing > 0) {
+      C w = weight ? static_cast<C>(weight[c]) : C(1);
+      s.weighted_gap += w * (s.max - v);
+      s.weight_sum += w;
+    }
+  }
+  return cross_entropy_from_sums(s, static_cast<C>(z[y * stride]), weight ? static_cast<C>(weight[y]) : C(1), classes,
+                                 smoothing);
+}
+
+// The target distribution q of a pixel with target y: q_c = per_class * w_c, plus target_extra for c == y,
+// and q_total = sum_c q_c; the gradient is d loss / d z_c = exp(z_c - lse) * q_total - q_c.
+template <typename C>
+struct CrossEntropyTargets {
+  C per_class = 0;
+  C target_extra = 0;
+  C q_total = 0;
+};
+
+template <typename C, typename V>
+SE_HOST_DEVICE CrossEntropyTargets<C> cross_entropy_targets(int64_t classes, int64_t y, const V* weight, C smoothing) {
   const C w_y = weight ? static_cast<C>(weight[y]) : C(1);
   C weight_sum = static_cast<C>(classes);
   if (weight && smoothing > 0) {
     weight_sum = 0;
     for (int64_t c = 0; c < classes; ++c) weight_sum += static_cast<C>(weight[c]);
   }
-  const C per_class = smoothing / static_cast<C>(classes);
-  const C q_total = (1 - smoothing) * w_y + per_class * weight_sum;
+  CrossEntropyTargets<C> t;
+  t.per_class = smoothing / static_cast<C>(classes);
+  t.target_extra = (1 - smoothing) * w_y;
+  t.q_total = t.target_extra + t.per_class * weight_sum;
+  return t;
+}
+
+// Gradients of one pixel's loss scaled by `grad` into g[c * stride], c in [0, classes):
+//   grad * (exp(z_c - lse) * q_total - q_c)
+template <typename C, typename V>
+SE_HOST_DEVICE void cross_entropy_pixel_backward(V* g, const V* z, int64_t stride, int64_t classes, int64_t y,
+                                                 const V* weight, C smoothing, C lse, C grad) {
+  const CrossEntropyTargets<C> t = cross_entropy_targets<C>(classes, y, weight, smoothing);
   for (int64_t c = 0; c < classes; ++c) {
-    C q = per_class * (weight ? static_cast<C>(weight[c]) : C(1));
-    if (c == y) q += (1 - smoothing) * w_y;
-    g[c * stride] = static_cast<V>(grad * (math_exp(static_cast<C>(z[c * stride]) - lse) * q_total - q));
+    C q = t.per_class * (weight ? static_cast<C>(weight[c]) : C(1));
+    if (c == y) q += t.target_extra;
+    g[c * stride] = static_cast<V>(grad * (math_exp(static_cast<C>(z[c * stride]) - lse) * t.q_total - q));
   }
 }
 
@@ -118,10 +157,7 @@ SE_HOST_DEVICE C binary_cross_entropy_element_grad(C x, C y, C p) {
 template <typename C, typename V>
 SE_HOST_DEVICE C log_sum_exp_pixel(const V* z, int64_t stride, int64_t classes) {
   C max = static_cast<C>(z[0]);
-  for (int64_t c = 1; c < classes; ++c) {
-    C v = static_cast<C>(z[c * stride]);
-    max = v > max || v != v ? v : max;
-  }
+  for (int64_t c = 1; c < classes; ++c) max = max_step(max, static_cast<C>(z[c * stride]));
   C sum = 0;
   for (int64_t c = 0; c < classes; ++c) sum += math_exp(static_cast<C>(z[c * stride]) - max);
   return max + math_log(sum);

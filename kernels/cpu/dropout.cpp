@@ -3,10 +3,10 @@
 
 #include "core/philox.h"
 #include "kernels/convert.h"
+#include "kernels/cpu/vector_math.h"
 
 #include <algorithm>
 #include <cstdint>
-#include <cstring>
 #include <type_traits>
 
 namespace se::kernels::cpu {
@@ -15,18 +15,6 @@ namespace {
 // f64 is scaled in double; the others in float, as in the CUDA kernels.
 template <typename T>
 using ScaleT = std::conditional_t<std::is_same_v<T, double>, double, float>;
-
-// v where keep, else +0, by masking its bits: under the default -ftrapping-math GCC turns `keep ? v : 0`
-// with v a product into a branch, which keeps the loop from vectorizing.
-template <typename S>
-S kept_or_zero(S v, bool keep) {
-  using Bits = std::conditional_t<sizeof(S) == 4, uint32_t, uint64_t>;
-  Bits bits;
-  std::memcpy(&bits, &v, sizeof(bits));
-  bits &= Bits(0) - static_cast<Bits>(keep);
-  std::memcpy(&v, &bits, sizeof(bits));
-  return v;
-}
 
 // philox::random_block of the N blocks first_block, first_block + 1, ... as the words of stream positions
 // 4 * first_block + k: words[4 * j + i] is word i of block first_block + j. Each round runs over all N
@@ -81,7 +69,7 @@ void dropout_forward(const DropoutDesc& desc, const void* x, void* y, uint8_t* m
       for (int k = k0; k < k1; ++k) {
         const bool keep = philox::uniform01(words[k]) >= p;
         mask[i0 + k - k0] = keep ? 1 : 0;
-        out[i0 + k - k0] = convert<T>(kept_or_zero(convert<S>(in[i0 + k - k0]) * scale, keep));
+        out[i0 + k - k0] = convert<T>(select(keep, convert<S>(in[i0 + k - k0]) * scale, S(0)));
       }
     }
   });
@@ -95,7 +83,7 @@ void dropout_backward(const DropoutDesc& desc, const void* grad_y, const uint8_t
     using S = ScaleT<T>;
     const S scale = S(1) / (S(1) - desc.p);
 #pragma omp parallel for if (desc.count > (1 << 15))
-    for (int64_t i = 0; i < desc.count; ++i) gx[i] = convert<T>(kept_or_zero(convert<S>(gy[i]) * scale, mask[i] != 0));
+    for (int64_t i = 0; i < desc.count; ++i) gx[i] = convert<T>(select(mask[i] != 0, convert<S>(gy[i]) * scale, S(0)));
   });
 }
 

@@ -1,14 +1,112 @@
-// CPU loss family. Cross-entropy and focal loss work one pixel at a time (kernels/loss_math.h), pixels split over
-// OpenMP threads in contiguous ranges, so the class-strided reads of neighbouring pixels share cache lines. Binary
+// CPU loss family. Cross-entropy and focal loss work on blocks of up to kPixelBlock neighbouring pixels of
+// one sample: every pass walks the classes in the outer loop and the block's pixels in the inner loop, which
+// reads each class plane contiguously and vectorizes (exp is fast_exp, kernels/cpu/vector_math.h). Each
+// pixel still sees its classes in order, so the sums are those of the per-pixel formulas in
+// kernels/loss_math.h, which also finishes every pixel. Blocks are split over OpenMP threads. Binary
 // cross-entropy is elementwise.
 #include "kernels/loss.h"
 
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "kernels/cpu/vector_math.h"
 #include "kernels/loss_math.h"
 
 namespace se::kernels::cpu {
 namespace {
 
 constexpr int64_t kParallelWork = 16384;
+constexpr int64_t kPixelBlock = 256;
+
+// Calls body(n, s0, pixels) for every block of pixels [s0, s0 + pixels) of sample n.
+template <typename Body>
+void for_each_pixel_block(int64_t batch, int64_t spatial, int64_t classes, Body body) {
+  const int64_t blocks = (spatial + kPixelBlock - 1) / kPixelBlock;
+#pragma omp parallel for schedule(static) if (batch * spatial * classes >= kParallelWork)
+  for (int64_t task = 0; task < batch * blocks; ++task) {
+    const int64_t n = task / blocks, s0 = task % blocks * kPixelBlock;
+    body(n, s0, std::min(kPixelBlock, spatial - s0));
+  }
+}
+
+// loss::ClassSums of a block's pixels, one array per field; weight_sum is the same for every pixel.
+template <typename C>
+struct BlockSums {
+  C max[kPixelBlock], sum[kPixelBlock], weighted_gap[kPixelBlock];
+  C weight_sum = 0;
+
+  loss::ClassSums<C> pixel(int64_t j) const { return {max[j], sum[j], weighted_gap[j], weight_sum}; }
+};
+
+// The class sums of `pixels` neighbouring pixels; z points at the first one's class-0 logit, class c at
+// z[c * spatial]. The smoothing sums only with `smoothing`. Without classes there is nothing to read (and
+// every target is bad).
+template <typename C, typename T>
+void accumulate_class_sums(BlockSums<C>& b, const T* z, int64_t spatial, int64_t classes, int64_t pixels,
+                           const T* weight, bool smoothing) {
+  if (classes == 0) return;
+  for (int64_t j = 0; j < pixels; ++j) b.max[j] = static_cast<C>(z[j]);
+  for (int64_t c = 1; c < classes; ++c) {
+    const T* zc = z + c * spatial;
+    for (int64_t j = 0; j < pixels; ++j) b.max[j] = loss::max_step(b.max[j], static_cast<C>(zc[j]));
+  }
+  std::fill(b.sum, b.sum + pixels, C(0));
+  std::fill(b.weighted_gap, b.weighted_gap + pixels, C(0));
+  b.weight_sum = 0;
+  for (int64_t c = 0; c < classes; ++c) {
+    const T* zc = z + c * spatial;
+    for (int64_t j = 0; j < pixels; ++j) b.sum[j] += fast_exp(static_cast<C>(zc[j]) - b.max[j]);
+    if (!smoothing) continue;
+    const C w = weight ? static_cast<C>(weight[c]) : C(1);
+    for (int64_t j = 0; j < pixels; ++j) b.weighted_gap[j] += w * (b.max[j] - static_cast<C>(zc[j]));
+    b.weight_sum += w;
+  }
+}
+
+// Per pixel of a block, for the backward passes: its target (-1 when ignored or invalid: gradient 0),
+// log-sum-exp, and the scale and offsets of its gradient formula.
+template <typename C>
+struct BlockGradTerms {
+  int32_t target[kPixelBlock];
+  C lse[kPixelBlock], scale[kPixelBlock], q_total[kPixelBlock], target_extra[kPixelBlock];
+};
+
+// Writes grad[c * spatial + j] = keep_j ? term(c, j) : 0 for every class and pixel of a block.
+template <typename C, typename T, typename Term>
+void write_block_grad(T* grad, int64_t spatial, int64_t classes, int64_t pixels, const int32_t* target, Term term) {
+  for (int32_t c = 0; c < classes; ++c) {
+    T* gc = grad + c * spatial;
+    for (int64_t j = 0; j < pixels; ++j) gc[j] = static_cast<T>(select(target[j] >= 0, term(c, j), C(0)));
+  }
+}
+
+// The forward of a per-pixel loss over NCHW logits: the class sums of each block of pixels, then for each
+// pixel clear(i) and, when its target y is neither ignore_index nor outside [0, classes) (which goes to
+// *bad_target), finish(i, y, class-0 logit of the pixel, its class sums).
+template <typename C, typename T, typename Clear, typename Finish>
+void pixel_loss_forward(const T* logits,        // (N, C, S)
+                        const int64_t* target,  // (N, S)
+                        const T* weight,        // (C) or null, for the smoothing sums
+                        int64_t* bad_target, int64_t batch, int64_t classes, int64_t spatial, int64_t ignore_index,
+                        bool smoothing, Clear clear, Finish finish) {
+  for_each_pixel_block(batch, spatial, classes, [&](int64_t n, int64_t s0, int64_t pixels) {
+    const T* z = logits + n * classes * spatial + s0;
+    BlockSums<C> b;
+    accumulate_class_sums(b, z, spatial, classes, pixels, weight, smoothing);
+    for (int64_t j = 0; j < pixels; ++j) {
+      const int64_t i = n * spatial + s0 + j, y = target[i];
+      clear(i);
+      if (y == ignore_index) continue;
+      if (y < 0 || y >= classes) {
+#pragma omp atomic write
+        *bad_target = y;
+        continue;
+      }
+      finish(i, y, z + j, b.pixel(j));
+    }
+  });
+}
 
 }  // namespace
 
@@ -16,26 +114,21 @@ template <typename T>
 void cross_entropy_forward(T* loss, T* pixel_weight, loss_compute_t<T>* lse, int64_t* bad_target, const T* logits,
                            const int64_t* target, const T* weight, const CrossEntropyDesc& d, Stream) {
   using C = loss_compute_t<T>;
-  const int64_t pixels = d.batch * d.spatial;
   const C smoothing = static_cast<C>(d.label_smoothing);
-#pragma omp parallel for schedule(static) if (pixels * d.classes >= kParallelWork)
-  for (int64_t i = 0; i < pixels; ++i) {
-    const int64_t n = i / d.spatial, s = i % d.spatial, y = target[i];
-    loss[i] = T(0.0f);
-    pixel_weight[i] = T(0.0f);
-    lse[i] = 0;
-    if (y == d.ignore_index) continue;
-    if (y < 0 || y >= d.classes) {
-#pragma omp atomic write
-      *bad_target = y;
-      continue;
-    }
-    const auto p = loss::cross_entropy_pixel<C>(logits + n * d.classes * d.spatial + s, d.spatial, d.classes, y, weight,
-                                                smoothing);
-    loss[i] = static_cast<T>(p.loss);
-    pixel_weight[i] = static_cast<T>(p.weight);
-    lse[i] = p.lse;
-  }
+  pixel_loss_forward<C>(
+      logits, target, weight, bad_target, d.batch, d.classes, d.spatial, d.ignore_index, smoothing > 0,
+      [&](int64_t i) {
+        loss[i] = T(0.0f);
+        pixel_weight[i] = T(0.0f);
+        lse[i] = 0;
+      },
+      [&](int64_t i, int64_t y, const T* z, const loss::ClassSums<C>& sums) {
+        const auto p = loss::cross_entropy_from_sums(sums, static_cast<C>(z[y * d.spatial]),
+                                                     weight ? static_cast<C>(weight[y]) : C(1), d.classes, smoothing);
+        loss[i] = static_cast<T>(p.loss);
+        pixel_weight[i] = static_cast<T>(p.weight);
+        lse[i] = p.lse;
+      });
 }
 
 template <typename T>
@@ -43,46 +136,52 @@ void cross_entropy_backward(T* grad_logits, const T* grad_loss, int64_t grad_los
                             const loss_compute_t<T>* lse, const int64_t* target, const T* weight,
                             const CrossEntropyDesc& d, Stream) {
   using C = loss_compute_t<T>;
-  const int64_t pixels = d.batch * d.spatial;
   const C smoothing = static_cast<C>(d.label_smoothing);
-#pragma omp parallel for schedule(static) if (pixels * d.classes >= kParallelWork)
-  for (int64_t i = 0; i < pixels; ++i) {
-    const int64_t n = i / d.spatial, s = i % d.spatial, y = target[i];
-    const int64_t offset = n * d.classes * d.spatial + s;
-    if (y < 0 || y >= d.classes) {  // ignored (or invalid, which the forward reported)
-      for (int64_t c = 0; c < d.classes; ++c) grad_logits[offset + c * d.spatial] = T(0.0f);
-      continue;
+  // q_c without the target's share: per_class * w_c (loss::cross_entropy_pixel_backward).
+  const C per_class = smoothing / static_cast<C>(d.classes);
+  std::vector<C> class_q(d.classes);
+  for (int64_t c = 0; c < d.classes; ++c) class_q[c] = per_class * (weight ? static_cast<C>(weight[c]) : C(1));
+  for_each_pixel_block(d.batch, d.spatial, d.classes, [&](int64_t n, int64_t s0, int64_t pixels) {
+    BlockGradTerms<C> t;
+    for (int64_t j = 0; j < pixels; ++j) {
+      const int64_t i = n * d.spatial + s0 + j, y = target[i];
+      const bool valid = y >= 0 && y < d.classes;  // ignored (or invalid, which the forward reported): 0
+      const loss::CrossEntropyTargets<C> q =
+          valid ? loss::cross_entropy_targets<C>(d.classes, y, weight, smoothing) : loss::CrossEntropyTargets<C>{};
+      t.target[j] = valid ? static_cast<int32_t>(y) : -1;
+      t.lse[j] = lse[i];
+      t.scale[j] = static_cast<C>(grad_loss[i * grad_loss_stride]);
+      t.q_total[j] = q.q_total;
+      t.target_extra[j] = q.target_extra;
     }
-    loss::cross_entropy_pixel_backward<C>(grad_logits + offset, logits + offset, d.spatial, d.classes, y, weight,
-                                          smoothing, lse[i], static_cast<C>(grad_loss[i * grad_loss_stride]));
-  }
+    const int64_t offset = n * d.classes * d.spatial + s0;
+    const T* z = logits + offset;
+    write_block_grad<C>(grad_logits + offset, d.spatial, d.classes, pixels, t.target, [&](int32_t c, int64_t j) {
+      const C q = class_q[c] + select(c == t.target[j], t.target_extra[j], C(0));
+      return t.scale[j] * (fast_exp(static_cast<C>(z[c * d.spatial + j]) - t.lse[j]) * t.q_total[j] - q);
+    });
+  });
 }
 
 template <typename T>
 void focal_loss_forward(T* loss, T* valid, loss_compute_t<T>* lse, int64_t* bad_target, const T* logits,
                         const int64_t* target, const T* alpha, const FocalLossDesc& d, Stream) {
   using C = loss_compute_t<T>;
-  const int64_t pixels = d.batch * d.spatial;
   const C gamma = static_cast<C>(d.gamma);
-#pragma omp parallel for schedule(static) if (pixels * d.classes >= kParallelWork)
-  for (int64_t i = 0; i < pixels; ++i) {
-    const int64_t n = i / d.spatial, s = i % d.spatial, y = target[i];
-    loss[i] = T(0.0f);
-    valid[i] = T(0.0f);
-    lse[i] = 0;
-    if (y == d.ignore_index) continue;
-    if (y < 0 || y >= d.classes) {
-#pragma omp atomic write
-      *bad_target = y;
-      continue;
-    }
-    const T* z = logits + n * d.classes * d.spatial + s;
-    const C l = loss::log_sum_exp_pixel<C>(z, d.spatial, d.classes);
-    const C a = alpha ? static_cast<C>(alpha[y]) : C(1);
-    loss[i] = static_cast<T>(loss::focal_pixel<C>(static_cast<C>(z[y * d.spatial]) - l, a, gamma));
-    valid[i] = T(1.0f);
-    lse[i] = l;
-  }
+  pixel_loss_forward<C, T>(
+      logits, target, nullptr, bad_target, d.batch, d.classes, d.spatial, d.ignore_index, false,
+      [&](int64_t i) {
+        loss[i] = T(0.0f);
+        valid[i] = T(0.0f);
+        lse[i] = 0;
+      },
+      [&](int64_t i, int64_t y, const T* z, const loss::ClassSums<C>& sums) {
+        const C l = sums.max + loss::math_log(sums.sum);  // loss::log_sum_exp_pixel
+        const C a = alpha ? static_cast<C>(alpha[y]) : C(1);
+        loss[i] = static_cast<T>(loss::focal_pixel<C>(static_cast<C>(z[y * d.spatial]) - l, a, gamma));
+        valid[i] = T(1.0f);
+        lse[i] = l;
+      });
 }
 
 template <typename T>
@@ -90,26 +189,27 @@ void focal_loss_backward(T* grad_logits, const T* grad_loss, int64_t grad_loss_s
                          const loss_compute_t<T>* lse, const int64_t* target, const T* alpha, const FocalLossDesc& d,
                          Stream) {
   using C = loss_compute_t<T>;
-  const int64_t pixels = d.batch * d.spatial;
   const C gamma = static_cast<C>(d.gamma);
-#pragma omp parallel for schedule(static) if (pixels * d.classes >= kParallelWork)
-  for (int64_t i = 0; i < pixels; ++i) {
-    const int64_t n = i / d.spatial, s = i % d.spatial, y = target[i];
-    const int64_t offset = n * d.classes * d.spatial + s;
-    T* g = grad_logits + offset;
+  for_each_pixel_block(d.batch, d.spatial, d.classes, [&](int64_t n, int64_t s0, int64_t pixels) {
+    const int64_t offset = n * d.classes * d.spatial + s0;
     const T* z = logits + offset;
-    if (y < 0 || y >= d.classes) {
-      for (int64_t c = 0; c < d.classes; ++c) g[c * d.spatial] = T(0.0f);
-      continue;
+    BlockGradTerms<C> t;
+    for (int64_t j = 0; j < pixels; ++j) {
+      const int64_t i = n * d.spatial + s0 + j, y = target[i];
+      const bool valid = y >= 0 && y < d.classes;
+      t.target[j] = valid ? static_cast<int32_t>(y) : -1;
+      t.lse[j] = lse[i];
+      t.scale[j] = valid ? static_cast<C>(grad_loss[i * grad_loss_stride]) *
+                               loss::focal_factor<C>(static_cast<C>(z[y * d.spatial + j]) - lse[i],
+                                                     alpha ? static_cast<C>(alpha[y]) : C(1), gamma)
+                         : C(0);
     }
-    const C a = alpha ? static_cast<C>(alpha[y]) : C(1);
-    const C factor = static_cast<C>(grad_loss[i * grad_loss_stride]) *
-                     loss::focal_factor<C>(static_cast<C>(z[y * d.spatial]) - lse[i], a, gamma);
-    for (int64_t c = 0; c < d.classes; ++c) {
-      const C p = loss::math_exp(static_cast<C>(z[c * d.spatial]) - lse[i]);
-      g[c * d.spatial] = static_cast<T>(factor * ((c == y ? C(1) : C(0)) - p));
-    }
-  }
+    // d loss / d z_c = factor * ([c == y] - p_c), as the CUDA kernel.
+    write_block_grad<C>(grad_logits + offset, d.spatial, d.classes, pixels, t.target, [&](int32_t c, int64_t j) {
+      const C p = fast_exp(static_cast<C>(z[c * d.spatial + j]) - t.lse[j]);
+      return t.scale[j] * (select(c == t.target[j], C(1), C(0)) - p);
+    });
+  });
 }
 
 template <typename T>

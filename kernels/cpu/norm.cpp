@@ -16,6 +16,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "kernels/cpu/vector_math.h"
 #include "kernels/reduce_ops.h"
 
 namespace se::kernels::cpu {
@@ -39,14 +40,6 @@ template <typename A>
 using Moments = typename reduce_ops::VarOp<A>::State;  // count, mean, m2 = sum((x - mean)^2)
 
 constexpr int64_t kStatsChunk = 2048;
-constexpr int kLanes = 8;
-
-template <typename A>
-A sum_lanes(const A (&lanes)[kLanes]) {
-  A sum = 0;
-  for (int j = 0; j < kLanes; ++j) sum += lanes[j];
-  return sum;
-}
 
 // The two-pass moments of n values, 0 < n <= kStatsChunk: the mean from their sum, then the squared
 // deviations from it.
@@ -54,17 +47,13 @@ template <typename A, typename T>
 Moments<A> chunk_moments(const T* x,  // (n)
                          int64_t n) {
   A lanes[kLanes] = {};
-  int64_t k = 0;
-  for (; k + kLanes <= n; k += kLanes) {
-    for (int j = 0; j < kLanes; ++j) lanes[j] += load<A>(x[k + j]);
-  }
-  for (int j = 0; k + j < n; ++j) lanes[j] += load<A>(x[k + j]);
+  for_each_lane(0, n, [&](int64_t k, int lane) { lanes[lane] += load<A>(x[k]); });
   const A mean = sum_lanes(lanes) / static_cast<A>(n);
   A squares[kLanes] = {};
-  for (k = 0; k + kLanes <= n; k += kLanes) {
-    for (int j = 0; j < kLanes; ++j) squares[j] += (load<A>(x[k + j]) - mean) * (load<A>(x[k + j]) - mean);
-  }
-  for (int j = 0; k + j < n; ++j) squares[j] += (load<A>(x[k + j]) - mean) * (load<A>(x[k + j]) - mean);
+  for_each_lane(0, n, [&](int64_t k, int lane) {
+    const A deviation = load<A>(x[k]) - mean;
+    squares[lane] += deviation * deviation;
+  });
   return {n, mean, sum_lanes(squares)};
 }
 
@@ -82,7 +71,6 @@ Moments<A> moments(const T* x,  // (n)
 // Rows of `cols` values; the affine parameter of (row, col) is (row % groups) * per_group + col / inner.
 struct RowNorm {
   int64_t rows, cols, groups, per_group, inner;
-  int64_t param(int64_t row, int64_t col) const { return (row % groups) * per_group + col / inner; }
   int64_t params() const { return groups * per_group; }
 };
 
@@ -91,6 +79,19 @@ RowNorm row_norm(const LayerNormDesc& d) {
 }
 RowNorm row_norm(const GroupNormDesc& d) {
   return {d.n * d.groups, d.c / d.groups * d.hw, d.groups, d.c / d.groups, d.hw};
+}
+
+// Calls run(k0, k1, param, step) for runs of columns [k0, k1) of row r whose parameters are param, param +
+// step, ...: one run for LayerNorm (inner 1, a parameter per column), one per parameter (step 0) for
+// GroupNorm, so that no value needs a division to find its parameter.
+template <typename Run>
+void for_each_param_run(const RowNorm& d, int64_t r, Run run) {
+  const int64_t first_param = (r % d.groups) * d.per_group;
+  if (d.inner == 1) {
+    run(0, d.cols, first_param, 1);
+    return;
+  }
+  for (int64_t p = 0; p < d.per_group; ++p) run(p * d.inner, (p + 1) * d.inner, first_param + p, 0);
 }
 
 template <typename T>
@@ -112,69 +113,108 @@ void row_forward(T* y,                           // (rows, cols)
     const A inv = A(1) / std::sqrt(var + static_cast<A>(eps));
     mean[r] = static_cast<P>(s.mean);
     invstd[r] = static_cast<P>(inv);
-    // y = (x - mean) * inv * weight + bias over columns [k0, k1) whose parameters are first, first + step, ...
-    auto normalize = [&](int64_t k0, int64_t k1, int64_t first, int64_t step) {
-      for (int64_t k = k0, param = first; k < k1; ++k, param += step) {
+    for_each_param_run(d, r, [&](int64_t k0, int64_t k1, int64_t param, int64_t step) {
+      for (int64_t k = k0; k < k1; ++k, param += step) {
         A v = (load<A>(xr[k]) - s.mean) * inv;
         if (weight) v *= static_cast<A>(weight[param]);
         if (bias) v += static_cast<A>(bias[param]);
         yr[k] = static_cast<T>(v);
       }
-    };
-    // Column k has parameter (r % groups) * per_group + k / inner: one parameter per column (LayerNorm)
-    // or per run of inner columns (GroupNorm), without a division per value.
-    const int64_t first_param = (r % d.groups) * d.per_group;
-    if (d.inner == 1) {
-      normalize(0, d.cols, first_param, 1);
-    } else {
-      for (int64_t p = 0; p < d.per_group; ++p) normalize(p * d.inner, (p + 1) * d.inner, first_param + p, 0);
-    }
+    });
   }
 }
 
-// dx = invstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dy * weight, per row; then the
-// parameter gradients, one sequential sum per parameter.
+// Rows per chunk of the parameter gradients when each column has its own parameter: per-parameter
+// partial sums of a chunk, combined in chunk order, so the result does not depend on the thread count.
+constexpr int64_t kParamGradRows = 256;
+
+// dx = invstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dy * weight, per row, the two sums in
+// kLanes partial sums; then the parameter gradients sum_dy * xhat and sum_dy.
 template <typename T>
-void row_backward(T* dx, norm_param_t<T>* grad_weight, norm_param_t<T>* grad_bias, const T* dy, const T* x,
-                  const norm_param_t<T>* mean, const norm_param_t<T>* invstd, const norm_param_t<T>* weight,
+void row_backward(T* dx,                          // (rows, cols) or null
+                  norm_param_t<T>* grad_weight,   // (params) or null
+                  norm_param_t<T>* grad_bias,     // (params) or null
+                  const T* dy,                    // (rows, cols)
+                  const T* x,                     // (rows, cols)
+                  const norm_param_t<T>* mean,    // (rows)
+                  const norm_param_t<T>* invstd,  // (rows)
+                  const norm_param_t<T>* weight,  // (params) or null
                   const RowNorm& d) {
   using A = acc_t<T>;
   using P = norm_param_t<T>;
   if (dx) {
 #pragma omp parallel for schedule(static) if (d.rows * d.cols >= kParallelWork)
     for (int64_t r = 0; r < d.rows; ++r) {
+      const T* dyr = dy + r * d.cols;
+      const T* xr = x + r * d.cols;
       const A mu = static_cast<A>(mean[r]), inv = static_cast<A>(invstd[r]);
-      A sum_g = 0, sum_g_xhat = 0;
-      for (int64_t k = 0; k < d.cols; ++k) {
-        const int64_t i = r * d.cols + k;
-        const A g = load<A>(dy[i]) * (weight ? static_cast<A>(weight[d.param(r, k)]) : A(1));
-        sum_g += g;
-        sum_g_xhat += g * (load<A>(x[i]) - mu) * inv;
-      }
+      A lane_g[kLanes] = {}, lane_g_xhat[kLanes] = {};
+      for_each_param_run(d, r, [&](int64_t k0, int64_t k1, int64_t param, int64_t step) {
+        for_each_lane(k0, k1, [&](int64_t k, int lane) {
+          const A g = load<A>(dyr[k]) * (weight ? static_cast<A>(weight[param + (k - k0) * step]) : A(1));
+          lane_g[lane] += g;
+          lane_g_xhat[lane] += g * (load<A>(xr[k]) - mu) * inv;
+        });
+      });
       const A n = static_cast<A>(d.cols);
-      for (int64_t k = 0; k < d.cols; ++k) {
-        const int64_t i = r * d.cols + k;
-        const A g = load<A>(dy[i]) * (weight ? static_cast<A>(weight[d.param(r, k)]) : A(1));
-        const A xhat = (load<A>(x[i]) - mu) * inv;
-        dx[i] = static_cast<T>(inv * (g - sum_g / n - xhat * sum_g_xhat / n));
-      }
+      const A mean_g = sum_lanes(lane_g) / n, mean_g_xhat = sum_lanes(lane_g_xhat) / n;
+      for_each_param_run(d, r, [&](int64_t k0, int64_t k1, int64_t param, int64_t step) {
+        for (int64_t k = k0; k < k1; ++k) {
+          const A g = load<A>(dyr[k]) * (weight ? static_cast<A>(weight[param + (k - k0) * step]) : A(1));
+          const A xhat = (load<A>(xr[k]) - mu) * inv;
+          dx[r * d.cols + k] = static_cast<T>(inv * (g - mean_g - xhat * mean_g_xhat));
+        }
+      });
     }
   }
   if (!grad_weight && !grad_bias) return;
+  std::vector<A> sum_dy(d.params()), sum_dy_xhat(d.params());
+  if (d.inner == 1) {
+    // A parameter per column (LayerNorm, and GroupNorm with HW 1): chunks of rows in parallel, each with
+    // per-parameter sums.
+    const int64_t chunks = (d.rows + kParamGradRows - 1) / kParamGradRows, params = d.params();
+    std::vector<A> partial(2 * chunks * params);  // per chunk: the sums of dy, then of dy * xhat
 #pragma omp parallel for schedule(static) if (d.rows * d.cols >= kParallelWork)
-  for (int64_t p = 0; p < d.params(); ++p) {
-    const int64_t group = p / d.per_group, c0 = (p % d.per_group) * d.inner;
-    A sum_dy = 0, sum_dy_xhat = 0;
-    for (int64_t r = group; r < d.rows; r += d.groups) {
-      const A mu = static_cast<A>(mean[r]), inv = static_cast<A>(invstd[r]);
-      for (int64_t k = c0; k < c0 + d.inner; ++k) {
-        const A g = load<A>(dy[r * d.cols + k]);
-        sum_dy += g;
-        sum_dy_xhat += g * (load<A>(x[r * d.cols + k]) - mu) * inv;
+    for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+      A* chunk_dy = partial.data() + 2 * chunk * params;
+      A* chunk_dy_xhat = chunk_dy + params;
+      for (int64_t r = chunk * kParamGradRows; r < std::min(d.rows, (chunk + 1) * kParamGradRows); ++r) {
+        const A mu = static_cast<A>(mean[r]), inv = static_cast<A>(invstd[r]);
+        const int64_t first_param = (r % d.groups) * d.per_group;
+        for (int64_t k = 0; k < d.cols; ++k) {
+          const A g = load<A>(dy[r * d.cols + k]);
+          chunk_dy[first_param + k] += g;
+          chunk_dy_xhat[first_param + k] += g * (load<A>(x[r * d.cols + k]) - mu) * inv;
+        }
       }
     }
-    if (grad_weight) grad_weight[p] = static_cast<P>(sum_dy_xhat);
-    if (grad_bias) grad_bias[p] = static_cast<P>(sum_dy);
+    for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+      for (int64_t p = 0; p < params; ++p) {
+        sum_dy[p] += partial[2 * chunk * params + p];
+        sum_dy_xhat[p] += partial[(2 * chunk + 1) * params + p];
+      }
+    }
+  } else {
+    // GroupNorm: parameter p covers `inner` contiguous values of each row of its group.
+#pragma omp parallel for schedule(static) if (d.rows * d.cols >= kParallelWork)
+    for (int64_t p = 0; p < d.params(); ++p) {
+      const int64_t group = p / d.per_group, c0 = (p % d.per_group) * d.inner;
+      A lane_dy[kLanes] = {}, lane_dy_xhat[kLanes] = {};
+      for (int64_t r = group; r < d.rows; r += d.groups) {
+        const A mu = static_cast<A>(mean[r]), inv = static_cast<A>(invstd[r]);
+        for_each_lane(0, d.inner, [&](int64_t k, int lane) {
+          const A g = load<A>(dy[r * d.cols + c0 + k]);
+          lane_dy[lane] += g;
+          lane_dy_xhat[lane] += g * (load<A>(x[r * d.cols + c0 + k]) - mu) * inv;
+        });
+      }
+      sum_dy[p] = sum_lanes(lane_dy);
+      sum_dy_xhat[p] = sum_lanes(lane_dy_xhat);
+    }
+  }
+  for (int64_t p = 0; p < d.params(); ++p) {
+    if (grad_weight) grad_weight[p] = static_cast<P>(sum_dy_xhat[p]);
+    if (grad_bias) grad_bias[p] = static_cast<P>(sum_dy[p]);
   }
 }
 

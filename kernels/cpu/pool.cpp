@@ -65,7 +65,8 @@ pool_ops::IndexRange inner_outputs(int64_t out, int64_t in, int64_t extent, int6
 // output row: the selects of neighbouring outputs are independent (they vectorize), and each output
 // still visits its cells in max_window_scan's order, so it gets the same argmax, kept as the cell's
 // position in the window (row-major from the first row inside the input). Outputs whose window reaches
-// into the left or right padding use max_window_scan.
+// into the left or right padding use max_window_scan, and so do the rows of a window that lies in the
+// padding only (padding beyond half the kernel, which the engine refuses, as PyTorch does).
 template <typename T>
 void max_pool2d_forward(T* y, int64_t* indices, const T* x, const Pool2dDesc& desc, Stream) {
   using C = pool_ops::compute_t<T>;
@@ -82,22 +83,23 @@ void max_pool2d_forward(T* y, int64_t* indices, const T* x, const Pool2dDesc& de
     int64_t* index_row = indices + (p * d.out_h + oh) * d.out_w;
     const pool_ops::IndexRange rows =
         pool_ops::max_window_span(oh, d.in_h, d.kernel_h, d.stride_h, d.pad_h, d.dilation_h);
+    const pool_ops::IndexRange sweep = rows.first < rows.last ? inner : pool_ops::IndexRange{0, 0};
     auto scan = [&](int64_t ow) {
       const pool_ops::IndexRange cols =
           pool_ops::max_window_span(ow, d.in_w, d.kernel_w, d.stride_w, d.pad_w, d.dilation_w);
       y_row[ow] = pool_ops::max_window_scan(plane, d.in_w, rows, cols, d.dilation_h, d.dilation_w, &index_row[ow]);
     };
-    for (int64_t ow = 0; ow < inner.first; ++ow) scan(ow);
-    for (int64_t ow = inner.last; ow < d.out_w; ++ow) scan(ow);
+    for (int64_t ow = 0; ow < sweep.first; ++ow) scan(ow);
+    for (int64_t ow = sweep.last; ow < d.out_w; ++ow) scan(ow);
     C* best = scratch.values.data();
     int32_t* best_position = scratch.positions.data();
-    std::fill(best + inner.first, best + inner.last, -static_cast<C>(INFINITY));
-    std::fill(best_position + inner.first, best_position + inner.last, 0);
+    std::fill(best + sweep.first, best + sweep.last, -static_cast<C>(INFINITY));
+    std::fill(best_position + sweep.first, best_position + sweep.last, 0);
     int32_t position = 0;
     for (int64_t h = rows.first; h < rows.last; h += d.dilation_h) {
       for (int64_t kw = 0; kw < d.kernel_w; ++kw, ++position) {
         const T* cells = plane + h * d.in_w + kw * d.dilation_w;  // cells[ow * stride - pad]: output ow's cell
-        for (int64_t ow = inner.first; ow < inner.last; ++ow) {
+        for (int64_t ow = sweep.first; ow < sweep.last; ++ow) {
           const C v = static_cast<C>(cells[ow * d.stride_w - d.pad_w]);
           const bool take = pool_ops::max_takes(v, best[ow]);
           best[ow] = take ? v : best[ow];
@@ -105,7 +107,7 @@ void max_pool2d_forward(T* y, int64_t* indices, const T* x, const Pool2dDesc& de
         }
       }
     }
-    for (int64_t ow = inner.first; ow < inner.last; ++ow) {
+    for (int64_t ow = sweep.first; ow < sweep.last; ++ow) {
       const int64_t index = rows.first * d.in_w + ow * d.stride_w - d.pad_w + cell_offset[best_position[ow]];
       index_row[ow] = index;
       y_row[ow] = plane[index];

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -49,6 +50,14 @@ std::vector<double> to_double(const std::vector<T>& v) {
       out[i] = static_cast<double>(v[i]);
     }
   }
+  return out;
+}
+
+// The bits of every element, so that -0 differs from +0 and NaNs compare equal to themselves.
+template <typename T>
+std::vector<uint64_t> bits_of(const std::vector<T>& v) {
+  std::vector<uint64_t> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i) std::memcpy(&out[i], &v[i], sizeof(T));
   return out;
 }
 

@@ -5,7 +5,6 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <cstring>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -19,15 +18,9 @@
 namespace se::kernels {
 namespace {
 
+using test::bits_of;
 using test::cast_to;
 using test::random_values;
-
-template <typename T>
-std::vector<uint64_t> bits_of(const std::vector<T>& v) {
-  std::vector<uint64_t> out(v.size());
-  for (size_t k = 0; k < v.size(); ++k) std::memcpy(&out[k], &v[k], sizeof(T));
-  return out;
-}
 
 struct DropoutCase {
   int64_t count;

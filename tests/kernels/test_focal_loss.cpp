@@ -19,8 +19,9 @@ struct Case {
   double gamma;
   bool alpha;
 };
-const std::vector<Case> kCases = {
-    {2, 3, 7, 2.0, false}, {1, 5, 33, 0.5, true}, {3, 2, 1, 0.0, true}, {1, 19, 65, 1.0, false}, {2, 4, 9, 3.5, true}};
+// The CPU works on blocks of 256 pixels of one sample: the last case spans two blocks per sample.
+const std::vector<Case> kCases = {{2, 3, 7, 2.0, false},   {1, 5, 33, 0.5, true}, {3, 2, 1, 0.0, true},
+                                  {1, 19, 65, 1.0, false}, {2, 4, 9, 3.5, true},  {2, 3, 300, 2.0, true}};
 constexpr int64_t kIgnore = 255;
 
 // -alpha_y (1 - p)^gamma log p of one pixel, in f64 from scratch.
@@ -82,26 +83,35 @@ FocalLossDesc make_desc(const Case& c) {
   return d;
 }
 
-TEST(FocalLossCpu, F64MatchesReference) {
+// Loss within loss_tol * (1 + |loss|) of the f64 reference, gradients within grad_tol of its central
+// differences.
+template <typename T>
+void check_cpu(double loss_tol, double grad_tol) {
   uint32_t seed = 1;
   for (const Case& c : kCases) {
     const FocalLossDesc d = make_desc(c);
     Inputs in = make_inputs(d, c.alpha, seed += 7);
+    in.logits = test::to_double(test::cast_to<T>(in.logits));  // the reference sees the rounded inputs
+    if (!in.alpha.empty()) in.alpha = test::to_double(test::cast_to<T>(in.alpha));
+    in.grad = test::to_double(test::cast_to<T>(in.grad));
     int64_t bad = 0;
-    const Outputs<double> got = run_cpu<double>(d, in, bad);
+    const Outputs<T> out = run_cpu<T>(d, in, bad);
+    const std::vector<double> loss = test::to_double(out.loss), valid = test::to_double(out.valid),
+                              grad_logits = test::to_double(out.grad_logits);
     EXPECT_EQ(bad, kIgnore);
     for (int64_t n = 0; n < d.batch; ++n) {
       for (int64_t s = 0; s < d.spatial; ++s) {
         const int64_t i = n * d.spatial + s, y = in.target[i];
         const std::string where = "gamma " + std::to_string(c.gamma) + " pixel " + std::to_string(i);
         if (y == kIgnore) {
-          EXPECT_EQ(got.loss[i], 0.0) << where;
-          EXPECT_EQ(got.valid[i], 0.0) << where;
-          for (int64_t k = 0; k < d.classes; ++k) EXPECT_EQ(got.grad_logits[(n * d.classes + k) * d.spatial + s], 0.0);
+          EXPECT_EQ(loss[i], 0.0) << where;
+          EXPECT_EQ(valid[i], 0.0) << where;
+          for (int64_t k = 0; k < d.classes; ++k) EXPECT_EQ(grad_logits[(n * d.classes + k) * d.spatial + s], 0.0);
           continue;
         }
-        EXPECT_EQ(got.valid[i], 1.0) << where;
-        EXPECT_NEAR(got.loss[i], focal_reference(in.logits, d, n, s, y, in.alpha), 1e-13) << where;
+        EXPECT_EQ(valid[i], 1.0) << where;
+        const double want = focal_reference(in.logits, d, n, s, y, in.alpha);
+        EXPECT_NEAR(loss[i], want, loss_tol * (1 + std::abs(want))) << where;
         for (int64_t k = 0; k < d.classes; ++k) {  // central differences of the reference, times grad_loss
           const size_t zi = static_cast<size_t>((n * d.classes + k) * d.spatial + s);
           const double h = 1e-6, saved = in.logits[zi];
@@ -110,11 +120,21 @@ TEST(FocalLossCpu, F64MatchesReference) {
           in.logits[zi] = saved - h;
           const double minus = focal_reference(in.logits, d, n, s, y, in.alpha);
           in.logits[zi] = saved;
-          EXPECT_NEAR(got.grad_logits[zi], in.grad[i] * (plus - minus) / (2 * h), 1e-7) << where << " class " << k;
+          EXPECT_NEAR(grad_logits[zi], in.grad[i] * (plus - minus) / (2 * h), grad_tol) << where << " class " << k;
         }
       }
     }
   }
+}
+
+TEST(FocalLossCpu, F64MatchesReference) {
+  check_cpu<double>(1e-13, 1e-7);
+}
+TEST(FocalLossCpu, F32MatchesReference) {
+  check_cpu<float>(2e-6, 2e-6);
+}
+TEST(FocalLossCpu, BF16MatchesReference) {
+  check_cpu<bf16>(2e-2, 2e-2);
 }
 
 TEST(FocalLossCpu, NearCertainPixelsStayFinite) {  // p == 1 in f32: (1 - p)^(gamma - 1) must not make inf * 0

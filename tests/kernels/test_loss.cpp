@@ -23,9 +23,11 @@ struct Case {
   bool weighted = false;
 };
 
+// The CPU works on blocks of 256 pixels of one sample: the last case spans two blocks per sample.
 const Case kCases[] = {
     {{1, 1, 1, -100, 0.0}, false}, {{3, 5, 1, -100, 0.0}, false}, {{2, 4, 7, 255, 0.0}, true},
     {{2, 3, 5, 255, 0.2}, false},  {{1, 7, 33, -100, 0.1}, true}, {{2, 19, 3, 255, 1.0}, true},
+    {{2, 3, 260, 255, 0.1}, true},
 };
 
 std::string describe(const Case& c) {
@@ -190,6 +192,16 @@ TEST(CrossEntropy, BadTargetIsReportedAndSkipped) {
   EXPECT_NEAR(r.loss[3], std::log(3.0f), 1e-6);
   t[1] = -1;
   EXPECT_EQ(run_cpu<float>(x, t, {}, g, d).bad_target, -1);
+}
+
+// No classes: there are no logits to read, every target but ignore_index is bad, all gradients are empty.
+TEST(CrossEntropy, NoClassesReadsNoLogits) {
+  const CrossEntropyDesc d{1, 0, 3, 255, 0.0};
+  const std::vector<int64_t> t = {255, 0, 255};
+  CpuRun<float> r = run_cpu<float>({}, t, {}, {1.0f, 1.0f, 1.0f}, d);
+  EXPECT_EQ(r.bad_target, 0);
+  EXPECT_EQ(r.loss, std::vector<float>(3, 0.0f));
+  EXPECT_TRUE(r.grad.empty());
 }
 
 // PyTorch's formula: (1 - y) * x + (1 + (p - 1) * y) * log(1 + exp(-x)), in double (|x| <= 30 here).

@@ -118,9 +118,9 @@ Inputs make_inputs(int64_t numel, int64_t params, uint32_t seed) {
 // shorter than a lane group, of exactly two chunks, and a few values past a chunk boundary.
 const BatchNormDesc kBatchShapes[] = {{2, 3, 1},   {1, 3, 5}, {4, 5, 7},    {3, 2, 33},
                                       {2, 1, 300}, {5, 4, 1}, {2, 2, 2051}, {1, 1, 4096}};
-const LayerNormDesc kLayerShapes[] = {{1, 1}, {3, 17}, {5, 64}, {2, 300}, {7, 5}, {2, 2053}};
-const GroupNormDesc kGroupShapes[] = {{2, 6, 5, 3},   {1, 4, 2, 1}, {3, 3, 7, 3},
-                                      {2, 8, 130, 4}, {1, 2, 1, 2}, {1, 4, 1100, 2}};
+const LayerNormDesc kLayerShapes[] = {{1, 1}, {3, 17}, {5, 64}, {2, 300}, {7, 5}, {2, 2053}, {300, 5}};
+const GroupNormDesc kGroupShapes[] = {{2, 6, 5, 3}, {1, 4, 2, 1},    {3, 3, 7, 3},  {2, 8, 130, 4},
+                                      {1, 2, 1, 2}, {1, 4, 1100, 2}, {300, 6, 1, 2}};
 
 std::string describe(const BatchNormDesc& d) {
   return "batch_norm (" + std::to_string(d.n) + ", " + std::to_string(d.c) + ", " + std::to_string(d.hw) + ")";

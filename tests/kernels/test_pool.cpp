@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
@@ -16,6 +15,7 @@
 namespace se::kernels {
 namespace {
 
+using test::bits_of;
 using test::cast_to;
 using test::random_values;
 using test::to_double;
@@ -88,14 +88,6 @@ void reference_max(const std::vector<double>& x, const Pool2dDesc& d, std::vecto
       }
     }
   }
-}
-
-// The bits of every element, so that -0 differs from +0 and NaNs compare equal.
-template <typename T>
-std::vector<uint64_t> bits_of(const std::vector<T>& v) {
-  std::vector<uint64_t> out(v.size());
-  for (size_t k = 0; k < v.size(); ++k) std::memcpy(&out[k], &v[k], sizeof(T));
-  return out;
 }
 
 // PyTorch's avg_pool2d divisor: the window clipped to [-pad, in + pad), then (without
@@ -436,6 +428,17 @@ void check_cuda_against_cpu(uint32_t seed, bool special) {
     cpu::avg_pool2d_backward(gx.data(), g.data(), d, nullptr);
     cuda::avg_pool2d_backward(dgx.get(), dg.get(), d, nullptr);
     expect_same(dgx.to_host(), gx, "avg backward " + describe(d));
+  }
+  {  // kernel 1 with padding 1 (beyond half the kernel: the engine refuses it): windows of padding only
+    const Pool2dDesc d = desc_of({2, 4, 6, 1, 1, 1, 1, 1, 1, 1, 1, false}, true);
+    std::vector<T> x = cast_to<T>(random_values(in_numel(d), seed++)), y(out_numel(d));
+    std::vector<int64_t> index(out_numel(d));
+    DeviceBuffer<T> dx(x), dy(y.size());
+    DeviceBuffer<int64_t> dindex(index.size());
+    cpu::max_pool2d_forward(y.data(), index.data(), x.data(), d, nullptr);
+    cuda::max_pool2d_forward(dy.get(), dindex.get(), dx.get(), d, nullptr);
+    expect_same(dy.to_host(), y, "max, padding-only windows " + describe(d));
+    ASSERT_EQ(dindex.to_host(), index) << "max, padding-only windows " << describe(d);
   }
   for (const AdaptivePool2dDesc& d : kAdaptiveCases) {
     const int64_t n_in = d.planes * d.in_h * d.in_w, n_out = d.planes * d.out_h * d.out_w;

@@ -17,8 +17,11 @@ using test::cast_to;
 using test::random_values;
 using test::to_double;
 
-const SoftmaxDesc kShapes[] = {{1, 1, 1}, {3, 17, 1}, {2, 255, 1},  {2, 1000, 1}, {1, 4097, 1},
-                               {2, 3, 17}, {3, 17, 5}, {1, 1000, 3}, {2, 1, 4},   {1, 255, 40}};
+// Rows (inner 1) shorter than, equal to and longer than the CPU's 8 lanes; inner > 1 in one or several
+// (up to 64 wide) column blocks.
+const SoftmaxDesc kShapes[] = {{1, 1, 1},  {3, 17, 1}, {2, 255, 1},  {2, 1000, 1}, {1, 4097, 1},
+                               {2, 3, 17}, {3, 17, 5}, {1, 1000, 3}, {2, 1, 4},    {1, 255, 40},
+                               {1, 7, 1},  {2, 8, 1},  {2, 5, 130}};
 
 std::string describe(const SoftmaxDesc& d) {
   return "(outer " + std::to_string(d.outer) + ", size " + std::to_string(d.size) + ", inner " +
@@ -114,6 +117,25 @@ TEST(Softmax, IsStableForLargeInputsAndMasksMinusInfinity) {
   EXPECT_NEAR(log_y[1], -std::log1p(std::exp(-1.0f)), 1e-6);
   EXPECT_EQ(log_y[2], -inf);
   for (int k = 3; k < 6; ++k) EXPECT_TRUE(std::isnan(y[k])) << k;
+}
+
+// inner > 1: every column subtracts its own maximum. Column c holds 100 c + {0, 1, 2}; 70 columns make two
+// column blocks on the CPU.
+TEST(Softmax, ColumnsAreStableForLargeInputs) {
+  const SoftmaxDesc d{1, 3, 70};
+  std::vector<float> x(3 * 70), y(x.size()), log_y(x.size());
+  for (int r = 0; r < 3; ++r) {
+    for (int c = 0; c < 70; ++c) x[r * 70 + c] = static_cast<float>(100 * c + r);
+  }
+  cpu::softmax_forward(y.data(), x.data(), d, nullptr);
+  cpu::log_softmax_forward(log_y.data(), x.data(), d, nullptr);
+  const double total = 1 + std::exp(1.0) + std::exp(2.0);
+  for (int r = 0; r < 3; ++r) {
+    for (int c = 0; c < 70; ++c) {
+      EXPECT_NEAR(y[r * 70 + c], std::exp(r) / total, 1e-6) << "row " << r << " column " << c;
+      EXPECT_NEAR(log_y[r * 70 + c], r - std::log(total), 1e-5) << "row " << r << " column " << c;
+    }
+  }
 }
 
 #ifdef SEGENGINE_HAS_CUDA

@@ -1,0 +1,94 @@
+// Internal to the CPU kernels: element functions and loop helpers written so that GCC vectorizes the loops
+// that use them (without -ffast-math and without -march flags).
+//
+// fast_exp: e^x. libm's expf is a call, which keeps every loop around it scalar; this one is
+// straight-line float arithmetic and bit operations.
+//   x = k ln2 + r, k = round(x / ln2) (by adding 1.5 * 2^23), r reduced with ln2 split in two parts so
+//   that k * kLn2High is exact; e^r on [-ln2 / 2, ln2 / 2] by a degree-7 polynomial (SLEEF's expf
+//   coefficients); 2^k applied as two factors, so results down to the subnormal range round once.
+// Max error 1 ulp against the correctly rounded e^x over all floats (checked exhaustively when this was
+// written; tests/kernels/test_softmax.cpp samples it), e^-inf = 0, e^+inf = inf, NaN stays NaN.
+// double keeps libm's exp: f64 exists for gradient checks.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+namespace se::kernels::cpu {
+
+// pick ? a : b through bit masks. GCC (without -ffast-math) turns a select whose arms feed or come from
+// floating-point arithmetic into a branch, and a loop with a branch does not vectorize.
+template <typename S>
+S select(bool pick, S a, S b) {
+  using Bits = std::conditional_t<sizeof(S) == 4, uint32_t, uint64_t>;
+  static_assert(sizeof(S) == sizeof(Bits));
+  Bits a_bits, b_bits;
+  std::memcpy(&a_bits, &a, sizeof(a_bits));
+  std::memcpy(&b_bits, &b, sizeof(b_bits));
+  const Bits mask = Bits(0) - static_cast<Bits>(pick);
+  const Bits bits = (a_bits & mask) | (b_bits & ~mask);
+  S out;
+  std::memcpy(&out, &bits, sizeof(out));
+  return out;
+}
+
+inline float fast_exp(float x) {
+  // e^x is 0 below -104 and inf above 89 in float; clamping keeps k in [-150, 128].
+  x = select(x < -104.0f, -104.0f, x);
+  x = select(x > 89.0f, 89.0f, x);
+  constexpr float kRoundShift = 12582912.0f;  // 1.5 * 2^23: adding it rounds |v| < 2^22 to an integer
+  const float shifted = x * 1.44269504088896341f + kRoundShift;
+  const float k = shifted - kRoundShift;
+  float r = x - k * 0.693145751953125f;  // ln2's high part: 16 significant bits, k * it is exact
+  r = r - k * 1.428606765330187045e-06f;
+  float p = 0.000198527617612853646278381f;
+  p = p * r + 0.00139304355252534151077271f;
+  p = p * r + 0.00833336077630519866943359f;
+  p = p * r + 0.0416664853692054748535156f;
+  p = p * r + 0.166666671633720397949219f;
+  p = p * r + 0.5f;
+  const float e = 1.0f + ((r * r) * p + r);
+  // k from the low bits of `shifted` (a NaN gives some k, and e is NaN anyway).
+  uint32_t shifted_bits;
+  std::memcpy(&shifted_bits, &shifted, sizeof(shifted_bits));
+  const int32_t k_int = static_cast<int32_t>(shifted_bits - 0x4B400000u);
+  const int32_t k_low = k_int >> 1, k_high = k_int - k_low;
+  const uint32_t low_bits = static_cast<uint32_t>(k_low + 127) << 23, high_bits = static_cast<uint32_t>(k_high + 127)
+                                                                                  << 23;
+  float low_scale, high_scale;
+  std::memcpy(&low_scale, &low_bits, sizeof(low_scale));
+  std::memcpy(&high_scale, &high_bits, sizeof(high_scale));
+  return e * low_scale * high_scale;
+}
+
+inline double fast_exp(double x) {
+  return std::exp(x);
+}
+
+// Sums in kLanes interleaved partial sums: they vectorize where one running sum cannot (GCC does not
+// reassociate floating-point additions without -ffast-math), and their order is fixed by the code, not by
+// the thread count or the vector width.
+constexpr int kLanes = 8;
+
+// Calls body(k, lane) for k in [begin, end): lane (k - begin) % kLanes, except that the last
+// (end - begin) % kLanes values all use lane 0, so that lane indices are constants and the lanes stay in
+// registers.
+template <typename Body>
+void for_each_lane(int64_t begin, int64_t end, Body body) {
+  int64_t k = begin;
+  for (; k + kLanes <= end; k += kLanes) {
+    for (int lane = 0; lane < kLanes; ++lane) body(k + lane, lane);
+  }
+  for (; k < end; ++k) body(k, 0);
+}
+
+template <typename A>
+A sum_lanes(const A (&lanes)[kLanes]) {
+  A sum = 0;
+  for (int lane = 0; lane < kLanes; ++lane) sum += lanes[lane];
+  return sum;
+}
+
+}  // namespace se::kernels::cpu
