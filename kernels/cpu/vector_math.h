@@ -7,7 +7,7 @@
 //   that k * kLn2High is exact; e^r on [-ln2 / 2, ln2 / 2] by a degree-7 polynomial (SLEEF's expf
 //   coefficients); 2^k applied as two factors, so results down to the subnormal range round once.
 // Max error 1 ulp against the correctly rounded e^x over all floats (checked exhaustively when this was
-// written; tests/kernels/test_softmax.cpp samples it), e^-inf = 0, e^+inf = inf, NaN stays NaN.
+// written; tests/kernels/test_vector_math.cpp samples it), e^-inf = 0, e^+inf = inf, NaN stays NaN.
 // double keeps libm's exp: f64 exists for gradient checks.
 #pragma once
 
