@@ -98,7 +98,11 @@ void register_benchmarks() {
   benchmark::AddCustomContext("threads (OpenMP)", std::to_string(threads));
   benchmark::AddCustomContext("f32 peak GFLOP/s", machine::cpu_f32_peak_description(threads));
 
+  // U-Net's first layer reads the 3 image channels: K = 27, a regime of its own (packing, not FMAs).
+  Conv2dDesc first_layer = conv3x3(64, 512);
+  first_layer.c_in = 3;
   std::vector<std::pair<std::string, Conv2dDesc>> shapes = {
+      {"unet3x3_3to64ch_512", first_layer},
       {"unet3x3_64ch_256", conv3x3(64, 256)},
       {"unet3x3_128ch_128", conv3x3(128, 128)},
       {"unet3x3_256ch_64", conv3x3(256, 64)},

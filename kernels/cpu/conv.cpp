@@ -11,13 +11,18 @@
 // single-threaded GEMM; when there are fewer tasks than threads the GEMM itself runs multi-threaded.
 // f16/bf16 are converted to f32, computed in f32 and rounded once on the way out.
 #include <omp.h>
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
 
 #include <algorithm>
+#include <cstdint>
 #include <type_traits>
 #include <vector>
 
 #include "kernels/conv.h"
 #include "kernels/conv_epilogue.h"
+#include "kernels/cpu/vector_math.h"
 #include "kernels/gemm.h"
 
 namespace se::kernels::cpu {
@@ -38,6 +43,13 @@ struct Geometry {
 
 // About this many columns of col per task: enough to amortise packing W, few enough to stay in cache.
 constexpr int64_t kChunkColumns = 512;
+// Below this GEMM depth (K = Cg * KH * KW: the 3-channel first layer has 27) a conv does few FMAs per
+// byte of x, y and dy, and memory traffic is what costs: chunks grow to about kChunkElements / K
+// columns (at most kMaxChunkColumns), so that each of the Og planes is read or written in runs of
+// several kilobytes, which the prefetchers follow, rather than one 2 KB row per plane at a time.
+constexpr int64_t kShallowDepth = 128;
+constexpr int64_t kChunkElements = 512 * kShallowDepth;
+constexpr int64_t kMaxChunkColumns = 4096;
 
 Geometry geometry(const Conv2dDesc& d) {
   Geometry g{};
@@ -62,8 +74,9 @@ Geometry geometry(const Conv2dDesc& d) {
   g.k = g.cg * g.kh * g.kw;
   g.hw = g.h * g.w;
   g.ohw = g.oh * g.ow;
+  const int64_t columns = std::clamp(kChunkElements / g.k, kChunkColumns, kMaxChunkColumns);
   g.images = std::clamp<int64_t>(kChunkColumns / std::max<int64_t>(g.ohw, 1), 1, std::max<int64_t>(g.n, 1));
-  g.rows = g.images > 1 ? g.oh : std::clamp<int64_t>(kChunkColumns / g.ow, 1, g.oh);
+  g.rows = g.images > 1 ? g.oh : std::clamp<int64_t>(columns / g.ow, 1, g.oh);
   g.chunks = (g.oh + g.rows - 1) / g.rows;
   g.activation = d.activation;
   return g;
@@ -213,10 +226,50 @@ const T* gather_dy(const Geometry& g, const T* dy, const Task& tk, int64_t* ld) 
 
 // ---- GEMM paths ----
 
+// dst (count) = the fused epilogue of src (count) + b; dst may be src.
+template <typename T>
+void apply_epilogue(ConvActivation activation, bool has_bias, T b, const T* src, int64_t count, T* dst) {
+  if (activation != ConvActivation::none) {
+    for (int64_t p = 0; p < count; ++p) dst[p] = conv_epilogue(activation, src[p] + b);
+  } else if (has_bias) {
+    for (int64_t p = 0; p < count; ++p) dst[p] = src[p] + b;
+  } else if (src != dst) {
+    std::copy(src, src + count, dst);
+  }
+}
+
+// Outputs larger than this (bytes) are written with non-temporal stores: they leave the caches anyway, and
+// a normal store first reads the line it fills (half of the memory traffic of writing y).
+constexpr int64_t kStreamOutputBytes = int64_t(32) << 20;
+
+// dst (count) = src (count) through non-temporal stores where the CPU has them (f32 only: the others
+// are f64 gradient checks); call stream_fence before the data is read by another thread.
+template <typename T>
+void stream_copy(const T* src, int64_t count, T* dst) {
+#if defined(__SSE2__)
+  if constexpr (std::is_same_v<T, float>) {
+    int64_t p = 0;
+    for (; p < count && reinterpret_cast<uintptr_t>(dst + p) % 16 != 0; ++p) dst[p] = src[p];
+    for (; p + 4 <= count; p += 4) _mm_stream_ps(dst + p, _mm_loadu_ps(src + p));
+    for (; p < count; ++p) dst[p] = src[p];
+    return;
+  }
+#endif
+  std::copy(src, src + count, dst);
+}
+
+inline void stream_fence() {
+#if defined(__SSE2__)
+  _mm_sfence();
+#endif
+}
+
 template <typename T>
 void forward_gemm(const Geometry& g, const T* x, const T* w, const T* bias, T* y) {
   const int64_t tasks = task_count(g);
   const bool pointwise = is_pointwise(g);
+  const bool stream = std::is_same_v<T, float> && g.k < kShallowDepth &&
+                      g.n * g.c_out * g.ohw * int64_t(sizeof(T)) > kStreamOutputBytes;
   auto run = [&](int64_t t) {
     const Task tk = task_of(g, t);
     const int64_t chunk_cols = (tk.oh1 - tk.oh0) * g.ow;  // of one image
@@ -229,24 +282,29 @@ void forward_gemm(const Geometry& g, const T* x, const T* w, const T* bias, T* y
       col = buf;
       ldb = tk.cols;
     }
-    // One image's chunk is written in place; several go through a scratch and are spread out below.
-    T* out = tk.images == 1 ? y_g : scratch<T, 1>(static_cast<size_t>(g.og * tk.cols));
-    const int64_t ldc = tk.images == 1 ? g.ohw : tk.cols;
+    // One image's chunk is written in place; several go through a scratch and are spread out below, and
+    // so does a shallow conv's chunk: its GEMM would store to Og planes at once, tile by tile, where the
+    // epilogue writes one plane's run after another.
+    const bool in_place = tk.images == 1 && g.k >= kShallowDepth;  // never when streaming
+    T* out = in_place ? y_g : scratch<T, 1>(static_cast<size_t>(g.og * tk.cols));
+    const int64_t ldc = in_place ? g.ohw : tk.cols;
     gemm(gemm_desc<T>(g.og, tk.cols, g.k, false, g.k, false, ldb, ldc, 0.0f), w + tk.group * g.og * g.k, col, out,
          nullptr);
     // The epilogue on the chunk while it is in cache: bias, then the fused activation.
     for (int64_t co = 0; co < g.og; ++co) {
       const T b = bias != nullptr ? bias[tk.group * g.og + co] : T(0);
       for (int64_t j = 0; j < tk.images; ++j) {
-        const T* src = out + co * ldc + j * chunk_cols;
+        T* src = out + co * ldc + j * chunk_cols;
         T* dst = y_g + (j * g.c_out + co) * g.ohw;
-        if (g.activation != ConvActivation::none) {
-          for (int64_t p = 0; p < chunk_cols; ++p) dst[p] = conv_epilogue(g.activation, src[p] + b);
-        } else if (bias != nullptr || src != dst) {
-          for (int64_t p = 0; p < chunk_cols; ++p) dst[p] = src[p] + b;
+        if (stream) {  // finish in the scratch, then stream it out
+          apply_epilogue(g.activation, bias != nullptr, b, src, chunk_cols, src);
+          stream_copy(src, chunk_cols, dst);
+        } else if (g.activation != ConvActivation::none || bias != nullptr || src != dst) {
+          apply_epilogue(g.activation, bias != nullptr, b, src, chunk_cols, dst);
         }
       }
     }
+    if (stream) stream_fence();
   };
   const int threads = max_threads();
   if (tasks >= threads) {
@@ -451,6 +509,8 @@ void backward_weight_depthwise(const Geometry& g, const T* x, const T* dy, T* dw
   }
 }
 
+// db (C_out) = dy summed over images and pixels: each plane in kLanes interleaved sums (one running sum
+// is a chain of dependent additions, a fifth of the speed), the planes' sums added in double.
 template <typename T>
 void bias_grad(const Geometry& g, const T* dy, T* db) {
 #pragma omp parallel for num_threads(max_threads()) schedule(static)
@@ -458,9 +518,9 @@ void bias_grad(const Geometry& g, const T* dy, T* db) {
     double sum = 0.0;
     for (int64_t n = 0; n < g.n; ++n) {
       const T* plane = dy + (n * g.c_out + co) * g.ohw;
-      T row = T(0);
-      for (int64_t p = 0; p < g.ohw; ++p) row += plane[p];
-      sum += row;
+      T lanes[kLanes] = {};
+      for_each_lane(0, g.ohw, [&](int64_t p, int lane) { lanes[lane] += plane[p]; });
+      sum += sum_lanes(lanes);
     }
     db[co] = static_cast<T>(sum);
   }

@@ -6,6 +6,7 @@
 #include <type_traits>
 
 #include "kernels/conv.h"
+#include "kernels/cpu/vector_math.h"
 
 namespace se::kernels::cpu {
 namespace {
@@ -22,18 +23,19 @@ void add_bias(T* y, const T* bias, int64_t n, int64_t c, int64_t p) {
   }
 }
 
-// db (C) = the sum of dy (N, C, P) over images and pixels, accumulated in double.
+// db (C) = the sum of dy (N, C, P) over images and pixels, accumulated in double in kLanes interleaved
+// sums (one running sum would wait on each addition).
 template <typename T>
 void bias_grad(const T* dy, T* db, int64_t n, int64_t c, int64_t p) {
   using A = std::conditional_t<std::is_same_v<T, double>, double, float>;
 #pragma omp parallel for schedule(static) if (n * c * p >= 16384)
   for (int64_t ch = 0; ch < c; ++ch) {
-    double sum = 0.0;
+    double lanes[kLanes] = {};
     for (int64_t image = 0; image < n; ++image) {
       const T* row = dy + (image * c + ch) * p;
-      for (int64_t i = 0; i < p; ++i) sum += static_cast<A>(row[i]);
+      for_each_lane(0, p, [&](int64_t i, int lane) { lanes[lane] += static_cast<A>(row[i]); });
     }
-    db[ch] = static_cast<T>(static_cast<A>(sum));
+    db[ch] = static_cast<T>(static_cast<A>(sum_lanes(lanes)));
   }
 }
 

@@ -85,10 +85,17 @@ struct Problem {
 // out[p * ld_out + r] = rows[r][p] for r < count, p < kb, where row r starts at first + r * row_stride:
 // the transposing half of packing (an A panel of a non-transposed A, a B panel of a transposed B).
 // Written element by element, each store lands ld_out elements after the last; f32 and f64 instead go
-// through 4x4 / 2x2 register transposes, which turn a block's scattered stores into a few vector ones.
+// through 8x8 (AVX2) or 4x4 and 2x2 (SSE2) register transposes, which turn a block's scattered stores
+// into a few vector ones.
 template <typename T, typename Acc>
 void interleave_rows(const T* first, int64_t row_stride, int count, int64_t kb, Acc* out, int ld_out) {
   int r = 0;
+  if constexpr (std::is_same_v<T, float> && std::is_same_v<Acc, float>) {
+    static const bool avx2 = gemm_isa_supported(GemmIsa::avx2);
+    if (avx2) {
+      for (; r + 8 <= count; r += 8) detail::transpose_8_rows_avx2(first + r * row_stride, row_stride, kb, out + r, ld_out);
+    }
+  }
 #if defined(__SSE2__)
   if constexpr (std::is_same_v<T, float> && std::is_same_v<Acc, float>) {
     for (; r + 4 <= count; r += 4) {
@@ -174,6 +181,29 @@ void pack_b_panel(const Problem<T, Acc>& pr, int64_t p0, int64_t j0, int64_t nb,
   }
 }
 
+// Packs micro-panels [s_begin, s_end) of op(B)[p0:p0+kb, j0:j0+nb]. Untransposed B is read a whole row
+// of the block at a time: panel by panel, the rows of a large B (an activation with rows a plane apart)
+// would be as many interleaved 128-byte streams, too many for the hardware prefetchers.
+template <typename T, typename Acc>
+void pack_b_panels(const Problem<T, Acc>& pr, int64_t p0, int64_t j0, int64_t nb, int64_t kb, int nr,
+                   int64_t s_begin, int64_t s_end, Acc* out) {
+  if (pr.trans_b || s_begin >= s_end) {
+    for (int64_t s = s_begin; s < s_end; ++s) pack_b_panel(pr, p0, j0, nb, kb, nr, s, out);
+    return;
+  }
+  const int64_t j_end = std::min(nb, s_end * nr);
+  for (int64_t p = 0; p < kb; ++p) {
+    const T* src = pr.b + (p0 + p) * pr.ldb + j0;
+    for (int64_t s = s_begin; s < s_end; ++s) {
+      const int64_t js = s * nr;
+      const int cols = static_cast<int>(std::min<int64_t>(nr, j_end - js));
+      Acc* dst = out + js * kb + p * nr;
+      for (int j = 0; j < cols; ++j) dst[j] = to_acc<Acc>(src[js + j]);
+      for (int j = cols; j < nr; ++j) dst[j] = Acc(0);
+    }
+  }
+}
+
 // Splits `nthreads` into a (rows x cols) grid that minimises the largest per-thread tile, counted in
 // whole micro-tiles; ties prefer splitting rows, since every thread packs its own A but shares B.
 void thread_grid(int64_t m, int64_t nb, int mr, int nr, int nthreads, int& grid_m, int& grid_n) {
@@ -222,8 +252,12 @@ void gemm_problem(const GemmKernel<Acc>& kern, const Problem<T, Acc>& pr, int nt
       split_range(nb, kern.nr, grid_n, tid / grid_m, col_begin, col_end);
       for (int64_t pc = 0; pc < pr.k; pc += kc) {
         const int64_t kb = std::min(kc, pr.k - pc);
-#pragma omp for schedule(static)
-        for (int64_t s = 0; s < panels_b; ++s) pack_b_panel(pr, pc, jc, nb, kb, kern.nr, s, pack_b);
+        {
+          int64_t s_begin, s_end;
+          split_range(panels_b, 1, nthreads, tid, s_begin, s_end);
+          pack_b_panels(pr, pc, jc, nb, kb, kern.nr, s_begin, s_end, pack_b);
+        }
+#pragma omp barrier
         // Later k blocks add to what the first one stored.
         const Acc beta = pc == 0 ? pr.beta : Acc(1);
         for (int64_t ic = row_begin; ic < row_end; ic += mc) {

@@ -150,6 +150,36 @@ int64_t padded_rows(int64_t m, int mr) {
 
 }  // namespace
 
+__attribute__((target("avx2"))) void transpose_8_rows_avx2(const float* first, int64_t row_stride, int64_t kb,
+                                                           float* out, int64_t ld_out) {
+  int64_t p = 0;
+  for (; p + 8 <= kb; p += 8) {
+    __m256 r[8];
+    for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(first + i * row_stride + p);
+    // Pairs of rows interleaved, then quadruples, then the 128-bit halves swapped into place.
+    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    float* d = out + p * ld_out;
+    _mm256_storeu_ps(d + 0 * ld_out, _mm256_permute2f128_ps(u0, u4, 0x20));
+    _mm256_storeu_ps(d + 1 * ld_out, _mm256_permute2f128_ps(u1, u5, 0x20));
+    _mm256_storeu_ps(d + 2 * ld_out, _mm256_permute2f128_ps(u2, u6, 0x20));
+    _mm256_storeu_ps(d + 3 * ld_out, _mm256_permute2f128_ps(u3, u7, 0x20));
+    _mm256_storeu_ps(d + 4 * ld_out, _mm256_permute2f128_ps(u0, u4, 0x31));
+    _mm256_storeu_ps(d + 5 * ld_out, _mm256_permute2f128_ps(u1, u5, 0x31));
+    _mm256_storeu_ps(d + 6 * ld_out, _mm256_permute2f128_ps(u2, u6, 0x31));
+    _mm256_storeu_ps(d + 7 * ld_out, _mm256_permute2f128_ps(u3, u7, 0x31));
+  }
+  for (; p < kb; ++p) {
+    for (int i = 0; i < 8; ++i) out[p * ld_out + i] = first[i * row_stride + p];
+  }
+}
+
 GemmKernel<float> f32_kernel(GemmIsa isa, int64_t m) {
   switch (isa) {
     case GemmIsa::avx512:

@@ -29,6 +29,10 @@ struct GemmKernel {
 GemmKernel<float> f32_kernel(GemmIsa isa, int64_t m);
 GemmKernel<double> f64_kernel(GemmIsa isa, int64_t m);
 
+// out[p * ld_out + r] = rows[r][p] for 8 rows r (row r at first + r * row_stride) and p < kb, by 8 x 8
+// AVX register transposes; call only where gemm_isa_supported(GemmIsa::avx2).
+void transpose_8_rows_avx2(const float* first, int64_t row_stride, int64_t kb, float* out, int64_t ld_out);
+
 // Writes a finished tile (mr x nr of `tile`, row stride tile_ld) to C with alpha and beta.
 template <typename Acc>
 inline void store_tile(const Acc* tile, int tile_ld, Acc* c, int64_t ldc, Acc alpha, Acc beta, int mr, int nr) {

@@ -44,6 +44,8 @@ const std::vector<Case> kCases = {
     {"many_chunks", 1, 16, 40, 40, 24, 3, 3, 1, 1, 1, 1, 1, 1, 1, true},
     {"wide_rows", 1, 2, 3, 700, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, false},
     {"many_channels", 1, 72, 5, 6, 80, 3, 3, 1, 1, 1, 1, 1, 1, 1, true},  // more than one 64-row tile
+    // K = 27: a shallow conv, whose chunks span many output rows and go through the output scratch
+    {"shallow_rgb_chunks", 2, 3, 70, 90, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, true},
     // Planes below a chunk go several images per task: 512 / 150 = 3 images, then a task of 2.
     {"images_per_task", 5, 6, 10, 15, 8, 3, 3, 1, 1, 1, 1, 1, 1, 2, true},
     {"images_per_task_1x1", 5, 4, 10, 15, 6, 1, 1, 1, 1, 0, 0, 1, 1, 1, false},
@@ -251,6 +253,32 @@ TEST(ConvCpu, FusedReluAndGeluEqualTheActivationOfTheOutput) {
   expect_fused_activation_matches_reference<float>(ConvActivation::relu, 1e-5, 801);
   expect_fused_activation_matches_reference<float>(ConvActivation::gelu, 1e-5, 811);
   expect_fused_activation_matches_reference<double>(ConvActivation::gelu, 1e-13, 821);
+}
+
+// A shallow conv with a large output (above the CPU's 32 MB threshold for non-temporal stores) equals
+// the same conv split into two halves of the output channels, each small enough for normal stores.
+TEST(ConvCpu, LargeShallowOutputStreamsTheSameValues) {
+  Conv2dDesc d = make_desc({"large", 1, 3, 368, 368, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, true}, DType::f32);
+  d.activation = ConvActivation::relu;
+  ASSERT_GT(conv2d_y_elements(d) * 4, int64_t(32) << 20);
+  const std::vector<float> x = test::cast_to<float>(test::random_values(conv2d_x_elements(d), 11));
+  const std::vector<float> w = test::cast_to<float>(test::random_values(conv2d_w_elements(d), 12));
+  const std::vector<float> b = test::cast_to<float>(test::random_values(d.c_out, 13));
+  std::vector<float> y(static_cast<size_t>(conv2d_y_elements(d)));
+  cpu::conv2d_forward(d, x.data(), w.data(), b.data(), y.data(), nullptr);
+
+  Conv2dDesc half = d;
+  half.c_out = d.c_out / 2;
+  const int64_t plane = conv2d_output_h(d) * conv2d_output_w(d), half_w = conv2d_w_elements(half);
+  for (int part = 0; part < 2; ++part) {
+    std::vector<float> y_half(static_cast<size_t>(conv2d_y_elements(half)));
+    cpu::conv2d_forward(half, x.data(), w.data() + part * half_w, b.data() + part * half.c_out, y_half.data(),
+                        nullptr);
+    for (int64_t i = 0; i < half.c_out * plane; ++i) {
+      ASSERT_NEAR(y[part * half.c_out * plane + i], y_half[i], 1e-5f * (1.0f + std::abs(y_half[i])))
+          << "output channel " << part * half.c_out + i / plane << ", pixel " << i % plane;
+    }
+  }
 }
 
 void expect_invalid(const Conv2dDesc& d, const std::string& what) {
