@@ -49,7 +49,7 @@ constexpr int64_t kChunkColumns = 512;
 // several kilobytes, which the prefetchers follow, rather than one 2 KB row per plane at a time.
 constexpr int64_t kShallowDepth = 128;
 constexpr int64_t kChunkElements = 512 * kShallowDepth;
-constexpr int64_t kMaxChunkColumns = 4096;
+constexpr int64_t kMaxChunkColumns = 2048;
 
 Geometry geometry(const Conv2dDesc& d) {
   Geometry g{};
@@ -242,20 +242,31 @@ void apply_epilogue(ConvActivation activation, bool has_bias, T b, const T* src,
 // a normal store first reads the line it fills (half of the memory traffic of writing y).
 constexpr int64_t kStreamOutputBytes = int64_t(32) << 20;
 
-// dst (count) = src (count) through non-temporal stores where the CPU has them (f32 only: the others
-// are f64 gradient checks); call stream_fence before the data is read by another thread.
+// dst (count) = the fused epilogue of src (count) + b, through non-temporal stores where the CPU has them
+// (f32 only: f64 serves gradient checks); call stream_fence before another thread reads dst.
 template <typename T>
-void stream_copy(const T* src, int64_t count, T* dst) {
+void stream_epilogue(ConvActivation activation, T b, const T* src, int64_t count, T* dst) {
 #if defined(__SSE2__)
   if constexpr (std::is_same_v<T, float>) {
     int64_t p = 0;
-    for (; p < count && reinterpret_cast<uintptr_t>(dst + p) % 16 != 0; ++p) dst[p] = src[p];
-    for (; p + 4 <= count; p += 4) _mm_stream_ps(dst + p, _mm_loadu_ps(src + p));
-    for (; p < count; ++p) dst[p] = src[p];
+    for (; p < count && reinterpret_cast<uintptr_t>(dst + p) % 16 != 0; ++p) dst[p] = conv_epilogue(activation, src[p] + b);
+    // Blocks of values finished in registers (or a small stack buffer for an activation), then stored.
+    constexpr int64_t kBlock = 64;
+    alignas(16) float block[kBlock];
+    for (; p + kBlock <= count; p += kBlock) {
+      if (activation == ConvActivation::none) {
+        const __m128 vb = _mm_set1_ps(b);
+        for (int64_t q = 0; q < kBlock; q += 4) _mm_stream_ps(dst + p + q, _mm_add_ps(_mm_loadu_ps(src + p + q), vb));
+      } else {
+        for (int64_t q = 0; q < kBlock; ++q) block[q] = conv_epilogue(activation, src[p + q] + b);
+        for (int64_t q = 0; q < kBlock; q += 4) _mm_stream_ps(dst + p + q, _mm_load_ps(block + q));
+      }
+    }
+    for (; p < count; ++p) dst[p] = conv_epilogue(activation, src[p] + b);
     return;
   }
 #endif
-  std::copy(src, src + count, dst);
+  for (int64_t p = 0; p < count; ++p) dst[p] = conv_epilogue(activation, src[p] + b);
 }
 
 inline void stream_fence() {
@@ -296,9 +307,8 @@ void forward_gemm(const Geometry& g, const T* x, const T* w, const T* bias, T* y
       for (int64_t j = 0; j < tk.images; ++j) {
         T* src = out + co * ldc + j * chunk_cols;
         T* dst = y_g + (j * g.c_out + co) * g.ohw;
-        if (stream) {  // finish in the scratch, then stream it out
-          apply_epilogue(g.activation, bias != nullptr, b, src, chunk_cols, src);
-          stream_copy(src, chunk_cols, dst);
+        if (stream) {
+          stream_epilogue(g.activation, b, src, chunk_cols, dst);
         } else if (g.activation != ConvActivation::none || bias != nullptr || src != dst) {
           apply_epilogue(g.activation, bias != nullptr, b, src, chunk_cols, dst);
         }
