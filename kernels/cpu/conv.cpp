@@ -380,13 +380,19 @@ constexpr int64_t kNarrowOutputs = 32;
 // Computed transposed, dW_g^T (K, Og) += col (K, cols) @ dy_g[:, chunk]^T (cols, Og): K, the long side,
 // becomes the GEMM's rows and Og its columns. Fewer than kNarrowOutputs output channels would leave
 // those columns' micro-tiles partly empty, so they are computed as dW_g (Og, K) += dy_g @ col^T instead.
+// The bias gradient db (C_out), when asked for, is summed from each task's chunk of dy while the GEMM
+// has just brought it into cache: a (task, channel) table of sums, added up in task order, so that the
+// result does not depend on the thread count.
 template <typename T>
-void backward_weight_gemm(const Geometry& g, const T* x, const T* dy, T* dw) {
+void backward_weight_gemm(const Geometry& g, const T* x, const T* dy, T* dw, T* db) {
   const int64_t w_elements = g.c_out * g.k;
   const bool pointwise = is_pointwise(g);
   const bool transposed = g.og >= kNarrowOutputs;
+  const int64_t tasks = task_count(g);
+  std::vector<double> task_bias(db != nullptr ? static_cast<size_t>(tasks * g.og) : 0);
   // acc: (groups, K, Og) when transposed, else (groups, Og, K); zeroed.
-  auto accumulate = [&](const Task& tk, T* acc) {
+  auto accumulate = [&](int64_t t, T* acc) {
+    const Task tk = task_of(g, t);
     const T* col = x + (tk.image * g.c_in + tk.group * g.cg) * g.hw + tk.oh0 * g.ow;
     int64_t lda = g.hw;
     if (!pointwise || tk.images > 1) {
@@ -403,15 +409,22 @@ void backward_weight_gemm(const Geometry& g, const T* x, const T* dy, T* dw) {
     } else {
       gemm(gemm_desc<T>(g.og, g.k, tk.cols, false, ld_dy, true, lda, g.k, 1.0f), dy_t, col, acc_g, nullptr);
     }
+    if (db != nullptr) {
+      for (int64_t co = 0; co < g.og; ++co) {
+        const T* row = dy_t + co * ld_dy;
+        T lanes[kLanes] = {};
+        for_each_lane(0, tk.cols, [&](int64_t p, int lane) { lanes[lane] += row[p]; });
+        task_bias[t * g.og + co] = sum_lanes(lanes);
+      }
+    }
   };
-  const int64_t tasks = task_count(g);
   const int threads = tasks >= max_threads() ? max_threads() : 1;  // 1: each GEMM uses the threads
   std::vector<T> partials(static_cast<size_t>(threads * w_elements), T(0));
 #pragma omp parallel num_threads(threads)
   {
     T* acc = partials.data() + omp_get_thread_num() * w_elements;
 #pragma omp for schedule(static)
-    for (int64_t t = 0; t < tasks; ++t) accumulate(task_of(g, t), acc);
+    for (int64_t t = 0; t < tasks; ++t) accumulate(t, acc);
     // dw (groups, Og, K) = the sum of the threads' accumulators.
 #pragma omp for schedule(static)
     for (int64_t row = 0; row < g.c_out; ++row) {
@@ -421,6 +434,13 @@ void backward_weight_gemm(const Geometry& g, const T* x, const T* dy, T* dw) {
         T sum = T(0);
         for (int p = 0; p < threads; ++p) sum += partials[p * w_elements + at];
         dw[row * g.k + kidx] = sum;
+      }
+      if (db != nullptr) {
+        double sum = 0.0;
+        for (int64_t t = 0; t < tasks; ++t) {
+          if (task_of(g, t).group == grp) sum += task_bias[t * g.og + m];
+        }
+        db[row] = static_cast<T>(sum);
       }
     }
   }
@@ -563,10 +583,10 @@ void backward_weight_typed(const Conv2dDesc& d, const T* x, const T* dy, T* dw, 
   const Geometry g = geometry(d);
   if (conv2d_is_depthwise(d)) {
     backward_weight_depthwise(g, x, dy, dw);
+    if (db != nullptr) bias_grad(g, dy, db);
   } else {
-    backward_weight_gemm(g, x, dy, dw);
+    backward_weight_gemm(g, x, dy, dw, db);
   }
-  if (db != nullptr) bias_grad(g, dy, db);
 }
 
 // f16/bf16 run the f32 code on converted copies.
