@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <type_traits>
 #include <vector>
 
@@ -97,9 +98,11 @@ void valid_range(int64_t offset, int64_t stride, int64_t in, int64_t out, int64_
   hi = std::clamp(hi, lo, out);
 }
 
-// col (K, (oh1 - oh0) * OW), rows ld apart, from the Cg planes of one image's group, x_g (Cg, H, W).
+// col (K, (oh1 - oh0) * OW), rows ld apart, from the Cg planes of one image's group, x_g (Cg, H, W);
+// `threads` > 1 splits the channels (a task that runs alone, its GEMM multi-threaded).
 template <typename T>
-void im2col(const Geometry& g, const T* x_g, int64_t oh0, int64_t oh1, T* col, int64_t ld) {
+void im2col(const Geometry& g, const T* x_g, int64_t oh0, int64_t oh1, T* col, int64_t ld, int threads) {
+#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
   for (int64_t c = 0; c < g.cg; ++c) {
     for (int64_t i = 0; i < g.kh; ++i) {
       for (int64_t j = 0; j < g.kw; ++j) {
@@ -197,23 +200,24 @@ Task task_of(const Geometry& g, int64_t t) {
 
 // col (K, task.cols): the im2col of each of the task's images, side by side.
 template <typename T>
-void im2col_task(const Geometry& g, const T* x, const Task& tk, T* col) {
+void im2col_task(const Geometry& g, const T* x, const Task& tk, T* col, int threads) {
   for (int64_t j = 0; j < tk.images; ++j) {
     const T* x_g = x + ((tk.image + j) * g.c_in + tk.group * g.cg) * g.hw;
-    im2col(g, x_g, tk.oh0, tk.oh1, col + j * (tk.oh1 - tk.oh0) * g.ow, tk.cols);
+    im2col(g, x_g, tk.oh0, tk.oh1, col + j * (tk.oh1 - tk.oh0) * g.ow, tk.cols, threads);
   }
 }
 
 // dy_t (Og, task.cols): the task's chunk of dy_g for each of its images, side by side. A task of one
 // image reads dy in place (rows OH * OW apart) and returns it with *ld set; several are gathered.
 template <typename T>
-const T* gather_dy(const Geometry& g, const T* dy, const Task& tk, int64_t* ld) {
+const T* gather_dy(const Geometry& g, const T* dy, const Task& tk, int64_t* ld, int threads) {
   const T* first = dy + (tk.image * g.c_out + tk.group * g.og) * g.ohw + tk.oh0 * g.ow;
   if (tk.images == 1) {
     *ld = g.ohw;
     return first;
   }
   T* out = scratch<T, 1>(static_cast<size_t>(g.og * tk.cols));
+#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
   for (int64_t co = 0; co < g.og; ++co) {
     for (int64_t j = 0; j < tk.images; ++j) {
       const T* plane = first + (j * g.c_out + co) * g.ohw;
@@ -281,7 +285,8 @@ void forward_gemm(const Geometry& g, const T* x, const T* w, const T* bias, T* y
   const bool pointwise = is_pointwise(g);
   const bool stream = std::is_same_v<T, float> && g.k < kShallowDepth &&
                       g.n * g.c_out * g.ohw * int64_t(sizeof(T)) > kStreamOutputBytes;
-  auto run = [&](int64_t t) {
+  // inner: threads for the copies around the GEMM of a task that runs alone (its GEMM threads itself).
+  auto run = [&](int64_t t, int inner) {
     const Task tk = task_of(g, t);
     const int64_t chunk_cols = (tk.oh1 - tk.oh0) * g.ow;  // of one image
     T* y_g = y + (tk.image * g.c_out + tk.group * g.og) * g.ohw + tk.oh0 * g.ow;
@@ -289,7 +294,7 @@ void forward_gemm(const Geometry& g, const T* x, const T* w, const T* bias, T* y
     int64_t ldb = g.hw;
     if (!pointwise || tk.images > 1) {
       T* buf = scratch<T>(static_cast<size_t>(g.k * tk.cols));
-      im2col_task(g, x, tk, buf);
+      im2col_task(g, x, tk, buf, inner);
       col = buf;
       ldb = tk.cols;
     }
@@ -302,6 +307,7 @@ void forward_gemm(const Geometry& g, const T* x, const T* w, const T* bias, T* y
     gemm(gemm_desc<T>(g.og, tk.cols, g.k, false, g.k, false, ldb, ldc, 0.0f), w + tk.group * g.og * g.k, col, out,
          nullptr);
     // The epilogue on the chunk while it is in cache: bias, then the fused activation.
+#pragma omp parallel for num_threads(inner) if (inner > 1) schedule(static)
     for (int64_t co = 0; co < g.og; ++co) {
       const T b = bias != nullptr ? bias[tk.group * g.og + co] : T(0);
       for (int64_t j = 0; j < tk.images; ++j) {
@@ -319,9 +325,9 @@ void forward_gemm(const Geometry& g, const T* x, const T* w, const T* bias, T* y
   const int threads = max_threads();
   if (tasks >= threads) {
 #pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t t = 0; t < tasks; ++t) run(t);
+    for (int64_t t = 0; t < tasks; ++t) run(t, 1);
   } else {
-    for (int64_t t = 0; t < tasks; ++t) run(t);  // each GEMM uses the threads
+    for (int64_t t = 0; t < tasks; ++t) run(t, threads);  // each GEMM uses the threads
   }
 }
 
@@ -349,27 +355,31 @@ void backward_data_gemm(const Geometry& g, const T* dy, const T* w, T* dx) {
   gb.chunks = (g.oh + gb.rows - 1) / gb.rows;
   const int64_t pairs = (gb.chunks + 1) / 2;
   const int64_t tasks = task_count(gb) / gb.chunks * pairs;
-  auto run = [&](int64_t t, int64_t parity) {
+  auto run = [&](int64_t t, int64_t parity, int inner) {
     const int64_t chunk = 2 * (t % pairs) + parity;
     if (chunk >= gb.chunks) return;
     const Task tk = task_of(gb, t / pairs * gb.chunks + chunk);
     int64_t ld_dy = 0;
-    const T* dy_t = gather_dy(g, dy, tk, &ld_dy);
+    const T* dy_t = gather_dy(g, dy, tk, &ld_dy, inner);
     T* dcol = scratch<T>(static_cast<size_t>(g.k * tk.cols));
     gemm(gemm_desc<T>(g.k, tk.cols, g.og, true, g.k, false, ld_dy, tk.cols, 0.0f), w + tk.group * g.og * g.k, dy_t,
          dcol, nullptr);
+    // Each (image, channel) writes its own plane of dx.
+#pragma omp parallel for collapse(2) num_threads(inner) if (inner > 1) schedule(static)
     for (int64_t j = 0; j < tk.images; ++j) {
-      T* dx_g = dx + ((tk.image + j) * g.c_in + tk.group * g.cg) * g.hw;
-      const T* dcol_j = dcol + j * (tk.oh1 - tk.oh0) * g.ow;
-      for (int64_t c = 0; c < g.cg; ++c) col2im_channel(gb, dcol_j, tk.cols, c, tk.oh0, tk.oh1, dx_g + c * g.hw);
+      for (int64_t c = 0; c < g.cg; ++c) {
+        T* dx_g = dx + ((tk.image + j) * g.c_in + tk.group * g.cg) * g.hw;
+        const T* dcol_j = dcol + j * (tk.oh1 - tk.oh0) * g.ow;
+        col2im_channel(gb, dcol_j, tk.cols, c, tk.oh0, tk.oh1, dx_g + c * g.hw);
+      }
     }
   };
   for (int64_t parity = 0; parity < 2; ++parity) {
     if (tasks >= threads) {
 #pragma omp parallel for num_threads(threads) schedule(static)
-      for (int64_t t = 0; t < tasks; ++t) run(t, parity);
+      for (int64_t t = 0; t < tasks; ++t) run(t, parity, 1);
     } else {
-      for (int64_t t = 0; t < tasks; ++t) run(t, parity);  // each GEMM uses the threads
+      for (int64_t t = 0; t < tasks; ++t) run(t, parity, threads);  // each GEMM uses the threads
     }
   }
 }
@@ -391,18 +401,18 @@ void backward_weight_gemm(const Geometry& g, const T* x, const T* dy, T* dw, T* 
   const int64_t tasks = task_count(g);
   std::vector<double> task_bias(db != nullptr ? static_cast<size_t>(tasks * g.og) : 0);
   // acc: (groups, K, Og) when transposed, else (groups, Og, K); zeroed.
-  auto accumulate = [&](int64_t t, T* acc) {
+  auto accumulate = [&](int64_t t, T* acc, int inner) {
     const Task tk = task_of(g, t);
     const T* col = x + (tk.image * g.c_in + tk.group * g.cg) * g.hw + tk.oh0 * g.ow;
     int64_t lda = g.hw;
     if (!pointwise || tk.images > 1) {
       T* buf = scratch<T>(static_cast<size_t>(g.k * tk.cols));
-      im2col_task(g, x, tk, buf);
+      im2col_task(g, x, tk, buf, inner);
       col = buf;
       lda = tk.cols;
     }
     int64_t ld_dy = 0;
-    const T* dy_t = gather_dy(g, dy, tk, &ld_dy);
+    const T* dy_t = gather_dy(g, dy, tk, &ld_dy, inner);
     T* acc_g = acc + tk.group * g.k * g.og;
     if (transposed) {
       gemm(gemm_desc<T>(g.k, g.og, tk.cols, false, lda, true, ld_dy, g.og, 1.0f), col, dy_t, acc_g, nullptr);
@@ -410,6 +420,7 @@ void backward_weight_gemm(const Geometry& g, const T* x, const T* dy, T* dw, T* 
       gemm(gemm_desc<T>(g.og, g.k, tk.cols, false, ld_dy, true, lda, g.k, 1.0f), dy_t, col, acc_g, nullptr);
     }
     if (db != nullptr) {
+#pragma omp parallel for num_threads(inner) if (inner > 1) schedule(static)
       for (int64_t co = 0; co < g.og; ++co) {
         const T* row = dy_t + co * ld_dy;
         T lanes[kLanes] = {};
@@ -418,30 +429,39 @@ void backward_weight_gemm(const Geometry& g, const T* x, const T* dy, T* dw, T* 
       }
     }
   };
-  const int threads = tasks >= max_threads() ? max_threads() : 1;  // 1: each GEMM uses the threads
-  std::vector<T> partials(static_cast<size_t>(threads * w_elements), T(0));
+  // Threads take tasks, each with its own accumulator; with fewer tasks than threads, one accumulator
+  // and the threads go to each task's GEMM and copies.
+  const int max_t = max_threads();
+  const int threads = tasks >= max_t ? max_t : 1;
+  std::unique_ptr<T[]> partials(new T[static_cast<size_t>(threads * w_elements)]);
+  if (threads > 1) {
 #pragma omp parallel num_threads(threads)
-  {
-    T* acc = partials.data() + omp_get_thread_num() * w_elements;
+    {
+      T* acc = partials.get() + omp_get_thread_num() * w_elements;
+      std::fill(acc, acc + w_elements, T(0));
 #pragma omp for schedule(static)
-    for (int64_t t = 0; t < tasks; ++t) accumulate(t, acc);
-    // dw (groups, Og, K) = the sum of the threads' accumulators.
-#pragma omp for schedule(static)
-    for (int64_t row = 0; row < g.c_out; ++row) {
-      const int64_t grp = row / g.og, m = row % g.og;
-      for (int64_t kidx = 0; kidx < g.k; ++kidx) {
-        const int64_t at = transposed ? (grp * g.k + kidx) * g.og + m : row * g.k + kidx;
-        T sum = T(0);
-        for (int p = 0; p < threads; ++p) sum += partials[p * w_elements + at];
-        dw[row * g.k + kidx] = sum;
+      for (int64_t t = 0; t < tasks; ++t) accumulate(t, acc, 1);
+    }
+  } else {
+    std::fill(partials.get(), partials.get() + w_elements, T(0));
+    for (int64_t t = 0; t < tasks; ++t) accumulate(t, partials.get(), max_t);
+  }
+  // dw (groups, Og, K) = the sum of the accumulators.
+#pragma omp parallel for num_threads(max_t) schedule(static)
+  for (int64_t row = 0; row < g.c_out; ++row) {
+    const int64_t grp = row / g.og, m = row % g.og;
+    for (int64_t kidx = 0; kidx < g.k; ++kidx) {
+      const int64_t at = transposed ? (grp * g.k + kidx) * g.og + m : row * g.k + kidx;
+      T sum = T(0);
+      for (int p = 0; p < threads; ++p) sum += partials[p * w_elements + at];
+      dw[row * g.k + kidx] = sum;
+    }
+    if (db != nullptr) {
+      double sum = 0.0;
+      for (int64_t t = 0; t < tasks; ++t) {
+        if (task_of(g, t).group == grp) sum += task_bias[t * g.og + m];
       }
-      if (db != nullptr) {
-        double sum = 0.0;
-        for (int64_t t = 0; t < tasks; ++t) {
-          if (task_of(g, t).group == grp) sum += task_bias[t * g.og + m];
-        }
-        db[row] = static_cast<T>(sum);
-      }
+      db[row] = static_cast<T>(sum);
     }
   }
 }
