@@ -98,33 +98,30 @@ void valid_range(int64_t offset, int64_t stride, int64_t in, int64_t out, int64_
   hi = std::clamp(hi, lo, out);
 }
 
-// col (K, (oh1 - oh0) * OW), rows ld apart, from the Cg planes of one image's group, x_g (Cg, H, W);
-// `threads` > 1 splits the channels (a task that runs alone, its GEMM multi-threaded).
+// Channel c's KH * KW rows of col (K, (oh1 - oh0) * OW), rows ld apart, from x_g (Cg, H, W), the
+// planes of one image's group.
 template <typename T>
-void im2col(const Geometry& g, const T* x_g, int64_t oh0, int64_t oh1, T* col, int64_t ld, int threads) {
-#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
-  for (int64_t c = 0; c < g.cg; ++c) {
-    for (int64_t i = 0; i < g.kh; ++i) {
-      for (int64_t j = 0; j < g.kw; ++j) {
-        T* out = col + ((c * g.kh + i) * g.kw + j) * ld;
-        const int64_t off_w = j * g.dw - g.pw;
-        int64_t lo, hi;
-        valid_range(off_w, g.sw, g.w, g.ow, lo, hi);
-        for (int64_t oh = oh0; oh < oh1; ++oh, out += g.ow) {
-          const int64_t ih = oh * g.sh - g.ph + i * g.dh;
-          if (ih < 0 || ih >= g.h) {
-            std::fill(out, out + g.ow, T(0));
-            continue;
-          }
-          const T* in = x_g + (c * g.h + ih) * g.w + off_w;
-          std::fill(out, out + lo, T(0));
-          if (g.sw == 1) {
-            std::copy(in + lo, in + hi, out + lo);
-          } else {
-            for (int64_t ow = lo; ow < hi; ++ow) out[ow] = in[ow * g.sw];
-          }
-          std::fill(out + hi, out + g.ow, T(0));
+void im2col_channel(const Geometry& g, const T* x_g, int64_t c, int64_t oh0, int64_t oh1, T* col, int64_t ld) {
+  for (int64_t i = 0; i < g.kh; ++i) {
+    for (int64_t j = 0; j < g.kw; ++j) {
+      T* out = col + ((c * g.kh + i) * g.kw + j) * ld;
+      const int64_t off_w = j * g.dw - g.pw;
+      int64_t lo, hi;
+      valid_range(off_w, g.sw, g.w, g.ow, lo, hi);
+      for (int64_t oh = oh0; oh < oh1; ++oh, out += g.ow) {
+        const int64_t ih = oh * g.sh - g.ph + i * g.dh;
+        if (ih < 0 || ih >= g.h) {
+          std::fill(out, out + g.ow, T(0));
+          continue;
         }
+        const T* in = x_g + (c * g.h + ih) * g.w + off_w;
+        std::fill(out, out + lo, T(0));
+        if (g.sw == 1) {
+          std::copy(in + lo, in + hi, out + lo);
+        } else {
+          for (int64_t ow = lo; ow < hi; ++ow) out[ow] = in[ow * g.sw];
+        }
+        std::fill(out + hi, out + g.ow, T(0));
       }
     }
   }
@@ -198,12 +195,16 @@ Task task_of(const Geometry& g, int64_t t) {
   return {image, images, ng % g.groups, oh0, oh1, images * (oh1 - oh0) * g.ow};
 }
 
-// col (K, task.cols): the im2col of each of the task's images, side by side.
+// col (K, task.cols): the im2col of each of the task's images, side by side. `threads` > 1 splits the
+// (image, channel) pairs (a task that runs alone, its GEMM multi-threaded).
 template <typename T>
 void im2col_task(const Geometry& g, const T* x, const Task& tk, T* col, int threads) {
+#pragma omp parallel for collapse(2) num_threads(threads) if (threads > 1) schedule(static)
   for (int64_t j = 0; j < tk.images; ++j) {
-    const T* x_g = x + ((tk.image + j) * g.c_in + tk.group * g.cg) * g.hw;
-    im2col(g, x_g, tk.oh0, tk.oh1, col + j * (tk.oh1 - tk.oh0) * g.ow, tk.cols, threads);
+    for (int64_t c = 0; c < g.cg; ++c) {
+      const T* x_g = x + ((tk.image + j) * g.c_in + tk.group * g.cg) * g.hw;
+      im2col_channel(g, x_g, c, tk.oh0, tk.oh1, col + j * (tk.oh1 - tk.oh0) * g.ow, tk.cols);
+    }
   }
 }
 
