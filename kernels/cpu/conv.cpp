@@ -7,8 +7,11 @@
 // inputs) are instead taken several images at a time, side by side in col, so that one GEMM packs W
 // once for them all and its n is wide enough to fill the micro-tiles. 1x1 stride-1 unpadded convs use
 // x itself as col. Depthwise convs (groups == C_in) skip GEMM for a direct per-plane loop.
+// Shallow convs (K < 128, e.g. the RGB input layer) do few FMAs per byte: their chunks are longer, and
+// a large output is written by the epilogue with non-temporal stores.
 // Parallelism: independent (image, group, row chunk) tasks over OpenMP threads, each with a
-// single-threaded GEMM; when there are fewer tasks than threads the GEMM itself runs multi-threaded.
+// single-threaded GEMM; when there are fewer tasks than threads the GEMM itself runs multi-threaded,
+// and so do the copies around it (split by channel).
 // f16/bf16 are converted to f32, computed in f32 and rounded once on the way out.
 #include <omp.h>
 #if defined(__SSE2__)
@@ -254,7 +257,9 @@ void stream_epilogue(ConvActivation activation, T b, const T* src, int64_t count
 #if defined(__SSE2__)
   if constexpr (std::is_same_v<T, float>) {
     int64_t p = 0;
-    for (; p < count && reinterpret_cast<uintptr_t>(dst + p) % 16 != 0; ++p) dst[p] = conv_epilogue(activation, src[p] + b);
+    for (; p < count && reinterpret_cast<uintptr_t>(dst + p) % 16 != 0; ++p) {
+      dst[p] = conv_epilogue(activation, src[p] + b);
+    }
     // Blocks of values finished in registers (or a small stack buffer for an activation), then stored.
     constexpr int64_t kBlock = 64;
     alignas(16) float block[kBlock];
@@ -316,12 +321,12 @@ void forward_gemm(const Geometry& g, const T* x, const T* w, const T* bias, T* y
         T* dst = y_g + (j * g.c_out + co) * g.ohw;
         if (stream) {
           stream_epilogue(g.activation, b, src, chunk_cols, dst);
+          stream_fence();  // on the thread that streamed, before the region's end publishes y
         } else if (g.activation != ConvActivation::none || bias != nullptr || src != dst) {
           apply_epilogue(g.activation, bias != nullptr, b, src, chunk_cols, dst);
         }
       }
     }
-    if (stream) stream_fence();
   };
   const int threads = max_threads();
   if (tasks >= threads) {

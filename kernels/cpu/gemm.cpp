@@ -93,7 +93,9 @@ void interleave_rows(const T* first, int64_t row_stride, int count, int64_t kb, 
   if constexpr (std::is_same_v<T, float> && std::is_same_v<Acc, float>) {
     static const bool avx2 = gemm_isa_supported(GemmIsa::avx2);
     if (avx2) {
-      for (; r + 8 <= count; r += 8) detail::transpose_8_rows_avx2(first + r * row_stride, row_stride, kb, out + r, ld_out);
+      for (; r + 8 <= count; r += 8) {
+        detail::transpose_8_rows_avx2(first + r * row_stride, row_stride, kb, out + r, ld_out);
+      }
     }
   }
 #if defined(__SSE2__)
