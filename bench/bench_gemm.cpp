@@ -156,6 +156,10 @@ void register_benchmarks() {
       {"unet_16384x32x288", {16384, 32, 288}},
       {"unet_1024x256x2304", {1024, 256, 2304}},
       {"unet_64x4096x576", {64, 4096, 576}},
+      // The RGB input layer's weight gradient, (9 * 3, pixels) @ (pixels, 64): one 2048-pixel chunk (in
+      // cache) and a whole 512 x 512 image (from memory).
+      {"unet_wgrad_27x64x2048_tB", {27, 64, 2048, false, true}},
+      {"unet_wgrad_27x64x262144_tB", {27, 64, 262144, false, true}},
   };
   for (const auto& [name, s] : f32_shapes) {
     benchmark::RegisterBenchmark(("sgemm/ours/" + name).c_str(), bm_cpu_gemm<float>, s, DType::f32)->UseRealTime();

@@ -2,6 +2,7 @@
 // the threads, each thread packs (mc, kc) blocks of op(A) for its rows and runs the register-blocked
 // micro-kernel over them. Packing absorbs transposes, strides and the f16/bf16 -> f32 conversion, so
 // the micro-kernels see one layout. f16/bf16 results accumulate in an f32 scratch and round once.
+// f32/f64 A @ B^T with few outputs and a long k skips packing for a dot-product kernel (gemm_dot).
 #include <omp.h>
 #if defined(__SSE2__)
 #include <immintrin.h>
@@ -281,6 +282,71 @@ void gemm_problem(const GemmKernel<Acc>& kern, const Problem<T, Acc>& pr, int nt
   }
 }
 
+// A @ B^T with both operands contiguous along k and few outputs over a long k (a shallow conv's weight
+// gradient: 27 x 64 outputs over thousands of pixels) by the dot-product kernel, without packing: packing
+// would transpose both operands, A and B in full, for only m or n FMAs per element, and it reads them from
+// memory while no FMA runs. Each output sums lane-wise partial sums (in one fixed order, whatever the
+// thread count) and then its lanes.
+constexpr int64_t kDotMaxOutputs = 64 * 64;
+constexpr int64_t kDotMinDepth = 256;
+
+template <typename Acc>
+detail::DotKernel<Acc> dot_kernel() {
+  if constexpr (std::is_same_v<Acc, float>) {
+    return detail::f32_dot_kernel(gemm_isa());
+  } else {
+    return detail::f64_dot_kernel(gemm_isa());
+  }
+}
+
+template <typename Acc>
+bool use_dot_kernel(const GemmDesc& d) {
+  return !d.trans_a && d.trans_b && d.m * d.n <= kDotMaxOutputs && d.k >= kDotMinDepth &&
+         dot_kernel<Acc>().run != nullptr;
+}
+
+template <typename Acc>
+void gemm_dot(const detail::DotKernel<Acc>& kern, const Problem<Acc, Acc>& pr, int nthreads) {
+  // The DW-row side goes to whichever of A's m rows and B's n rows pads fewer rows to whole tiles.
+  const int64_t pad_a_wide = round_up(pr.m, kern.dw) * round_up(pr.n, kern.dn);
+  const int64_t pad_b_wide = round_up(pr.n, kern.dw) * round_up(pr.m, kern.dn);
+  const bool a_wide = pad_a_wide <= pad_b_wide;
+  const Acc* w = a_wide ? pr.a : pr.b;
+  const Acc* v = a_wide ? pr.b : pr.a;
+  const int64_t ldw = a_wide ? pr.lda : pr.ldb, ldv = a_wide ? pr.ldb : pr.lda;
+  const int64_t rows_w = a_wide ? pr.m : pr.n, rows_v = a_wide ? pr.n : pr.m;
+  const int L = kern.lanes;
+  // lanes (rows_w, rows_v, L): the lane-wise partial sums of every output; sums (rows_w, rows_v): their totals.
+  Acc* lanes = t_accum.get<Acc>(static_cast<size_t>(rows_w * rows_v * (L + 1)));
+  Acc* sums = lanes + rows_w * rows_v * L;
+  const int threads = static_cast<int>(std::min<int64_t>(nthreads, (rows_w + kern.dw - 1) / kern.dw));
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    int64_t begin, end;
+    split_range(rows_w, kern.dw, omp_get_num_threads(), omp_get_thread_num(), begin, end);
+    // Row groups of w outermost: each streams its rows once, in order, which the prefetchers follow.
+    for (int64_t i = begin; i < end; i += kern.dw) {
+      const int rw = static_cast<int>(std::min<int64_t>(kern.dw, end - i));
+      for (int64_t pc = 0; pc < pr.k; pc += kern.kc) {
+        const int64_t kb = std::min(kern.kc, pr.k - pc);
+        for (int64_t j = 0; j < rows_v; j += kern.dn) {
+          const int rv = static_cast<int>(std::min<int64_t>(kern.dn, rows_v - j));
+          kern.run(kb, w + i * ldw + pc, ldw, rw, v + j * ldv + pc, ldv, rv, pc > 0, lanes + (i * rows_v + j) * L,
+                   rows_v);
+        }
+      }
+    }
+    kern.sum_lanes(lanes + begin * rows_v * L, (end - begin) * rows_v, sums + begin * rows_v);
+    for (int64_t i = begin; i < end; ++i) {
+      for (int64_t j = 0; j < rows_v; ++j) {
+        const Acc sum = sums[i * rows_v + j];
+        Acc& out = a_wide ? pr.c[i * pr.ldc + j] : pr.c[j * pr.ldc + i];
+        out = pr.beta == Acc(0) ? pr.alpha * sum : pr.alpha * sum + pr.beta * out;
+      }
+    }
+  }
+}
+
 // Threads for one product: 1 for small ones (a parallel region costs more than it saves), never
 // nested inside another parallel region.
 int threads_for(int64_t m, int64_t n, int64_t k) {
@@ -325,6 +391,10 @@ void gemm_item(const GemmDesc& d, const T* a, const T* b, T* c, int nthreads) {
     }();
     const Problem<T, Acc> pr{d.m, d.n, d.k, a, d.lda, d.trans_a, b, d.ldb, d.trans_b, c, d.ldc,
                              Acc(d.alpha), Acc(d.beta)};
+    if (use_dot_kernel<Acc>(d)) {
+      gemm_dot(dot_kernel<Acc>(), pr, nthreads);
+      return;
+    }
     gemm_problem(kern, pr, nthreads);
   } else {
     float* acc = t_accum.get<float>(static_cast<size_t>(d.m * d.n));

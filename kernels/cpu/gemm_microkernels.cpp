@@ -1,7 +1,9 @@
 // The CPU GEMM micro-kernels: AVX-512 (12 x 2 zmm), AVX2 + FMA (6 x 2 ymm), f32 and f64, and portable
-// C++ (f32 4 x 16, f64 4 x 8). The vector kernels carry __attribute__((target)) so this file builds without -march
+// C++ (f32 4 x 16, f64 4 x 8); and the dot-product kernels of unpacked A @ B^T (AVX-512 8 x 3, AVX2 4 x 3). The vector kernels carry __attribute__((target)) so this file builds without -march
 // flags and the driver picks one at run time with __builtin_cpu_supports.
 #include <immintrin.h>
+
+#include <algorithm>
 
 #include "kernels/cpu/gemm_microkernels.h"
 
@@ -39,6 +41,18 @@ template <> struct Avx2<float> {
   SE_AVX2 void storeu(float* p, Vec v) { _mm256_storeu_ps(p, v); }
   SE_AVX2 Vec fmadd(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
   SE_AVX2 Vec mul(Vec a, Vec b) { return _mm256_mul_ps(a, b); }
+  SE_AVX2 Vec add(Vec a, Vec b) { return _mm256_add_ps(a, b); }
+  // The sum of the lanes, in a fixed tree order.
+  SE_AVX2 float hsum(Vec v) {
+    __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+    return _mm_cvtss_f32(_mm_add_ss(x, _mm_movehdup_ps(x)));
+  }
+  // The first n (< kLanes) elements at p, zeros after; nothing past them is read.
+  SE_AVX2 Vec loadu_first(const float* p, int n) {
+    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    return _mm256_maskload_ps(p, mask);
+  }
 };
 template <> struct Avx2<double> {
   using Vec = __m256d;
@@ -51,7 +65,20 @@ template <> struct Avx2<double> {
   SE_AVX2 void storeu(double* p, Vec v) { _mm256_storeu_pd(p, v); }
   SE_AVX2 Vec fmadd(Vec a, Vec b, Vec c) { return _mm256_fmadd_pd(a, b, c); }
   SE_AVX2 Vec mul(Vec a, Vec b) { return _mm256_mul_pd(a, b); }
+  SE_AVX2 Vec add(Vec a, Vec b) { return _mm256_add_pd(a, b); }
+  SE_AVX2 double hsum(Vec v) {
+    const __m128d x = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(x, _mm_unpackhi_pd(x, x)));
+  }
+  SE_AVX2 Vec loadu_first(const double* p, int n) {
+    const __m256i mask = _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
+    return _mm256_maskload_pd(p, mask);
+  }
 };
+// GCC 12's AVX-512 headers build the 256-bit extracts and 128-bit-lane shuffles on an "undefined"
+// vector, which -Wmaybe-uninitialized flags wherever they inline (the hsum below).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 template <typename Acc> struct Avx512;
 template <> struct Avx512<float> {
   using Vec = __m512;
@@ -64,6 +91,14 @@ template <> struct Avx512<float> {
   SE_AVX512 void storeu(float* p, Vec v) { _mm512_storeu_ps(p, v); }
   SE_AVX512 Vec fmadd(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
   SE_AVX512 Vec mul(Vec a, Vec b) { return _mm512_mul_ps(a, b); }
+  SE_AVX512 Vec add(Vec a, Vec b) { return _mm512_add_ps(a, b); }
+  SE_AVX512 float hsum(Vec v) {
+    const __m512 hi = _mm512_shuffle_f32x4(v, v, 0x4E);  // the 256-bit halves swapped
+    return Avx2<float>::hsum(_mm512_castps512_ps256(_mm512_add_ps(v, hi)));
+  }
+  SE_AVX512 Vec loadu_first(const float* p, int n) {
+    return _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << n) - 1), p);
+  }
 };
 template <> struct Avx512<double> {
   using Vec = __m512d;
@@ -76,7 +111,16 @@ template <> struct Avx512<double> {
   SE_AVX512 void storeu(double* p, Vec v) { _mm512_storeu_pd(p, v); }
   SE_AVX512 Vec fmadd(Vec a, Vec b, Vec c) { return _mm512_fmadd_pd(a, b, c); }
   SE_AVX512 Vec mul(Vec a, Vec b) { return _mm512_mul_pd(a, b); }
+  SE_AVX512 Vec add(Vec a, Vec b) { return _mm512_add_pd(a, b); }
+  SE_AVX512 double hsum(Vec v) {
+    const __m512d hi = _mm512_shuffle_f64x2(v, v, 0x4E);
+    return Avx2<double>::hsum(_mm512_castpd512_pd256(_mm512_add_pd(v, hi)));
+  }
+  SE_AVX512 Vec loadu_first(const double* p, int n) {
+    return _mm512_maskz_loadu_pd(static_cast<__mmask8>((1u << n) - 1), p);
+  }
 };
+#pragma GCC diagnostic pop
 
 // The vector kernel: MR rows x 2 vectors of `Ops` (one of the structs above). GCC inlines intrinsics
 // only into functions compiled for the same ISA, so the one body is stamped out per ISA by this macro.
@@ -147,6 +191,75 @@ SE_DEFINE_VECTOR_MICROKERNEL(microkernel_avx512, "avx512f", Avx512, kAvx512Mr)
 constexpr int kAvx512ShortMr = 8;
 SE_DEFINE_VECTOR_MICROKERNEL(microkernel_avx512_short, "avx512f", Avx512, kAvx512ShortMr)
 
+// The dot-product kernel: DW rows of w against DN rows of v, each pair's products summed lane-wise
+// over kc (DW * DN accumulators; the DN vectors of v are loaded once per step and each of w streams
+// past them). A short final step loads only the kc % L elements left.
+#define SE_DEFINE_DOT_KERNEL(name, isa, OpsTemplate, DW, DN)                                                 \
+  template <typename Acc>                                                                                    \
+  __attribute__((target(isa))) void name(int64_t kc, const Acc* w, int64_t ldw, int rw, const Acc* v,        \
+                                         int64_t ldv, int rv, bool accumulate, Acc* lanes,                   \
+                                         int64_t lanes_ld) {                                                 \
+    using Ops = OpsTemplate<Acc>;                                                                            \
+    using Vec = typename Ops::Vec;                                                                           \
+    constexpr int L = Ops::kLanes;                                                                           \
+    const Acc* w_row[DW];                                                                                    \
+    const Acc* v_row[DN];                                                                                    \
+    _Pragma("GCC unroll 16") for (int i = 0; i < DW; ++i) w_row[i] = w + std::min(i, rw - 1) * ldw;          \
+    _Pragma("GCC unroll 16") for (int j = 0; j < DN; ++j) v_row[j] = v + std::min(j, rv - 1) * ldv;          \
+    Vec acc[DW][DN];                                                                                         \
+    _Pragma("GCC unroll 16") for (int i = 0; i < DW; ++i) {                                                  \
+      _Pragma("GCC unroll 16") for (int j = 0; j < DN; ++j) acc[i][j] = Ops::zero();                         \
+    }                                                                                                        \
+    int64_t p = 0;                                                                                           \
+    for (; p + L <= kc; p += L) {                                                                            \
+      Vec vv[DN];                                                                                            \
+      _Pragma("GCC unroll 16") for (int j = 0; j < DN; ++j) vv[j] = Ops::loadu(v_row[j] + p);                \
+      _Pragma("GCC unroll 16") for (int i = 0; i < DW; ++i) {                                                \
+        Vec a = Ops::loadu(w_row[i] + p);                                                                    \
+        /* In a register: GCC would otherwise fold the load into each of the DN FMAs (DN loads). */          \
+        asm("" : "+v"(a));                                                                                   \
+        _Pragma("GCC unroll 16") for (int j = 0; j < DN; ++j) acc[i][j] = Ops::fmadd(a, vv[j], acc[i][j]);   \
+      }                                                                                                      \
+    }                                                                                                        \
+    if (p < kc) { /* the last kc % L elements, zeros after them */                                           \
+      const int left = static_cast<int>(kc - p);                                                             \
+      Vec vv[DN];                                                                                            \
+      _Pragma("GCC unroll 16") for (int j = 0; j < DN; ++j) vv[j] = Ops::loadu_first(v_row[j] + p, left);    \
+      _Pragma("GCC unroll 16") for (int i = 0; i < DW; ++i) {                                                \
+        const Vec a = Ops::loadu_first(w_row[i] + p, left);                                                  \
+        _Pragma("GCC unroll 16") for (int j = 0; j < DN; ++j) acc[i][j] = Ops::fmadd(a, vv[j], acc[i][j]);   \
+      }                                                                                                      \
+    }                                                                                                        \
+    _Pragma("GCC unroll 16") for (int i = 0; i < DW; ++i) {                                                  \
+      _Pragma("GCC unroll 16") for (int j = 0; j < DN; ++j) {                                                \
+        if (i < rw && j < rv) {                                                                              \
+          Acc* t = lanes + (i * lanes_ld + j) * L;                                                           \
+          Ops::store(t, accumulate ? Ops::add(Ops::load(t), acc[i][j]) : acc[i][j]);                         \
+        }                                                                                                    \
+      }                                                                                                      \
+    }                                                                                                        \
+  }
+
+// AVX-512: 8 x 3 = 24 accumulators, 3 vectors of v and one of w: 28 of 32 zmm registers.
+SE_DEFINE_DOT_KERNEL(dot_kernel_avx512, "avx512f", Avx512, 8, 3)
+// AVX2: 4 x 3 = 12 accumulators, 3 + 1 loaded vectors: all 16 ymm registers.
+SE_DEFINE_DOT_KERNEL(dot_kernel_avx2, "avx2,fma", Avx2, 4, 3)
+
+// sums[o] = the sum of lanes[o * L : (o + 1) * L] for o < count, in vector registers (a scalar loop's
+// chain of L dependent adds per output cost a 27 x 64 x 2048 product a third of its time).
+#define SE_DEFINE_SUM_LANES(name, isa, OpsTemplate)                                                           \
+  template <typename Acc>                                                                                    \
+  __attribute__((target(isa))) void name(const Acc* lanes, int64_t count, Acc* sums) {                       \
+    using Ops = OpsTemplate<Acc>;                                                                            \
+    for (int64_t o = 0; o < count; ++o) sums[o] = Ops::hsum(Ops::load(lanes + o * Ops::kLanes));             \
+  }
+
+SE_DEFINE_SUM_LANES(sum_lanes_avx512, "avx512f", Avx512)
+SE_DEFINE_SUM_LANES(sum_lanes_avx2, "avx2,fma", Avx2)
+
+#undef SE_DEFINE_DOT_KERNEL
+#undef SE_DEFINE_SUM_LANES
+
 // Rows m takes when rounded up to panels of mr.
 int64_t padded_rows(int64_t m, int mr) {
   return (m + mr - 1) / mr * mr;
@@ -197,6 +310,25 @@ GemmKernel<float> f32_kernel(GemmIsa isa, int64_t m) {
       return {microkernel_avx512<float>, kAvx512Mr, 32, 192, 256, 4096};
     case GemmIsa::avx2: return {microkernel_avx2<float>, kAvx2Mr, 16, 192, 256, 4096};
     case GemmIsa::generic: return {microkernel_generic<float, 4, 16>, 4, 16, 128, 256, 4096};
+  }
+  SE_THROW("gemm: unknown micro-kernel ISA ", static_cast<int>(isa));
+}
+
+// kc keeps the DW rows of w of one block (plus DN rows of v) within a 32 KB L1; f64 takes half.
+DotKernel<float> f32_dot_kernel(GemmIsa isa) {
+  switch (isa) {
+    case GemmIsa::avx512: return {dot_kernel_avx512<float>, sum_lanes_avx512<float>, 8, 3, 16, 768};
+    case GemmIsa::avx2: return {dot_kernel_avx2<float>, sum_lanes_avx2<float>, 4, 3, 8, 1024};
+    case GemmIsa::generic: return {};
+  }
+  SE_THROW("gemm: unknown micro-kernel ISA ", static_cast<int>(isa));
+}
+
+DotKernel<double> f64_dot_kernel(GemmIsa isa) {
+  switch (isa) {
+    case GemmIsa::avx512: return {dot_kernel_avx512<double>, sum_lanes_avx512<double>, 8, 3, 8, 384};
+    case GemmIsa::avx2: return {dot_kernel_avx2<double>, sum_lanes_avx2<double>, 4, 3, 4, 512};
+    case GemmIsa::generic: return {};
   }
   SE_THROW("gemm: unknown micro-kernel ISA ", static_cast<int>(isa));
 }

@@ -29,6 +29,31 @@ struct GemmKernel {
 GemmKernel<float> f32_kernel(GemmIsa isa, int64_t m);
 GemmKernel<double> f64_kernel(GemmIsa isa, int64_t m);
 
+// The dot-product kernel of C = A @ B^T when A (m, k) and B (n, k) are both contiguous along k and C is
+// small (few outputs, long k: a shallow conv's weight gradient): no packing, each output is a dot product
+// of two rows. One call adds (stores, unless `accumulate`), for i < rw and j < rv,
+//   lanes[(i * lanes_ld + j) * L + l] += sum over p < kc, p % L == l, of w[i * ldw + p] * v[j * ldv + p]
+// where w is DW rows (of A or of B), v is DN rows of the other, L the vector lanes; lanes is 64-byte
+// aligned. Rows past rw (rv) repeat the last one and are not stored.
+template <typename Acc>
+using DotKernelFn = void (*)(int64_t kc, const Acc* w, int64_t ldw, int rw, const Acc* v, int64_t ldv, int rv,
+                             bool accumulate, Acc* lanes, int64_t lanes_ld);
+
+// sums[o] = the sum of the L lanes at lanes + o * L (64-byte aligned), in a fixed order, for o < count.
+template <typename Acc>
+using SumLanesFn = void (*)(const Acc* lanes, int64_t count, Acc* sums);
+
+template <typename Acc>
+struct DotKernel {
+  DotKernelFn<Acc> run = nullptr;  // null: no such kernel for the ISA (the portable one)
+  SumLanesFn<Acc> sum_lanes = nullptr;
+  int dw = 0, dn = 0, lanes = 0;
+  int64_t kc = 0;  // k block: DW rows of it stay in L1 while the DN-row groups of v pass
+};
+
+DotKernel<float> f32_dot_kernel(GemmIsa isa);
+DotKernel<double> f64_dot_kernel(GemmIsa isa);
+
 // out[p * ld_out + r] = rows[r][p] for 8 rows r (row r at first + r * row_stride) and p < kb, by 8 x 8
 // AVX register transposes; call only where gemm_isa_supported(GemmIsa::avx2).
 void transpose_8_rows_avx2(const float* first, int64_t row_stride, int64_t kb, float* out, int64_t ld_out);

@@ -1,5 +1,6 @@
 // GEMM: CPU kernels against a naive f64 reference, f16/bf16 against the f32 result, CUDA against CPU.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -220,6 +221,50 @@ TEST_P(GemmCpu, F32LongK) {
 TEST_P(GemmCpu, F32ManyColumnBlocks) {  // n beyond one nc block, and threads splitting columns
   Case c{{5, 4200, 20}, false, true, 1.0f, 0.5f};
   EXPECT_LE(run_cpu_case<float>(c, DType::f32, 99), 1e-5) << describe(c, DType::f32);
+}
+
+// A @ B^T with few outputs over a long k takes the unpacked dot-product path (AVX2 and AVX-512): tiles
+// cut at odd row counts on either side (the wider tile goes to A or to B), k with a partial last
+// vector and several k blocks, alpha and beta, padded rows.
+std::vector<Case> dot_path_cases() {
+  return {
+      {{27, 64, 2048}, false, true},                // a shallow conv's weight gradient (tiles fit exactly)
+      {{64, 27, 2051}, false, true, 0.5f, 1.0f},    // the same the other way round, k % 16 = 3
+      {{5, 7, 300}, false, true, 1.0f, 0.0f, 1, false, false, 3},
+      {{1, 1, 257}, false, true, -2.0f, 0.25f},
+      {{30, 100, 5000}, false, true, 1.0f, 0.0f, 1, false, false, 16},
+      {{64, 64, 999}, false, true, 1.0f, 0.5f, 2},  // batched
+  };
+}
+
+TEST_P(GemmCpu, F32DotPathMatchesReference) {
+  uint32_t seed = 200;
+  for (const Case& c : dot_path_cases()) {
+    EXPECT_LE(run_cpu_case<float>(c, DType::f32, seed += 3), 1e-5) << describe(c, DType::f32);
+  }
+}
+
+TEST_P(GemmCpu, F64DotPathMatchesReference) {
+  uint32_t seed = 300;
+  for (const Case& c : dot_path_cases()) {
+    EXPECT_LE(run_cpu_case<double>(c, DType::f64, seed += 3), 1e-13) << describe(c, DType::f64);
+  }
+}
+
+// Threads split the output rows, never k: the sums, and so the bits of C, are the same on any count.
+TEST_P(GemmCpu, DotPathResultDoesNotDependOnThreadCount) {
+  const Case c{{27, 64, 4099}, false, true};
+  const GemmDesc d = make_desc(c, DType::f32);
+  const auto a = random_values<float>(a_elements(d), 41);
+  const auto b = random_values<float>(b_elements(d), 42);
+  std::vector<float> one(c_elements(d)), many(c_elements(d));
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(1);
+  cpu::gemm(d, a.data(), b.data(), one.data(), nullptr);
+  omp_set_num_threads(std::max(3, saved));
+  cpu::gemm(d, a.data(), b.data(), many.data(), nullptr);
+  omp_set_num_threads(saved);
+  EXPECT_EQ(one, many);
 }
 
 TEST_P(GemmCpu, F64MatchesReference) {
