@@ -180,11 +180,20 @@ GemmDesc gemm_desc(int64_t m, int64_t n, int64_t k, bool trans_a, int64_t lda, b
 }
 
 // One task of the chunked loops: images [image, image + images), a group, and the output rows
-// [oh0, oh1) (all rows when images > 1). Its GEMMs are `cols` wide: the images' chunks side by side.
+// [oh0, oh1) (all rows when images > 1). Its GEMMs are `cols` wide: the images' chunks side by side,
+// in scratch matrices (col, dcol, gathered dy) whose rows are `ld` apart.
 struct Task {
   int64_t image, images, group, oh0, oh1;
-  int64_t cols;
+  int64_t cols, ld;
 };
+
+// The row stride of a task's scratch matrices: cols rounded up to whole cache lines, and one line more
+// where that is a multiple of 1 KB (2048 columns is common), so that the rows a GEMM kernel streams
+// side by side do not all map to the same few L1 sets (with 4 KB strides the 8-way L1 evicts them).
+int64_t scratch_stride(int64_t cols) {
+  const int64_t ld = (cols + 15) / 16 * 16;
+  return ld % 256 == 0 ? ld + 16 : ld;
+}
 
 int64_t task_count(const Geometry& g) {
   return (g.n + g.images - 1) / g.images * g.groups * g.chunks;
@@ -195,10 +204,11 @@ Task task_of(const Geometry& g, int64_t t) {
   const int64_t ng = t / g.chunks;
   const int64_t oh0 = chunk * g.rows, oh1 = std::min(g.oh, oh0 + g.rows);
   const int64_t image = ng / g.groups * g.images, images = std::min(g.images, g.n - image);
-  return {image, images, ng % g.groups, oh0, oh1, images * (oh1 - oh0) * g.ow};
+  const int64_t cols = images * (oh1 - oh0) * g.ow;
+  return {image, images, ng % g.groups, oh0, oh1, cols, scratch_stride(cols)};
 }
 
-// col (K, task.cols): the im2col of each of the task's images, side by side. `threads` > 1 splits the
+// col (K, task.cols; rows task.ld apart): the im2col of each of the task's images, side by side. `threads` > 1 splits the
 // (image, channel) pairs (a task that runs alone, its GEMM multi-threaded).
 template <typename T>
 void im2col_task(const Geometry& g, const T* x, const Task& tk, T* col, int threads) {
@@ -206,7 +216,7 @@ void im2col_task(const Geometry& g, const T* x, const Task& tk, T* col, int thre
   for (int64_t j = 0; j < tk.images; ++j) {
     for (int64_t c = 0; c < g.cg; ++c) {
       const T* x_g = x + ((tk.image + j) * g.c_in + tk.group * g.cg) * g.hw;
-      im2col_channel(g, x_g, c, tk.oh0, tk.oh1, col + j * (tk.oh1 - tk.oh0) * g.ow, tk.cols);
+      im2col_channel(g, x_g, c, tk.oh0, tk.oh1, col + j * (tk.oh1 - tk.oh0) * g.ow, tk.ld);
     }
   }
 }
@@ -220,15 +230,15 @@ const T* gather_dy(const Geometry& g, const T* dy, const Task& tk, int64_t* ld, 
     *ld = g.ohw;
     return first;
   }
-  T* out = scratch<T, 1>(static_cast<size_t>(g.og * tk.cols));
+  T* out = scratch<T, 1>(static_cast<size_t>(g.og * tk.ld));
 #pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
   for (int64_t co = 0; co < g.og; ++co) {
     for (int64_t j = 0; j < tk.images; ++j) {
       const T* plane = first + (j * g.c_out + co) * g.ohw;
-      std::copy(plane, plane + g.ohw, out + co * tk.cols + j * g.ohw);
+      std::copy(plane, plane + g.ohw, out + co * tk.ld + j * g.ohw);
     }
   }
-  *ld = tk.cols;
+  *ld = tk.ld;
   return out;
 }
 
@@ -299,17 +309,17 @@ void forward_gemm(const Geometry& g, const T* x, const T* w, const T* bias, T* y
     const T* col = x + (tk.image * g.c_in + tk.group * g.cg) * g.hw + tk.oh0 * g.ow;
     int64_t ldb = g.hw;
     if (!pointwise || tk.images > 1) {
-      T* buf = scratch<T>(static_cast<size_t>(g.k * tk.cols));
+      T* buf = scratch<T>(static_cast<size_t>(g.k * tk.ld));
       im2col_task(g, x, tk, buf, inner);
       col = buf;
-      ldb = tk.cols;
+      ldb = tk.ld;
     }
     // One image's chunk is written in place; several go through a scratch and are spread out below, and
     // so does a shallow conv's chunk: its GEMM would store to Og planes at once, tile by tile, where the
     // epilogue writes one plane's run after another.
     const bool in_place = tk.images == 1 && g.k >= kShallowDepth;  // never when streaming
-    T* out = in_place ? y_g : scratch<T, 1>(static_cast<size_t>(g.og * tk.cols));
-    const int64_t ldc = in_place ? g.ohw : tk.cols;
+    T* out = in_place ? y_g : scratch<T, 1>(static_cast<size_t>(g.og * tk.ld));
+    const int64_t ldc = in_place ? g.ohw : tk.ld;
     gemm(gemm_desc<T>(g.og, tk.cols, g.k, false, g.k, false, ldb, ldc, 0.0f), w + tk.group * g.og * g.k, col, out,
          nullptr);
     // The epilogue on the chunk while it is in cache: bias, then the fused activation.
@@ -367,8 +377,8 @@ void backward_data_gemm(const Geometry& g, const T* dy, const T* w, T* dx) {
     const Task tk = task_of(gb, t / pairs * gb.chunks + chunk);
     int64_t ld_dy = 0;
     const T* dy_t = gather_dy(g, dy, tk, &ld_dy, inner);
-    T* dcol = scratch<T>(static_cast<size_t>(g.k * tk.cols));
-    gemm(gemm_desc<T>(g.k, tk.cols, g.og, true, g.k, false, ld_dy, tk.cols, 0.0f), w + tk.group * g.og * g.k, dy_t,
+    T* dcol = scratch<T>(static_cast<size_t>(g.k * tk.ld));
+    gemm(gemm_desc<T>(g.k, tk.cols, g.og, true, g.k, false, ld_dy, tk.ld, 0.0f), w + tk.group * g.og * g.k, dy_t,
          dcol, nullptr);
     // Each (image, channel) writes its own plane of dx.
 #pragma omp parallel for collapse(2) num_threads(inner) if (inner > 1) schedule(static)
@@ -376,7 +386,7 @@ void backward_data_gemm(const Geometry& g, const T* dy, const T* w, T* dx) {
       for (int64_t c = 0; c < g.cg; ++c) {
         T* dx_g = dx + ((tk.image + j) * g.c_in + tk.group * g.cg) * g.hw;
         const T* dcol_j = dcol + j * (tk.oh1 - tk.oh0) * g.ow;
-        col2im_channel(gb, dcol_j, tk.cols, c, tk.oh0, tk.oh1, dx_g + c * g.hw);
+        col2im_channel(gb, dcol_j, tk.ld, c, tk.oh0, tk.oh1, dx_g + c * g.hw);
       }
     }
   };
@@ -412,10 +422,10 @@ void backward_weight_gemm(const Geometry& g, const T* x, const T* dy, T* dw, T* 
     const T* col = x + (tk.image * g.c_in + tk.group * g.cg) * g.hw + tk.oh0 * g.ow;
     int64_t lda = g.hw;
     if (!pointwise || tk.images > 1) {
-      T* buf = scratch<T>(static_cast<size_t>(g.k * tk.cols));
+      T* buf = scratch<T>(static_cast<size_t>(g.k * tk.ld));
       im2col_task(g, x, tk, buf, inner);
       col = buf;
-      lda = tk.cols;
+      lda = tk.ld;
     }
     int64_t ld_dy = 0;
     const T* dy_t = gather_dy(g, dy, tk, &ld_dy, inner);
