@@ -184,6 +184,16 @@ void pack_b_panel(const Problem<T, Acc>& pr, int64_t p0, int64_t j0, int64_t nb,
   }
 }
 
+constexpr int64_t kPrefetchRows = 2;
+
+inline void prefetch(const char* p) {
+#if defined(__SSE__)
+  _mm_prefetch(p, _MM_HINT_T0);
+#else
+  (void)p;
+#endif
+}
+
 // Packs micro-panels [s_begin, s_end) of op(B)[p0:p0+kb, j0:j0+nb]. Untransposed B is read a whole row
 // of the block at a time: panel by panel, the rows of a large B (an activation with rows a plane apart)
 // would be as many interleaved 128-byte streams, too many for the hardware prefetchers.
@@ -197,9 +207,17 @@ void pack_b_panels(const Problem<T, Acc>& pr, int64_t p0, int64_t j0, int64_t nb
   const int64_t j_end = std::min(nb, s_end * nr);
   for (int64_t p = 0; p < kb; ++p) {
     const T* src = pr.b + (p0 + p) * pr.ldb + j0;
+    // Rows a plane apart are short streams that the hardware prefetchers pick up late: the row
+    // kPrefetchRows ahead is requested line by line while this one is copied.
+    const T* ahead = p + kPrefetchRows < kb ? src + kPrefetchRows * pr.ldb : nullptr;
     for (int64_t s = s_begin; s < s_end; ++s) {
       const int64_t js = s * nr;
       const int cols = static_cast<int>(std::min<int64_t>(nr, j_end - js));
+      if (ahead != nullptr) {
+        for (int64_t at = 0; at < cols * int64_t(sizeof(T)); at += 64) {
+          prefetch(reinterpret_cast<const char*>(ahead + js) + at);
+        }
+      }
       Acc* dst = out + js * kb + p * nr;
       for (int j = 0; j < cols; ++j) dst[j] = to_acc<Acc>(src[js + j]);
       for (int j = cols; j < nr; ++j) dst[j] = Acc(0);
