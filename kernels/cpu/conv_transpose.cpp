@@ -6,7 +6,7 @@
 #include <type_traits>
 
 #include "kernels/conv.h"
-#include "kernels/cpu/vector_math.h"
+#include "kernels/cpu/channel_sum.h"
 
 namespace se::kernels::cpu {
 namespace {
@@ -20,22 +20,6 @@ void add_bias(T* y, const T* bias, int64_t n, int64_t c, int64_t p) {
     const A b = static_cast<A>(bias[plane % c]);
     T* row = y + plane * p;
     for (int64_t i = 0; i < p; ++i) row[i] = static_cast<T>(static_cast<A>(row[i]) + b);
-  }
-}
-
-// db (C) = the sum of dy (N, C, P) over images and pixels, accumulated in double in kLanes interleaved
-// sums (one running sum would wait on each addition).
-template <typename T>
-void bias_grad(const T* dy, T* db, int64_t n, int64_t c, int64_t p) {
-  using A = std::conditional_t<std::is_same_v<T, double>, double, float>;
-#pragma omp parallel for schedule(static) if (n * c * p >= 16384)
-  for (int64_t ch = 0; ch < c; ++ch) {
-    double lanes[kLanes] = {};
-    for (int64_t image = 0; image < n; ++image) {
-      const T* row = dy + (image * c + ch) * p;
-      for_each_lane(0, p, [&](int64_t i, int lane) { lanes[lane] += static_cast<A>(row[i]); });
-    }
-    db[ch] = static_cast<T>(static_cast<A>(sum_lanes(lanes)));
   }
 }
 
@@ -70,7 +54,7 @@ void conv_transpose2d_backward_weight(const ConvTranspose2dDesc& desc, const voi
   if (db == nullptr) return;
   dispatch_floating(desc.dtype, "conv_transpose2d_backward_weight", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    bias_grad(static_cast<const T*>(dy), static_cast<T*>(db), desc.n, desc.c_out, output_pixels(desc));
+    channel_sums(static_cast<const T*>(dy), desc.n, desc.c_out, output_pixels(desc), static_cast<T*>(db));
   });
 }
 
