@@ -108,6 +108,10 @@ void register_benchmarks() {
       {"unet3x3_256ch_64", conv3x3(256, 64)},
       {"unet3x3_512ch_32", conv3x3(512, 32)},
   };
+  // The bottleneck's widening layer: 4608 x 1024 weights over only 1024 pixels.
+  Conv2dDesc bottleneck = conv3x3(1024, 32);
+  bottleneck.c_in = 512;
+  shapes.emplace_back("unet3x3_512to1024ch_32", bottleneck);
   Conv2dDesc depthwise = conv3x3(256, 64);
   depthwise.groups = 256;
   shapes.emplace_back("depthwise3x3_256ch_64", depthwise);

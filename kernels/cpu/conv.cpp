@@ -463,17 +463,38 @@ void backward_weight_gemm(const Geometry& g, const T* x, const T* dy, T* dw, T* 
     std::fill(partials.get(), partials.get() + w_elements, T(0));
     for (int64_t t = 0; t < tasks; ++t) accumulate(t, partials.get(), max_t);
   }
-  // dw (groups, Og, K) = the sum of the accumulators.
+  // The accumulators summed into the first, element by element in thread order, reading them as they
+  // lie: going through them in dw's order instead read the transposed ones a cache line per element.
+  T* acc = partials.get();
+  if (threads > 1) {
 #pragma omp parallel for num_threads(max_t) schedule(static)
-  for (int64_t row = 0; row < g.c_out; ++row) {
-    const int64_t grp = row / g.og, m = row % g.og;
-    for (int64_t kidx = 0; kidx < g.k; ++kidx) {
-      const int64_t at = transposed ? (grp * g.k + kidx) * g.og + m : row * g.k + kidx;
-      T sum = T(0);
-      for (int p = 0; p < threads; ++p) sum += partials[p * w_elements + at];
-      dw[row * g.k + kidx] = sum;
+    for (int64_t e = 0; e < w_elements; ++e) {
+      T sum = acc[e];
+      for (int p = 1; p < threads; ++p) sum += acc[p * w_elements + e];
+      acc[e] = sum;
     }
-    if (db != nullptr) {
+  }
+  // dw (groups, Og, K): acc itself, or acc (groups, K, Og) transposed in square tiles.
+  if (!transposed) {
+    std::copy(acc, acc + w_elements, dw);
+  } else {
+    constexpr int64_t kTile = 32;
+    const int64_t tiles_k = (g.k + kTile - 1) / kTile, tiles_o = (g.og + kTile - 1) / kTile;
+#pragma omp parallel for collapse(2) num_threads(max_t) schedule(static)
+    for (int64_t grp = 0; grp < g.groups; ++grp) {
+      for (int64_t tile = 0; tile < tiles_k * tiles_o; ++tile) {
+        const int64_t k0 = tile / tiles_o * kTile, o0 = tile % tiles_o * kTile;
+        const T* src = acc + grp * g.k * g.og;
+        T* dst = dw + grp * g.og * g.k;
+        for (int64_t o = o0; o < std::min(g.og, o0 + kTile); ++o) {
+          for (int64_t kidx = k0; kidx < std::min(g.k, k0 + kTile); ++kidx) dst[o * g.k + kidx] = src[kidx * g.og + o];
+        }
+      }
+    }
+  }
+  if (db != nullptr) {
+    for (int64_t row = 0; row < g.c_out; ++row) {
+      const int64_t grp = row / g.og, m = row % g.og;
       double sum = 0.0;
       for (int64_t t = 0; t < tasks; ++t) {
         if (task_of(g, t).group == grp) sum += task_bias[t * g.og + m];

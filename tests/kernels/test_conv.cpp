@@ -44,6 +44,8 @@ const std::vector<Case> kCases = {
     {"many_chunks", 1, 16, 40, 40, 24, 3, 3, 1, 1, 1, 1, 1, 1, 1, true},
     {"wide_rows", 1, 2, 3, 700, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, false},
     {"many_channels", 1, 72, 5, 6, 80, 3, 3, 1, 1, 1, 1, 1, 1, 1, true},  // more than one 64-row tile
+    // 32 outputs per group: backward weight accumulates dW^T per group, transposed back in tiles
+    {"groups2_wide_outputs", 2, 8, 6, 7, 80, 3, 3, 1, 1, 1, 1, 1, 1, 2, true},
     // K = 27: a shallow conv, whose chunks span many output rows and go through the output scratch
     {"shallow_rgb_chunks", 2, 3, 70, 90, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, true},
     // Planes below a chunk go several images per task: 512 / 150 = 3 images, then a task of 2.
