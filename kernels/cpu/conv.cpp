@@ -209,8 +209,8 @@ Task task_of(const Geometry& g, int64_t t) {
   return {image, images, ng % g.groups, oh0, oh1, cols, scratch_stride(cols)};
 }
 
-// col (K, task.cols; rows task.ld apart): the im2col of each of the task's images, side by side. `threads` > 1 splits the
-// (image, channel) pairs (a task that runs alone, its GEMM multi-threaded).
+// col (K, task.cols; rows task.ld apart): the im2col of each of the task's images, side by side.
+// `threads` > 1 splits the (image, channel) pairs (a task that runs alone, its GEMM multi-threaded).
 template <typename T>
 void im2col_task(const Geometry& g, const T* x, const Task& tk, T* col, int threads) {
 #pragma omp parallel for collapse(2) num_threads(threads) if (threads > 1) schedule(static)
