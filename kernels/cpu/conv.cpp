@@ -568,31 +568,58 @@ void backward_data_depthwise(const Geometry& g, const T* dy, const T* w, T* dx) 
   }
 }
 
+// Each channel's taps in one pass over its rows (the planes stay in L2 for all KH * KW taps). A tap's
+// products along an output row go into kLanes independent float partial sums, which GCC vectorizes (a single
+// running sum is one dependent add chain per element). The lanes are added into a double every few rows
+// (<= kProductsPerLane products each) in a fixed order, so the result does not depend on the thread count.
 template <typename T>
 void backward_weight_depthwise(const Geometry& g, const T* x, const T* dy, T* dw) {
-#pragma omp parallel for num_threads(max_threads()) schedule(static)
-  for (int64_t co = 0; co < g.c_out; ++co) {
-    for (int64_t i = 0; i < g.kh; ++i) {
-      for (int64_t j = 0; j < g.kw; ++j) {
-        const int64_t off_w = j * g.dw - g.pw;
-        int64_t lo, hi;
-        valid_range(off_w, g.sw, g.w, g.ow, lo, hi);
-        double sum = 0.0;
-        for (int64_t n = 0; n < g.n; ++n) {
-          const T* x_c = x + (n * g.c_in + co / g.og) * g.hw;
-          const T* dy_p = dy + (n * g.c_out + co) * g.ohw;
-          for (int64_t oh = 0; oh < g.oh; ++oh) {
-            const int64_t ih = oh * g.sh - g.ph + i * g.dh;
-            if (ih < 0 || ih >= g.h) continue;
-            const T* in = x_c + ih * g.w + off_w;
+  constexpr int64_t kLanes = 16, kProductsPerLane = 256;
+  const int64_t taps = g.kh * g.kw;
+  const int64_t rows_per_fold = std::max<int64_t>(1, kProductsPerLane * kLanes / std::max<int64_t>(1, g.ow));
+#pragma omp parallel num_threads(max_threads())
+  {
+    std::vector<double> sums(static_cast<size_t>(taps));
+    std::vector<T> tap_lanes(static_cast<size_t>(taps * kLanes));  // (KH * KW, kLanes)
+#pragma omp for schedule(static)
+    for (int64_t co = 0; co < g.c_out; ++co) {
+      std::fill(sums.begin(), sums.end(), 0.0);
+      for (int64_t n = 0; n < g.n; ++n) {
+        const T* x_c = x + (n * g.c_in + co / g.og) * g.hw;
+        const T* dy_p = dy + (n * g.c_out + co) * g.ohw;
+        for (int64_t oh0 = 0; oh0 < g.oh; oh0 += rows_per_fold) {
+          std::fill(tap_lanes.begin(), tap_lanes.end(), T(0));
+          for (int64_t oh = oh0; oh < std::min(g.oh, oh0 + rows_per_fold); ++oh) {
             const T* d = dy_p + oh * g.ow;
-            T row = T(0);
-            for (int64_t ow = lo; ow < hi; ++ow) row += d[ow] * in[ow * g.sw];
-            sum += row;
+            for (int64_t i = 0; i < g.kh; ++i) {
+              const int64_t ih = oh * g.sh - g.ph + i * g.dh;
+              if (ih < 0 || ih >= g.h) continue;
+              for (int64_t j = 0; j < g.kw; ++j) {
+                const int64_t off_w = j * g.dw - g.pw;
+                int64_t lo, hi;
+                valid_range(off_w, g.sw, g.w, g.ow, lo, hi);
+                const T* in = x_c + ih * g.w + off_w;
+                T* lanes = tap_lanes.data() + (i * g.kw + j) * kLanes;
+                int64_t ow = lo;
+                if (g.sw == 1) {
+                  for (; ow + kLanes <= hi; ow += kLanes) {
+                    for (int64_t l = 0; l < kLanes; ++l) lanes[l] += d[ow + l] * in[ow + l];
+                  }
+                } else {
+                  for (; ow + kLanes <= hi; ow += kLanes) {
+                    for (int64_t l = 0; l < kLanes; ++l) lanes[l] += d[ow + l] * in[(ow + l) * g.sw];
+                  }
+                }
+                for (int64_t l = 0; ow < hi; ++ow, ++l) lanes[l] += d[ow] * in[ow * g.sw];
+              }
+            }
+          }
+          for (int64_t tap = 0; tap < taps; ++tap) {
+            for (int64_t l = 0; l < kLanes; ++l) sums[static_cast<size_t>(tap)] += tap_lanes[tap * kLanes + l];
           }
         }
-        dw[(co * g.kh + i) * g.kw + j] = static_cast<T>(sum);
       }
+      for (int64_t tap = 0; tap < taps; ++tap) dw[co * taps + tap] = static_cast<T>(sums[static_cast<size_t>(tap)]);
     }
   }
 }

@@ -36,6 +36,9 @@ const std::vector<Case> kCases = {
     {"groups2", 2, 6, 9, 8, 4, 3, 3, 1, 1, 1, 1, 1, 1, 2, true},
     {"depthwise", 2, 5, 10, 9, 5, 3, 3, 1, 1, 1, 1, 1, 1, 5, true},
     {"depthwise_x2_stride2", 1, 4, 9, 11, 8, 3, 3, 2, 2, 1, 1, 1, 1, 4, false},
+    // Rows of >= 16 outputs: depthwise backward weight's vectorized lanes, plus their tail.
+    {"depthwise_wide_rows", 2, 3, 6, 53, 3, 3, 3, 1, 1, 1, 1, 1, 1, 3, true},
+    {"depthwise_wide_stride2_dilation2", 1, 2, 7, 71, 4, 3, 3, 2, 2, 2, 2, 2, 2, 2, false},
     {"1x1", 2, 7, 5, 6, 9, 1, 1, 1, 1, 0, 0, 1, 1, 1, true},
     {"1x1_groups3", 1, 6, 4, 5, 9, 1, 1, 1, 1, 0, 0, 1, 1, 3, false},
     {"1x1_stride2", 1, 4, 7, 7, 3, 1, 1, 2, 2, 0, 0, 1, 1, 1, false},
