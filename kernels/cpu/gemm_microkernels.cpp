@@ -1,4 +1,4 @@
-// The CPU GEMM micro-kernels: AVX-512 (12 x 2 zmm), AVX2 + FMA (6 x 2 ymm), f32 and f64, and portable
+// The CPU GEMM micro-kernels: AVX-512 (12, 8 or 9 rows x 2 zmm), AVX2 + FMA (6 x 2 ymm), f32 and f64, and portable
 // C++ (f32 4 x 16, f64 4 x 8); and the dot-product kernels of unpacked A @ B^T (AVX-512 8 x 3, AVX2
 // 4 x 3). The vector kernels carry __attribute__((target)) so this file builds without -march flags and
 // the driver picks one at run time with __builtin_cpu_supports.
@@ -191,6 +191,10 @@ SE_DEFINE_VECTOR_MICROKERNEL(microkernel_avx512, "avx512f", Avx512, kAvx512Mr)
 // channels ...): 12-row panels would leave up to a third of their rows as zero padding.
 constexpr int kAvx512ShortMr = 8;
 SE_DEFINE_VECTOR_MICROKERNEL(microkernel_avx512_short, "avx512f", Avx512, kAvx512ShortMr)
+// 9 rows x 2 zmm, for row counts that are multiples of 9 but not of 8 or 12: a 3x3 conv's K = Cg * 9, the
+// rows of its backward-data GEMM (27 for an RGB input, where 8- and 12-row panels pad 5 and 9 rows).
+constexpr int kAvx512NineMr = 9;
+SE_DEFINE_VECTOR_MICROKERNEL(microkernel_avx512_nine, "avx512f", Avx512, kAvx512NineMr)
 
 // The dot-product kernel: DW rows of w against DN rows of v, each pair's products summed lane-wise
 // over kc (DW * DN accumulators; the DN vectors of v are loaded once per step and each of w streams
@@ -302,13 +306,23 @@ __attribute__((target("avx2"))) void transpose_8_rows_avx2(const float* first, i
   }
 }
 
+// The AVX-512 row tile that pads m the least (ties to the earlier of 12, 8, 9): 12, 8 or 9.
+int avx512_rows(int64_t m) {
+  int best = kAvx512Mr;
+  for (int mr : {kAvx512ShortMr, kAvx512NineMr}) {
+    if (padded_rows(m, mr) < padded_rows(m, best)) best = mr;
+  }
+  return best;
+}
+
 GemmKernel<float> f32_kernel(GemmIsa isa, int64_t m) {
   switch (isa) {
     case GemmIsa::avx512:
-      if (padded_rows(m, kAvx512ShortMr) < padded_rows(m, kAvx512Mr)) {
-        return {microkernel_avx512_short<float>, kAvx512ShortMr, 32, 192, 256, 4096};
+      switch (avx512_rows(m)) {
+        case kAvx512ShortMr: return {microkernel_avx512_short<float>, kAvx512ShortMr, 32, 192, 256, 4096};
+        case kAvx512NineMr: return {microkernel_avx512_nine<float>, kAvx512NineMr, 32, 189, 256, 4096};
+        default: return {microkernel_avx512<float>, kAvx512Mr, 32, 192, 256, 4096};
       }
-      return {microkernel_avx512<float>, kAvx512Mr, 32, 192, 256, 4096};
     case GemmIsa::avx2: return {microkernel_avx2<float>, kAvx2Mr, 16, 192, 256, 4096};
     case GemmIsa::generic: return {microkernel_generic<float, 4, 16>, 4, 16, 128, 256, 4096};
   }
@@ -338,10 +352,11 @@ DotKernel<double> f64_dot_kernel(GemmIsa isa) {
 GemmKernel<double> f64_kernel(GemmIsa isa, int64_t m) {
   switch (isa) {
     case GemmIsa::avx512:
-      if (padded_rows(m, kAvx512ShortMr) < padded_rows(m, kAvx512Mr)) {
-        return {microkernel_avx512_short<double>, kAvx512ShortMr, 16, 192, 128, 4096};
+      switch (avx512_rows(m)) {
+        case kAvx512ShortMr: return {microkernel_avx512_short<double>, kAvx512ShortMr, 16, 192, 128, 4096};
+        case kAvx512NineMr: return {microkernel_avx512_nine<double>, kAvx512NineMr, 16, 189, 128, 4096};
+        default: return {microkernel_avx512<double>, kAvx512Mr, 16, 192, 128, 4096};
       }
-      return {microkernel_avx512<double>, kAvx512Mr, 16, 192, 128, 4096};
     case GemmIsa::avx2: return {microkernel_avx2<double>, kAvx2Mr, 8, 192, 128, 4096};
     case GemmIsa::generic: return {microkernel_generic<double, 4, 8>, 4, 8, 96, 128, 2048};
   }

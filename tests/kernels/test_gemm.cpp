@@ -24,8 +24,10 @@ struct Shape {
 };
 
 // Odd sizes around the micro-tile (4..12 x 16..32) and cache block (mc 96..192, kc 256) edges.
+// m = 27 and 18 take the 9-row AVX-512 tile (a 3x3 conv's backward data), 64 and 16 the 8-row one.
 const std::vector<Shape> kShapes = {{1, 1, 1},     {7, 5, 3},     {33, 17, 9},   {64, 64, 64},  {129, 65, 33},
-                                    {257, 31, 47}, {3, 257, 129}, {100, 100, 1}, {16, 300, 8},  {13, 33, 300}};
+                                    {257, 31, 47}, {3, 257, 129}, {100, 100, 1}, {16, 300, 8},  {13, 33, 300},
+                                    {27, 70, 64},  {18, 45, 10}};
 const Shape kLongK = {64, 48, 1024};
 
 struct Case {
