@@ -1,6 +1,8 @@
 // CPU elementwise kernels: one traversal (for_each_run) walks the collapsed iteration space in
 // runs along the innermost dimension, split over OpenMP threads; each op supplies a loop body for a
 // run, with a unit-stride branch the compiler vectorizes. See kernels/elementwise.h for the contract.
+// The shared formulas (kernels/elementwise_math.h) call libm, and a call keeps a loop scalar: f32 exp,
+// sigmoid and erf-GELU (forward and backward) use vector_math.h's fast_exp and fast_erf instead.
 #include "kernels/elementwise.h"
 
 #include <omp.h>
@@ -8,7 +10,9 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <type_traits>
 
+#include "kernels/cpu/vector_math.h"
 #include "kernels/elementwise_math.h"
 
 namespace se::kernels::cpu {
@@ -71,6 +75,32 @@ void for_each_run(std::array<StridedLayout, N> layouts, const Body& body) {
   }
 }
 
+// unary_fn and unary_grad_fn, with f32 exp and erf computed by fast_exp and fast_erf (within 1 and 1.32
+// ulp, like libm's) so that the loops around them vectorize. The formulas are the shared ones.
+template <UnaryOp kOp, typename C>
+inline C cpu_unary_fn(C x, const ScalarArgs<C>& s) {
+  if constexpr (std::is_same_v<C, float> && kOp == UnaryOp::exp) {
+    return fast_exp(x);
+  } else if constexpr (std::is_same_v<C, float> && kOp == UnaryOp::sigmoid) {
+    return 1.0f / (1.0f + fast_exp(-x));
+  } else if constexpr (std::is_same_v<C, float> && kOp == UnaryOp::gelu) {
+    return 0.5f * x * (1.0f + fast_erf(x * float(kSqrtHalf)));
+  } else {
+    return unary_fn<kOp>(x, s);
+  }
+}
+
+template <UnaryOp kOp, typename C>
+inline C cpu_unary_grad_fn(C g, C saved, const ScalarArgs<C>& s) {
+  if constexpr (std::is_same_v<C, float> && kOp == UnaryOp::gelu) {
+    const float cdf = 0.5f * (1.0f + fast_erf(saved * float(kSqrtHalf)));
+    const float pdf = fast_exp(-0.5f * saved * saved) * float(kInvSqrt2Pi);
+    return g * (cdf + saved * pdf);
+  } else {
+    return unary_grad_fn<kOp>(g, saved, s);
+  }
+}
+
 template <UnaryOp kOp, typename T>
 void run_unary(T* out, const T* in, const UnaryDesc& desc) {
   using C = compute_t<T>;
@@ -80,9 +110,9 @@ void run_unary(T* out, const T* in, const UnaryDesc& desc) {
     const T* x = in + offsets[1];
     if (strides[1] == 1) {
 #pragma omp simd
-      for (int64_t k = 0; k < count; ++k) o[k] = T(unary_fn<kOp>(C(x[k]), args));
+      for (int64_t k = 0; k < count; ++k) o[k] = T(cpu_unary_fn<kOp>(C(x[k]), args));
     } else {
-      for (int64_t k = 0; k < count; ++k) o[k] = T(unary_fn<kOp>(C(x[k * strides[1]]), args));
+      for (int64_t k = 0; k < count; ++k) o[k] = T(cpu_unary_fn<kOp>(C(x[k * strides[1]]), args));
     }
   });
 }
@@ -133,10 +163,12 @@ void run_unary_backward(T* grad_in, const T* grad_out, const T* saved, const Una
                     const T* s = saved + offsets[2];
                     if (strides[1] == 1 && strides[2] == 1) {
 #pragma omp simd
-                      for (int64_t k = 0; k < count; ++k) o[k] = T(unary_grad_fn<kOp>(C(g[k]), C(s[k]), args));
+                      for (int64_t k = 0; k < count; ++k) {
+                        o[k] = T(cpu_unary_grad_fn<kOp>(C(g[k]), C(s[k]), args));
+                      }
                     } else {
                       for (int64_t k = 0; k < count; ++k) {
-                        o[k] = T(unary_grad_fn<kOp>(C(g[k * strides[1]]), C(s[k * strides[2]]), args));
+                        o[k] = T(cpu_unary_grad_fn<kOp>(C(g[k * strides[1]]), C(s[k * strides[2]]), args));
                       }
                     }
                   });
