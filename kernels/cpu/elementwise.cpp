@@ -2,7 +2,8 @@
 // runs along the innermost dimension, split over OpenMP threads; each op supplies a loop body for a
 // run, with a unit-stride branch the compiler vectorizes. See kernels/elementwise.h for the contract.
 // The shared formulas (kernels/elementwise_math.h) call libm, and a call keeps a loop scalar: f32 exp,
-// sigmoid and erf-GELU (forward and backward) use vector_math.h's fast_exp and fast_erf instead.
+// sigmoid and erf-GELU (forward and backward) use fast_exp and fast_erf instead (elementwise_fast.h), and
+// their contiguous f32 runs go to loops compiled per ISA.
 #include "kernels/elementwise.h"
 
 #include <omp.h>
@@ -12,7 +13,7 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "kernels/cpu/vector_math.h"
+#include "kernels/cpu/elementwise_fast.h"
 #include "kernels/elementwise_math.h"
 
 namespace se::kernels::cpu {
@@ -75,32 +76,6 @@ void for_each_run(std::array<StridedLayout, N> layouts, const Body& body) {
   }
 }
 
-// unary_fn and unary_grad_fn, with f32 exp and erf computed by fast_exp and fast_erf (within 1 and 1.32
-// ulp, like libm's) so that the loops around them vectorize. The formulas are the shared ones.
-template <UnaryOp kOp, typename C>
-inline C cpu_unary_fn(C x, const ScalarArgs<C>& s) {
-  if constexpr (std::is_same_v<C, float> && kOp == UnaryOp::exp) {
-    return fast_exp(x);
-  } else if constexpr (std::is_same_v<C, float> && kOp == UnaryOp::sigmoid) {
-    return 1.0f / (1.0f + fast_exp(-x));
-  } else if constexpr (std::is_same_v<C, float> && kOp == UnaryOp::gelu) {
-    return 0.5f * x * (1.0f + fast_erf(x * float(kSqrtHalf)));
-  } else {
-    return unary_fn<kOp>(x, s);
-  }
-}
-
-template <UnaryOp kOp, typename C>
-inline C cpu_unary_grad_fn(C g, C saved, const ScalarArgs<C>& s) {
-  if constexpr (std::is_same_v<C, float> && kOp == UnaryOp::gelu) {
-    const float cdf = 0.5f * (1.0f + fast_erf(saved * float(kSqrtHalf)));
-    const float pdf = fast_exp(-0.5f * saved * saved) * float(kInvSqrt2Pi);
-    return g * (cdf + saved * pdf);
-  } else {
-    return unary_grad_fn<kOp>(g, saved, s);
-  }
-}
-
 template <UnaryOp kOp, typename T>
 void run_unary(T* out, const T* in, const UnaryDesc& desc) {
   using C = compute_t<T>;
@@ -108,6 +83,9 @@ void run_unary(T* out, const T* in, const UnaryDesc& desc) {
   for_each_run<2>({contiguous_like(desc.in), desc.in}, [&](const auto& offsets, const auto& strides, int64_t count) {
     T* o = out + offsets[0];
     const T* x = in + offsets[1];
+    if constexpr (std::is_same_v<T, float> && has_fast_f32_loop(kOp)) {
+      if (strides[1] == 1) return run_fast_unary_f32(kOp, x, o, count);
+    }
     if (strides[1] == 1) {
 #pragma omp simd
       for (int64_t k = 0; k < count; ++k) o[k] = T(cpu_unary_fn<kOp>(C(x[k]), args));
@@ -161,6 +139,9 @@ void run_unary_backward(T* grad_in, const T* grad_out, const T* saved, const Una
                     T* o = grad_in + offsets[0];
                     const T* g = grad_out + offsets[1];
                     const T* s = saved + offsets[2];
+                    if constexpr (std::is_same_v<T, float> && kOp == UnaryOp::gelu) {
+                      if (strides[1] == 1 && strides[2] == 1) return run_gelu_backward_f32(g, s, o, count);
+                    }
                     if (strides[1] == 1 && strides[2] == 1) {
 #pragma omp simd
                       for (int64_t k = 0; k < count; ++k) {

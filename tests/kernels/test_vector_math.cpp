@@ -1,13 +1,17 @@
 // kernels/cpu/vector_math.h: fast_exp within 1 ulp of the correctly rounded e^x on a dense sample of every
 // binade it produces (normal and subnormal results, saturation at both ends), fast_erf within 1.32 ulp of
-// erf on a dense sample of both of its pieces, their special values, and select's bitwise choice.
+// erf on a dense sample of both of its pieces, their special values, select's bitwise choice, and the
+// per-ISA elementwise loops (elementwise_fast.h) giving the baseline's bits.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <random>
+#include <vector>
 
+#include "kernels/cpu/elementwise_fast.h"
 #include "kernels/cpu/vector_math.h"
 
 namespace se::kernels::cpu {
@@ -81,6 +85,39 @@ TEST(FastErf, SpecialValues) {
   EXPECT_FLOAT_EQ(fast_erf(1e-30f), static_cast<float>(std::erf(1e-30)));
   EXPECT_TRUE(std::isnan(fast_erf(std::numeric_limits<float>::quiet_NaN())));
   EXPECT_EQ(fast_erf(0.5), std::erf(0.5));  // double is libm's
+}
+
+// Every ISA's loops give the baseline's bits (no FMA contraction, the same operations in the same order),
+// on odd lengths (vector tails), both erf pieces, saturation and special values.
+TEST(FastElementwiseLoops, EveryIsaGivesTheBaselineBits) {
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> wide(-12.0f, 12.0f);
+  std::vector<float> x(1037), g(x.size());
+  for (size_t k = 0; k < x.size(); ++k) x[k] = wide(rng), g[k] = wide(rng);
+  const float inf = std::numeric_limits<float>::infinity();
+  const float specials[] = {0.0f, -0.0f, 1.0f, -1.0f, 4.0f, -4.0f, 95.0f, -95.0f, inf, -inf,
+                            std::numeric_limits<float>::quiet_NaN(), 1e-30f};
+  std::copy(std::begin(specials), std::end(specials), x.begin() + 3);
+  const std::vector<FastLoops> sets = fast_loops_of_this_cpu();
+  ASSERT_STREQ(sets.back().isa, "baseline");
+  const auto run = [&](const FastLoops& l) {
+    std::vector<float> out(4 * x.size());
+    const int64_t n = static_cast<int64_t>(x.size());
+    l.exp(x.data(), out.data(), n);
+    l.sigmoid(x.data(), out.data() + n, n);
+    l.gelu(x.data(), out.data() + 2 * n, n);
+    l.gelu_backward(g.data(), x.data(), out.data() + 3 * n, n);
+    return out;
+  };
+  const std::vector<float> want = run(sets.back());
+  for (const FastLoops& l : sets) {
+    const std::vector<float> got = run(l);
+    for (size_t k = 0; k < want.size(); ++k) {
+      ASSERT_EQ(std::memcmp(&got[k], &want[k], sizeof(float)), 0)
+          << l.isa << ": output " << k / x.size() << " (exp, sigmoid, gelu, gelu backward) at x = " << x[k % x.size()]
+          << ": " << got[k] << " vs " << want[k];
+    }
+  }
 }
 
 TEST(Select, PicksBitsIncludingSignedZerosAndNaN) {
