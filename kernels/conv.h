@@ -2,8 +2,12 @@
 //   y[n, co, oh, ow] = bias[co] + sum_{c, kh, kw} w[co, c, kh, kw] * x[n, g * Cg + c, ih, iw]
 //   ih = oh * stride_h - pad_h + kh * dilation_h,  iw = ow * stride_w - pad_w + kw * dilation_w
 // where g = co / (C_out / groups), Cg = C_in / groups, and x is zero outside the image.
-// Memory layout: activations are NCHW contiguous (what the engine passes today); weights are
-// (C_out, C_in / groups, kernel_h, kernel_w) contiguous. Every entry point overwrites its outputs.
+// Memory layout (Conv2dDesc::layout), all contiguous:
+//   nchw: x (N, C_in, H, W), y (N, C_out, OH, OW), weights (C_out, C_in / groups, KH, KW): what the engine passes.
+//   nhwc: x (N, H, W, C_in), y (N, OH, OW, C_out), weights (C_out, KH, KW, C_in / groups): channels-last, the
+//         physical order of PyTorch's torch.channels_last tensors, for which CUDA's implicit GEMM reads each
+//         filter tap's channels as one contiguous run.
+// The shape comments on the entry points below are for nchw. Every entry point overwrites its outputs.
 // f16/bf16 accumulate in f32 and round once per output element; f64 computes in f64.
 #pragma once
 
@@ -15,8 +19,7 @@
 
 namespace se::kernels {
 
-// Only NCHW today; channels-last (NHWC) is the planned layout of the CUDA implicit-GEMM path.
-enum class Conv2dLayout { nchw };
+enum class Conv2dLayout { nchw, nhwc };
 
 // The optional fused epilogue of conv2d_forward: y = act(conv + bias), applied in the compute type
 // before the one rounding, so a following activation costs no extra pass over y. Forward only: the
@@ -69,7 +72,8 @@ inline bool conv2d_is_depthwise(const Conv2dDesc& d) { return d.groups == d.c_in
 inline void validate_conv2d(const Conv2dDesc& d) {
   SE_CHECK(d.dtype == DType::f32 || d.dtype == DType::f64 || d.dtype == DType::f16 || d.dtype == DType::bf16,
            "conv2d: dtype ", dtype_name(d.dtype), " is not supported (expected f32, f64, f16 or bf16)");
-  SE_CHECK(d.layout == Conv2dLayout::nchw, "conv2d: only the NCHW layout is supported");
+  SE_CHECK(d.layout == Conv2dLayout::nchw || d.layout == Conv2dLayout::nhwc, "conv2d: layout ",
+           static_cast<int>(d.layout), " is not a Conv2dLayout (expected nchw or nhwc)");
   SE_CHECK(d.activation == ConvActivation::none || d.activation == ConvActivation::relu ||
                d.activation == ConvActivation::gelu,
            "conv2d: activation ", static_cast<int>(d.activation), " is not a ConvActivation");
@@ -97,7 +101,8 @@ inline void validate_conv2d(const Conv2dDesc& d) {
 
 // Shapes below: OH = conv2d_output_h(desc), OW = conv2d_output_w(desc), Cg = C_in / groups.
 namespace cpu {
-// Synchronous; `stream` is ignored. Uses OpenMP threads and cpu::gemm.
+// Synchronous; `stream` is ignored. Uses OpenMP threads and cpu::gemm. The CPU kernels are built for nchw:
+// nhwc runs them on nchw copies of the operands (kernels/cpu/conv_channels_last.cpp), a permutation each way.
 void conv2d_forward(const Conv2dDesc& desc, const void* x,  // (N, C_in, H, W)
                     const void* w,                          // (C_out, Cg, KH, KW)
                     const void* bias,                       // (C_out); ignored unless has_bias

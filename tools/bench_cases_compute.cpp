@@ -34,59 +34,75 @@ const std::vector<ConvLayer>& conv_layers() {
   return layers;
 }
 
+// The three passes of one layer in one layout.
+void add_conv_layer_cases(std::vector<Case>& cases, const Options& o, const ConvLayer& layer,
+                          kernels::Conv2dLayout layout) {
+  kernels::Conv2dDesc d;
+  d.n = 1;
+  d.c_in = layer.c_in;
+  d.h = d.w = layer.size;
+  d.c_out = layer.c_out;
+  d.kernel_h = d.kernel_w = layer.kernel;
+  d.stride_h = d.stride_w = layer.stride;
+  d.pad_h = d.pad_w = layer.pad;
+  d.dilation_h = d.dilation_w = layer.dilation;
+  d.groups = layer.groups;
+  d.has_bias = true;
+  d.dtype = o.dtype;
+  d.layout = layout;
+  kernels::validate_conv2d(d);
+  const bool nhwc = layout == kernels::Conv2dLayout::nhwc;
+  const std::string family = nhwc ? "conv2d_nhwc/" : "conv2d/";
+  char shape[160];
+  std::snprintf(shape, sizeof(shape), "%lldx%lldx%lld -> %lld, k%lld s%lld p%lld d%lld g%lld",
+                static_cast<long long>(d.c_in), static_cast<long long>(d.h), static_cast<long long>(d.w),
+                static_cast<long long>(d.c_out), static_cast<long long>(d.kernel_h), static_cast<long long>(d.stride_h),
+                static_cast<long long>(d.pad_h), static_cast<long long>(d.dilation_h),
+                static_cast<long long>(d.groups));
+  const double flops = kernels::conv2d_flops(d);
+  const double elem = static_cast<double>(dtype_size(o.dtype));
+  const double bytes = elem * static_cast<double>(kernels::conv2d_x_elements(d) + kernels::conv2d_w_elements(d) +
+                                                  kernels::conv2d_y_elements(d));
+  const Device device = o.device;
+  const int64_t oh = kernels::conv2d_output_h(d), ow = kernels::conv2d_output_w(d), cg = d.c_in / d.groups;
+  auto x = [=] { return random_tensor(nhwc ? Shape{d.n, d.h, d.w, d.c_in} : Shape{d.n, d.c_in, d.h, d.w}, o); };
+  auto w = [=] {
+    return random_tensor(nhwc ? Shape{d.c_out, d.kernel_h, d.kernel_w, cg} : Shape{d.c_out, cg, d.kernel_h, d.kernel_w},
+                         o);
+  };
+  auto y = [=] { return random_tensor(nhwc ? Shape{d.n, oh, ow, d.c_out} : Shape{d.n, d.c_out, oh, ow}, o); };
+  cases.push_back({family + "forward", layer.model, shape, flops, bytes, [=] {
+                     Tensor tx = x(), tw = w(), tb = random_tensor({d.c_out}, o), ty = y();
+                     return Prepared(Run([=] {
+                                       SE_DISPATCH(device, conv2d_forward, d, tx.data_ptr(), tw.data_ptr(),
+                                                   tb.data_ptr(), ty.data_ptr());
+                                     }),
+                                     {VendorOp::conv2d_forward, d, {tx, tw, tb}, {ty}});
+                   }});
+  cases.push_back(
+      {family + "backward_data", layer.model, shape, flops, bytes, [=] {
+         Tensor tdy = y(), tw = w(), tdx = x();
+         return Prepared(
+             Run([=] { SE_DISPATCH(device, conv2d_backward_data, d, tdy.data_ptr(), tw.data_ptr(), tdx.data_ptr()); }),
+             {VendorOp::conv2d_backward_data, d, {tdy, tw}, {tdx}});
+       }});
+  cases.push_back({family + "backward_weight", layer.model, shape, flops, bytes, [=] {
+                     Tensor tx = x(), tdy = y(), tdw = w(), tdb = random_tensor({d.c_out}, o);
+                     return Prepared(Run([=] {
+                                       SE_DISPATCH(device, conv2d_backward_weight, d, tx.data_ptr(), tdy.data_ptr(),
+                                                   tdw.data_ptr(), tdb.data_ptr());
+                                     }),
+                                     {VendorOp::conv2d_backward_weight, d, {tx, tdy}, {tdw, tdb}});
+                   }});
+}
+
+// Each layer in NCHW ("conv2d/..."), and on a GPU also channels-last ("conv2d_nhwc/...", CUDA's implicit GEMM
+// over NHWC; the CPU runs nhwc as permuted copies around its NCHW kernels, so it has no rows of its own).
 void add_conv_cases(std::vector<Case>& cases, const Options& o) {
-  for (const ConvLayer& layer : conv_layers()) {
-    kernels::Conv2dDesc d;
-    d.n = 1;
-    d.c_in = layer.c_in;
-    d.h = d.w = layer.size;
-    d.c_out = layer.c_out;
-    d.kernel_h = d.kernel_w = layer.kernel;
-    d.stride_h = d.stride_w = layer.stride;
-    d.pad_h = d.pad_w = layer.pad;
-    d.dilation_h = d.dilation_w = layer.dilation;
-    d.groups = layer.groups;
-    d.has_bias = true;
-    d.dtype = o.dtype;
-    kernels::validate_conv2d(d);
-    char shape[160];
-    std::snprintf(shape, sizeof(shape), "%lldx%lldx%lld -> %lld, k%lld s%lld p%lld d%lld g%lld",
-                  static_cast<long long>(d.c_in), static_cast<long long>(d.h), static_cast<long long>(d.w),
-                  static_cast<long long>(d.c_out), static_cast<long long>(d.kernel_h),
-                  static_cast<long long>(d.stride_h), static_cast<long long>(d.pad_h),
-                  static_cast<long long>(d.dilation_h), static_cast<long long>(d.groups));
-    const double flops = kernels::conv2d_flops(d);
-    const double elem = static_cast<double>(dtype_size(o.dtype));
-    const double bytes = elem * static_cast<double>(kernels::conv2d_x_elements(d) + kernels::conv2d_w_elements(d) +
-                                                    kernels::conv2d_y_elements(d));
-    const Device device = o.device;
-    auto x = [=] { return random_tensor({d.n, d.c_in, d.h, d.w}, o); };
-    auto w = [=] { return random_tensor({d.c_out, d.c_in / d.groups, d.kernel_h, d.kernel_w}, o); };
-    auto y = [=] { return random_tensor({d.n, d.c_out, kernels::conv2d_output_h(d), kernels::conv2d_output_w(d)}, o); };
-    cases.push_back({"conv2d/forward", layer.model, shape, flops, bytes, [=] {
-                       Tensor tx = x(), tw = w(), tb = random_tensor({d.c_out}, o), ty = y();
-                       return Prepared(Run([=] {
-                                         SE_DISPATCH(device, conv2d_forward, d, tx.data_ptr(), tw.data_ptr(),
-                                                     tb.data_ptr(), ty.data_ptr());
-                                       }),
-                                       {VendorOp::conv2d_forward, d, {tx, tw, tb}, {ty}});
-                     }});
-    cases.push_back({"conv2d/backward_data", layer.model, shape, flops, bytes, [=] {
-                       Tensor tdy = y(), tw = w(), tdx = x();
-                       return Prepared(Run([=] {
-                                         SE_DISPATCH(device, conv2d_backward_data, d, tdy.data_ptr(), tw.data_ptr(),
-                                                     tdx.data_ptr());
-                                       }),
-                                       {VendorOp::conv2d_backward_data, d, {tdy, tw}, {tdx}});
-                     }});
-    cases.push_back({"conv2d/backward_weight", layer.model, shape, flops, bytes, [=] {
-                       Tensor tx = x(), tdy = y(), tdw = w(), tdb = random_tensor({d.c_out}, o);
-                       return Prepared(Run([=] {
-                                         SE_DISPATCH(device, conv2d_backward_weight, d, tx.data_ptr(), tdy.data_ptr(),
-                                                     tdw.data_ptr(), tdb.data_ptr());
-                                       }),
-                                       {VendorOp::conv2d_backward_weight, d, {tx, tdy}, {tdw, tdb}});
-                     }});
+  std::vector<kernels::Conv2dLayout> layouts = {kernels::Conv2dLayout::nchw};
+  if (o.device.is_cuda()) layouts.push_back(kernels::Conv2dLayout::nhwc);
+  for (const kernels::Conv2dLayout layout : layouts) {
+    for (const ConvLayer& layer : conv_layers()) add_conv_layer_cases(cases, o, layer, layout);
   }
 }
 
@@ -241,21 +257,20 @@ void add_attention_cases(std::vector<Case>& cases, const Options& o) {
                      }});
     // grad_out, q, k, v, out and lse read; grad_q, grad_k, grad_v written.
     const double backward_products = o.device.is_cuda() ? 7 : 5;
-    cases.push_back(
-        {"attention/backward", "segformer-b0", shape, backward_products * product,
-         4 * q_bytes + 4 * kv_bytes + lse_bytes, [=] {
-           const AttentionInputs x = inputs();
-           Tensor out = empty_like(x.q), lse = empty({1, 1, lq}, {companion_dtype<T>(), device});
-           SE_DISPATCH(device, attention_forward<T>, out.data<T>(), lse.data<Acc>(), x.q.data<T>(), x.k.data<T>(),
-                       x.v.data<T>(), d);
-           Tensor grad_out = random_tensor({1, 1, lq, dim}, o);
-           Tensor grad_q = empty_like(x.q), grad_k = empty_like(x.k), grad_v = empty_like(x.v);
-           return Run([=] {
-             SE_DISPATCH(device, attention_backward<T>, grad_q.data<T>(), grad_k.data<T>(), grad_v.data<T>(),
-                         grad_out.data<T>(), x.q.data<T>(), x.k.data<T>(), x.v.data<T>(), out.data<T>(),
-                         lse.data<Acc>(), d);
-           });
-         }});
+    cases.push_back({"attention/backward", "segformer-b0", shape, backward_products * product,
+                     4 * q_bytes + 4 * kv_bytes + lse_bytes, [=] {
+                       const AttentionInputs x = inputs();
+                       Tensor out = empty_like(x.q), lse = empty({1, 1, lq}, {companion_dtype<T>(), device});
+                       SE_DISPATCH(device, attention_forward<T>, out.data<T>(), lse.data<Acc>(), x.q.data<T>(),
+                                   x.k.data<T>(), x.v.data<T>(), d);
+                       Tensor grad_out = random_tensor({1, 1, lq, dim}, o);
+                       Tensor grad_q = empty_like(x.q), grad_k = empty_like(x.k), grad_v = empty_like(x.v);
+                       return Run([=] {
+                         SE_DISPATCH(device, attention_backward<T>, grad_q.data<T>(), grad_k.data<T>(),
+                                     grad_v.data<T>(), grad_out.data<T>(), x.q.data<T>(), x.k.data<T>(), x.v.data<T>(),
+                                     out.data<T>(), lse.data<Acc>(), d);
+                       });
+                     }});
     // From the saved probabilities: grad_v = probs^T grad_out, grad_probs = grad_out v^T, softmax backward,
     // grad_q = grad_scores k * scale, grad_k = grad_scores^T q * scale. Four GEMMs reading their operands
     // and writing their products, and the softmax backward reading two lq x lk matrices and writing one.

@@ -102,8 +102,11 @@ class Descriptor {
 
 class TensorDesc {
  public:
-  TensorDesc(const Dims4& dims, cudnnDataType_t type, const std::string& context) : desc_(context) {
-    SE_CUDNN_CHECK(cudnnSetTensor4dDescriptor(get(), CUDNN_TENSOR_NCHW, type, dims[0], dims[1], dims[2], dims[3]),
+  // dims are (N, C, H, W) in either format; CUDNN_TENSOR_NHWC stores them channels-last.
+  TensorDesc(const Dims4& dims, cudnnDataType_t type, const std::string& context,
+             cudnnTensorFormat_t format = CUDNN_TENSOR_NCHW)
+      : desc_(context) {
+    SE_CUDNN_CHECK(cudnnSetTensor4dDescriptor(get(), format, type, dims[0], dims[1], dims[2], dims[3]),
                    context + ", tensor " + dims_str(dims));
   }
   // The per-channel tensor of batch normalization over x, spatial mode: (1, C, 1, 1), f32 for 16-bit x.
@@ -121,12 +124,22 @@ using ConvDesc =
     Descriptor<cudnnConvolutionDescriptor_t, cudnnCreateConvolutionDescriptor, cudnnDestroyConvolutionDescriptor>;
 using PoolDesc = Descriptor<cudnnPoolingDescriptor_t, cudnnCreatePoolingDescriptor, cudnnDestroyPoolingDescriptor>;
 
-// The descriptors of one convolution: tensors x and y, filter w, and the convolution itself.
+cudnnTensorFormat_t tensor_format(bool channels_last) {
+  return channels_last ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
+}
+
+// The descriptors of one convolution: tensors x and y, filter w, and the convolution itself. Channels-last
+// filters are cuDNN's NHWC filter format, (K, R, S, C) in memory: our (C_out, KH, KW, Cg).
 struct ConvSetup {
   ConvSetup(const CudnnConvArgs& a, const std::string& context)
-      : type(data_type(a.dtype)), x(a.x, type, context), y(a.y, type, context), w(context), conv(context) {
-    SE_CUDNN_CHECK(cudnnSetFilter4dDescriptor(w.get(), type, CUDNN_TENSOR_NCHW, a.w[0], a.w[1], a.w[2], a.w[3]),
-                   context);
+      : type(data_type(a.dtype)),
+        x(a.x, type, context, tensor_format(a.channels_last)),
+        y(a.y, type, context, tensor_format(a.channels_last)),
+        w(context),
+        conv(context) {
+    SE_CUDNN_CHECK(
+        cudnnSetFilter4dDescriptor(w.get(), type, tensor_format(a.channels_last), a.w[0], a.w[1], a.w[2], a.w[3]),
+        context);
     // f32 accumulation for every dtype (cuDNN's PSEUDO_HALF and PSEUDO_BFLOAT16 configurations).
     SE_CUDNN_CHECK(
         cudnnSetConvolution2dDescriptor(conv.get(), a.pad[0], a.pad[1], a.stride[0], a.stride[1], a.dilation[0],
@@ -155,7 +168,7 @@ std::string conv_context(const CudnnConvArgs& a, const char* pass) {
          ", pad (" + std::to_string(a.pad[0]) + ", " + std::to_string(a.pad[1]) + "), stride (" +
          std::to_string(a.stride[0]) + ", " + std::to_string(a.stride[1]) + "), dilation (" +
          std::to_string(a.dilation[0]) + ", " + std::to_string(a.dilation[1]) + "), groups " +
-         std::to_string(a.groups) + ", " + std::string(dtype_name(a.dtype));
+         std::to_string(a.groups) + ", " + std::string(dtype_name(a.dtype)) + (a.channels_last ? ", NHWC" : "");
 }
 
 const char* algorithm_name(cudnnConvolutionFwdAlgo_t algo) {
@@ -308,10 +321,10 @@ Call convolution_backward_filter(const CudnnConvArgs& a, const void* x, const vo
       stream);
 }
 
-// out (N, C, H, W) += bias (C) broadcast over N, H, W.
-Call add_bias(const Dims4& out_dims, DType dtype, const void* bias, void* out, Stream stream) {
+// out (N, C, H, W), or channels-last, += bias (C) broadcast over N, H, W.
+Call add_bias(const Dims4& out_dims, bool channels_last, DType dtype, const void* bias, void* out, Stream stream) {
   const std::string context = "the bias of " + dims_str(out_dims) + ", " + std::string(dtype_name(dtype));
-  auto out_desc = std::make_shared<TensorDesc>(out_dims, data_type(dtype), context);
+  auto out_desc = std::make_shared<TensorDesc>(out_dims, data_type(dtype), context, tensor_format(channels_last));
   auto bias_desc = std::make_shared<TensorDesc>(Dims4{1, out_dims[1], 1, 1}, data_type(dtype), context);
   cudnnHandle_t handle = cudnn_handle();
   return Call("cuDNN", "cudnnAddTensor", [=] {
@@ -320,10 +333,10 @@ Call add_bias(const Dims4& out_dims, DType dtype, const void* bias, void* out, S
   });
 }
 
-// db (C) = dy (N, C, H, W) summed over N, H, W.
-Call bias_gradient(const Dims4& dy_dims, DType dtype, const void* dy, void* db, Stream stream) {
+// db (C) = dy (N, C, H, W), or channels-last, summed over N, H, W.
+Call bias_gradient(const Dims4& dy_dims, bool channels_last, DType dtype, const void* dy, void* db, Stream stream) {
   const std::string context = "the bias gradient of " + dims_str(dy_dims) + ", " + std::string(dtype_name(dtype));
-  auto dy_desc = std::make_shared<TensorDesc>(dy_dims, data_type(dtype), context);
+  auto dy_desc = std::make_shared<TensorDesc>(dy_dims, data_type(dtype), context, tensor_format(channels_last));
   auto db_desc = std::make_shared<TensorDesc>(Dims4{1, dy_dims[1], 1, 1}, data_type(dtype), context);
   cudnnHandle_t handle = cudnn_handle();
   return Call("cuDNN", "cudnnConvolutionBackwardBias", [=] {
@@ -423,7 +436,7 @@ void check_softmax_descriptors(const Dims4& dims, DType dtype) {
 
 Call conv2d_forward(const CudnnConvArgs& args, const void* x, const void* w, const void* bias, void* y, Stream stream) {
   Call conv = convolution_forward(args, x, w, y, stream);
-  return bias == nullptr ? conv : detail::then(conv, add_bias(args.y, args.dtype, bias, y, stream));
+  return bias == nullptr ? conv : detail::then(conv, add_bias(args.y, args.channels_last, args.dtype, bias, y, stream));
 }
 
 Call conv2d_backward_data(const CudnnConvArgs& args, const void* dy, const void* w, void* dx, Stream stream) {
@@ -433,13 +446,15 @@ Call conv2d_backward_data(const CudnnConvArgs& args, const void* dy, const void*
 Call conv2d_backward_weight(const CudnnConvArgs& args, const void* x, const void* dy, void* dw, void* db,
                             Stream stream) {
   Call filter = convolution_backward_filter(args, x, dy, dw, stream);
-  return db == nullptr ? filter : detail::then(filter, bias_gradient(args.y, args.dtype, dy, db, stream));
+  return db == nullptr ? filter
+                       : detail::then(filter, bias_gradient(args.y, args.channels_last, args.dtype, dy, db, stream));
 }
 
 Call conv_transpose2d_forward(const CudnnConvArgs& mirror, const void* x, const void* w, const void* bias, void* y,
                               Stream stream) {
   Call conv = convolution_backward_data(mirror, x, w, y, stream);
-  return bias == nullptr ? conv : detail::then(conv, add_bias(mirror.x, mirror.dtype, bias, y, stream));
+  return bias == nullptr ? conv
+                         : detail::then(conv, add_bias(mirror.x, mirror.channels_last, mirror.dtype, bias, y, stream));
 }
 
 Call conv_transpose2d_backward_data(const CudnnConvArgs& mirror, const void* dy, const void* w, void* dx,
@@ -450,7 +465,9 @@ Call conv_transpose2d_backward_data(const CudnnConvArgs& mirror, const void* dy,
 Call conv_transpose2d_backward_weight(const CudnnConvArgs& mirror, const void* x, const void* dy, void* dw, void* db,
                                       Stream stream) {
   Call filter = convolution_backward_filter(mirror, dy, x, dw, stream);
-  return db == nullptr ? filter : detail::then(filter, bias_gradient(mirror.x, mirror.dtype, dy, db, stream));
+  return db == nullptr
+             ? filter
+             : detail::then(filter, bias_gradient(mirror.x, mirror.channels_last, mirror.dtype, dy, db, stream));
 }
 
 Call batch_norm_forward_training(const Dims4& x_dims, DType dtype, const void* x, void* y, const float* weight,

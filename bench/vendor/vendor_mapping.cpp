@@ -68,10 +68,7 @@ std::optional<CublasGemmArgs> cublas_gemm_args(const kernels::GemmDesc& d) {
 }
 
 std::optional<CudnnConvArgs> cudnn_conv_args(const kernels::Conv2dDesc& d) {
-  if (!is_vendor_dtype(d.dtype) || d.activation != kernels::ConvActivation::none ||
-      d.layout != kernels::Conv2dLayout::nchw) {
-    return std::nullopt;
-  }
+  if (!is_vendor_dtype(d.dtype) || d.activation != kernels::ConvActivation::none) return std::nullopt;
   const int64_t out_h = kernels::conv2d_output_h(d), out_w = kernels::conv2d_output_w(d);
   if (!fits_int({d.n, d.c_in, d.h, d.w, d.c_out, d.kernel_h, d.kernel_w, out_h, out_w, d.pad_h, d.pad_w, d.stride_h,
                  d.stride_w, d.dilation_h, d.dilation_w, d.groups})) {
@@ -88,6 +85,7 @@ std::optional<CudnnConvArgs> cudnn_conv_args(const kernels::Conv2dDesc& d) {
   a.groups = int(d.groups);
   a.dtype = d.dtype;
   a.tensor_cores = d.dtype != DType::f32;
+  a.channels_last = d.layout == kernels::Conv2dLayout::nhwc;
   if (!fits_tensor(a.x) || !fits_tensor(a.w) || !fits_tensor(a.y)) return std::nullopt;
   return a;
 }

@@ -50,6 +50,8 @@ struct CudnnConvArgs {
   int groups = 1;
   DType dtype = DType::f32;
   bool tensor_cores = false;  // f16/bf16: CUDNN_TENSOR_OP_MATH; f32: CUDNN_FMA_MATH (no TF32)
+  // Conv2dLayout::nhwc: x, y and w keep the dims above, stored channels-last (cuDNN's NHWC format).
+  bool channels_last = false;
 };
 // nullopt for a fused activation (cuDNN's fused call has no exact GELU), a dtype other than f32, f16 or
 // bf16, and tensors beyond cuDNN's 32-bit sizes.

@@ -1,6 +1,7 @@
 // conv2d on top of the Conv2d kernels (kernels/conv.h), which take NCHW contiguous activations and
-// (C_out, C_in / groups, KH, KW) contiguous weights. The backward calls the two backward kernels
-// directly: grad_x = conv2d_backward_data(dy, w), (grad_w, grad_b) = conv2d_backward_weight(x, dy).
+// (C_out, C_in / groups, KH, KW) contiguous weights, or both channels-last (their nhwc layout). The
+// backward calls the two backward kernels directly: grad_x = conv2d_backward_data(dy, w),
+// (grad_w, grad_b) = conv2d_backward_weight(x, dy).
 #include "kernels/conv.h"
 #include "engine/autocast.h"
 #include "engine/autograd.h"
@@ -71,6 +72,18 @@ kernels::Conv2dDesc make_conv2d_desc(const Tensor& x, const Tensor& weight, bool
   return d;
 }
 
+// PyTorch's choice of memory format for a convolution: channels-last when x or the weight is (a tensor that
+// is both, e.g. with one channel, counts as contiguous).
+bool prefers_channels_last(const Tensor& t) {
+  return !t.is_contiguous() && t.is_contiguous(MemoryFormat::channels_last);
+}
+
+// An uninitialized (N, C, H, W) tensor, stored (N, H, W, C) when channels_last.
+Tensor empty_4d(int64_t n, int64_t c, int64_t h, int64_t w, bool channels_last, const TensorOptions& options) {
+  if (!channels_last) return empty({n, c, h, w}, options);
+  return empty_strided({n, c, h, w}, {h * w * c, 1, w * c, c}, options);
+}
+
 }  // namespace
 
 Tensor conv2d(const Tensor& x_arg, const Tensor& weight_arg, const Tensor& bias_arg, const Conv2dParams& params) {
@@ -83,14 +96,17 @@ Tensor conv2d(const Tensor& x_arg, const Tensor& weight_arg, const Tensor& bias_
   const Tensor x = autocast::to_low_precision(x_arg), weight = autocast::to_low_precision(weight_arg),
                bias = autocast::to_low_precision(bias_arg);
   check_conv2d_inputs(x, weight, bias, params);
-  const kernels::Conv2dDesc desc = make_conv2d_desc(x, weight, bias.defined(), params);
+  kernels::Conv2dDesc desc = make_conv2d_desc(x, weight, bias.defined(), params);
+  const bool channels_last = prefers_channels_last(x) || prefers_channels_last(weight);
+  const MemoryFormat format = channels_last ? MemoryFormat::channels_last : MemoryFormat::contiguous;
+  if (channels_last) desc.layout = kernels::Conv2dLayout::nhwc;
   kernels::validate_conv2d(desc);
 
-  const Tensor xc = x.detach().contiguous();                                 // (N, C_in, H, W)
-  const Tensor wc = weight.detach().contiguous();                            // (C_out, C_in / groups, KH, KW)
+  const Tensor xc = x.detach().contiguous(format);                           // (N, C_in, H, W)
+  const Tensor wc = weight.detach().contiguous(format);                      // (C_out, C_in / groups, KH, KW)
   const Tensor bc = bias.defined() ? bias.detach().contiguous() : Tensor();  // (C_out)
-  Tensor y = empty({desc.n, desc.c_out, kernels::conv2d_output_h(desc), kernels::conv2d_output_w(desc)},
-                   {x.dtype(), x.device()});  // (N, C_out, OH, OW)
+  Tensor y = empty_4d(desc.n, desc.c_out, kernels::conv2d_output_h(desc), kernels::conv2d_output_w(desc),
+                      channels_last, {x.dtype(), x.device()});  // (N, C_out, OH, OW)
   SE_DISPATCH(y.device(), conv2d_forward, desc, xc.data_ptr(), wc.data_ptr(), bc.defined() ? bc.data_ptr() : nullptr,
               y.data_ptr());
 
@@ -106,24 +122,26 @@ Tensor conv2d(const Tensor& x_arg, const Tensor& weight_arg, const Tensor& bias_
   autograd::record(
       fused_relu ? "conv2d_relu" : "conv2d", inputs, {y},
       [desc, saved_x = SavedTensor(w_or_b_grad ? xc : Tensor()), saved_w = SavedTensor(x_grad ? wc : Tensor()),
-       saved_y = SavedTensor(fused_relu ? y.detach() : Tensor())](const GradOutputs& g, const NeedsGrad& needs) {
+       saved_y = SavedTensor(fused_relu ? y.detach() : Tensor()), channels_last,
+       format](const GradOutputs& g, const NeedsGrad& needs) {
         GradInputs grads(needs.size());
-        Tensor dy = g[0].contiguous();  // (N, C_out, OH, OW), with respect to the output
+        Tensor dy = g[0].contiguous(format);  // (N, C_out, OH, OW), with respect to the output
         if (desc.activation == kernels::ConvActivation::relu) {  // with respect to the pre-activation
           const Tensor y = saved_y.unpack();
-          dy = relu_backward(dy, y);  // y > 0 exactly where the pre-activation is
+          dy = relu_backward(dy, y).contiguous(format);  // y > 0 exactly where the pre-activation is
         }
         const TensorOptions options{dy.dtype(), dy.device()};
         if (needs[0]) {
           const Tensor w = saved_w.unpack();
-          grads[0] = empty({desc.n, desc.c_in, desc.h, desc.w}, options);
+          grads[0] = empty_4d(desc.n, desc.c_in, desc.h, desc.w, channels_last, options);
           SE_DISPATCH(dy.device(), conv2d_backward_data, desc, dy.data_ptr(), w.data_ptr(), grads[0].data_ptr());
         }
         const bool bias_grad = needs.size() > 2 && needs[2];
         if (needs[1] || bias_grad) {
           const Tensor x = saved_x.unpack();
           // The kernel always writes dw; it is dropped when only the bias needs a gradient.
-          const Tensor dw = empty({desc.c_out, desc.c_in / desc.groups, desc.kernel_h, desc.kernel_w}, options);
+          const Tensor dw =
+              empty_4d(desc.c_out, desc.c_in / desc.groups, desc.kernel_h, desc.kernel_w, channels_last, options);
           const Tensor db = bias_grad ? empty({desc.c_out}, options) : Tensor();
           SE_DISPATCH(dy.device(), conv2d_backward_weight, desc, x.data_ptr(), dy.data_ptr(), dw.data_ptr(),
                       bias_grad ? db.data_ptr() : nullptr);

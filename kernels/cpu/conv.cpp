@@ -1,4 +1,4 @@
-// CPU Conv2d over NCHW, as GEMMs on cpu::gemm:
+// CPU Conv2d over NCHW (channels-last goes through conv_channels_last.cpp), as GEMMs on cpu::gemm:
 //   forward          y_g (Og, P)       = W_g (Og, K) @ col (K, P)
 //   backward data    dcol (K, P)       = W_g^T (K, Og) @ dy_g (Og, P), then col2im into dx
 //   backward weight  dW_g (Og, K)     += dy_g (Og, P) @ col^T (P, K)
@@ -27,6 +27,7 @@
 #include "kernels/conv.h"
 #include "kernels/conv_epilogue.h"
 #include "kernels/cpu/channel_sum.h"
+#include "kernels/cpu/conv_channels_last.h"
 #include "kernels/cpu/vector_math.h"
 #include "kernels/gemm.h"
 
@@ -685,6 +686,10 @@ void conv2d_forward(const Conv2dDesc& desc, const void* x, const void* w, const 
   SE_CHECK(x != nullptr && w != nullptr && y != nullptr, "conv2d_forward: x, w or y is null");
   SE_CHECK(!desc.has_bias || bias != nullptr, "conv2d_forward: has_bias is set but bias is null");
   const void* b = desc.has_bias ? bias : nullptr;
+  if (desc.layout == Conv2dLayout::nhwc) {
+    conv2d_forward_channels_last(desc, x, w, b, y);
+    return;
+  }
   dispatch_floating(desc.dtype, "conv2d_forward", [&](auto tag) {
     using T = typename decltype(tag)::type;
     if constexpr (is_half<T>()) {
@@ -704,6 +709,10 @@ void conv2d_backward_data(const Conv2dDesc& desc, const void* dy, const void* w,
   validate_conv2d(desc);
   if (desc.n == 0) return;
   SE_CHECK(dy != nullptr && w != nullptr && dx != nullptr, "conv2d_backward_data: dy, w or dx is null");
+  if (desc.layout == Conv2dLayout::nhwc) {
+    conv2d_backward_data_channels_last(desc, dy, w, dx);
+    return;
+  }
   dispatch_floating(desc.dtype, "conv2d_backward_data", [&](auto tag) {
     using T = typename decltype(tag)::type;
     if constexpr (is_half<T>()) {
@@ -722,6 +731,10 @@ void conv2d_backward_weight(const Conv2dDesc& desc, const void* x, const void* d
   validate_conv2d(desc);
   SE_CHECK(dw != nullptr, "conv2d_backward_weight: dw is null");
   SE_CHECK(desc.n == 0 || (x != nullptr && dy != nullptr), "conv2d_backward_weight: x or dy is null");
+  if (desc.layout == Conv2dLayout::nhwc && desc.n > 0) {
+    conv2d_backward_weight_channels_last(desc, x, dy, dw, db);
+    return;
+  }
   dispatch_floating(desc.dtype, "conv2d_backward_weight", [&](auto tag) {
     using T = typename decltype(tag)::type;
     if (desc.n == 0) {  // no images: zero gradients

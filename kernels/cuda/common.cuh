@@ -55,6 +55,12 @@ template <> struct CudaType<se::f16> { using type = __half; };
 template <> struct CudaType<se::bf16> { using type = __nv_bfloat16; };
 template <typename T> using cuda_t = typename CudaType<T>::type;
 
+// dispatch_floating (core/dtype.h) handing `f` a TypeTag of the CUDA element type.
+template <typename F>
+void dispatch_floating_cuda(DType dtype, const char* op, F&& f) {
+  dispatch_floating(dtype, op, [&](auto tag) { f(TypeTag<cuda_t<typename decltype(tag)::type>>{}); });
+}
+
 inline unsigned int ceil_div(long long a, long long b) { return static_cast<unsigned int>((a + b - 1) / b); }
 
 }  // namespace se::kernels::cuda

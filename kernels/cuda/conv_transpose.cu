@@ -52,11 +52,6 @@ SE_CONV_TRANSPOSE_INSTANTIATE(__half)
 SE_CONV_TRANSPOSE_INSTANTIATE(__nv_bfloat16)
 #undef SE_CONV_TRANSPOSE_INSTANTIATE
 
-template <typename F>
-void dispatch_cuda(DType dtype, const char* op, F&& f) {
-  dispatch_floating(dtype, op, [&](auto tag) { f(TypeTag<cuda_t<typename decltype(tag)::type>>{}); });
-}
-
 int64_t output_pixels(const ConvTranspose2dDesc& d) {
   return conv_transpose2d_output_h(d) * conv_transpose2d_output_w(d);
 }
@@ -70,7 +65,7 @@ void conv_transpose2d_forward(const ConvTranspose2dDesc& desc, const void* x, co
   conv2d_backward_data(conv2d_of_transpose(desc), x, w, y, stream);
   if (!desc.has_bias || desc.n == 0) return;
   const int64_t total = conv_transpose2d_y_elements(desc);
-  dispatch_cuda(desc.dtype, "conv_transpose2d_forward", [&](auto tag) {
+  dispatch_floating_cuda(desc.dtype, "conv_transpose2d_forward", [&](auto tag) {
     using T = typename decltype(tag)::type;
     SE_LAUNCH(add_bias_kernel<T>, std::min<int64_t>(ceil_div(total, kThreads), 65536), kThreads, 0, stream,
               static_cast<T*>(y), static_cast<const T*>(bias), desc.c_out, output_pixels(desc), total);
@@ -92,7 +87,7 @@ void conv_transpose2d_backward_weight(const ConvTranspose2dDesc& desc, const voi
     CUDA_CHECK(cudaMemsetAsync(db, 0, static_cast<size_t>(desc.c_out) * dtype_size(desc.dtype), stream));
     return;
   }
-  dispatch_cuda(desc.dtype, "conv_transpose2d_backward_weight", [&](auto tag) {
+  dispatch_floating_cuda(desc.dtype, "conv_transpose2d_backward_weight", [&](auto tag) {
     using T = typename decltype(tag)::type;
     SE_LAUNCH(bias_grad_kernel<T>, static_cast<unsigned int>(desc.c_out), kThreads, 0, stream,
               static_cast<const T*>(dy), static_cast<T*>(db), desc.n, desc.c_out, output_pixels(desc));

@@ -133,6 +133,45 @@ TEST(Conv2dOp, NonContiguousInputsGiveTheSameValuesAndGradients) {
       {leaf({1, 3, 4, 4}), leaf({3, 2, 3, 3}), leaf({2})});
 }
 
+// Channels-last inputs (PyTorch's memory-format rule: x or the weight) run the kernels' nhwc layout: y comes
+// out channels-last, with the values and gradients of the NCHW run (the CPU runs nhwc on the NCHW kernels,
+// so they are equal; leaves accumulate contiguous gradients, engine/autograd.cpp).
+Tensor channels_last_leaf(const Tensor& t) {
+  return t.detach().contiguous(MemoryFormat::channels_last).requires_grad_(true);
+}
+
+TEST(Conv2dOp, ChannelsLastInputsGiveChannelsLastResults) {
+  manual_seed(13);
+  for (const ConvCase& c : conv_cases()) {
+    SCOPED_TRACE(c.name);
+    const std::vector<Tensor> inputs = case_inputs(c);
+    for (bool weight_channels_last : {false, true}) {
+      std::vector<Tensor> nchw, nhwc;
+      for (const Tensor& input : inputs) nchw.push_back(input.detach().clone().requires_grad_(true));
+      nhwc = {channels_last_leaf(inputs[0]),
+              weight_channels_last ? channels_last_leaf(inputs[1]) : inputs[1].detach().clone().requires_grad_(true)};
+      if (c.bias) nhwc.push_back(inputs[2].detach().clone().requires_grad_(true));
+      ASSERT_FALSE(nhwc[0].is_contiguous());
+      const Tensor want = run_case(c, nchw), got = run_case(c, nhwc);
+      EXPECT_TRUE(got.is_contiguous(MemoryFormat::channels_last));
+      EXPECT_EQ(got.to_vector<double>(), want.to_vector<double>());
+      const Tensor weights = randn(want.shape(), {DType::f64});
+      sum(mul(want, weights)).backward();
+      sum(mul(got, weights)).backward();
+      for (size_t i = 0; i < nchw.size(); ++i) {
+        EXPECT_EQ(nhwc[i].grad().to_vector<double>(), nchw[i].grad().to_vector<double>()) << "input " << i;
+      }
+    }
+  }
+  const ConvCase c = conv_cases()[1];  // groups 2, dilation 2
+  expect_gradients_match(
+      [&](const std::vector<Tensor>& in) {
+        return conv2d(in[0].contiguous(MemoryFormat::channels_last), in[1].contiguous(MemoryFormat::channels_last),
+                      Tensor(), c.p);
+      },
+      {leaf(c.x), leaf(c.w)});
+}
+
 // The fused epilogue equals the activation op applied to conv2d, in values and in gradients (ReLU stays
 // fused under autograd and masks the gradient with its output; GELU with gradients runs unfused).
 TEST(Conv2dOp, FusedActivationsEqualConvThenActivation) {
@@ -249,39 +288,53 @@ TEST(Conv2dOp, ErrorsNameTheOpShapesAndExpectation) {
 
 // ---- CUDA against the CPU
 
+// Runs a case on the CPU (NCHW) and on the device, with x channels-last there when asked, and compares the
+// outputs and the gradients.
+void expect_cuda_case_matches_cpu(const ConvCase& c, bool channels_last_x) {
+  SCOPED_TRACE(c.name);
+  const std::vector<Tensor> inputs = case_inputs(c);
+  std::vector<Tensor> cpu_leaves, cuda_leaves;
+  for (const Tensor& input : inputs) {
+    cpu_leaves.push_back(input.detach().clone().requires_grad_(true));
+    cuda_leaves.push_back(input.detach().to(Device::cuda()).requires_grad_(true));
+  }
+  if (channels_last_x) cuda_leaves[0] = channels_last_leaf(cuda_leaves[0]);
+  const Tensor cpu_out = run_case(c, cpu_leaves);
+  const Tensor cuda_out = run_case(c, cuda_leaves);
+  ASSERT_EQ(cuda_out.device(), Device::cuda());
+  EXPECT_EQ(cuda_out.is_contiguous(MemoryFormat::channels_last), channels_last_x);
+  const Tensor weights = randn(cpu_out.shape(), {DType::f64});
+  sum(mul(cpu_out, weights)).backward();
+  sum(mul(cuda_out, weights.to(Device::cuda()))).backward();
+  const std::vector<double> want_out = cpu_out.to_vector<double>(), got_out = cuda_out.to_vector<double>();
+  ASSERT_EQ(got_out.size(), want_out.size());
+  for (size_t j = 0; j < want_out.size(); ++j) {
+    EXPECT_NEAR(got_out[j], want_out[j], 1e-10 + 1e-12 * std::abs(want_out[j])) << "output element " << j;
+  }
+  for (size_t i = 0; i < cpu_leaves.size(); ++i) {
+    ASSERT_TRUE(cuda_leaves[i].grad().defined()) << "input " << i;
+    EXPECT_EQ(cuda_leaves[i].grad().device(), Device::cuda());
+    const std::vector<double> want = cpu_leaves[i].grad().to_vector<double>();
+    const std::vector<double> got = cuda_leaves[i].grad().to_vector<double>();
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t j = 0; j < want.size(); ++j) {
+      EXPECT_NEAR(got[j], want[j], 1e-10 + 1e-12 * std::abs(want[j])) << "input " << i << " element " << j;
+    }
+  }
+}
+
 TEST(Conv2dOpCuda, GradientsMatchCpu) {
   if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
   manual_seed(21);
-  for (const ConvCase& c : conv_cases()) {
-    SCOPED_TRACE(c.name);
-    const std::vector<Tensor> inputs = case_inputs(c);
-    std::vector<Tensor> cpu_leaves, cuda_leaves;
-    for (const Tensor& input : inputs) {
-      cpu_leaves.push_back(input.detach().clone().requires_grad_(true));
-      cuda_leaves.push_back(input.detach().to(Device::cuda()).requires_grad_(true));
-    }
-    const Tensor cpu_out = run_case(c, cpu_leaves);
-    const Tensor cuda_out = run_case(c, cuda_leaves);
-    ASSERT_EQ(cuda_out.device(), Device::cuda());
-    const Tensor weights = randn(cpu_out.shape(), {DType::f64});
-    sum(mul(cpu_out, weights)).backward();
-    sum(mul(cuda_out, weights.to(Device::cuda()))).backward();
-    const std::vector<double> want_out = cpu_out.to_vector<double>(), got_out = cuda_out.to_vector<double>();
-    ASSERT_EQ(got_out.size(), want_out.size());
-    for (size_t j = 0; j < want_out.size(); ++j) {
-      EXPECT_NEAR(got_out[j], want_out[j], 1e-10 + 1e-12 * std::abs(want_out[j])) << "output element " << j;
-    }
-    for (size_t i = 0; i < cpu_leaves.size(); ++i) {
-      ASSERT_TRUE(cuda_leaves[i].grad().defined()) << "input " << i;
-      EXPECT_EQ(cuda_leaves[i].grad().device(), Device::cuda());
-      const std::vector<double> want = cpu_leaves[i].grad().to_vector<double>();
-      const std::vector<double> got = cuda_leaves[i].grad().to_vector<double>();
-      ASSERT_EQ(got.size(), want.size());
-      for (size_t j = 0; j < want.size(); ++j) {
-        EXPECT_NEAR(got[j], want[j], 1e-10 + 1e-12 * std::abs(want[j])) << "input " << i << " element " << j;
-      }
-    }
-  }
+  for (const ConvCase& c : conv_cases()) expect_cuda_case_matches_cpu(c, false);
+}
+
+// The device's nhwc kernels (implicit GEMM, 1x1 GEMM, depthwise, channel-tiled reductions) in f64 against
+// the CPU's NCHW run.
+TEST(Conv2dOpCuda, ChannelsLastMatchesCpu) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  manual_seed(23);
+  for (const ConvCase& c : conv_cases()) expect_cuda_case_matches_cpu(c, true);
 }
 
 TEST(Conv2dOpCuda, FusedReluGradientsMatchCpu) {

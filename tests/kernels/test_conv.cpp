@@ -161,6 +161,32 @@ Tensors rounded_reference(const Conv2dDesc& d, uint32_t seed) {
   return t;
 }
 
+// Channels-last copies: (A, B, C, D) stored as (A, C, D, B), for activations (N, C, H, W) and weights
+// (C_out, Cg, KH, KW).
+std::vector<double> channels_last(const std::vector<double>& v, int64_t a, int64_t b, int64_t c, int64_t d) {
+  std::vector<double> out(v.size());
+  for (int64_t i = 0; i < a; ++i) {
+    for (int64_t j = 0; j < b; ++j) {
+      for (int64_t k = 0; k < c * d; ++k)
+        out[static_cast<size_t>((i * c * d + k) * b + j)] = v[static_cast<size_t>((i * b + j) * c * d + k)];
+    }
+  }
+  return out;
+}
+
+// The reference's inputs and results in the nhwc layout (the bias and its gradient need no change).
+Tensors channels_last(const Conv2dDesc& d, const Tensors& t) {
+  const int64_t oh = conv2d_output_h(d), ow = conv2d_output_w(d), cg = d.c_in / d.groups;
+  Tensors out = t;
+  out.x = channels_last(t.x, d.n, d.c_in, d.h, d.w);
+  out.dx = channels_last(t.dx, d.n, d.c_in, d.h, d.w);
+  out.w = channels_last(t.w, d.c_out, cg, d.kernel_h, d.kernel_w);
+  out.dw = channels_last(t.dw, d.c_out, cg, d.kernel_h, d.kernel_w);
+  out.y = channels_last(t.y, d.n, d.c_out, oh, ow);
+  out.dy = channels_last(t.dy, d.n, d.c_out, oh, ow);
+  return out;
+}
+
 template <typename T>
 void expect_matches_reference(const Outputs<T>& got, const Tensors& want, double tol, const std::string& what) {
   EXPECT_LE(relative_error(test::to_double(got.y), want.y), tol) << what << ": forward";
@@ -184,6 +210,22 @@ TEST(ConvCpu, F64MatchesReference) {
     const Conv2dDesc d = make_desc(c, DType::f64);
     const Tensors want = rounded_reference<double>(d, seed += 5);
     expect_matches_reference(run_cpu<double>(d, want), want, 1e-13, c.name);
+  }
+}
+
+// nhwc runs the nchw kernels on permuted copies: the same results, permuted.
+TEST(ConvCpu, ChannelsLastMatchesReference) {
+  uint32_t seed = 151;
+  for (const Case& c : kCases) {
+    Conv2dDesc d = make_desc(c, DType::f32);
+    const Tensors want32 = channels_last(d, rounded_reference<float>(d, seed += 5));
+    d.layout = Conv2dLayout::nhwc;
+    expect_matches_reference(run_cpu<float>(d, want32), want32, 1e-5, std::string(c.name) + " nhwc");
+    d.dtype = DType::f64;
+    d.layout = Conv2dLayout::nchw;
+    const Tensors want64 = channels_last(d, rounded_reference<double>(d, seed += 5));
+    d.layout = Conv2dLayout::nhwc;
+    expect_matches_reference(run_cpu<double>(d, want64), want64, 1e-13, std::string(c.name) + " nhwc f64");
   }
 }
 
@@ -371,10 +413,12 @@ TEST(ConvCuda, F64MatchesReference) {
 
 // Both sides round f32 sums once (summed in different orders): at most about one ulp apart.
 template <typename T>
-void cuda_half_vs_cpu(DType dtype, uint32_t seed) {
+void cuda_half_vs_cpu(DType dtype, uint32_t seed, Conv2dLayout layout = Conv2dLayout::nchw) {
   for (const Case& c : kCases) {
-    const Conv2dDesc d = make_desc(c, dtype);
-    const Tensors in = rounded_reference<T>(d, seed += 5);
+    Conv2dDesc d = make_desc(c, dtype);
+    Tensors in = rounded_reference<T>(d, seed += 5);
+    if (layout == Conv2dLayout::nhwc) in = channels_last(d, in);
+    d.layout = layout;
     const Outputs<T> got = run_cuda<T>(d, in), want = run_cpu<T>(d, in);
     const double tol = 2.01 * test::unit_roundoff<T>();
     EXPECT_LE(relative_error(test::to_double(got.y), test::to_double(want.y)), tol) << c.name << ": forward";
@@ -414,6 +458,41 @@ TEST(ConvCuda, F16MatchesCpu) {
 TEST(ConvCuda, Bf16MatchesCpu) {
   SE_SKIP_WITHOUT_CUDA();
   cuda_half_vs_cpu<bf16>(DType::bf16, 701);
+}
+
+// Channels-last on the device: the nhwc implicit GEMMs (CUDA cores for f32/f64, tensor cores for bf16),
+// the 1x1 GEMM route, the nhwc depthwise kernels and the channel-tiled reductions (backward weight of
+// depthwise convs, bias gradient), each with and without a fused activation.
+template <typename T>
+void cuda_channels_last_vs_reference(DType dtype, double tol, uint32_t seed) {
+  for (const Case& c : kCases) {
+    for (ConvActivation activation : {ConvActivation::none, ConvActivation::gelu}) {
+      Conv2dDesc d = make_desc(c, dtype);
+      Tensors want = rounded_reference<T>(d, seed += 5);
+      apply_activation(activation, want.y);
+      want = channels_last(d, want);
+      d.layout = Conv2dLayout::nhwc;
+      d.activation = activation;
+      expect_matches_reference(run_cuda<T>(d, want), want, tol, std::string(c.name) + " nhwc");
+    }
+  }
+}
+
+TEST(ConvCuda, ChannelsLastF32MatchesReference) {
+  SE_SKIP_WITHOUT_CUDA();
+  cuda_channels_last_vs_reference<float>(DType::f32, 1e-5, 1001);
+}
+
+TEST(ConvCuda, ChannelsLastF64MatchesReference) {
+  SE_SKIP_WITHOUT_CUDA();
+  cuda_channels_last_vs_reference<double>(DType::f64, 1e-13, 1101);
+}
+
+// Tensor cores against the CPU on the same nhwc inputs.
+TEST(ConvCuda, ChannelsLastHalfMatchesCpu) {
+  SE_SKIP_WITHOUT_CUDA();
+  cuda_half_vs_cpu<f16>(DType::f16, 1201, Conv2dLayout::nhwc);
+  cuda_half_vs_cpu<bf16>(DType::bf16, 1301, Conv2dLayout::nhwc);
 }
 #endif
 

@@ -168,6 +168,16 @@ TEST(VendorMapping, CudnnConvArgsFollowTheLayer) {
   EXPECT_EQ(depthwise->w, (Dims4{128, 1, 3, 3}));
   EXPECT_EQ(depthwise->groups, 128);
   EXPECT_EQ(depthwise->dtype, DType::bf16);
+  EXPECT_FALSE(depthwise->channels_last);
+
+  // Channels-last: the same (N, C, H, W) dims, flagged for cuDNN's NHWC format.
+  kernels::Conv2dDesc nhwc = conv(64, 128, 64, 3, 1, 1, 1, 1);
+  nhwc.layout = kernels::Conv2dLayout::nhwc;
+  auto channels_last = cudnn_conv_args(nhwc);
+  ASSERT_TRUE(channels_last.has_value());
+  EXPECT_TRUE(channels_last->channels_last);
+  EXPECT_EQ(channels_last->x, (Dims4{1, 64, 128, 128}));
+  EXPECT_EQ(channels_last->w, (Dims4{64, 64, 3, 3}));
 }
 
 TEST(VendorMapping, CudnnConvHasNoEquivalentForFusedActivationsOrF64) {
@@ -303,6 +313,9 @@ TEST(VendorLibraries, CudnnDescriptorsAgreeWithTheMappings) {
           conv(256, 128, 64, 1, 1, 0, 1, 1, dtype), conv(3, 512, 32, 7, 4, 3, 1, 1, dtype),
           conv(128, 128, 128, 3, 1, 1, 1, 128, dtype)}) {
       EXPECT_NO_THROW(check_conv_descriptors(cudnn_conv_args(d).value()));
+      kernels::Conv2dDesc nhwc = d;
+      nhwc.layout = kernels::Conv2dLayout::nhwc;
+      EXPECT_NO_THROW(check_conv_descriptors(cudnn_conv_args(nhwc).value())) << "nhwc";
     }
     kernels::ConvTranspose2dDesc up;
     up.c_in = 128;
