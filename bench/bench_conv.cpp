@@ -1,5 +1,6 @@
 // Conv2d throughput: forward, backward data and backward weight on U-Net layer shapes (3x3, pad 1, N = 1),
-// plus a depthwise and a 1x1 layer, in GFLOP/s; each backward pass counts the forward's FLOPs. NAME/cpu
+// plus a depthwise and a 1x1 layer, and SegFormer's depthwise + GELU forward, in GFLOP/s; each backward
+// pass counts the forward's FLOPs. NAME/cpu
 // also reports the percentage of the machine's f32 peak (the same peak as bench_gemm). On a real GPU,
 // NAME/cuda times our kernels and, in builds with the vendor references, NAME/cudnn cuDNN's call for the
 // same work with the algorithm cudnnFind*AlgorithmEx picks (its label).
@@ -130,6 +131,14 @@ void register_benchmarks() {
 #endif
     }
   }
+  // SegFormer-B0's Mix-FFN at stage 1: depthwise 3x3 over 128 hidden channels, the GELU fused into the
+  // forward's epilogue (as at inference; under autograd the GELU runs unfused). cuDNN has no exact GELU.
+  Conv2dDesc mix_ffn = conv3x3(128, 128);
+  mix_ffn.groups = 128;
+  mix_ffn.activation = ConvActivation::gelu;
+  register_on_backends(
+      "conv2d/forward_gelu/segformer_dw3x3_128ch_128",
+      [mix_ffn, peak](benchmark::State& s, Backend b) { bm_conv(s, b, mix_ffn, Pass::forward, peak); });
 }
 
 }  // namespace

@@ -28,6 +28,7 @@
 #include "kernels/conv_epilogue.h"
 #include "kernels/cpu/channel_sum.h"
 #include "kernels/cpu/conv_channels_last.h"
+#include "kernels/cpu/elementwise_fast.h"
 #include "kernels/cpu/vector_math.h"
 #include "kernels/gemm.h"
 
@@ -246,11 +247,31 @@ const T* gather_dy(const Geometry& g, const T* dy, const Task& tk, int64_t* ld, 
 
 // ---- GEMM paths ----
 
+// dst (count) = the fused activation of src (count) + b; dst may be src. f32 GELU goes through the
+// vectorized loop of the CPU's gelu op (elementwise_fast.h), so a fused conv + GELU gives the bits of conv
+// then gelu; the other cases apply conv_epilogue's formula.
+template <typename T>
+void activate(ConvActivation activation, T b, const T* src, int64_t count, T* dst) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (activation == ConvActivation::gelu) {
+      constexpr int64_t kBlock = 256;
+      alignas(64) float biased[kBlock];
+      for (int64_t p = 0; p < count; p += kBlock) {
+        const int64_t n = std::min(kBlock, count - p);
+        for (int64_t q = 0; q < n; ++q) biased[q] = src[p + q] + b;
+        run_fast_unary_f32(UnaryOp::gelu, biased, dst + p, n);
+      }
+      return;
+    }
+  }
+  for (int64_t p = 0; p < count; ++p) dst[p] = conv_epilogue(activation, src[p] + b);
+}
+
 // dst (count) = the fused epilogue of src (count) + b; dst may be src.
 template <typename T>
 void apply_epilogue(ConvActivation activation, bool has_bias, T b, const T* src, int64_t count, T* dst) {
   if (activation != ConvActivation::none) {
-    for (int64_t p = 0; p < count; ++p) dst[p] = conv_epilogue(activation, src[p] + b);
+    activate(activation, b, src, count, dst);
   } else if (has_bias) {
     for (int64_t p = 0; p < count; ++p) dst[p] = src[p] + b;
   } else if (src != dst) {
@@ -268,10 +289,9 @@ template <typename T>
 void stream_epilogue(ConvActivation activation, T b, const T* src, int64_t count, T* dst) {
 #if defined(__SSE2__)
   if constexpr (std::is_same_v<T, float>) {
-    int64_t p = 0;
-    for (; p < count && reinterpret_cast<uintptr_t>(dst + p) % 16 != 0; ++p) {
-      dst[p] = conv_epilogue(activation, src[p] + b);
-    }
+    int64_t p = 0;  // the values before dst's first 16-byte boundary
+    while (p < count && reinterpret_cast<uintptr_t>(dst + p) % 16 != 0) ++p;
+    activate(activation, b, src, p, dst);
     // Blocks of values finished in registers (or a small stack buffer for an activation), then stored.
     constexpr int64_t kBlock = 64;
     alignas(16) float block[kBlock];
@@ -280,15 +300,15 @@ void stream_epilogue(ConvActivation activation, T b, const T* src, int64_t count
         const __m128 vb = _mm_set1_ps(b);
         for (int64_t q = 0; q < kBlock; q += 4) _mm_stream_ps(dst + p + q, _mm_add_ps(_mm_loadu_ps(src + p + q), vb));
       } else {
-        for (int64_t q = 0; q < kBlock; ++q) block[q] = conv_epilogue(activation, src[p + q] + b);
+        activate(activation, b, src + p, kBlock, block);
         for (int64_t q = 0; q < kBlock; q += 4) _mm_stream_ps(dst + p + q, _mm_load_ps(block + q));
       }
     }
-    for (; p < count; ++p) dst[p] = conv_epilogue(activation, src[p] + b);
+    activate(activation, b, src + p, count - p, dst + p);
     return;
   }
 #endif
-  for (int64_t p = 0; p < count; ++p) dst[p] = conv_epilogue(activation, src[p] + b);
+  activate(activation, b, src, count, dst);
 }
 
 inline void stream_fence() {
@@ -532,9 +552,7 @@ void forward_depthwise(const Geometry& g, const T* x, const T* w, const T* bias,
         }
       }
     }
-    if (g.activation != ConvActivation::none) {
-      for (int64_t q = 0; q < g.ohw; ++q) y_p[q] = conv_epilogue(g.activation, y_p[q]);
-    }
+    if (g.activation != ConvActivation::none) activate(g.activation, T(0), y_p, g.ohw, y_p);
   }
 }
 

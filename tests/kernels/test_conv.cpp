@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "kernels/conv.h"
+#include "kernels/cpu/elementwise_fast.h"
 #include "kernels/gemm.h"
 #include "tests/kernels/kernel_test_util.h"
 
@@ -300,6 +301,25 @@ TEST(ConvCpu, FusedReluAndGeluEqualTheActivationOfTheOutput) {
   expect_fused_activation_matches_reference<float>(ConvActivation::relu, 1e-5, 801);
   expect_fused_activation_matches_reference<float>(ConvActivation::gelu, 1e-5, 811);
   expect_fused_activation_matches_reference<double>(ConvActivation::gelu, 1e-13, 821);
+}
+
+// f32 fused GELU gives the bits of conv then the CPU's gelu op (its vectorized loop), on every epilogue path:
+// in place, through the chunk scratch, depthwise, and streamed for a large shallow output (the last case).
+TEST(ConvCpu, FusedGeluIsBitwiseConvThenGelu) {
+  std::vector<Case> cases = kCases;
+  cases.push_back({"large_shallow_streamed", 1, 3, 368, 368, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, true});
+  uint32_t seed = 831;
+  for (const Case& c : cases) {
+    Conv2dDesc d = make_desc(c, DType::f32);
+    const Tensors in = random_inputs(d, seed += 5);
+    const auto x = test::cast_to<float>(in.x), w = test::cast_to<float>(in.w), b = test::cast_to<float>(in.b);
+    std::vector<float> plain(static_cast<size_t>(conv2d_y_elements(d))), fused(plain.size()), want(plain.size());
+    cpu::conv2d_forward(d, x.data(), w.data(), b.data(), plain.data(), nullptr);
+    cpu::run_fast_unary_f32(UnaryOp::gelu, plain.data(), want.data(), static_cast<int64_t>(plain.size()));
+    d.activation = ConvActivation::gelu;
+    cpu::conv2d_forward(d, x.data(), w.data(), b.data(), fused.data(), nullptr);
+    for (size_t i = 0; i < want.size(); ++i) ASSERT_EQ(fused[i], want[i]) << c.name << " at " << i;
+  }
 }
 
 // A shallow conv with a large output (above the CPU's 32 MB threshold for non-temporal stores) equals
