@@ -144,9 +144,9 @@ struct Conv2dParams {
 };
 // torch.nn.functional.conv2d (cross-correlation) on f32, f64, f16 or bf16, all inputs of one dtype and
 // device: x (N, C_in, H, W), weight (C_out, C_in / groups, KH, KW), bias (C_out) or undefined
-// -> (N, C_out, OH, OW). Memory format as PyTorch's: when x or weight is channels-last (and not also
-// contiguous), the convolution runs on channels-last copies (the kernels' nhwc layout) and y and grad_x are
-// channels-last; otherwise inputs are made NCHW contiguous. The gradients are computed by the backward
+// -> (N, C_out, OH, OW). On CUDA the memory format is PyTorch's: when x or weight is channels-last (and not
+// also contiguous), the convolution runs channels-last (the kernels' nhwc layout) and y and grad_x are
+// channels-last; otherwise, and always on the CPU, inputs are made NCHW contiguous. The gradients are computed by the backward
 // kernels and are not themselves differentiable (no double backward yet).
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = {}, const Conv2dParams& params = {});
 

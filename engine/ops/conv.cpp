@@ -72,10 +72,16 @@ kernels::Conv2dDesc make_conv2d_desc(const Tensor& x, const Tensor& weight, bool
   return d;
 }
 
-// PyTorch's choice of memory format for a convolution: channels-last when x or the weight is (a tensor that
-// is both, e.g. with one channel, counts as contiguous).
 bool prefers_channels_last(const Tensor& t) {
   return !t.is_contiguous() && t.is_contiguous(MemoryFormat::channels_last);
+}
+
+// PyTorch's choice of memory format for a convolution, on CUDA: channels-last when x or the weight is (a
+// tensor that is both, e.g. with one channel, counts as contiguous). The CPU's kernels run nhwc on NCHW
+// copies, which costs a permutation of y more than making x contiguous (SegFormer's token maps arrive
+// channels-last: a CPU training step took ~10 % longer), so the CPU keeps NCHW.
+bool runs_channels_last(const Tensor& x, const Tensor& weight) {
+  return x.device().is_cuda() && (prefers_channels_last(x) || prefers_channels_last(weight));
 }
 
 // An uninitialized (N, C, H, W) tensor, stored (N, H, W, C) when channels_last.
@@ -97,7 +103,7 @@ Tensor conv2d(const Tensor& x_arg, const Tensor& weight_arg, const Tensor& bias_
                bias = autocast::to_low_precision(bias_arg);
   check_conv2d_inputs(x, weight, bias, params);
   kernels::Conv2dDesc desc = make_conv2d_desc(x, weight, bias.defined(), params);
-  const bool channels_last = prefers_channels_last(x) || prefers_channels_last(weight);
+  const bool channels_last = runs_channels_last(x, weight);
   const MemoryFormat format = channels_last ? MemoryFormat::channels_last : MemoryFormat::contiguous;
   if (channels_last) desc.layout = kernels::Conv2dLayout::nhwc;
   kernels::validate_conv2d(desc);
