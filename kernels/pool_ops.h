@@ -138,17 +138,31 @@ SE_HOST_DEVICE inline E avg_pool_grad_at(const E* grad_y,  // (out_h, out_w), on
   return static_cast<E>(sum);
 }
 
+// The mean of bin (oh, ow). Its sum runs in kAdaptiveLanes partial sums (lane = column offset in the bin
+// mod kAdaptiveLanes), added pairwise at the end: global pooling sums thousands of cells, and one add
+// chain would wait on each add's latency and keep the CPU's loop scalar; independent chains vectorize
+// there and overlap a GPU thread's loads. The order is fixed, so both backends give the same bits.
+constexpr int kAdaptiveLanes = 16;
+
 template <typename E>
 SE_HOST_DEVICE inline E adaptive_avg_window(const E* x,  // (in_h, in_w), one plane
                                             const AdaptivePool2dDesc& d, int64_t oh, int64_t ow) {
   using C = compute_t<E>;
   const int64_t h0 = adaptive_start(oh, d.in_h, d.out_h), h1 = adaptive_end(oh, d.in_h, d.out_h);
   const int64_t w0 = adaptive_start(ow, d.in_w, d.out_w), w1 = adaptive_end(ow, d.in_w, d.out_w);
-  C sum = 0;
+  C lanes[kAdaptiveLanes] = {};
   for (int64_t h = h0; h < h1; ++h) {
-    for (int64_t w = w0; w < w1; ++w) sum += static_cast<C>(x[h * d.in_w + w]);
+    const E* row = x + h * d.in_w;
+    int64_t w = w0;
+    for (; w + kAdaptiveLanes <= w1; w += kAdaptiveLanes) {
+      for (int l = 0; l < kAdaptiveLanes; ++l) lanes[l] += static_cast<C>(row[w + l]);
+    }
+    for (int64_t l = 0; w + l < w1; ++l) lanes[l] += static_cast<C>(row[w + l]);  // the row's tail
   }
-  return static_cast<E>(sum / static_cast<C>((h1 - h0) * (w1 - w0)));
+  for (int width = kAdaptiveLanes / 2; width > 0; width /= 2) {
+    for (int l = 0; l < width; ++l) lanes[l] += lanes[l + width];
+  }
+  return static_cast<E>(lanes[0] / static_cast<C>((h1 - h0) * (w1 - w0)));
 }
 
 // Input cell i lies in the adaptive bins o with floor(i * out / in) <= o < ceil((i + 1) * out / in).

@@ -271,8 +271,11 @@ void check_avg_cpu(uint32_t seed) {
   }
 }
 
-const AdaptivePool2dDesc kAdaptiveCases[] = {{2, 7, 9, 1, 1}, {2, 7, 9, 2, 2},  {1, 7, 9, 3, 3}, {1, 13, 11, 6, 6},
-                                             {1, 6, 6, 6, 6}, {3, 5, 13, 3, 6}, {1, 2, 3, 6, 6}, {2, 1, 1, 1, 1}};
+// The last two have bins of 16 columns and more (pool_ops::adaptive_avg_window's lane blocks, then a tail).
+const AdaptivePool2dDesc kAdaptiveCases[] = {{2, 7, 9, 1, 1},   {2, 7, 9, 2, 2},  {1, 7, 9, 3, 3},
+                                             {1, 13, 11, 6, 6}, {1, 6, 6, 6, 6},  {3, 5, 13, 3, 6},
+                                             {1, 2, 3, 6, 6},   {2, 1, 1, 1, 1},  {2, 19, 45, 1, 1},
+                                             {1, 20, 70, 2, 3}};
 
 template <typename T>
 void check_adaptive_cpu(uint32_t seed) {
