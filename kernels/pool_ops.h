@@ -157,7 +157,16 @@ SE_HOST_DEVICE inline E adaptive_avg_window(const E* x,  // (in_h, in_w), one pl
     for (; w + kAdaptiveLanes <= w1; w += kAdaptiveLanes) {
       for (int l = 0; l < kAdaptiveLanes; ++l) lanes[l] += static_cast<C>(row[w + l]);
     }
-    for (int64_t l = 0; w + l < w1; ++l) lanes[l] += static_cast<C>(row[w + l]);  // the row's tail
+    // The row's tail, into the first lanes. A GPU thread keeps `lanes` in registers only while every index
+    // is a constant, hence the predicated form there; the CPU runs the shorter loop. Same sums either way.
+#ifdef __CUDA_ARCH__
+#pragma unroll
+    for (int l = 0; l < kAdaptiveLanes; ++l) {
+      if (w + l < w1) lanes[l] += static_cast<C>(row[w + l]);
+    }
+#else
+    for (int64_t l = 0; w + l < w1; ++l) lanes[l] += static_cast<C>(row[w + l]);
+#endif
   }
   for (int width = kAdaptiveLanes / 2; width > 0; width /= 2) {
     for (int l = 0; l < width; ++l) lanes[l] += lanes[l + width];
