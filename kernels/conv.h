@@ -67,6 +67,11 @@ inline double conv2d_flops(const Conv2dDesc& d) {
 }
 
 inline bool conv2d_is_depthwise(const Conv2dDesc& d) { return d.groups == d.c_in && d.groups > 1; }
+// 1x1, stride 1, no padding, one group: per image a product of the weight with the image's pixels.
+inline bool conv2d_is_pointwise(const Conv2dDesc& d) {
+  return d.kernel_h == 1 && d.kernel_w == 1 && d.stride_h == 1 && d.stride_w == 1 && d.pad_h == 0 && d.pad_w == 0 &&
+         d.groups == 1;
+}
 
 // Throws se::Error naming the first bad field and its value.
 inline void validate_conv2d(const Conv2dDesc& d) {

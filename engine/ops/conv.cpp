@@ -85,9 +85,8 @@ bool runs_channels_last(const Tensor& x, const Tensor& weight) {
 }
 
 // An uninitialized (N, C, H, W) tensor, stored (N, H, W, C) when channels_last.
-Tensor empty_4d(int64_t n, int64_t c, int64_t h, int64_t w, bool channels_last, const TensorOptions& options) {
-  if (!channels_last) return empty({n, c, h, w}, options);
-  return empty_strided({n, c, h, w}, {h * w * c, 1, w * c, c}, options);
+Tensor empty_4d(const Shape& shape, bool channels_last, const TensorOptions& options) {
+  return channels_last ? empty_strided(shape, channels_last_strides(shape), options) : empty(shape, options);
 }
 
 }  // namespace
@@ -111,7 +110,7 @@ Tensor conv2d(const Tensor& x_arg, const Tensor& weight_arg, const Tensor& bias_
   const Tensor xc = x.detach().contiguous(format);                           // (N, C_in, H, W)
   const Tensor wc = weight.detach().contiguous(format);                      // (C_out, C_in / groups, KH, KW)
   const Tensor bc = bias.defined() ? bias.detach().contiguous() : Tensor();  // (C_out)
-  Tensor y = empty_4d(desc.n, desc.c_out, kernels::conv2d_output_h(desc), kernels::conv2d_output_w(desc),
+  Tensor y = empty_4d({desc.n, desc.c_out, kernels::conv2d_output_h(desc), kernels::conv2d_output_w(desc)},
                       channels_last, {x.dtype(), x.device()});  // (N, C_out, OH, OW)
   SE_DISPATCH(y.device(), conv2d_forward, desc, xc.data_ptr(), wc.data_ptr(), bc.defined() ? bc.data_ptr() : nullptr,
               y.data_ptr());
@@ -139,7 +138,7 @@ Tensor conv2d(const Tensor& x_arg, const Tensor& weight_arg, const Tensor& bias_
         const TensorOptions options{dy.dtype(), dy.device()};
         if (needs[0]) {
           const Tensor w = saved_w.unpack();
-          grads[0] = empty_4d(desc.n, desc.c_in, desc.h, desc.w, channels_last, options);
+          grads[0] = empty_4d({desc.n, desc.c_in, desc.h, desc.w}, channels_last, options);
           SE_DISPATCH(dy.device(), conv2d_backward_data, desc, dy.data_ptr(), w.data_ptr(), grads[0].data_ptr());
         }
         const bool bias_grad = needs.size() > 2 && needs[2];
@@ -147,7 +146,7 @@ Tensor conv2d(const Tensor& x_arg, const Tensor& weight_arg, const Tensor& bias_
           const Tensor x = saved_x.unpack();
           // The kernel always writes dw; it is dropped when only the bias needs a gradient.
           const Tensor dw =
-              empty_4d(desc.c_out, desc.c_in / desc.groups, desc.kernel_h, desc.kernel_w, channels_last, options);
+              empty_4d({desc.c_out, desc.c_in / desc.groups, desc.kernel_h, desc.kernel_w}, channels_last, options);
           const Tensor db = bias_grad ? empty({desc.c_out}, options) : Tensor();
           SE_DISPATCH(dy.device(), conv2d_backward_weight, desc, x.data_ptr(), dy.data_ptr(), dw.data_ptr(),
                       bias_grad ? db.data_ptr() : nullptr);

@@ -123,13 +123,6 @@ struct BackwardWeightGemm {
   }
 };
 
-// A 1x1 convolution with stride 1, no padding and one group is, per image, a product of the weight
-// (C_out, C_in) with the image's (C_in, H*W) plane: a batched GEMM (the weight broadcast).
-bool is_pointwise_gemm(const Conv2dDesc& d) {
-  return d.kernel_h == 1 && d.kernel_w == 1 && d.stride_h == 1 && d.stride_w == 1 && d.pad_h == 0 &&
-         d.pad_w == 0 && d.groups == 1;
-}
-
 // Batched over images: op(A) (m, k) shared by all, B and C strided per image.
 GemmDesc pointwise_gemm(const Conv2dDesc& d, int64_t m, int64_t k, bool trans_a) {
   const int64_t hw = d.h * d.w;
@@ -161,7 +154,7 @@ void forward_typed(const Conv2dDesc& d, const T* x, const T* w, const T* bias, T
     conv_detail::channels_last_forward(d, x, w, bias, y, stream);
     return;
   }
-  if (is_pointwise_gemm(d) && d.activation == ConvActivation::none) {  // the GEMM has no activation epilogue
+  if (conv2d_is_pointwise(d) && d.activation == ConvActivation::none) {  // the GEMM has no activation epilogue
     GemmDesc g = pointwise_gemm(d, d.c_out, d.c_in, false);  // y_n = w (C_out, C_in) x_n (C_in, HW)
     if (bias != nullptr) {
       conv_detail::fill_bias(d, bias, y, stream);
@@ -185,7 +178,7 @@ void backward_data_typed(const Conv2dDesc& d, const T* dy, const T* w, T* dx, St
     conv_detail::channels_last_backward_data(d, dy, w, dx, stream);
     return;
   }
-  if (is_pointwise_gemm(d)) {  // dx_n = w^T (C_in, C_out) dy_n (C_out, HW)
+  if (conv2d_is_pointwise(d)) {  // dx_n = w^T (C_in, C_out) dy_n (C_out, HW)
     gemm(pointwise_gemm(d, d.c_in, d.c_out, true), w, dy, dx, stream);
     return;
   }

@@ -124,8 +124,7 @@ struct BackwardWeightNhwc {
 // when the rows fit the GEMM's grid (kernels/cuda/gemm.cu puts row tiles along gridDim.y; 64 rows per
 // tile for its smallest tiles); larger images take the implicit GEMM.
 bool is_pointwise_gemm(const Conv2dDesc& d) {
-  return d.kernel_h == 1 && d.kernel_w == 1 && d.stride_h == 1 && d.stride_w == 1 && d.pad_h == 0 && d.pad_w == 0 &&
-         d.groups == 1 && ceil_div(d.h * d.w, 64) <= conv_gemm::kMaxGridYZ;
+  return conv2d_is_pointwise(d) && ceil_div(d.h * d.w, 64) <= conv_gemm::kMaxGridYZ;
 }
 
 // (H*W, k) row-major A per image times B (k, n), or B (n, k) transposed, into C (H*W, n) per image.
