@@ -7,8 +7,9 @@
 // inputs) are instead taken several images at a time, side by side in col, so that one GEMM packs W
 // once for them all and its n is wide enough to fill the micro-tiles. 1x1 stride-1 unpadded convs use
 // x itself as col. Depthwise convs (groups == C_in) skip GEMM for a direct per-plane loop.
-// Shallow convs (K < 128, e.g. the RGB input layer) do few FMAs per byte: their chunks are longer, and
-// a large output is written by the epilogue with non-temporal stores.
+// Shallow convs (K < 128, e.g. the RGB input layer) do few FMAs per byte: with stride 1, their forward
+// and backward data run on the direct kernel of conv_shallow.h where the CPU has AVX-512 (f32); as
+// GEMMs, their chunks are longer, and a large output is written by the epilogue with non-temporal stores.
 // Parallelism: independent (image, group, row chunk) tasks over OpenMP threads, each with a
 // single-threaded GEMM; when there are fewer tasks than threads the GEMM itself runs multi-threaded,
 // and so do the copies around it (split by channel).
@@ -28,6 +29,7 @@
 #include "kernels/conv_epilogue.h"
 #include "kernels/cpu/channel_sum.h"
 #include "kernels/cpu/conv_channels_last.h"
+#include "kernels/cpu/conv_shallow.h"
 #include "kernels/cpu/elementwise_fast.h"
 #include "kernels/cpu/vector_math.h"
 #include "kernels/gemm.h"
@@ -54,7 +56,7 @@ constexpr int64_t kChunkColumns = 512;
 // byte of x, y and dy, and memory traffic is what costs: chunks grow to about kChunkElements / K
 // columns (at most kMaxChunkColumns), so that each of the Og planes is read or written in runs of
 // several kilobytes, which the prefetchers follow, rather than one 2 KB row per plane at a time.
-constexpr int64_t kShallowDepth = 128;
+constexpr int64_t kShallowDepth = kShallowConvDepth;
 constexpr int64_t kChunkElements = 512 * kShallowDepth;
 constexpr int64_t kMaxChunkColumns = 2048;
 
@@ -317,12 +319,16 @@ inline void stream_fence() {
 #endif
 }
 
+// Whether a shallow conv's output of `elements` (f32) goes out through non-temporal stores.
+bool streams_output(const Geometry& g, int64_t elements) {
+  return g.k < kShallowDepth && elements * int64_t(sizeof(float)) > kStreamOutputBytes;
+}
+
 template <typename T>
 void forward_gemm(const Geometry& g, const T* x, const T* w, const T* bias, T* y) {
   const int64_t tasks = task_count(g);
   const bool pointwise = is_pointwise(g);
-  const bool stream = std::is_same_v<T, float> && g.k < kShallowDepth &&
-                      g.n * g.c_out * g.ohw * int64_t(sizeof(T)) > kStreamOutputBytes;
+  const bool stream = std::is_same_v<T, float> && streams_output(g, g.n * g.c_out * g.ohw);
   // inner: threads for the copies around the GEMM of a task that runs alone (its GEMM threads itself).
   auto run = [&](int64_t t, int inner) {
     const Task tk = task_of(g, t);
@@ -648,21 +654,21 @@ void backward_weight_depthwise(const Geometry& g, const T* x, const T* dy, T* dw
 template <typename T>
 void forward_typed(const Conv2dDesc& d, const T* x, const T* w, const T* bias, T* y) {
   const Geometry g = geometry(d);
-  if (conv2d_is_depthwise(d)) {
-    forward_depthwise(g, x, w, bias, y);
-  } else {
-    forward_gemm(g, x, w, bias, y);
+  if (conv2d_is_depthwise(d)) return forward_depthwise(g, x, w, bias, y);
+  if constexpr (std::is_same_v<T, float>) {
+    if (conv2d_runs_direct(d)) return conv2d_forward_direct(d, x, w, bias, streams_output(g, g.n * g.c_out * g.ohw), y);
   }
+  forward_gemm(g, x, w, bias, y);
 }
 
 template <typename T>
 void backward_data_typed(const Conv2dDesc& d, const T* dy, const T* w, T* dx) {
   const Geometry g = geometry(d);
-  if (conv2d_is_depthwise(d)) {
-    backward_data_depthwise(g, dy, w, dx);
-  } else {
-    backward_data_gemm(g, dy, w, dx);
+  if (conv2d_is_depthwise(d)) return backward_data_depthwise(g, dy, w, dx);
+  if constexpr (std::is_same_v<T, float>) {
+    if (conv2d_runs_direct(d)) return conv2d_backward_data_direct(d, dy, w, streams_output(g, g.n * g.c_in * g.hw), dx);
   }
+  backward_data_gemm(g, dy, w, dx);
 }
 
 template <typename T>

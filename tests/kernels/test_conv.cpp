@@ -55,6 +55,14 @@ const std::vector<Case> kCases = {
     // Planes below a chunk go several images per task: 512 / 150 = 3 images, then a task of 2.
     {"images_per_task", 5, 6, 10, 15, 8, 3, 3, 1, 1, 1, 1, 1, 1, 2, true},
     {"images_per_task_1x1", 5, 4, 10, 15, 6, 1, 1, 1, 1, 0, 0, 1, 1, 1, false},
+    // The direct kernel of shallow stride-1 convs (conv_shallow.cpp) on AVX-512 CPUs: its channel tiles
+    // of 8 and then 5, 6 or 7 (each with its own vector count), whole strips and a masked last one,
+    // a kernel width run as a loop (5), and a padding beyond the kernel's reach, which makes the
+    // padding of backward data (run as a direct conv of dy) negative.
+    {"shallow_8_and_5_outputs", 1, 2, 5, 70, 13, 3, 3, 1, 1, 1, 1, 1, 1, 1, true},
+    {"shallow_groups2_6_and_7_outputs", 2, 4, 4, 66, 26, 3, 3, 1, 1, 1, 1, 1, 1, 2, false},
+    {"shallow_5x5", 1, 2, 8, 37, 4, 5, 5, 1, 1, 2, 2, 1, 1, 1, true},
+    {"shallow_pad_beyond_reach", 1, 2, 6, 20, 3, 3, 3, 1, 1, 3, 3, 1, 1, 1, true},
 };
 
 Conv2dDesc make_desc(const Case& c, DType dtype) {
@@ -240,6 +248,35 @@ TEST(ConvCpu, GenericGemmMatchesReference) {  // the portable micro-kernel behin
   cpu::set_gemm_isa(saved);
 }
 
+// The CPU GEMM's micro-kernel family in use, swapped for the duration of a test.
+class ScopedGemmIsa {
+ public:
+  explicit ScopedGemmIsa(cpu::GemmIsa isa) : saved_(cpu::gemm_isa()) { cpu::set_gemm_isa(isa); }
+  ~ScopedGemmIsa() { cpu::set_gemm_isa(saved_); }
+  ScopedGemmIsa(const ScopedGemmIsa&) = delete;
+  ScopedGemmIsa& operator=(const ScopedGemmIsa&) = delete;
+
+ private:
+  cpu::GemmIsa saved_;
+};
+
+// Below AVX-512 (or with the GEMM switched to another family) shallow stride-1 f32 convs take the GEMM
+// path instead of the direct kernel: it stays exact too.
+cpu::GemmIsa gemm_path_isa() {
+  return cpu::gemm_isa_supported(cpu::GemmIsa::avx2) ? cpu::GemmIsa::avx2 : cpu::GemmIsa::generic;
+}
+
+TEST(ConvCpu, ShallowConvsWithoutTheDirectKernelMatchReference) {
+  const ScopedGemmIsa isa(gemm_path_isa());
+  uint32_t seed = 401;
+  for (const Case& c : kCases) {
+    if (c.sh != 1 || c.sw != 1 || c.c_in / c.groups * c.kh * c.kw >= 128) continue;
+    const Conv2dDesc d = make_desc(c, DType::f32);
+    const Tensors want = rounded_reference<float>(d, seed += 5);
+    expect_matches_reference(run_cpu<float>(d, want), want, 1e-5, std::string(c.name) + " gemm path");
+  }
+}
+
 // f16/bf16 compute in f32 and round once: within half an ulp of the f32 result on the same inputs.
 template <typename T>
 void expect_half_matches_f32(const std::vector<T>& got, const std::vector<float>& want, const std::string& what) {
@@ -304,8 +341,9 @@ TEST(ConvCpu, FusedReluAndGeluEqualTheActivationOfTheOutput) {
 }
 
 // f32 fused GELU gives the bits of conv then the CPU's gelu op (its vectorized loop), on every epilogue path:
-// in place, through the chunk scratch, depthwise, and streamed for a large shallow output (the last case).
-TEST(ConvCpu, FusedGeluIsBitwiseConvThenGelu) {
+// in place, through the chunk scratch, depthwise, the direct kernel of shallow convs, and without it
+// (the GEMM path) streamed for a large shallow output (the last case).
+void expect_fused_gelu_is_bitwise_conv_then_gelu() {
   std::vector<Case> cases = kCases;
   cases.push_back({"large_shallow_streamed", 1, 3, 368, 368, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, true});
   uint32_t seed = 831;
@@ -322,9 +360,17 @@ TEST(ConvCpu, FusedGeluIsBitwiseConvThenGelu) {
   }
 }
 
+TEST(ConvCpu, FusedGeluIsBitwiseConvThenGelu) {
+  for (const cpu::GemmIsa isa : {cpu::gemm_isa(), gemm_path_isa()}) {
+    SCOPED_TRACE(cpu::gemm_isa_name(isa));
+    const ScopedGemmIsa scoped(isa);
+    expect_fused_gelu_is_bitwise_conv_then_gelu();
+  }
+}
+
 // A shallow conv with a large output (above the CPU's 32 MB threshold for non-temporal stores) equals
 // the same conv split into two halves of the output channels, each small enough for normal stores.
-TEST(ConvCpu, LargeShallowOutputStreamsTheSameValues) {
+void expect_large_shallow_output_streams_the_same_values() {
   Conv2dDesc d = make_desc({"large", 1, 3, 368, 368, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, true}, DType::f32);
   d.activation = ConvActivation::relu;
   ASSERT_GT(conv2d_y_elements(d) * 4, int64_t(32) << 20);
@@ -345,6 +391,16 @@ TEST(ConvCpu, LargeShallowOutputStreamsTheSameValues) {
       ASSERT_NEAR(y[part * half.c_out * plane + i], y_half[i], 1e-5f * (1.0f + std::abs(y_half[i])))
           << "output channel " << part * half.c_out + i / plane << ", pixel " << i % plane;
     }
+  }
+}
+
+// Both paths: the direct kernel's stores from registers (where the CPU has AVX-512) and the GEMM path's
+// streaming epilogue.
+TEST(ConvCpu, LargeShallowOutputStreamsTheSameValues) {
+  for (const cpu::GemmIsa isa : {cpu::gemm_isa(), gemm_path_isa()}) {
+    SCOPED_TRACE(cpu::gemm_isa_name(isa));
+    const ScopedGemmIsa scoped(isa);
+    expect_large_shallow_output_streams_the_same_values();
   }
 }
 

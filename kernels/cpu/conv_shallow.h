@@ -1,0 +1,39 @@
+// Internal to the CPU Conv2d (conv.cpp): a direct stride-1 convolution for shallow convs, those whose
+// GEMM depth K = Cg * KH * KW is small (U-Net's RGB input layer has K = 27). As a GEMM such a conv is
+// mostly im2col, packing and a pass over its output; computed directly, each 16-pixel vector of a
+// row is loaded once per tap and feeds a register tile of output channels, and the finished tile goes
+// straight from registers to y (non-temporal stores for large outputs). It also runs the backward data
+// of such a conv, which is a stride-1 convolution of dy with the flipped, transposed weights.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/conv.h"
+
+namespace se::kernels::cpu {
+
+// Below this GEMM depth a conv does few FMAs per byte of x, y and dy (conv.cpp's GEMM path also
+// chunks and stores such convs differently).
+constexpr int64_t kShallowConvDepth = 128;
+
+// Whether conv2d_forward_direct and conv2d_backward_data_direct take d (NCHW, any dtype's shape; the
+// caller passes f32): stride 1, K < kShallowConvDepth, not 1x1 (a GEMM reads such an x in place), not
+// depthwise (conv.cpp's own loop), a kernel at most 16 wide, and an x86-64 CPU with AVX-512 whose GEMM
+// has not been switched to another micro-kernel family (set_gemm_isa: tests use it to run the GEMM
+// path of the same convs).
+bool conv2d_runs_direct(const Conv2dDesc& d);
+
+// As conv2d_forward (bias nullptr when none, the fused activation of d); `stream` writes y with
+// non-temporal stores (an output far larger than the caches). Every output sums its (c, i, j) terms in
+// that order after the bias, whatever the threads.
+void conv2d_forward_direct(const Conv2dDesc& d, const float* x,  // (N, C_in, H, W)
+                           const float* w,                       // (C_out, Cg, KH, KW)
+                           const float* bias,                    // (C_out) or nullptr
+                           bool stream, float* y);               // (N, C_out, OH, OW)
+
+// As conv2d_backward_data; `stream` as above, for dx.
+void conv2d_backward_data_direct(const Conv2dDesc& d, const float* dy,  // (N, C_out, OH, OW)
+                                 const float* w,                        // (C_out, Cg, KH, KW)
+                                 bool stream, float* dx);               // (N, C_in, H, W)
+
+}  // namespace se::kernels::cpu
