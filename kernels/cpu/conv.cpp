@@ -677,9 +677,12 @@ void backward_weight_typed(const Conv2dDesc& d, const T* x, const T* dy, T* dw, 
   if (conv2d_is_depthwise(d)) {
     backward_weight_depthwise(g, x, dy, dw);
     if (db != nullptr) channel_sums(dy, g.n, g.c_out, g.ohw, db);
-  } else {
-    backward_weight_gemm(g, x, dy, dw, db);
+    return;
   }
+  if constexpr (std::is_same_v<T, float>) {
+    if (conv2d_runs_direct(d)) return conv2d_backward_weight_direct(d, x, dy, dw, db);
+  }
+  backward_weight_gemm(g, x, dy, dw, db);
 }
 
 // f16/bf16 run the f32 code on converted copies.

@@ -221,13 +221,17 @@ std::vector<float> pack_weights(const DirectConvShape& s, const float* w) {
 // zeros after it up to `stride`.
 class StagingRing {
  public:
-  explicit StagingRing(const DirectConvShape& s)
-      : s_(s), cg_(s.c_in / s.groups), window_((s.kh - 1) * s.dh + 1), left_(std::max<int64_t>(s.pw, 0)) {
+  explicit StagingRing(const DirectConvShape& s) : s_(s), cg_(s.c_in / s.groups), window_((s.kh - 1) * s.dh + 1) {
+    // Column 0 of every row on a 64-byte boundary (the padding before it rounded up to whole vectors),
+    // so that vectors of 16 outputs read whole cache lines where the kernel's offset is 0.
+    left_ = (std::max<int64_t>(s.pw, 0) + kLanes - 1) / kLanes * kLanes;
     // Past the furthest read: the last strip ends before OW + kMaxStripWidth, then the kernel's reach.
     const int64_t reach = s.ow + kMaxStripWidth + (s.kw - 1) * s.dw - s.pw;
     stride_ = (left_ + std::max(s.w, reach) + kLanes - 1) / kLanes * kLanes;
     if (stride_ % 256 == 0) stride_ += kLanes;  // keep rows off a 1 KB period (cache-set aliasing)
-    rows_.assign(static_cast<size_t>(window_ * cg_ * stride_), 0.0f);
+    storage_.assign(static_cast<size_t>(window_ * cg_ * stride_ + kLanes), 0.0f);
+    const uintptr_t address = reinterpret_cast<uintptr_t>(storage_.data());
+    rows_ = storage_.data() + (64 - address % 64) % 64 / sizeof(float);
   }
 
   // Makes the rows of output row oh of x_g (Cg, H, W) present; `continues` when the ring already holds
@@ -241,12 +245,13 @@ class StagingRing {
   }
 
   // Column 0 of channel c's input row ih (which must be in the window).
-  float* row(int64_t c, int64_t ih) { return rows_.data() + ((ih % window_) * cg_ + c) * stride_ + left_; }
+  float* row(int64_t c, int64_t ih) { return rows_ + ((ih % window_) * cg_ + c) * stride_ + left_; }
 
  private:
   const DirectConvShape& s_;
-  int64_t cg_, window_, left_, stride_;
-  std::vector<float> rows_;
+  int64_t cg_, window_, left_ = 0, stride_ = 0;
+  std::vector<float> storage_;
+  float* rows_ = nullptr;  // 64-byte aligned, within storage_
 };
 
 // Output row oh of one (image, group), every channel, from the staged rows of x_g (Cg, H, W); y_g: the
@@ -270,6 +275,207 @@ SE_AVX512 void run_row(const DirectConvShape& s, const float* x_g, StagingRing& 
     const RowTile r{taps.data(), static_cast<int64_t>(taps.size()), packed_g + o * k,
                     bias_g != nullptr ? bias_g + o : nullptr, y_g + o * s.oh * s.ow + oh * s.ow};
     row_tiles(s, r, std::min(kTileChannels, og - o), relu, stream);
+  }
+}
+
+// ---- backward weight: dW[o][c][i][j] = sum over (n, oh, ow) of dy[n][o][oh][ow] * x[n][c][oh+i*dh-ph][ow+j*dw-pw]
+
+// One thread's running sums: `lanes` (C_out, K + 1, 16) f32, the 16 vector lanes of each output's sum
+// (tap K + 1 is the bias gradient, the sum of dy), folded into `sums` (C_out, K + 1) f64 every
+// kFoldRows output rows, so that no f32 lane adds up more than a few thousand products.
+struct WeightSums {
+  explicit WeightSums(int64_t outputs)
+      : lanes(static_cast<size_t>(outputs * kLanes)), sums(static_cast<size_t>(outputs)) {}
+  void fold() {
+    for (size_t e = 0; e < sums.size(); ++e) {
+      double sum = 0.0;
+      for (int64_t l = 0; l < kLanes; ++l) sum += lanes[e * kLanes + l];
+      sums[e] += sum;
+    }
+    std::fill(lanes.begin(), lanes.end(), 0.0f);
+  }
+  std::vector<float> lanes;
+  std::vector<double> sums;
+};
+constexpr int64_t kFoldRows = 16;
+
+// 16 floats from p (the first `count` of them when kTail, the rest zero and not read).
+template <bool kTail>
+SE_AVX512 inline __m512 load_row(const float* p, int64_t count) {
+  if constexpr (kTail) {
+    return _mm512_maskz_loadu_ps(first_lanes(count), p);
+  } else {
+    (void)count;
+    return _mm512_loadu_ps(p);
+  }
+}
+
+// acc[u][jj] += dy_u[ow0 .. ow0 + 16) * x[ow0 + (j0 + jj) * dw - pw ..] for the tile's CO channels and
+// TJ kernel columns: one 16-pixel column block of a row (kTail: the row's last, partial one).
+template <int CO, int TJ, bool kTail>
+SE_AVX512 inline void weight_block(const DirectConvShape& s, const float* dy_o, int64_t plane, const float* x_j0,
+                                   int64_t ow0, __m512 (&acc)[CO][TJ]) {
+  const int64_t valid = s.ow - ow0;
+  __m512 xv[TJ];
+#pragma GCC unroll 4
+  for (int jj = 0; jj < TJ; ++jj) xv[jj] = load_row<kTail>(x_j0 + jj * s.dw + ow0, valid);
+#pragma GCC unroll 8
+  for (int u = 0; u < CO; ++u) {
+    __m512 d = load_row<kTail>(dy_o + u * plane + ow0, valid);
+    asm("" : "+v"(d));  // one load: GCC would fold it into each of the TJ FMAs
+#pragma GCC unroll 4
+    for (int jj = 0; jj < TJ; ++jj) acc[u][jj] = _mm512_fmadd_ps(d, xv[jj], acc[u][jj]);
+  }
+}
+
+// Adds one output row's products of CO output channels (from dy_o, planes `plane` apart) and TJ kernel
+// columns j0.. of one staged x row into lanes_o + (u * (K + 1) + jj) * 16. prefetch_o: the same
+// channels' dy row kPrefetchRowsAhead rows down, or nullptr.
+template <int CO, int TJ>
+SE_AVX512 void weight_row_tile(const DirectConvShape& s, const float* dy_o, int64_t plane, const float* prefetch_o,
+                               const float* x_row, int64_t j0, float* lanes_o, int64_t lanes_ld) {
+  __m512 acc[CO][TJ];
+#pragma GCC unroll 8
+  for (int u = 0; u < CO; ++u) {
+#pragma GCC unroll 4
+    for (int jj = 0; jj < TJ; ++jj) acc[u][jj] = _mm512_setzero_ps();
+  }
+  const float* x_j0 = x_row + j0 * s.dw - s.pw;
+  int64_t ow0 = 0;
+  for (; ow0 + kLanes <= s.ow; ow0 += kLanes) {
+    if (prefetch_o != nullptr) {
+#pragma GCC unroll 8
+      for (int u = 0; u < CO; ++u)
+        _mm_prefetch(reinterpret_cast<const char*>(prefetch_o + u * plane + ow0), _MM_HINT_T1);
+    }
+    weight_block<CO, TJ, false>(s, dy_o, plane, x_j0, ow0, acc);
+  }
+  if (ow0 < s.ow) weight_block<CO, TJ, true>(s, dy_o, plane, x_j0, ow0, acc);
+#pragma GCC unroll 8
+  for (int u = 0; u < CO; ++u) {
+#pragma GCC unroll 4
+    for (int jj = 0; jj < TJ; ++jj) {
+      float* lane = lanes_o + (u * lanes_ld + jj) * kLanes;
+      _mm512_storeu_ps(lane, _mm512_add_ps(_mm512_loadu_ps(lane), acc[u][jj]));
+    }
+  }
+}
+
+// Lanes kShift.. of low, then the first kShift of high (valignd). Through the masked form: GCC 12's
+// unmasked one passes an undefined vector that -Wmaybe-uninitialized flags.
+template <int kShift>
+SE_AVX512 inline __m512i rotate(__m512i high, __m512i low) {
+  return _mm512_mask_alignr_epi32(high, static_cast<__mmask16>(0xffff), high, low, kShift);
+}
+
+// weight_row_tile<CO, 3> for the 3-wide, undilated kernel padded by 1 (nearly every 3x3 conv): the three
+// shifted x vectors (columns ow0 - 1, ow0, ow0 + 1) come from one aligned load per 16 columns and two
+// lane rotations, instead of three loads that each straddle two cache lines.
+template <int CO>
+SE_AVX512 void weight_row_tile_3x3(const DirectConvShape& s, const float* dy_o, int64_t plane, const float* prefetch_o,
+                                   const float* x_row, float* lanes_o, int64_t lanes_ld) {
+  __m512 acc[CO][3];
+#pragma GCC unroll 8
+  for (int u = 0; u < CO; ++u) acc[u][0] = acc[u][1] = acc[u][2] = _mm512_setzero_ps();
+  __m512i previous = _mm512_castps_si512(_mm512_loadu_ps(x_row - kLanes));
+  __m512i current = _mm512_castps_si512(_mm512_loadu_ps(x_row));
+  int64_t ow0 = 0;
+  for (; ow0 + kLanes <= s.ow; ow0 += kLanes) {
+    if (prefetch_o != nullptr) {
+#pragma GCC unroll 8
+      for (int u = 0; u < CO; ++u) {
+        _mm_prefetch(reinterpret_cast<const char*>(prefetch_o + u * plane + ow0), _MM_HINT_T1);
+      }
+    }
+    const __m512i next = _mm512_castps_si512(_mm512_loadu_ps(x_row + ow0 + kLanes));
+    const __m512 x_left = _mm512_castsi512_ps(rotate<15>(current, previous));  // x[ow0 - 1 ..]
+    const __m512 x_mid = _mm512_castsi512_ps(current);
+    const __m512 x_right = _mm512_castsi512_ps(rotate<1>(next, current));  // x[ow0 + 1 ..]
+#pragma GCC unroll 8
+    for (int u = 0; u < CO; ++u) {
+      __m512 d = _mm512_loadu_ps(dy_o + u * plane + ow0);
+      asm("" : "+v"(d));  // one load: GCC would fold it into each of the 3 FMAs
+      acc[u][0] = _mm512_fmadd_ps(d, x_left, acc[u][0]);
+      acc[u][1] = _mm512_fmadd_ps(d, x_mid, acc[u][1]);
+      acc[u][2] = _mm512_fmadd_ps(d, x_right, acc[u][2]);
+    }
+    previous = current;
+    current = next;
+  }
+  if (ow0 < s.ow) weight_block<CO, 3, true>(s, dy_o, plane, x_row - 1, ow0, acc);
+#pragma GCC unroll 8
+  for (int u = 0; u < CO; ++u) {
+#pragma GCC unroll 4
+    for (int jj = 0; jj < 3; ++jj) {
+      float* lane = lanes_o + (u * lanes_ld + jj) * kLanes;
+      _mm512_storeu_ps(lane, _mm512_add_ps(_mm512_loadu_ps(lane), acc[u][jj]));
+    }
+  }
+}
+
+// Up to 3 kernel columns at a time: CO * TJ <= 24 accumulators.
+template <int CO>
+SE_AVX512 void weight_row_tiles(const DirectConvShape& s, const float* dy_o, int64_t plane, const float* prefetch_o,
+                                const float* x_row, float* lanes_o, int64_t lanes_ld) {
+  if (s.kw == 3 && s.dw == 1 && s.pw == 1) {
+    return weight_row_tile_3x3<CO>(s, dy_o, plane, prefetch_o, x_row, lanes_o, lanes_ld);
+  }
+  for (int64_t j0 = 0; j0 < s.kw; j0 += 3) {
+    float* lanes_j = lanes_o + j0 * kLanes;
+    switch (std::min<int64_t>(3, s.kw - j0)) {
+      case 1: weight_row_tile<CO, 1>(s, dy_o, plane, prefetch_o, x_row, j0, lanes_j, lanes_ld); break;
+      case 2: weight_row_tile<CO, 2>(s, dy_o, plane, prefetch_o, x_row, j0, lanes_j, lanes_ld); break;
+      default: weight_row_tile<CO, 3>(s, dy_o, plane, prefetch_o, x_row, j0, lanes_j, lanes_ld); break;
+    }
+    prefetch_o = nullptr;  // once per row
+  }
+}
+
+// lanes (CO rows lanes_ld * 16 apart) += the row of dy of each channel, for the bias gradient.
+SE_AVX512 void bias_row(const DirectConvShape& s, const float* dy_o, int64_t plane, int64_t channels, float* lanes,
+                        int64_t lanes_ld) {
+  for (int64_t u = 0; u < channels; ++u) {
+    const float* row = dy_o + u * plane;
+    __m512 acc = _mm512_setzero_ps();
+    int64_t ow0 = 0;
+    for (; ow0 + kLanes <= s.ow; ow0 += kLanes) acc = _mm512_add_ps(acc, _mm512_loadu_ps(row + ow0));
+    if (ow0 < s.ow) acc = _mm512_add_ps(acc, load_row<true>(row + ow0, s.ow - ow0));
+    float* lane = lanes + u * lanes_ld * kLanes;
+    _mm512_storeu_ps(lane, _mm512_add_ps(_mm512_loadu_ps(lane), acc));
+  }
+}
+
+// Output row oh of one (image, group): its products added into `sums` (every channel, every tap, and
+// the bias when with_bias), from the staged rows of x_g and the dy planes of the group from dy_g.
+SE_AVX512 void weight_row(const DirectConvShape& s, const float* dy_g, StagingRing& ring, int64_t oh, int64_t group,
+                          bool with_bias, WeightSums& sums) {
+  const int64_t cg = s.c_in / s.groups, og = s.c_out / s.groups, k = cg * s.kh * s.kw;
+  const int64_t plane = s.oh * s.ow, ahead = oh + kPrefetchRowsAhead;
+  for (int64_t o = 0; o < og; o += kTileChannels) {
+    const int64_t channels = std::min(kTileChannels, og - o);
+    const float* dy_o = dy_g + o * plane + oh * s.ow;
+    const float* prefetch_o = ahead < s.oh ? dy_o + kPrefetchRowsAhead * s.ow : nullptr;
+    float* lanes_o = sums.lanes.data() + (group * og + o) * (k + 1) * kLanes;
+    for (int64_t c = 0; c < cg; ++c) {
+      for (int64_t i = 0; i < s.kh; ++i) {
+        const int64_t ih = oh + i * s.dh - s.ph;
+        if (ih < 0 || ih >= s.h) continue;
+        const float* x_row = ring.row(c, ih);
+        float* lanes_t = lanes_o + (c * s.kh + i) * s.kw * kLanes;
+        switch (channels) {
+          case 1: weight_row_tiles<1>(s, dy_o, plane, prefetch_o, x_row, lanes_t, k + 1); break;
+          case 2: weight_row_tiles<2>(s, dy_o, plane, prefetch_o, x_row, lanes_t, k + 1); break;
+          case 3: weight_row_tiles<3>(s, dy_o, plane, prefetch_o, x_row, lanes_t, k + 1); break;
+          case 4: weight_row_tiles<4>(s, dy_o, plane, prefetch_o, x_row, lanes_t, k + 1); break;
+          case 5: weight_row_tiles<5>(s, dy_o, plane, prefetch_o, x_row, lanes_t, k + 1); break;
+          case 6: weight_row_tiles<6>(s, dy_o, plane, prefetch_o, x_row, lanes_t, k + 1); break;
+          case 7: weight_row_tiles<7>(s, dy_o, plane, prefetch_o, x_row, lanes_t, k + 1); break;
+          default: weight_row_tiles<8>(s, dy_o, plane, prefetch_o, x_row, lanes_t, k + 1); break;
+        }
+        prefetch_o = nullptr;  // once per row
+      }
+    }
+    if (with_bias) bias_row(s, dy_o, plane, channels, lanes_o + k * kLanes, k + 1);
   }
 }
 #endif
@@ -315,6 +521,24 @@ void direct_conv_f32(const DirectConvShape& s, const float* x, const float* w, c
 #endif
 }
 
+// The direct problem of d's forward.
+DirectConvShape forward_shape(const Conv2dDesc& d) {
+  return {.n = d.n,
+          .c_in = d.c_in,
+          .h = d.h,
+          .w = d.w,
+          .c_out = d.c_out,
+          .oh = conv2d_output_h(d),
+          .ow = conv2d_output_w(d),
+          .kh = d.kernel_h,
+          .kw = d.kernel_w,
+          .ph = d.pad_h,
+          .pw = d.pad_w,
+          .dh = d.dilation_h,
+          .dw = d.dilation_w,
+          .groups = d.groups};
+}
+
 }  // namespace
 
 bool conv2d_runs_direct(const Conv2dDesc& d) {
@@ -332,20 +556,7 @@ bool conv2d_runs_direct(const Conv2dDesc& d) {
 void conv2d_forward_direct(const Conv2dDesc& d, const float* x, const float* w, const float* bias, bool stream,
                            float* y) {
   SE_CHECK(conv2d_runs_direct(d), "conv2d_forward_direct: this conv or CPU has no direct kernel");
-  const DirectConvShape s{.n = d.n,
-                          .c_in = d.c_in,
-                          .h = d.h,
-                          .w = d.w,
-                          .c_out = d.c_out,
-                          .oh = conv2d_output_h(d),
-                          .ow = conv2d_output_w(d),
-                          .kh = d.kernel_h,
-                          .kw = d.kernel_w,
-                          .ph = d.pad_h,
-                          .pw = d.pad_w,
-                          .dh = d.dilation_h,
-                          .dw = d.dilation_w,
-                          .groups = d.groups};
+  const DirectConvShape s = forward_shape(d);
   direct_conv_f32(s, x, w, bias, d.activation, stream, y);
 }
 
@@ -380,6 +591,48 @@ void conv2d_backward_data_direct(const Conv2dDesc& d, const float* dy, const flo
                           .dw = d.dilation_w,
                           .groups = d.groups};
   direct_conv_f32(s, dy, flipped.data(), nullptr, ConvActivation::none, stream, dx);
+}
+
+void conv2d_backward_weight_direct(const Conv2dDesc& d, const float* x, const float* dy, float* dw, float* db) {
+  SE_CHECK(conv2d_runs_direct(d), "conv2d_backward_weight_direct: this conv or CPU has no direct kernel");
+#if defined(__x86_64__)
+  const DirectConvShape s = forward_shape(d);
+  const int64_t cg = s.c_in / s.groups, og = s.c_out / s.groups, k = cg * s.kh * s.kw;
+  const int64_t tasks = s.n * s.groups * s.oh, outputs = s.c_out * (k + 1);
+  const int threads = max_threads();
+  std::vector<WeightSums> partial;  // one per thread, added in thread order below
+  partial.reserve(static_cast<size_t>(threads));
+  for (int t = 0; t < threads; ++t) partial.emplace_back(outputs);
+#pragma omp parallel num_threads(threads)
+  {
+    WeightSums& sums = partial[static_cast<size_t>(omp_get_thread_num())];
+    StagingRing ring(s);
+    int64_t previous = -1, rows = 0;
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < tasks; ++t) {
+      const int64_t oh = t % s.oh, image_group = t / s.oh;  // image * groups + group
+      const int64_t group = image_group % s.groups, image = image_group / s.groups;
+      ring.advance(x + (image * s.c_in + group * cg) * s.h * s.w, oh, previous == t - 1 && oh > 0);
+      previous = t;
+      weight_row(s, dy + image_group * og * s.oh * s.ow, ring, oh, group, db != nullptr, sums);
+      if (++rows % kFoldRows == 0) sums.fold();
+    }
+    sums.fold();
+  }
+  for (int64_t o = 0; o < s.c_out; ++o) {
+    for (int64_t tap = 0; tap <= k; ++tap) {
+      double sum = 0.0;
+      for (const WeightSums& p : partial) sum += p.sums[static_cast<size_t>(o * (k + 1) + tap)];
+      if (tap < k) {
+        dw[o * k + tap] = static_cast<float>(sum);
+      } else if (db != nullptr) {
+        db[o] = static_cast<float>(sum);
+      }
+    }
+  }
+#else
+  (void)x, (void)dy, (void)dw, (void)db;
+#endif
 }
 
 }  // namespace se::kernels::cpu

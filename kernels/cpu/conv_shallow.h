@@ -16,11 +16,10 @@ namespace se::kernels::cpu {
 // chunks and stores such convs differently).
 constexpr int64_t kShallowConvDepth = 128;
 
-// Whether conv2d_forward_direct and conv2d_backward_data_direct take d (NCHW, any dtype's shape; the
-// caller passes f32): stride 1, K < kShallowConvDepth, not 1x1 (a GEMM reads such an x in place), not
-// depthwise (conv.cpp's own loop), a kernel at most 16 wide, and an x86-64 CPU with AVX-512 whose GEMM
-// has not been switched to another micro-kernel family (set_gemm_isa: tests use it to run the GEMM
-// path of the same convs).
+// Whether conv2d_forward_direct, conv2d_backward_data_direct and conv2d_backward_weight_direct take d (NCHW, any
+// dtype's shape; the caller passes f32): stride 1, K < kShallowConvDepth, not 1x1 (a GEMM reads such an x in place),
+// not depthwise (conv.cpp's own loop), a kernel at most 16 wide, and an x86-64 CPU with AVX-512 whose GEMM has not been
+// switched to another micro-kernel family (set_gemm_isa: tests use it to run the GEMM path of the same convs).
 bool conv2d_runs_direct(const Conv2dDesc& d);
 
 // As conv2d_forward (bias nullptr when none, the fused activation of d); `stream` writes y with
@@ -35,5 +34,12 @@ void conv2d_forward_direct(const Conv2dDesc& d, const float* x,  // (N, C_in, H,
 void conv2d_backward_data_direct(const Conv2dDesc& d, const float* dy,  // (N, C_out, OH, OW)
                                  const float* w,                        // (C_out, Cg, KH, KW)
                                  bool stream, float* dx);               // (N, C_in, H, W)
+
+// As conv2d_backward_weight (db nullptr when not wanted). Each thread sums its output rows' products in
+// f32 vector lanes, folded into f64 every few rows; the threads' f64 sums are added in thread order.
+void conv2d_backward_weight_direct(const Conv2dDesc& d, const float* x,  // (N, C_in, H, W)
+                                   const float* dy,                      // (N, C_out, OH, OW)
+                                   float* dw,                            // (C_out, Cg, KH, KW)
+                                   float* db);                           // (C_out) or nullptr
 
 }  // namespace se::kernels::cpu
