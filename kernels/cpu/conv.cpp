@@ -7,9 +7,10 @@
 // inputs) are instead taken several images at a time, side by side in col, so that one GEMM packs W
 // once for them all and its n is wide enough to fill the micro-tiles. 1x1 stride-1 unpadded convs use
 // x itself as col. Depthwise convs (groups == C_in) skip GEMM for a direct per-plane loop.
-// Shallow convs (K < 128, e.g. the RGB input layer) do few FMAs per byte: with stride 1, their forward
-// and backward data run on the direct kernel of conv_shallow.h where the CPU has AVX-512 (f32); as
-// GEMMs, their chunks are longer, and a large output is written by the epilogue with non-temporal stores.
+// Stride-1 convs run on the direct kernel of conv_direct_avx512.h instead where the CPU has AVX-512 (f32)
+// and the shape suits it (see conv2d_runs_direct): shallow ones, and deeper ones over wide rows.
+// Shallow convs (K < 128, e.g. the RGB input layer) do few FMAs per byte: as GEMMs, their chunks are
+// longer, and a large output is written by the epilogue with non-temporal stores.
 // Parallelism: independent (image, group, row chunk) tasks over OpenMP threads, each with a
 // single-threaded GEMM; when there are fewer tasks than threads the GEMM itself runs multi-threaded,
 // and so do the copies around it (split by channel).
@@ -29,7 +30,7 @@
 #include "kernels/conv_epilogue.h"
 #include "kernels/cpu/channel_sum.h"
 #include "kernels/cpu/conv_channels_last.h"
-#include "kernels/cpu/conv_shallow.h"
+#include "kernels/cpu/conv_direct_avx512.h"
 #include "kernels/cpu/elementwise_fast.h"
 #include "kernels/cpu/vector_math.h"
 #include "kernels/gemm.h"
@@ -656,7 +657,8 @@ void forward_typed(const Conv2dDesc& d, const T* x, const T* w, const T* bias, T
   const Geometry g = geometry(d);
   if (conv2d_is_depthwise(d)) return forward_depthwise(g, x, w, bias, y);
   if constexpr (std::is_same_v<T, float>) {
-    if (conv2d_runs_direct(d)) return conv2d_forward_direct(d, x, w, bias, streams_output(g, g.n * g.c_out * g.ohw), y);
+    if (conv2d_runs_direct(d, DirectPass::forward))
+      return conv2d_forward_direct(d, x, w, bias, streams_output(g, g.n * g.c_out * g.ohw), y);
   }
   forward_gemm(g, x, w, bias, y);
 }
@@ -666,7 +668,8 @@ void backward_data_typed(const Conv2dDesc& d, const T* dy, const T* w, T* dx) {
   const Geometry g = geometry(d);
   if (conv2d_is_depthwise(d)) return backward_data_depthwise(g, dy, w, dx);
   if constexpr (std::is_same_v<T, float>) {
-    if (conv2d_runs_direct(d)) return conv2d_backward_data_direct(d, dy, w, streams_output(g, g.n * g.c_in * g.hw), dx);
+    if (conv2d_runs_direct(d, DirectPass::backward_data))
+      return conv2d_backward_data_direct(d, dy, w, streams_output(g, g.n * g.c_in * g.hw), dx);
   }
   backward_data_gemm(g, dy, w, dx);
 }
@@ -680,7 +683,7 @@ void backward_weight_typed(const Conv2dDesc& d, const T* x, const T* dy, T* dw, 
     return;
   }
   if constexpr (std::is_same_v<T, float>) {
-    if (conv2d_runs_direct(d)) return conv2d_backward_weight_direct(d, x, dy, dw, db);
+    if (conv2d_runs_direct(d, DirectPass::backward_weight)) return conv2d_backward_weight_direct(d, x, dy, dw, db);
   }
   backward_weight_gemm(g, x, dy, dw, db);
 }

@@ -1,5 +1,5 @@
-// The direct stride-1 convolution of conv_shallow.h, in AVX-512 (compiled with a target attribute: the
-// build has no -march flags; conv2d_runs_direct checks the CPU at run time).
+// The direct stride-1 convolution of conv_direct_avx512.h (compiled with a target attribute: the build
+// has no -march flags; conv2d_runs_direct checks the CPU at run time).
 //
 // Work: each thread takes a contiguous band of output rows of one or more (image, group) pairs. A row
 // is computed a tile of CO output channels x NV 16-pixel vectors at a time (CO * NV <= 24 accumulators
@@ -13,9 +13,10 @@
 // planes lies a power of two apart (1 MB for 512 x 512), so that with many channels (the backward
 // data of a conv with 64 outputs reads 64) they all fall into the same few cache sets and are evicted
 // before the next output rows reuse them.
-#include "kernels/cpu/conv_shallow.h"
+#include "kernels/cpu/conv_direct_avx512.h"
 
 #include <omp.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -216,19 +217,36 @@ std::vector<float> pack_weights(const DirectConvShape& s, const float* w) {
   return packed;
 }
 
+// Where a staged row's column 0 lies in its slot, and the slots' stride (floats).
+struct StagingGeometry {
+  int64_t left, stride;
+};
+
+StagingGeometry staging_geometry(const DirectConvShape& s) {
+  // Column 0 of every row on a 64-byte boundary (the padding before it rounded up to whole vectors),
+  // so that vectors of 16 outputs read whole cache lines where the kernel's offset is 0.
+  const int64_t left = (std::max<int64_t>(s.pw, 0) + kLanes - 1) / kLanes * kLanes;
+  // Past the furthest read: the last strip ends before OW + kMaxStripWidth, then the kernel's reach.
+  const int64_t reach = s.ow + kMaxStripWidth + (s.kw - 1) * s.dw - s.pw;
+  int64_t stride = (left + std::max(s.w, reach) + kLanes - 1) / kLanes * kLanes;
+  if (stride % 256 == 0) stride += kLanes;  // keep rows off a 1 KB period (cache-set aliasing)
+  return {left, stride};
+}
+
+// The bytes of one thread's staging ring.
+int64_t staging_bytes(const DirectConvShape& s) {
+  return s.c_in / s.groups * ((s.kh - 1) * s.dh + 1) * staging_geometry(s).stride * int64_t(sizeof(float));
+}
+
 // One thread's ring of staged x rows: for each of the `window` = (KH - 1) * dh + 1 most recent input
 // rows (slot ih mod window) and each channel c of the group, the row with `left` zeros before it and
 // zeros after it up to `stride`.
 class StagingRing {
  public:
   explicit StagingRing(const DirectConvShape& s) : s_(s), cg_(s.c_in / s.groups), window_((s.kh - 1) * s.dh + 1) {
-    // Column 0 of every row on a 64-byte boundary (the padding before it rounded up to whole vectors),
-    // so that vectors of 16 outputs read whole cache lines where the kernel's offset is 0.
-    left_ = (std::max<int64_t>(s.pw, 0) + kLanes - 1) / kLanes * kLanes;
-    // Past the furthest read: the last strip ends before OW + kMaxStripWidth, then the kernel's reach.
-    const int64_t reach = s.ow + kMaxStripWidth + (s.kw - 1) * s.dw - s.pw;
-    stride_ = (left_ + std::max(s.w, reach) + kLanes - 1) / kLanes * kLanes;
-    if (stride_ % 256 == 0) stride_ += kLanes;  // keep rows off a 1 KB period (cache-set aliasing)
+    const StagingGeometry geometry = staging_geometry(s);
+    left_ = geometry.left;
+    stride_ = geometry.stride;
     storage_.assign(static_cast<size_t>(window_ * cg_ * stride_ + kLanes), 0.0f);
     const uintptr_t address = reinterpret_cast<uintptr_t>(storage_.data());
     rows_ = storage_.data() + (64 - address % 64) % 64 / sizeof(float);
@@ -539,23 +557,64 @@ DirectConvShape forward_shape(const Conv2dDesc& d) {
           .groups = d.groups};
 }
 
+// The direct problem of d's backward data (stride 1): dy (N, C_out, OH, OW) convolved with the flipped,
+// transposed weights into dx (N, C_in, H, W), padded by d * (K - 1) - p (which may be negative).
+DirectConvShape backward_data_shape(const Conv2dDesc& d) {
+  return {.n = d.n,
+          .c_in = d.c_out,
+          .h = conv2d_output_h(d),
+          .w = conv2d_output_w(d),
+          .c_out = d.c_in,
+          .oh = d.h,
+          .ow = d.w,
+          .kh = d.kernel_h,
+          .kw = d.kernel_w,
+          .ph = d.dilation_h * (d.kernel_h - 1) - d.pad_h,
+          .pw = d.dilation_w * (d.kernel_w - 1) - d.pad_w,
+          .dh = d.dilation_h,
+          .dw = d.dilation_w,
+          .groups = d.groups};
+}
+
+// The CPU's L2 per core (1 MB when the C library cannot tell).
+int64_t l2_bytes() {
+  static const int64_t bytes = [] {
+    const long reported = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    return reported > 0 ? int64_t(reported) : int64_t(1) << 20;
+  }();
+  return bytes;
+}
+
+// Rows at least this wide let a deep conv (K >= kShallowConvDepth) run directly: narrower rows leave the
+// strips' last vectors partly empty, and the staged rows carry a strip's width of padding each. Measured
+// on U-Net's 3x3 layers (2 threads, 512 x 512 input): 64 ch at 512 wide, forward 124 -> 94 ms and
+// backward data 124 -> 91 ms; 128 ch at 256, 110 -> 98 and 107 -> 99 ms; 256 ch at 128 even (its ring
+// is over 3/4 of L2 anyway); 512 ch at 64 wide, 94 -> 135 ms (the GEMM path keeps those).
+constexpr int64_t kMinWideRow = 128;
+
 }  // namespace
 
-bool conv2d_runs_direct(const Conv2dDesc& d) {
+bool conv2d_runs_direct(const Conv2dDesc& d, DirectPass pass) {
 #if defined(__x86_64__)
   const bool unpadded_1x1 = d.kernel_h == 1 && d.kernel_w == 1 && d.pad_h == 0 && d.pad_w == 0;
-  return d.layout == Conv2dLayout::nchw && d.stride_h == 1 && d.stride_w == 1 && !unpadded_1x1 &&
-         !conv2d_is_depthwise(d) && d.c_in / d.groups * d.kernel_h * d.kernel_w < kShallowConvDepth &&
-         d.kernel_w <= kMaxKernelWidth && gemm_isa() == GemmIsa::avx512;
+  if (d.layout != Conv2dLayout::nchw || d.stride_h != 1 || d.stride_w != 1 || unpadded_1x1 || conv2d_is_depthwise(d) ||
+      d.kernel_w > kMaxKernelWidth || gemm_isa() != GemmIsa::avx512) {
+    return false;
+  }
+  if (d.c_in / d.groups * d.kernel_h * d.kernel_w < kShallowConvDepth) return true;
+  // Deeper convs: where the rows are wide and the staged rows of a thread stay in L2 (see kMinWideRow).
+  if (pass == DirectPass::backward_weight) return false;
+  const DirectConvShape s = pass == DirectPass::forward ? forward_shape(d) : backward_data_shape(d);
+  return s.ow >= kMinWideRow && staging_bytes(s) <= l2_bytes() * 3 / 4;
 #else
-  (void)d;
+  (void)d, (void)pass;
   return false;
 #endif
 }
 
 void conv2d_forward_direct(const Conv2dDesc& d, const float* x, const float* w, const float* bias, bool stream,
                            float* y) {
-  SE_CHECK(conv2d_runs_direct(d), "conv2d_forward_direct: this conv or CPU has no direct kernel");
+  SE_CHECK(conv2d_runs_direct(d, DirectPass::forward), "conv2d_forward_direct: this conv or CPU has no direct kernel");
   const DirectConvShape s = forward_shape(d);
   direct_conv_f32(s, x, w, bias, d.activation, stream, y);
 }
@@ -563,7 +622,8 @@ void conv2d_forward_direct(const Conv2dDesc& d, const float* x, const float* w, 
 // With stride 1, dx is the convolution of dy with each group's weights flipped in both axes and its
 // input and output channels swapped, padded by d * (KH - 1) - p (which may be negative).
 void conv2d_backward_data_direct(const Conv2dDesc& d, const float* dy, const float* w, bool stream, float* dx) {
-  SE_CHECK(conv2d_runs_direct(d), "conv2d_backward_data_direct: this conv or CPU has no direct kernel");
+  SE_CHECK(conv2d_runs_direct(d, DirectPass::backward_data),
+           "conv2d_backward_data_direct: this conv or CPU has no direct kernel");
   const int64_t cg = d.c_in / d.groups, og = d.c_out / d.groups, taps = d.kernel_h * d.kernel_w;
   std::vector<float> flipped(static_cast<size_t>(d.c_in * og * taps));  // (C_in, Og, KH, KW)
   for (int64_t group = 0; group < d.groups; ++group) {
@@ -575,26 +635,13 @@ void conv2d_backward_data_direct(const Conv2dDesc& d, const float* dy, const flo
       }
     }
   }
-  // dy (N, C_out, OH, OW) in, dx (N, C_in, H, W) out.
-  const DirectConvShape s{.n = d.n,
-                          .c_in = d.c_out,
-                          .h = conv2d_output_h(d),
-                          .w = conv2d_output_w(d),
-                          .c_out = d.c_in,
-                          .oh = d.h,
-                          .ow = d.w,
-                          .kh = d.kernel_h,
-                          .kw = d.kernel_w,
-                          .ph = d.dilation_h * (d.kernel_h - 1) - d.pad_h,
-                          .pw = d.dilation_w * (d.kernel_w - 1) - d.pad_w,
-                          .dh = d.dilation_h,
-                          .dw = d.dilation_w,
-                          .groups = d.groups};
+  const DirectConvShape s = backward_data_shape(d);
   direct_conv_f32(s, dy, flipped.data(), nullptr, ConvActivation::none, stream, dx);
 }
 
 void conv2d_backward_weight_direct(const Conv2dDesc& d, const float* x, const float* dy, float* dw, float* db) {
-  SE_CHECK(conv2d_runs_direct(d), "conv2d_backward_weight_direct: this conv or CPU has no direct kernel");
+  SE_CHECK(conv2d_runs_direct(d, DirectPass::backward_weight),
+           "conv2d_backward_weight_direct: this conv or CPU has no direct kernel");
 #if defined(__x86_64__)
   const DirectConvShape s = forward_shape(d);
   const int64_t cg = s.c_in / s.groups, og = s.c_out / s.groups, k = cg * s.kh * s.kw;

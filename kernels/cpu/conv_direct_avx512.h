@@ -1,9 +1,11 @@
-// Internal to the CPU Conv2d (conv.cpp): a direct stride-1 convolution for shallow convs, those whose
-// GEMM depth K = Cg * KH * KW is small (U-Net's RGB input layer has K = 27). As a GEMM such a conv is
-// mostly im2col, packing and a pass over its output; computed directly, each 16-pixel vector of a
-// row is loaded once per tap and feeds a register tile of output channels, and the finished tile goes
-// straight from registers to y (non-temporal stores for large outputs). It also runs the backward data
-// of such a conv, which is a stride-1 convolution of dy with the flipped, transposed weights.
+// Internal to the CPU Conv2d (conv.cpp): a direct stride-1 convolution in AVX-512, for shallow convs,
+// those whose GEMM depth K = Cg * KH * KW is small (U-Net's RGB input layer has K = 27), and for deeper
+// ones over wide rows. As a GEMM such a conv spends much of its time in im2col, packing and passes over
+// its output (and for backward data, col2im); computed directly, each 16-pixel vector of a row is
+// loaded once per tap and feeds a register tile of output channels, and the finished tile goes
+// straight from registers to y (non-temporal stores for large outputs). The backward data of a
+// stride-1 conv is itself such a convolution, of dy with the flipped, transposed weights; the backward
+// weight runs directly for shallow convs only.
 #pragma once
 
 #include <cstdint>
@@ -16,11 +18,15 @@ namespace se::kernels::cpu {
 // chunks and stores such convs differently).
 constexpr int64_t kShallowConvDepth = 128;
 
-// Whether conv2d_forward_direct, conv2d_backward_data_direct and conv2d_backward_weight_direct take d (NCHW, any
-// dtype's shape; the caller passes f32): stride 1, K < kShallowConvDepth, not 1x1 (a GEMM reads such an x in place),
-// not depthwise (conv.cpp's own loop), a kernel at most 16 wide, and an x86-64 CPU with AVX-512 whose GEMM has not been
-// switched to another micro-kernel family (set_gemm_isa: tests use it to run the GEMM path of the same convs).
-bool conv2d_runs_direct(const Conv2dDesc& d);
+enum class DirectPass { forward, backward_data, backward_weight };
+
+// Whether the direct kernel takes this pass of d (NCHW; the caller passes f32): stride 1, not 1x1
+// unpadded (a GEMM reads such an x in place), not depthwise (conv.cpp's own loop), a kernel at most 16
+// wide, an x86-64 CPU with AVX-512 whose GEMM has not been switched to another micro-kernel family
+// (set_gemm_isa: tests use it to run the GEMM path of the same convs); and either shallow
+// (K < kShallowConvDepth), or for forward and backward data, output rows of the pass at least 128 wide
+// whose staged input rows (Cg * ((KH - 1) * dh + 1) rows per thread) fit in 3/4 of the L2 cache.
+bool conv2d_runs_direct(const Conv2dDesc& d, DirectPass pass);
 
 // As conv2d_forward (bias nullptr when none, the fused activation of d); `stream` writes y with
 // non-temporal stores (an output far larger than the caches). Every output sums its (c, i, j) terms in
