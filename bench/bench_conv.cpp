@@ -113,6 +113,15 @@ void register_benchmarks() {
   Conv2dDesc bottleneck = conv3x3(1024, 32);
   bottleneck.c_in = 512;
   shapes.emplace_back("unet3x3_512to1024ch_32", bottleneck);
+  // DeepLab at output stride 8 on a 512 x 512 image: layer4's dilated 3x3 (rate 4) and an ASPP branch
+  // (rate 12), the heaviest convs of its training step.
+  Conv2dDesc dilated = conv3x3(512, 64);
+  dilated.pad_h = dilated.pad_w = dilated.dilation_h = dilated.dilation_w = 4;
+  shapes.emplace_back("resnet_dilated3x3_d4_512ch_64", dilated);
+  Conv2dDesc aspp = conv3x3(256, 64);
+  aspp.c_in = 2048;
+  aspp.pad_h = aspp.pad_w = aspp.dilation_h = aspp.dilation_w = 12;
+  shapes.emplace_back("deeplab_aspp3x3_d12_2048to256ch_64", aspp);
   Conv2dDesc depthwise = conv3x3(256, 64);
   depthwise.groups = 256;
   shapes.emplace_back("depthwise3x3_256ch_64", depthwise);

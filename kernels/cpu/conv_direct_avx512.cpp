@@ -576,6 +576,7 @@ DirectConvShape backward_data_shape(const Conv2dDesc& d) {
           .groups = d.groups};
 }
 
+#if defined(__x86_64__)
 // The CPU's L2 per core (1 MB when the C library cannot tell).
 int64_t l2_bytes() {
   static const int64_t bytes = [] {
@@ -584,6 +585,7 @@ int64_t l2_bytes() {
   }();
   return bytes;
 }
+#endif
 
 // Rows at least this wide let a deep conv (K >= kShallowConvDepth) run directly: narrower rows leave the
 // strips' last vectors partly empty, and the staged rows carry a strip's width of padding each. Measured
