@@ -13,6 +13,9 @@
 // planes lies a power of two apart (1 MB for 512 x 512), so that with many channels (the backward
 // data of a conv with 64 outputs reads 64) they all fall into the same few cache sets and are evicted
 // before the next output rows reuse them.
+//
+// Backward weight (shallow convs only): each output row adds its products of dy rows and the staged x
+// rows into per-thread vector lanes, a tile of 8 output channels x 3 kernel columns at a time.
 #include "kernels/cpu/conv_direct_avx512.h"
 
 #include <omp.h>
@@ -299,7 +302,7 @@ SE_AVX512 void run_row(const DirectConvShape& s, const float* x_g, StagingRing& 
 // ---- backward weight: dW[o][c][i][j] = sum over (n, oh, ow) of dy[n][o][oh][ow] * x[n][c][oh+i*dh-ph][ow+j*dw-pw]
 
 // One thread's running sums: `lanes` (C_out, K + 1, 16) f32, the 16 vector lanes of each output's sum
-// (tap K + 1 is the bias gradient, the sum of dy), folded into `sums` (C_out, K + 1) f64 every
+// (entry K, after the K taps: the bias gradient, the sum of dy), folded into `sums` (C_out, K + 1) f64 every
 // kFoldRows output rows, so that no f32 lane adds up more than a few thousand products.
 struct WeightSums {
   explicit WeightSums(int64_t outputs)
