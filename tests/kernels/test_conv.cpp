@@ -1,6 +1,7 @@
 // Conv2d: CPU kernels against a naive direct convolution in f64 (forward, backward data, backward
 // weight, bias gradient), f16/bf16 against f32, CUDA against the reference and the CPU.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -8,6 +9,7 @@
 #include <vector>
 
 #include "kernels/conv.h"
+#include "kernels/cpu/conv_direct_avx512.h"
 #include "kernels/cpu/elementwise_fast.h"
 #include "kernels/gemm.h"
 #include "tests/kernels/kernel_test_util.h"
@@ -393,6 +395,37 @@ void expect_large_shallow_output_streams_the_same_values() {
           << "output channel " << part * half.c_out + i / plane << ", pixel " << i % plane;
     }
   }
+}
+
+// The direct kernel computes each output of forward and backward data on one thread, in a fixed order:
+// the same bits with one thread as with all of them (a larger image than the cases, so that the rows
+// are spread over the threads).
+TEST(ConvCpu, DirectForwardAndBackwardDataDoNotDependOnTheThreadCount) {
+  std::vector<Case> cases = kCases;
+  cases.push_back({"rgb_96x150", 2, 3, 96, 150, 24, 3, 3, 1, 1, 1, 1, 1, 1, 1, true});
+  int direct = 0;
+  uint32_t seed = 901;
+  for (const Case& c : cases) {
+    const Conv2dDesc d = make_desc(c, DType::f32);
+    const bool forward = cpu::conv2d_runs_direct(d, cpu::DirectPass::forward);
+    const bool backward_data = cpu::conv2d_runs_direct(d, cpu::DirectPass::backward_data);
+    if (!forward && !backward_data) continue;
+    ++direct;
+    const Tensors in = random_inputs(d, seed += 5);
+    const int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    const Outputs<float> one = run_cpu<float>(d, in);
+    omp_set_num_threads(threads);
+    const Outputs<float> all = run_cpu<float>(d, in);
+    if (forward) {
+      EXPECT_EQ(one.y, all.y) << c.name;
+    }
+    if (backward_data) {
+      EXPECT_EQ(one.dx, all.dx) << c.name;
+    }
+  }
+  if (cpu::gemm_isa() != cpu::GemmIsa::avx512) GTEST_SKIP() << "no AVX-512: no direct kernel";
+  EXPECT_GE(direct, 10);
 }
 
 // Both paths: the direct kernel's stores from registers (where the CPU has AVX-512) and the GEMM path's
