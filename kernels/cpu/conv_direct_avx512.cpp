@@ -331,6 +331,27 @@ SE_AVX512 inline __m512 load_row(const float* p, int64_t count) {
   }
 }
 
+// lanes_o + (u * lanes_ld + jj) * 16 += acc[u][jj]: a tile's sums over one output row into the thread's lanes.
+template <int CO, int TJ>
+SE_AVX512 inline void add_to_lanes(const __m512 (&acc)[CO][TJ], float* lanes_o, int64_t lanes_ld) {
+#pragma GCC unroll 8
+  for (int u = 0; u < CO; ++u) {
+#pragma GCC unroll 4
+    for (int jj = 0; jj < TJ; ++jj) {
+      float* lane = lanes_o + (u * lanes_ld + jj) * kLanes;
+      _mm512_storeu_ps(lane, _mm512_add_ps(_mm512_loadu_ps(lane), acc[u][jj]));
+    }
+  }
+}
+
+// Columns ow0 .. ow0 + 16 of the CO dy rows at prefetch_o (planes `plane` apart) into L2; none when null.
+template <int CO>
+SE_AVX512 inline void prefetch_columns(const float* prefetch_o, int64_t plane, int64_t ow0) {
+  if (prefetch_o == nullptr) return;
+#pragma GCC unroll 8
+  for (int u = 0; u < CO; ++u) _mm_prefetch(reinterpret_cast<const char*>(prefetch_o + u * plane + ow0), _MM_HINT_T1);
+}
+
 // acc[u][jj] += dy_u[ow0 .. ow0 + 16) * x[ow0 + (j0 + jj) * dw - pw ..] for the tile's CO channels and
 // TJ kernel columns: one 16-pixel column block of a row (kTail: the row's last, partial one).
 template <int CO, int TJ, bool kTail>
@@ -364,22 +385,11 @@ SE_AVX512 void weight_row_tile(const DirectConvShape& s, const float* dy_o, int6
   const float* x_j0 = x_row + j0 * s.dw - s.pw;
   int64_t ow0 = 0;
   for (; ow0 + kLanes <= s.ow; ow0 += kLanes) {
-    if (prefetch_o != nullptr) {
-#pragma GCC unroll 8
-      for (int u = 0; u < CO; ++u)
-        _mm_prefetch(reinterpret_cast<const char*>(prefetch_o + u * plane + ow0), _MM_HINT_T1);
-    }
+    prefetch_columns<CO>(prefetch_o, plane, ow0);
     weight_block<CO, TJ, false>(s, dy_o, plane, x_j0, ow0, acc);
   }
   if (ow0 < s.ow) weight_block<CO, TJ, true>(s, dy_o, plane, x_j0, ow0, acc);
-#pragma GCC unroll 8
-  for (int u = 0; u < CO; ++u) {
-#pragma GCC unroll 4
-    for (int jj = 0; jj < TJ; ++jj) {
-      float* lane = lanes_o + (u * lanes_ld + jj) * kLanes;
-      _mm512_storeu_ps(lane, _mm512_add_ps(_mm512_loadu_ps(lane), acc[u][jj]));
-    }
-  }
+  add_to_lanes<CO, TJ>(acc, lanes_o, lanes_ld);
 }
 
 // Lanes kShift.. of low, then the first kShift of high (valignd). Through the masked form: GCC 12's
@@ -402,12 +412,7 @@ SE_AVX512 void weight_row_tile_3x3(const DirectConvShape& s, const float* dy_o, 
   __m512i current = _mm512_castps_si512(_mm512_loadu_ps(x_row));
   int64_t ow0 = 0;
   for (; ow0 + kLanes <= s.ow; ow0 += kLanes) {
-    if (prefetch_o != nullptr) {
-#pragma GCC unroll 8
-      for (int u = 0; u < CO; ++u) {
-        _mm_prefetch(reinterpret_cast<const char*>(prefetch_o + u * plane + ow0), _MM_HINT_T1);
-      }
-    }
+    prefetch_columns<CO>(prefetch_o, plane, ow0);
     const __m512i next = _mm512_castps_si512(_mm512_loadu_ps(x_row + ow0 + kLanes));
     const __m512 x_left = _mm512_castsi512_ps(rotate<15>(current, previous));  // x[ow0 - 1 ..]
     const __m512 x_mid = _mm512_castsi512_ps(current);
@@ -424,14 +429,7 @@ SE_AVX512 void weight_row_tile_3x3(const DirectConvShape& s, const float* dy_o, 
     current = next;
   }
   if (ow0 < s.ow) weight_block<CO, 3, true>(s, dy_o, plane, x_row - 1, ow0, acc);
-#pragma GCC unroll 8
-  for (int u = 0; u < CO; ++u) {
-#pragma GCC unroll 4
-    for (int jj = 0; jj < 3; ++jj) {
-      float* lane = lanes_o + (u * lanes_ld + jj) * kLanes;
-      _mm512_storeu_ps(lane, _mm512_add_ps(_mm512_loadu_ps(lane), acc[u][jj]));
-    }
-  }
+  add_to_lanes<CO, 3>(acc, lanes_o, lanes_ld);
 }
 
 // Up to 3 kernel columns at a time: CO * TJ <= 24 accumulators.
