@@ -1,50 +1,244 @@
-// CPU attention: the same tiling and online softmax as the CUDA kernels, so memory stays linear in
-// the sequence lengths. Forward tasks are (batch * head, block of kRows queries); the backward runs
-// in one pass over (batch * head, part of the queries) tasks (see backward); OpenMP spreads them.
-// Each thread converts the blocks it works on to the compute type once, into its own buffers.
+// CPU attention: the tiling and online softmax of the CUDA kernels (memory linear in the sequence lengths,
+// no lq x lk matrix), with each tile's products on the CPU GEMM's micro-kernels (gemm_on_this_thread) and
+// its softmax in loops compiled per ISA (RowLoops). Forward tasks are (batch * head, block of kQueryBlock
+// queries); backward tasks are (batch * head, part of the queries), see backward. OpenMP spreads the tasks,
+// each thread with its own tile buffers. f32 and f64 operands are read in place; f16/bf16 ones are
+// converted to float once per head (keys, values) or query block, by the thread that uses them.
 #include "kernels/attention.h"
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <type_traits>
 #include <vector>
+
+#include "kernels/cpu/gemm_on_thread.h"
+#include "kernels/cpu/vector_math.h"
 
 namespace se::kernels::cpu {
 namespace {
 
-constexpr int64_t kRows = 32;  // queries per block
-constexpr int64_t kKeys = 64;  // keys per block
+constexpr int64_t kQueryBlock = 128;  // queries per tile
+constexpr int64_t kKeyBlock = 256;    // keys per tile: SegFormer's reduced key lengths fit one
 constexpr int64_t kParallelWork = 16384;
-
-// dst[r * d + i] = x[(row0 + r) * d + i] for r < rows, in the compute type C.
-template <typename C, typename T>
-void load_rows(C* dst, const T* x, int64_t row0, int64_t rows, int64_t d) {
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t i = 0; i < d; ++i) dst[r * d + i] = static_cast<C>(x[(row0 + r) * d + i]);
-  }
-}
-
-// dst[i * kKeys + r] = x[(row0 + r) * d + i]: keys along the fast axis, so that the score loops below
-// run over keys without a reduction and vectorise.
-template <typename C, typename T>
-void load_rows_transposed(C* dst, const T* x, int64_t row0, int64_t rows, int64_t d) {
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t i = 0; i < d; ++i) dst[i * kKeys + r] = static_cast<C>(x[(row0 + r) * d + i]);
-  }
-}
-
-// s[c] = scale * a . bt[:, c] for c < keys; a: (d), bt: (d, kKeys).
-template <typename C>
-void row_times_block(C* s, const C* a, const C* bt, int64_t keys, int64_t d, C scale) {
-  for (int64_t c = 0; c < keys; ++c) s[c] = 0;
-  for (int64_t i = 0; i < d; ++i) {
-    const C ai = scale * a[i];
-    for (int64_t c = 0; c < keys; ++c) s[c] += ai * bt[i * kKeys + c];
-  }
-}
 
 bool parallel(const AttentionDesc& a) {
   return a.batch * a.heads * a.lq * a.lk * a.d >= kParallelWork;
 }
+
+// ---------------------------------------------------------------------------------------------------
+// The element loops over one row of a tile. Maxima and sums run in lanes (kLanes interleaved scalars for
+// double, one 16-float GCC vector for float), so that the loops vectorize and sum in an order fixed by the
+// code, whatever the ISA.
+
+// 16 floats as one GCC vector: one zmm, two ymm or four xmm registers, as the target has.
+using Float16 = float __attribute__((vector_size(64)));
+constexpr int64_t kFloat16Lanes = 16;
+
+// (Through references: a 64-byte vector passed by value changes the ABI between targets, which GCC warns of.)
+inline void load16(Float16& v, const float* p) {
+  std::memcpy(&v, p, sizeof(v));
+}
+inline void store16(float* p, const Float16& v) {
+  std::memcpy(p, &v, sizeof(v));
+}
+
+// s[k] *= scale for k < n; returns the largest s[k].
+template <typename C>
+inline C scale_and_max(C* __restrict s, int64_t n, C scale) {
+  C lane_max[kLanes];
+  std::fill(lane_max, lane_max + kLanes, -static_cast<C>(INFINITY));
+  for_each_lane(0, n, [&](int64_t k, int j) {
+    const C x = s[k] * scale;
+    s[k] = x;
+    lane_max[j] = std::max(lane_max[j], x);
+  });
+  return *std::max_element(lane_max, lane_max + kLanes);
+}
+
+inline float scale_and_max(float* __restrict s, int64_t n, float scale) {
+  Float16 lane_max = Float16{} - INFINITY;
+  int64_t k = 0;
+  for (; k + kFloat16Lanes <= n; k += kFloat16Lanes) {
+    Float16 x;
+    load16(x, s + k);
+    x *= scale;
+    store16(s + k, x);
+    lane_max = x > lane_max ? x : lane_max;
+  }
+  float max = lane_max[0];
+  for (int64_t j = 1; j < kFloat16Lanes; ++j) max = std::max(max, lane_max[j]);
+  for (; k < n; ++k) {
+    s[k] *= scale;
+    max = std::max(max, s[k]);
+  }
+  return max;
+}
+
+// The sum of s[k] for k < n.
+template <typename C>
+inline C row_sum(const C* __restrict s, int64_t n) {
+  C lane_sum[kLanes] = {};
+  for_each_lane(0, n, [&](int64_t k, int j) { lane_sum[j] += s[k]; });
+  return sum_lanes(lane_sum);
+}
+
+inline float row_sum(const float* __restrict s, int64_t n) {
+  Float16 lane_sum = {};
+  int64_t k = 0;
+  for (; k + kFloat16Lanes <= n; k += kFloat16Lanes) {
+    Float16 x;
+    load16(x, s + k);
+    lane_sum += x;
+  }
+  float sum = 0;
+  for (int64_t j = 0; j < kFloat16Lanes; ++j) sum += lane_sum[j];
+  for (; k < n; ++k) sum += s[k];
+  return sum;
+}
+
+// s[k] = e^(s[k] - shift) for k < n; returns their sum. Two loops: the exp loop without a sum in it
+// vectorizes at the ISA's full width.
+template <typename C>
+inline C exp_and_sum(C* __restrict s, int64_t n, C shift) {
+  for (int64_t k = 0; k < n; ++k) s[k] = fast_exp(s[k] - shift);
+  return row_sum(s, n);
+}
+
+// The backward's probabilities: s[k] = e^(scale * s[k] - lse) for k < n.
+template <typename C>
+inline void probabilities(C* __restrict s, int64_t n, C scale, C lse) {
+  for (int64_t k = 0; k < n; ++k) s[k] = fast_exp(scale * s[k] - lse);
+}
+
+// The gradient of the scaled scores: dp[k] = scale * (p[k] * (dp[k] - delta)) for k < n.
+template <typename C>
+inline void score_gradient(C* __restrict dp, const C* __restrict p, int64_t n, C delta, C scale) {
+  for (int64_t k = 0; k < n; ++k) dp[k] = scale * (p[k] * (dp[k] - delta));
+}
+
+template <typename C>
+struct RowLoops {
+  C (*scale_and_max)(C* s, int64_t n, C scale);
+  C (*exp_and_sum)(C* s, int64_t n, C shift);
+  void (*probabilities)(C* s, int64_t n, C scale, C lse);
+  void (*score_gradient)(C* dp, const C* p, int64_t n, C delta, C scale);
+};
+
+// The float loops compiled for AVX-512 and AVX2 as well (the build has no -march flags; GCC inlines the
+// default-target formulas into a target-attributed function and vectorizes at its width). This file is
+// built with -ffp-contract=off, so each ISA gives the same bits.
+#define SE_DEFINE_ROW_LOOPS(suffix, attribute)                                                                       \
+  attribute float scale_and_max_##suffix(float* s, int64_t n, float scale) {                                         \
+    return scale_and_max(s, n, scale);                                                                               \
+  }                                                                                                                  \
+  attribute float exp_and_sum_##suffix(float* s, int64_t n, float shift) {                                           \
+    return exp_and_sum(s, n, shift);                                                                                 \
+  }                                                                                                                  \
+  attribute void probabilities_##suffix(float* s, int64_t n, float scale, float lse) {                               \
+    probabilities(s, n, scale, lse);                                                                                 \
+  }                                                                                                                  \
+  attribute void score_gradient_##suffix(float* dp, const float* p, int64_t n, float delta, float scale) {           \
+    score_gradient(dp, p, n, delta, scale);                                                                          \
+  }                                                                                                                  \
+  constexpr RowLoops<float> kRowLoops_##suffix{scale_and_max_##suffix, exp_and_sum_##suffix, probabilities_##suffix, \
+                                               score_gradient_##suffix};
+
+#if defined(__x86_64__)
+SE_DEFINE_ROW_LOOPS(avx512, __attribute__((target("avx512f"))))
+SE_DEFINE_ROW_LOOPS(avx2, __attribute__((target("avx2"))))
+#endif
+SE_DEFINE_ROW_LOOPS(baseline, )
+#undef SE_DEFINE_ROW_LOOPS
+
+template <typename C>
+const RowLoops<C>& row_loops() {
+  if constexpr (std::is_same_v<C, float>) {
+    static const RowLoops<float> best = [] {
+#if defined(__x86_64__)
+      if (__builtin_cpu_supports("avx512f")) return kRowLoops_avx512;
+      if (__builtin_cpu_supports("avx2")) return kRowLoops_avx2;
+#endif
+      return kRowLoops_baseline;
+    }();
+    return best;
+  } else {
+    static const RowLoops<double> loops{scale_and_max<double>, exp_and_sum<double>, probabilities<double>,
+                                        score_gradient<double>};
+    return loops;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Operands and products.
+
+// Rows [row0, row0 + rows) of x (rows of d values) in the compute type C: x itself when it is of type C,
+// else converted into buffer (which holds at least rows * d values).
+template <typename C, typename T>
+const C* rows_in(const T* x, int64_t row0, int64_t rows, int64_t d, std::vector<C>& buffer) {
+  if constexpr (std::is_same_v<T, C>) {
+    return x + row0 * d;
+  } else {
+    for (int64_t e = 0; e < rows * d; ++e) buffer[e] = static_cast<C>(x[row0 * d + e]);
+    return buffer.data();
+  }
+}
+
+// c (m, n; row stride ldc) = op(a) @ op(b) + beta * c, beta 0 or 1, on this thread. a is (m, k), or (k, m)
+// when trans_a; b is (k, n), or (n, k) when trans_b; lda, ldb their row strides as stored.
+template <typename C>
+void product(int64_t m, int64_t n, int64_t k, const C* a, int64_t lda, bool trans_a, const C* b, int64_t ldb,
+             bool trans_b, C* c, int64_t ldc, float beta) {
+  const GemmDesc g{.m = m,
+                   .n = n,
+                   .k = k,
+                   .trans_a = trans_a,
+                   .trans_b = trans_b,
+                   .lda = lda,
+                   .ldb = ldb,
+                   .ldc = ldc,
+                   .beta = beta,
+                   .dtype = std::is_same_v<C, float> ? DType::f32 : DType::f64};
+  gemm_on_this_thread(g, a, b, c);
+}
+
+// The keys and values of the head a thread works on, in the compute type (converted once per head).
+template <typename T, typename C>
+class HeadOperands {
+ public:
+  explicit HeadOperands(const AttentionDesc& a)
+      : head_size_(a.lk * a.d), k_buffer_(std::is_same_v<T, C> ? 0 : head_size_), v_buffer_(k_buffer_.size()) {}
+
+  void load(int64_t bh, const T* k, const T* v, int64_t lk, int64_t d) {
+    if (bh == loaded_) return;
+    keys_ = rows_in<C>(k + bh * head_size_, 0, lk, d, k_buffer_);
+    values_ = rows_in<C>(v + bh * head_size_, 0, lk, d, v_buffer_);
+    loaded_ = bh;
+  }
+  const C* keys() const { return keys_; }      // (lk, d)
+  const C* values() const { return values_; }  // (lk, d)
+
+ private:
+  int64_t head_size_;
+  std::vector<C> k_buffer_, v_buffer_;
+  const C* keys_ = nullptr;
+  const C* values_ = nullptr;
+  int64_t loaded_ = -1;
+};
+
+// Where a result of type T is summed: in place when T is the compute type C, else in buffer.
+template <typename T, typename C>
+C* result_or(T* result, std::vector<C>& buffer) {
+  if constexpr (std::is_same_v<T, C>) {
+    return result;
+  } else {
+    return buffer.data();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Forward: for each key block, s = q k^T (kQueryBlock x kKeyBlock), scaled; p = e^(s - running max) with
+// the accumulated output and sum rescaled to a new maximum; acc += p v.
 
 template <typename T>
 void forward(T* out,                              // (batch, heads, lq, d)
@@ -52,96 +246,51 @@ void forward(T* out,                              // (batch, heads, lq, d)
              const T* q, const T* k, const T* v,  // (batch, heads, lq or lk, d)
              const AttentionDesc& a) {
   using C = attention_acc_t<T>;
-  const int64_t d = a.d, row_blocks = (a.lq + kRows - 1) / kRows;
+  const RowLoops<C>& loops = row_loops<C>();
+  const int64_t d = a.d, row_blocks = (a.lq + kQueryBlock - 1) / kQueryBlock;
   const C scale = static_cast<C>(a.scale);
 #pragma omp parallel if (parallel(a))
   {
-    std::vector<C> qb(kRows * d), kt(d * kKeys), vb(kKeys * d), acc(kRows * d), s(kRows * kKeys);
-    std::vector<C> max(kRows), sum(kRows);
+    HeadOperands<T, C> head(a);
+    std::vector<C> q_buffer(std::is_same_v<T, C> ? 0 : kQueryBlock * d);
+    std::vector<C> s(kQueryBlock * kKeyBlock), acc(kQueryBlock * d), max(kQueryBlock), sum(kQueryBlock);
 #pragma omp for schedule(static)
     for (int64_t task = 0; task < a.batch * a.heads * row_blocks; ++task) {
-      const int64_t bh = task / row_blocks, r0 = (task % row_blocks) * kRows, rows = std::min(kRows, a.lq - r0);
-      const T* qh = q + bh * a.lq * d;
-      const T* kh = k + bh * a.lk * d;
-      const T* vh = v + bh * a.lk * d;
-      load_rows(qb.data(), qh, r0, rows, d);
-      std::fill(acc.begin(), acc.end(), C(0));
-      std::fill(max.begin(), max.end(), static_cast<C>(-INFINITY));
+      const int64_t bh = task / row_blocks, r0 = (task % row_blocks) * kQueryBlock;
+      const int64_t rows = std::min(kQueryBlock, a.lq - r0);
+      head.load(bh, k, v, a.lk, d);
+      const C* qb = rows_in<C>(q + bh * a.lq * d, r0, rows, d, q_buffer);
+      std::fill(max.begin(), max.end(), -static_cast<C>(INFINITY));
       std::fill(sum.begin(), sum.end(), C(0));
-      for (int64_t c0 = 0; c0 < a.lk; c0 += kKeys) {
-        const int64_t keys = std::min(kKeys, a.lk - c0);
-        load_rows_transposed(kt.data(), kh, c0, keys, d);
-        load_rows(vb.data(), vh, c0, keys, d);
+      for (int64_t c0 = 0; c0 < a.lk; c0 += kKeyBlock) {
+        const int64_t keys = std::min(kKeyBlock, a.lk - c0);
+        product(rows, keys, d, qb, d, false, head.keys() + c0 * d, d, true, s.data(), keys, 0.0f);
         for (int64_t r = 0; r < rows; ++r) {
-          C* sr = s.data() + r * kKeys;
-          row_times_block(sr, qb.data() + r * d, kt.data(), keys, d, scale);
-          C tile_max = -INFINITY;
-          for (int64_t c = 0; c < keys; ++c) tile_max = std::max(tile_max, sr[c]);
-          // Online softmax: rescale what was accumulated under the old maximum.
-          const C new_max = std::max(max[r], tile_max);
+          C* sr = s.data() + r * keys;
+          const C new_max = std::max(max[r], loops.scale_and_max(sr, keys, scale));
+          // Online softmax: what was accumulated under the old maximum is rescaled (by 0 at the start).
           const C alpha = std::exp(max[r] - new_max);
-          C* ar = acc.data() + r * d;
-          for (int64_t i = 0; i < d; ++i) ar[i] *= alpha;
-          C tile_sum = 0;
-          for (int64_t c = 0; c < keys; ++c) {
-            const C p = std::exp(sr[c] - new_max);
-            tile_sum += p;
-            for (int64_t i = 0; i < d; ++i) ar[i] += p * vb[c * d + i];
-          }
-          sum[r] = sum[r] * alpha + tile_sum;
+          sum[r] = sum[r] * alpha + loops.exp_and_sum(sr, keys, new_max);
           max[r] = new_max;
+          if (c0 > 0) {
+            for (int64_t i = 0; i < d; ++i) acc[r * d + i] *= alpha;
+          }
         }
+        product(rows, d, keys, s.data(), keys, false, head.values() + c0 * d, d, false, acc.data(), d,
+                c0 > 0 ? 1.0f : 0.0f);
       }
       for (int64_t r = 0; r < rows; ++r) {
         const int64_t row = bh * a.lq + r0 + r;
-        for (int64_t i = 0; i < d; ++i) out[row * d + i] = static_cast<T>(acc[r * d + i] / sum[r]);
+        const C inverse = C(1) / sum[r];
+        for (int64_t i = 0; i < d; ++i) out[row * d + i] = static_cast<T>(acc[r * d + i] * inverse);
         lse[row] = max[r] + std::log(sum[r]);
       }
     }
   }
 }
 
-// The operands of one (query block, key block) pair of the backward, in the compute type.
-template <typename C>
-struct BackwardTile {
-  std::vector<C> q, dout, delta, lse;  // (kRows, d), (kRows, d), (kRows), (kRows)
-  std::vector<C> p, ds;                // (kRows, kKeys) each
-  explicit BackwardTile(int64_t d)
-      : q(kRows * d), dout(kRows * d), delta(kRows), lse(kRows), p(kRows * kKeys), ds(kRows * kKeys) {}
-};
-
-// Loads queries [r0, r0 + rows) of head bh: q, grad_out, lse and delta = rowsum(grad_out * out).
-template <typename T, typename C>
-void load_query_block(BackwardTile<C>& t, int64_t bh, int64_t r0, int64_t rows, const T* q, const T* grad_out,
-                      const T* out, const C* lse, const AttentionDesc& a) {
-  const int64_t d = a.d;
-  load_rows(t.q.data(), q + bh * a.lq * d, r0, rows, d);
-  load_rows(t.dout.data(), grad_out + bh * a.lq * d, r0, rows, d);
-  for (int64_t r = 0; r < rows; ++r) {
-    const int64_t row = bh * a.lq + r0 + r;
-    C delta = 0;
-    for (int64_t i = 0; i < d; ++i) delta += t.dout[r * d + i] * static_cast<C>(out[row * d + i]);
-    t.delta[r] = delta;
-    t.lse[r] = lse[row];
-  }
-}
-
-// p = exp(s - lse) and grad_s = p * (grad_out v^T - delta) for the loaded query block and the key
-// block kt, vt (d, kKeys) each; p and ds first hold s and grad_out v^T.
-template <typename C>
-void compute_tile(BackwardTile<C>& t, const C* kt, const C* vt, int64_t rows, int64_t keys, int64_t d, C scale) {
-  C* s = t.p.data();
-  C* dp = t.ds.data();
-  for (int64_t r = 0; r < rows; ++r) {
-    row_times_block(s + r * kKeys, t.q.data() + r * d, kt, keys, d, scale);
-    row_times_block(dp + r * kKeys, t.dout.data() + r * d, vt, keys, d, C(1));
-    for (int64_t c = 0; c < keys; ++c) {
-      const C p = std::exp(s[r * kKeys + c] - t.lse[r]);
-      t.p[r * kKeys + c] = p;
-      t.ds[r * kKeys + c] = p * (dp[r * kKeys + c] - t.delta[r]);
-    }
-  }
-}
+// ---------------------------------------------------------------------------------------------------
+// Backward.
 
 // The backward splits each head's queries into this many parts (at most kMaxQueryParts, one per
 // kQueriesPerPart queries): each part is a task that accumulates grad_k and grad_v over its queries
@@ -151,14 +300,16 @@ constexpr int64_t kQueriesPerPart = 1024;
 constexpr int64_t kMaxQueryParts = 8;
 
 int64_t query_parts(const AttentionDesc& a) {
-  const int64_t row_blocks = (a.lq + kRows - 1) / kRows;
+  const int64_t row_blocks = (a.lq + kQueryBlock - 1) / kQueryBlock;
   return std::clamp<int64_t>(a.lq / kQueriesPerPart, 1, std::max<int64_t>(1, std::min(kMaxQueryParts, row_blocks)));
 }
 
 // One pass, as the flash-attention backward on a CPU can afford: a task owns a part of one head's
-// queries, converts the head's keys and values once, and for each (query block, key block) tile
-// computes p and grad_s once, adding to grad_v, grad_k (all keys, in the task's buffers) and grad_q
-// (its own queries). The CUDA kernels instead recompute the tiles in a second pass to avoid atomics.
+// queries and, for each (query block, key block) tile, computes p and grad_s once and adds to grad_v,
+// grad_k (all keys, in the task's buffers) and grad_q (its own queries):
+//   s = q k^T, p = e^(scale s - lse), dp = grad_out v^T, grad_s = scale p (dp - delta),
+//   grad_v += p^T grad_out, grad_k += grad_s^T q, grad_q += grad_s k.
+// The CUDA kernels instead recompute the tiles in a second pass to avoid atomics.
 template <typename T>
 void backward(T* grad_q, T* grad_k, T* grad_v,            // (batch, heads, lq or lk, d)
               const T* grad_out, const T* q, const T* k,  // (batch, heads, lq or lk, d)
@@ -166,7 +317,9 @@ void backward(T* grad_q, T* grad_k, T* grad_v,            // (batch, heads, lq o
               const attention_acc_t<T>* lse,              // (batch, heads, lq)
               const AttentionDesc& a) {
   using C = attention_acc_t<T>;
-  const int64_t d = a.d, row_blocks = (a.lq + kRows - 1) / kRows, key_blocks = (a.lk + kKeys - 1) / kKeys;
+  constexpr bool kInPlace = std::is_same_v<T, C>;  // operands and results used directly, not converted
+  const RowLoops<C>& loops = row_loops<C>();
+  const int64_t d = a.d, row_blocks = (a.lq + kQueryBlock - 1) / kQueryBlock;
   const C scale = static_cast<C>(a.scale);
   const int64_t heads = a.batch * a.heads, parts = query_parts(a);
   const int64_t blocks_per_part = (row_blocks + parts - 1) / parts;
@@ -176,60 +329,54 @@ void backward(T* grad_q, T* grad_k, T* grad_v,            // (batch, heads, lq o
   std::vector<C> dv_parts(dk_parts.size());
 #pragma omp parallel if (parallel(a))
   {
-    BackwardTile<C> t(d);
-    // The head's keys (lk, d), and keys and values block-transposed: (key_blocks, d, kKeys).
-    std::vector<C> k_all(head_kv), kt_all(key_blocks * d * kKeys), vt_all(key_blocks * d * kKeys);
-    std::vector<C> dk(head_kv), dv(head_kv), dq(kRows * d);
-    int64_t loaded_head = -1;
+    HeadOperands<T, C> head(a);
+    std::vector<C> q_buffer(kInPlace ? 0 : kQueryBlock * d), dout_buffer(q_buffer.size());
+    std::vector<C> dq_buffer(q_buffer.size()), dk_buffer(kInPlace ? 0 : head_kv), dv_buffer(dk_buffer.size());
+    std::vector<C> p(kQueryBlock * kKeyBlock), ds(kQueryBlock * kKeyBlock), delta(kQueryBlock);
 #pragma omp for schedule(static)
     for (int64_t task = 0; task < heads * parts; ++task) {
       const int64_t bh = task / parts, part = task % parts;
-      if (bh != loaded_head) {
-        load_rows(k_all.data(), k + bh * head_kv, 0, a.lk, d);
-        for (int64_t kb = 0; kb < key_blocks; ++kb) {
-          const int64_t c0 = kb * kKeys, keys = std::min(kKeys, a.lk - c0);
-          load_rows_transposed(kt_all.data() + kb * d * kKeys, k + bh * head_kv, c0, keys, d);
-          load_rows_transposed(vt_all.data() + kb * d * kKeys, v + bh * head_kv, c0, keys, d);
-        }
-        loaded_head = bh;
-      }
-      std::fill(dk.begin(), dk.end(), C(0));
-      std::fill(dv.begin(), dv.end(), C(0));
+      head.load(bh, k, v, a.lk, d);
+      // Where this task sums grad_k and grad_v: straight into the result for a head of one part.
+      C* dk = parts > 1 ? dk_parts.data() + task * head_kv : result_or(grad_k + bh * head_kv, dk_buffer);
+      C* dv = parts > 1 ? dv_parts.data() + task * head_kv : result_or(grad_v + bh * head_kv, dv_buffer);
+      std::fill(dk, dk + head_kv, C(0));
+      std::fill(dv, dv + head_kv, C(0));
       const int64_t block_end = std::min(row_blocks, (part + 1) * blocks_per_part);
       for (int64_t rb = part * blocks_per_part; rb < block_end; ++rb) {
-        const int64_t r0 = rb * kRows, rows = std::min(kRows, a.lq - r0);
-        load_query_block(t, bh, r0, rows, q, grad_out, out, lse, a);
-        std::fill(dq.begin(), dq.end(), C(0));
-        for (int64_t kb = 0; kb < key_blocks; ++kb) {
-          const int64_t c0 = kb * kKeys, keys = std::min(kKeys, a.lk - c0);
-          compute_tile(t, kt_all.data() + kb * d * kKeys, vt_all.data() + kb * d * kKeys, rows, keys, d, scale);
-          for (int64_t r = 0; r < rows; ++r) {
-            const C* dout_r = t.dout.data() + r * d;
-            const C* q_r = t.q.data() + r * d;
-            C* dq_r = dq.data() + r * d;
-            for (int64_t c = 0; c < keys; ++c) {
-              const C p = t.p[r * kKeys + c], ds = scale * t.ds[r * kKeys + c];
-              C* dv_c = dv.data() + (c0 + c) * d;
-              C* dk_c = dk.data() + (c0 + c) * d;
-              const C* k_c = k_all.data() + (c0 + c) * d;
-              for (int64_t i = 0; i < d; ++i) {
-                dv_c[i] += p * dout_r[i];
-                dk_c[i] += ds * q_r[i];
-                dq_r[i] += ds * k_c[i];
-              }
-            }
-          }
+        const int64_t r0 = rb * kQueryBlock, rows = std::min(kQueryBlock, a.lq - r0);
+        const int64_t first_row = bh * a.lq + r0;
+        const C* qb = rows_in<C>(q + bh * a.lq * d, r0, rows, d, q_buffer);
+        const C* dout = rows_in<C>(grad_out + bh * a.lq * d, r0, rows, d, dout_buffer);
+        for (int64_t r = 0; r < rows; ++r) {  // delta = rowsum(grad_out * out)
+          C sum = 0;
+          for (int64_t i = 0; i < d; ++i) sum += dout[r * d + i] * static_cast<C>(out[(first_row + r) * d + i]);
+          delta[r] = sum;
         }
-        for (int64_t e = 0; e < rows * d; ++e) grad_q[(bh * a.lq + r0) * d + e] = static_cast<T>(dq[e]);
+        C* dq = result_or(grad_q + first_row * d, dq_buffer);
+        for (int64_t c0 = 0; c0 < a.lk; c0 += kKeyBlock) {
+          const int64_t keys = std::min(kKeyBlock, a.lk - c0);
+          const C* kb = head.keys() + c0 * d;
+          const C* vb = head.values() + c0 * d;
+          product(rows, keys, d, qb, d, false, kb, d, true, p.data(), keys, 0.0f);
+          product(rows, keys, d, dout, d, false, vb, d, true, ds.data(), keys, 0.0f);
+          for (int64_t r = 0; r < rows; ++r) {
+            loops.probabilities(p.data() + r * keys, keys, scale, static_cast<C>(lse[first_row + r]));
+            loops.score_gradient(ds.data() + r * keys, p.data() + r * keys, keys, delta[r], scale);
+          }
+          product(keys, d, rows, p.data(), keys, true, dout, d, false, dv + c0 * d, d, 1.0f);
+          product(keys, d, rows, ds.data(), keys, true, qb, d, false, dk + c0 * d, d, 1.0f);
+          product(rows, d, keys, ds.data(), keys, false, kb, d, false, dq, d, c0 > 0 ? 1.0f : 0.0f);
+        }
+        if constexpr (!kInPlace) {
+          for (int64_t e = 0; e < rows * d; ++e) grad_q[first_row * d + e] = static_cast<T>(dq[e]);
+        }
       }
-      if (parts == 1) {
+      if (!kInPlace && parts == 1) {
         for (int64_t e = 0; e < head_kv; ++e) {
           grad_k[bh * head_kv + e] = static_cast<T>(dk[e]);
           grad_v[bh * head_kv + e] = static_cast<T>(dv[e]);
         }
-      } else {
-        std::copy(dk.begin(), dk.end(), dk_parts.begin() + task * head_kv);
-        std::copy(dv.begin(), dv.end(), dv_parts.begin() + task * head_kv);
       }
     }
     if (parts > 1) {

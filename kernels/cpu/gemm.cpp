@@ -15,6 +15,7 @@
 #include <type_traits>
 
 #include "kernels/cpu/gemm_microkernels.h"
+#include "kernels/cpu/gemm_on_thread.h"
 #include "kernels/gemm.h"
 
 namespace se::kernels::cpu {
@@ -251,52 +252,71 @@ void split_range(int64_t total, int64_t unit, int count, int index, int64_t& beg
   end = std::min(total, (index + 1) * per * unit);
 }
 
+// Thread `tid`'s share of one product on a (grid_m x grid_n) grid of `nthreads`: its rows of every block
+// of A, and its share of packing each block of B into the shared pack_b. kTeam: the threads form an
+// OpenMP team and wait for each other around the shared B block; without it there is one thread and no
+// barrier (a barrier outside a team of its own would bind to an enclosing one).
+template <bool kTeam, typename T, typename Acc>
+void gemm_share(const GemmKernel<Acc>& kern, const Problem<T, Acc>& pr, int tid, int nthreads, int grid_m, int grid_n,
+                int64_t mc, int64_t kc, int64_t nc, Acc* pack_b) {
+  Acc* pack_a_buf = t_pack_a.get<Acc>(static_cast<size_t>(mc * kc));
+  int64_t row_begin, row_end;
+  split_range(pr.m, kern.mr, grid_m, tid % grid_m, row_begin, row_end);
+  for (int64_t jc = 0; jc < pr.n; jc += nc) {
+    const int64_t nb = std::min(nc, pr.n - jc);
+    const int64_t panels_b = (nb + kern.nr - 1) / kern.nr;
+    int64_t col_begin, col_end;
+    split_range(nb, kern.nr, grid_n, tid / grid_m, col_begin, col_end);
+    for (int64_t pc = 0; pc < pr.k; pc += kc) {
+      const int64_t kb = std::min(kc, pr.k - pc);
+      {
+        int64_t s_begin, s_end;
+        split_range(panels_b, 1, nthreads, tid, s_begin, s_end);
+        pack_b_panels(pr, pc, jc, nb, kb, kern.nr, s_begin, s_end, pack_b);
+      }
+      if constexpr (kTeam) {
+#pragma omp barrier
+      }
+      // Later k blocks add to what the first one stored.
+      const Acc beta = pc == 0 ? pr.beta : Acc(1);
+      for (int64_t ic = row_begin; ic < row_end; ic += mc) {
+        const int64_t mb = std::min(mc, row_end - ic);
+        pack_a(pr, ic, pc, mb, kb, kern.mr, pack_a_buf);
+        for (int64_t jr = col_begin; jr < col_end; jr += kern.nr) {
+          const int nr = static_cast<int>(std::min<int64_t>(kern.nr, col_end - jr));
+          const Acc* b_panel = pack_b + jr * kb;
+          for (int64_t ir = 0; ir < mb; ir += kern.mr) {
+            const int mr = static_cast<int>(std::min<int64_t>(kern.mr, mb - ir));
+            kern.run(kb, pack_a_buf + ir * kb, b_panel, pr.c + (ic + ir) * pr.ldc + jc + jr, pr.ldc, pr.alpha, beta, mr,
+                     nr);
+          }
+        }
+      }
+      if constexpr (kTeam) {
+#pragma omp barrier
+      }
+    }
+  }
+}
+
 template <typename T, typename Acc>
 void gemm_problem(const GemmKernel<Acc>& kern, const Problem<T, Acc>& pr, int nthreads) {
   const int64_t nc = std::min(kern.nc, round_up(pr.n, kern.nr));
   const int64_t kc = std::min(kern.kc, pr.k);
   const int64_t mc = std::min(kern.mc, round_up(pr.m, kern.mr));
   Acc* pack_b = t_pack_b.get<Acc>(static_cast<size_t>(kc * nc));
-  int grid_m = 1, grid_n = 1;
-  thread_grid(pr.m, std::min(nc, pr.n), kern.mr, kern.nr, nthreads, grid_m, grid_n);
-
+  if (nthreads == 1) {
+    // No parallel region: small products, and products inside another kernel's tasks (attention).
+    gemm_share<false>(kern, pr, 0, 1, 1, 1, mc, kc, nc, pack_b);
+    return;
+  }
 #pragma omp parallel num_threads(nthreads)
   {
-    const int tid = omp_get_thread_num();
-    Acc* pack_a_buf = t_pack_a.get<Acc>(static_cast<size_t>(mc * kc));
-    int64_t row_begin, row_end;
-    split_range(pr.m, kern.mr, grid_m, tid % grid_m, row_begin, row_end);
-    for (int64_t jc = 0; jc < pr.n; jc += nc) {
-      const int64_t nb = std::min(nc, pr.n - jc);
-      const int64_t panels_b = (nb + kern.nr - 1) / kern.nr;
-      int64_t col_begin, col_end;
-      split_range(nb, kern.nr, grid_n, tid / grid_m, col_begin, col_end);
-      for (int64_t pc = 0; pc < pr.k; pc += kc) {
-        const int64_t kb = std::min(kc, pr.k - pc);
-        {
-          int64_t s_begin, s_end;
-          split_range(panels_b, 1, nthreads, tid, s_begin, s_end);
-          pack_b_panels(pr, pc, jc, nb, kb, kern.nr, s_begin, s_end, pack_b);
-        }
-#pragma omp barrier
-        // Later k blocks add to what the first one stored.
-        const Acc beta = pc == 0 ? pr.beta : Acc(1);
-        for (int64_t ic = row_begin; ic < row_end; ic += mc) {
-          const int64_t mb = std::min(mc, row_end - ic);
-          pack_a(pr, ic, pc, mb, kb, kern.mr, pack_a_buf);
-          for (int64_t jr = col_begin; jr < col_end; jr += kern.nr) {
-            const int nr = static_cast<int>(std::min<int64_t>(kern.nr, col_end - jr));
-            const Acc* b_panel = pack_b + jr * kb;
-            for (int64_t ir = 0; ir < mb; ir += kern.mr) {
-              const int mr = static_cast<int>(std::min<int64_t>(kern.mr, mb - ir));
-              kern.run(kb, pack_a_buf + ir * kb, b_panel, pr.c + (ic + ir) * pr.ldc + jc + jr, pr.ldc, pr.alpha,
-                       beta, mr, nr);
-            }
-          }
-        }
-#pragma omp barrier
-      }
-    }
+    // The team OpenMP gave, which may be smaller than asked for (OMP_THREAD_LIMIT).
+    const int team = omp_get_num_threads();
+    int grid_m = 1, grid_n = 1;
+    thread_grid(pr.m, std::min(nc, pr.n), kern.mr, kern.nr, team, grid_m, grid_n);
+    gemm_share<true>(kern, pr, omp_get_thread_num(), team, grid_m, grid_n, mc, kc, nc, pack_b);
   }
 }
 
@@ -486,5 +506,18 @@ void gemm(const GemmDesc& desc, const void* a, const void* b, void* c, Stream /*
     gemm_typed(desc, static_cast<const T*>(a), static_cast<const T*>(b), static_cast<T*>(c));
   });
 }
+
+template <typename T>
+void gemm_on_this_thread(const GemmDesc& desc, const T* a, const T* b, T* c) {
+  validate_gemm(desc);
+  SE_CHECK(desc.dtype == dtype_of<T>(), "gemm_on_this_thread: dtype ", dtype_name(desc.dtype), " does not match ",
+           dtype_name(dtype_of<T>()), " operands");
+  SE_CHECK(desc.batch == 1, "gemm_on_this_thread: batch = ", desc.batch, " (expected 1)");
+  if (desc.m == 0 || desc.n == 0) return;
+  gemm_item(desc, a, b, c, 1);
+}
+
+template void gemm_on_this_thread<float>(const GemmDesc&, const float*, const float*, float*);
+template void gemm_on_this_thread<double>(const GemmDesc&, const double*, const double*, double*);
 
 }  // namespace se::kernels::cpu

@@ -1,6 +1,8 @@
 // kernels/attention.h: CPU against a double-precision reference (forward, lse and backward), CUDA
-// against CPU, f16/bf16 against f32, on odd lengths, Lq != Lk, head dims 8..128 and large logits.
+// against CPU, f16/bf16 against f32, on odd lengths, Lq != Lk, head dims 8..128, large logits and
+// lengths of several CPU tiles; the CPU's results do not depend on the thread count.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -171,11 +173,47 @@ TEST(Attention, SplitQueriesMatchReference) {
   expect_results_close(run_cpu<float>(a, in), reference(a, in), a, 6e-8, 6e-8, "cpu f32 split");
 }
 
+// The CPU works in tiles of 128 queries x 256 keys: these shapes have several of each, with partial last
+// tiles; the last one's large logits move the running maximum from key tile to key tile.
+const AttentionDesc kTiledShapes[] = {shape(1, 2, 300, 600, 16), shape(2, 1, 129, 257, 32),
+                                      shape(1, 1, 200, 520, 8, 50.0)};
+
+TEST(Attention, SeveralTilesMatchReference) {
+  uint32_t seed = 600;
+  for (const AttentionDesc& a : kTiledShapes) {
+    Inputs in = random_inputs(a, seed += 4);
+    expect_results_close(run_cpu<double>(a, in), reference(a, in), a, 1.2e-16, 1.2e-16, "cpu f64 tiled");
+    in = rounded<float>(in);
+    expect_results_close(run_cpu<float>(a, in), reference(a, in), a, 6e-8, 6e-8, "cpu f32 tiled");
+  }
+}
+
+// Every output is summed on one thread in an order fixed by the shape (grad_k and grad_v of a split head in
+// per-part buffers added in part order): the same bits with one thread as with all of them.
+TEST(Attention, ResultsDoNotDependOnTheThreadCount) {
+  uint32_t seed = 700;
+  for (const AttentionDesc& a : {kTiledShapes[0], shape(2, 1, 3076, 20, 8)}) {
+    const Inputs in = rounded<float>(random_inputs(a, seed += 4));
+    const int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    const Results one = run_cpu<float>(a, in);
+    omp_set_num_threads(threads);
+    const Results all = run_cpu<float>(a, in);
+    EXPECT_EQ(one.out, all.out) << describe(a);
+    EXPECT_EQ(one.lse, all.lse) << describe(a);
+    EXPECT_EQ(one.grad_q, all.grad_q) << describe(a);
+    EXPECT_EQ(one.grad_k, all.grad_k) << describe(a);
+    EXPECT_EQ(one.grad_v, all.grad_v) << describe(a);
+  }
+}
+
 // f16/bf16 compute in float: they match the f32 kernel on the same rounded inputs up to the rounding
 // of the stored output (which the backward reads for delta).
 template <typename T>
 void check_half_against_f32(uint32_t seed) {
-  for (const AttentionDesc& a : kShapes) {
+  std::vector<AttentionDesc> shapes(std::begin(kShapes), std::end(kShapes));
+  shapes.insert(shapes.end(), std::begin(kTiledShapes), std::end(kTiledShapes));
+  for (const AttentionDesc& a : shapes) {
     Inputs in = rounded<T>(random_inputs(a, seed += 4));
     Results want = run_cpu<float>(a, in), got = run_cpu<T>(a, in);
     const double u = test::unit_roundoff<T>();

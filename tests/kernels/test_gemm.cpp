@@ -7,10 +7,12 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/dtype.h"
 #include "core/half.h"
+#include "kernels/cpu/gemm_on_thread.h"
 #include "kernels/gemm.h"
 #ifdef SEGENGINE_HAS_CUDA
 #include "kernels/cuda/runtime.h"
@@ -267,6 +269,47 @@ TEST_P(GemmCpu, DotPathResultDoesNotDependOnThreadCount) {
   cpu::gemm(d, a.data(), b.data(), many.data(), nullptr);
   omp_set_num_threads(saved);
   EXPECT_EQ(one, many);
+}
+
+// gemm_on_this_thread (kernels/cpu/gemm_on_thread.h) inside a parallel region, one product per thread, as
+// attention's tasks use it: each matches the reference and has the bits of the same product run alone on
+// one thread.
+TEST_P(GemmCpu, ProductsOnEachThreadMatchReference) {
+  struct Product {
+    GemmDesc desc;
+    std::vector<float> a, b, c;
+  };
+  const std::vector<Case> cases = case_table();
+  auto product = [&](size_t i) {
+    const GemmDesc d = make_desc(cases[i], DType::f32);
+    const uint32_t seed = 500 + 3 * static_cast<uint32_t>(i);
+    return Product{d, random_values<float>(a_elements(d), seed), random_values<float>(b_elements(d), seed + 1),
+                   initial_c<float>(d, seed + 2)};
+  };
+  std::vector<double> errors(cases.size());
+  std::vector<std::vector<float>> got(cases.size()), alone(cases.size());
+#pragma omp parallel for schedule(dynamic) num_threads(std::max(2, omp_get_max_threads()))
+  for (size_t i = 0; i < cases.size(); ++i) {
+    if (cases[i].batch != 1) continue;
+    Product p = product(i);
+    const auto want = reference(p.desc, p.a, p.b, p.c);
+    cpu::gemm_on_this_thread(p.desc, p.a.data(), p.b.data(), p.c.data());
+    errors[i] = relative_error(p.c, want);
+    got[i] = std::move(p.c);
+  }
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(1);
+  for (size_t i = 0; i < cases.size(); ++i) {
+    if (cases[i].batch != 1) continue;
+    Product p = product(i);
+    cpu::gemm(p.desc, p.a.data(), p.b.data(), p.c.data(), nullptr);
+    alone[i] = std::move(p.c);
+  }
+  omp_set_num_threads(saved);
+  for (size_t i = 0; i < cases.size(); ++i) {
+    EXPECT_LE(errors[i], 1e-5) << describe(cases[i], DType::f32);
+    EXPECT_EQ(got[i], alone[i]) << describe(cases[i], DType::f32);
+  }
 }
 
 TEST_P(GemmCpu, F64MatchesReference) {
