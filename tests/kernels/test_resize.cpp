@@ -37,6 +37,11 @@ const ResizeCase kCases[] = {
     {1, 3, 5, 0, 0, 2.5, 1.3, kBilinear, true},  {2, 5, 7, 8, 3, 0, 0, kNearest, false},
     {1, 5, 6, 0, 0, 1.7, 2.5, kNearest, false},  {2, 9, 9, 4, 4, 0, 0, kNearest, false},
     {1, 10, 3, 0, 0, 0.3, 3.0, kNearest, false}, {1, 2, 3, 13, 11, 0, 0, kNearest, false},
+    // Several of the CPU forward's 32-row tasks per plane, up and down.
+    {3, 37, 45, 150, 170, 0, 0, kBilinear, false}, {2, 150, 170, 37, 45, 0, 0, kBilinear, true},
+    {2, 40, 33, 0, 0, 3.3, 2.2, kNearest, false},
+    // Planes of the same few rows in a row (the forward must not reuse the previous plane's rows).
+    {3, 2, 5, 9, 7, 0, 0, kBilinear, false}, {3, 1, 4, 5, 6, 0, 0, kNearest, false},
 };
 
 ResizeDesc desc_of(const ResizeCase& c) {
@@ -132,6 +137,28 @@ TYPED_TEST_SUITE(ResizeFloat, FloatTypes);
 
 TYPED_TEST(ResizeFloat, MatchesReference) {
   check_cpu<TypeParam>(1);
+}
+
+// Outputs over 32 MB (f32) leave through non-temporal stores: each plane has the bits it has when resized
+// alone (a small output, stored normally).
+TEST(Resize, LargeOutputStreamsTheSameValues) {
+  for (const ResizeMode mode : {kBilinear, kNearest}) {
+    ResizeDesc d;
+    d.planes = 33, d.in_h = 61, d.in_w = 67, d.out_h = 512, d.out_w = 513, d.mode = mode;
+    const int64_t plane_in = d.in_h * d.in_w, plane_out = d.out_h * d.out_w;
+    ASSERT_GT(d.planes * plane_out * int64_t(sizeof(float)), int64_t(32) << 20);
+    const std::vector<float> x = cast_to<float>(random_values(d.planes * plane_in, 77));
+    std::vector<float> y(d.planes * plane_out);
+    cpu::resize_forward(y.data(), x.data(), d, nullptr);
+    ResizeDesc one = d;
+    one.planes = 1;
+    std::vector<float> y_one(plane_out);
+    for (int64_t p : {int64_t(0), int64_t(17), d.planes - 1}) {
+      cpu::resize_forward(y_one.data(), x.data() + p * plane_in, one, nullptr);
+      const std::vector<float> plane(y.begin() + p * plane_out, y.begin() + (p + 1) * plane_out);
+      EXPECT_EQ(test::bits_of(plane), test::bits_of(y_one)) << describe(d) << " plane " << p;
+    }
+  }
 }
 
 std::vector<float> resize_row(const std::vector<float>& x, int64_t out, double scale_factor, ResizeMode mode,
