@@ -1,10 +1,11 @@
-// `segengine bench kernels`, memory-bound cases (GB/s): elementwise, softmax, reductions, batch/layer/group
-// norm, max/average/adaptive pooling, resize and dropout. Softmax, BatchNorm and pooling have cuDNN
-// equivalents (adaptive pooling where its bins tile the input).
+// `segengine bench kernels`, memory-bound cases (GB/s): elementwise, transposing copy, softmax, reductions,
+// batch/layer/group norm, max/average/adaptive pooling, resize and dropout. Softmax, BatchNorm and pooling
+// have cuDNN equivalents (adaptive pooling where its bins tile the input).
 #include <optional>
 #include <string>
 
 #include "engine/dispatch.h"
+#include "kernels/copy.h"
 #include "kernels/dropout.h"
 #include "kernels/elementwise.h"
 #include "kernels/norm.h"
@@ -45,6 +46,28 @@ void add_elementwise_cases(std::vector<Case>& cases, const Options& o) {
                        return Run([=] { SE_DISPATCH(device, unary, out.data_ptr(), a.data_ptr(), desc); });
                      }});
   }
+}
+
+// contiguous() of a transposed view: SegFormer-B0's stage-1 MLP features between image (128 x 128 x 128)
+// and tokens (16384 x 128), which its Mix-FFN and decoder go through in both directions.
+void add_copy_cases(std::vector<Case>& cases, const Options& o) {
+  const Device device = o.device;
+  const double elem = static_cast<double>(dtype_size(o.dtype));
+  const int64_t channels = 128, pixels = 128 * 128;
+  kernels::CopyDesc desc;
+  desc.src_dtype = desc.dst_dtype = o.dtype;
+  desc.dst.ndim = desc.src.ndim = 2;
+  desc.dst.sizes[0] = desc.src.sizes[0] = pixels;  // dst (pixels, channels) from src (channels, pixels)
+  desc.dst.sizes[1] = desc.src.sizes[1] = channels;
+  desc.dst.strides[0] = channels;
+  desc.dst.strides[1] = 1;
+  desc.src.strides[0] = 1;
+  desc.src.strides[1] = pixels;
+  cases.push_back(
+      {"copy/transpose", "segformer-b0", "128x128x128 image -> 16384x128 tokens", 0, 2 * elem * channels * pixels, [=] {
+         Tensor x = random_tensor({channels, pixels}, o), y = empty({pixels, channels}, {o.dtype, o.device});
+         return Run([=] { SE_DISPATCH(device, copy_strided, desc, x.data_ptr(), y.data_ptr()); });
+       }});
 }
 
 // SegFormer-B0 stage-1 attention scores: 16384 queries x 256 keys, softmax over the keys. Sums over an
@@ -454,6 +477,7 @@ void add_dropout_cases(std::vector<Case>& cases, const Options& o) {
 
 void add_memory_cases(std::vector<Case>& cases, const Options& o) {
   add_elementwise_cases(cases, o);
+  add_copy_cases(cases, o);
   add_softmax_and_reduce_cases(cases, o);
   add_batch_norm_cases(cases, o);
   add_layer_and_group_norm_cases(cases, o);

@@ -85,8 +85,20 @@ Tensor binary_forward(const char* name, BinaryOp op, const Tensor& a, const Tens
   return out;
 }
 
+// Whether t is a permutation of a dense layout (a transposed or permuted view), not contiguous.
+bool is_permuted_dense(const Tensor& t) {
+  if (t.is_contiguous()) return false;
+  for (int64_t d = 0; d < t.dim(); ++d) {
+    if (t.stride(d) == 0 && t.size(d) > 1) return false;  // broadcast: materializing it would cost more
+  }
+  return true;
+}
+
 // d op / dx * g for the ops with a fused backward kernel; `saved` is x or y (backward_uses_output).
-Tensor unary_backward_of(UnaryOp op, const Tensor& g, const Tensor& saved, const UnaryParams& params) {
+Tensor unary_backward_of(UnaryOp op, const Tensor& g_arg, const Tensor& saved, const UnaryParams& params) {
+  // A gradient that arrives transposed against a contiguous `saved` (SegFormer's tokens <-> image views)
+  // would be read across its rows element by element: a tiled copy first, then the vector loop.
+  const Tensor g = saved.is_contiguous() && is_permuted_dense(g_arg) ? g_arg.contiguous() : g_arg;
   Tensor grad = empty(saved.shape(), {saved.dtype(), saved.device()});
   const kernels::UnaryBackwardDesc desc{op, saved.dtype(), layout_as(g, saved.shape(), "unary_backward"),
                                         layout_as(saved, saved.shape(), "unary_backward"), params};

@@ -1,5 +1,6 @@
 #include "kernels/copy.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "core/philox.h"
@@ -10,6 +11,53 @@ namespace se::kernels::cpu {
 namespace {
 
 constexpr int64_t kParallelThreshold = 1 << 15;  // below this, threads cost more than they save
+
+// A copy whose destination runs along a dim the source strides over, while the source runs along
+// another (a transpose: contiguous() of a permuted or transposed view), goes tile by tile: a tile of
+// kTransposeTile x kTransposeTile elements is read into a buffer along the source's unit-stride dim and
+// written out along the destination's. Walking destination rows alone would touch a new source line per
+// element, at a stride that is often a power of two, which maps all of a row's lines to one L1 set.
+constexpr int64_t kTransposeTile = 32;
+
+// Copies dst = src when dst's innermost dim has stride 1 and src has stride 1 along another dim (`across`);
+// returns false, copying nothing, for any other layout.
+template <typename Dst, typename Src>
+bool copy_transposed(const CopyDesc& desc, const Src* src, Dst* dst) {
+  const int last = desc.dst.ndim - 1;
+  if (last < 1 || desc.dst.strides[last] != 1 || desc.src.strides[last] == 1) return false;
+  int across = -1;
+  for (int d = 0; d < last; ++d) {
+    if (desc.src.strides[d] == 1) across = d;
+  }
+  if (across < 0) return false;
+  // The other dims, walked per tile through offset_of.
+  StridedLayout outer_src, outer_dst;
+  for (int d = 0; d < last; ++d) {
+    if (d == across) continue;
+    outer_src.sizes[outer_src.ndim] = outer_dst.sizes[outer_dst.ndim] = desc.dst.sizes[d];
+    outer_src.strides[outer_src.ndim++] = desc.src.strides[d];
+    outer_dst.strides[outer_dst.ndim++] = desc.dst.strides[d];
+  }
+  const int64_t rows = desc.dst.sizes[across], cols = desc.dst.sizes[last];  // of dst: rows x cols
+  const int64_t src_col_stride = desc.src.strides[last], dst_row_stride = desc.dst.strides[across];
+  const int64_t row_tiles = (rows + kTransposeTile - 1) / kTransposeTile;
+  const int64_t col_tiles = (cols + kTransposeTile - 1) / kTransposeTile;
+  const int64_t tiles = outer_src.numel() * row_tiles * col_tiles;
+#pragma omp parallel for schedule(static) if (desc.dst.numel() > kParallelThreshold)
+  for (int64_t task = 0; task < tiles; ++task) {
+    const int64_t o = task / (row_tiles * col_tiles), tile = task % (row_tiles * col_tiles);
+    const int64_t r0 = tile / col_tiles * kTransposeTile, c0 = tile % col_tiles * kTransposeTile;
+    const int64_t tile_rows = std::min(kTransposeTile, rows - r0), tile_cols = std::min(kTransposeTile, cols - c0);
+    const Src* s = src + outer_src.offset_of(o) + r0 + c0 * src_col_stride;
+    Dst* d = dst + outer_dst.offset_of(o) + r0 * dst_row_stride + c0;
+    Dst buffer[kTransposeTile][kTransposeTile];  // [row][col] of the tile
+    for (int64_t c = 0; c < tile_cols; ++c) {
+      for (int64_t r = 0; r < tile_rows; ++r) buffer[r][c] = convert<Dst>(s[c * src_col_stride + r]);
+    }
+    for (int64_t r = 0; r < tile_rows; ++r) std::copy(buffer[r], buffer[r] + tile_cols, d + r * dst_row_stride);
+  }
+  return true;
+}
 
 template <typename Dst, typename Src>
 void copy_typed(const CopyDesc& desc, const Src* src, Dst* dst) {
@@ -24,6 +72,7 @@ void copy_typed(const CopyDesc& desc, const Src* src, Dst* dst) {
     }
     return;
   }
+  if (copy_transposed(desc, src, dst)) return;
   // Walk the innermost dim with strides; decompose the outer index once per row.
   const int last = desc.dst.ndim - 1;
   const int64_t inner = desc.dst.sizes[last];

@@ -61,6 +61,44 @@ TEST(TensorRandom, IsSeededAndHasTheRightMoments) {
   EXPECT_NEAR(sq / n.size(), 1.0, 0.03);
 }
 
+// contiguous() of permuted views, which the CPU copies in tiles (kernels/cpu/copy.cpp): every element
+// where index arithmetic puts it, for sizes around and past the 32-element tile, 2-4 dims, several outer
+// dims, and with a conversion on the way (f32 -> f64, f32 -> f16).
+TEST(TensorViews, ContiguousOfPermutedViewsPutsEveryElementInPlace) {
+  struct Case {
+    Shape shape;
+    std::vector<int64_t> order;
+  };
+  const Case cases[] = {{{33, 70}, {1, 0}},
+                        {{2, 256, 45}, {0, 2, 1}},
+                        {{3, 5, 40, 33}, {0, 2, 3, 1}},
+                        {{4, 31, 7, 65}, {3, 1, 0, 2}},
+                        {{1, 1, 300}, {2, 0, 1}},
+                        {{2, 3, 64, 64}, {2, 0, 3, 1}}};
+  for (const Case& c : cases) {
+    const Tensor x = arange(0, static_cast<double>(shape_numel(c.shape))).reshape(c.shape);
+    const Tensor p = x.permute(c.order);
+    // The element at multi-index i of p is x's element sum_d i[d] * x.stride(order[d]), that is its value.
+    std::vector<float> want(static_cast<size_t>(p.numel()));
+    std::vector<int64_t> index(p.dim(), 0);
+    for (float& w : want) {
+      int64_t offset = 0;
+      for (int64_t d = 0; d < p.dim(); ++d) offset += index[d] * x.stride(c.order[d]);
+      w = static_cast<float>(offset);
+      for (int64_t d = p.dim() - 1; d >= 0 && ++index[d] == p.size(d); --d) index[d] = 0;
+    }
+    EXPECT_EQ(values<float>(p.contiguous()), want) << shape_str(c.shape);
+    const std::vector<double> as_f64 = values<double>(p.to(DType::f64));
+    EXPECT_EQ(std::vector<float>(as_f64.begin(), as_f64.end()), want) << shape_str(c.shape) << " to f64";
+    const Tensor small = (x - 1000.0).permute(c.order);  // within f16's exact integers (|v| <= 2048)
+    if (x.numel() <= 3000) {
+      std::vector<float> want_small = want;
+      for (float& w : want_small) w -= 1000.0f;
+      EXPECT_EQ(values<float>(small.to(DType::f16)), want_small) << shape_str(c.shape) << " to f16";
+    }
+  }
+}
+
 TEST(TensorViews, ShareStorageAndIndexCorrectly) {
   Tensor x = arange(24).reshape({2, 3, 4});
   Tensor p = x.permute({2, 0, 1});
