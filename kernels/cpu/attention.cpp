@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "kernels/cpu/gemm_on_thread.h"
+#include "kernels/cpu/per_isa.h"
 #include "kernels/cpu/vector_math.h"
 
 namespace se::kernels::cpu {
@@ -125,9 +126,7 @@ struct RowLoops {
   void (*score_gradient)(C* dp, const C* p, int64_t n, C delta, C scale);
 };
 
-// The float loops compiled for AVX-512 and AVX2 as well (the build has no -march flags; GCC inlines the
-// default-target formulas into a target-attributed function and vectorizes at its width). This file is
-// built with -ffp-contract=off, so each ISA gives the same bits.
+// The float loops per ISA (per_isa.h).
 #define SE_DEFINE_ROW_LOOPS(suffix, attribute)                                                                       \
   attribute float scale_and_max_##suffix(float* s, int64_t n, float scale) {                                         \
     return scale_and_max(s, n, scale);                                                                               \
@@ -143,24 +142,13 @@ struct RowLoops {
   }                                                                                                                  \
   constexpr RowLoops<float> kRowLoops_##suffix{scale_and_max_##suffix, exp_and_sum_##suffix, probabilities_##suffix, \
                                                score_gradient_##suffix};
-
-#if defined(__x86_64__)
-SE_DEFINE_ROW_LOOPS(avx512, __attribute__((target("avx512f"))))
-SE_DEFINE_ROW_LOOPS(avx2, __attribute__((target("avx2"))))
-#endif
-SE_DEFINE_ROW_LOOPS(baseline, )
+SE_STAMP_PER_ISA(SE_DEFINE_ROW_LOOPS)
 #undef SE_DEFINE_ROW_LOOPS
 
 template <typename C>
 const RowLoops<C>& row_loops() {
   if constexpr (std::is_same_v<C, float>) {
-    static const RowLoops<float> best = [] {
-#if defined(__x86_64__)
-      if (__builtin_cpu_supports("avx512f")) return kRowLoops_avx512;
-      if (__builtin_cpu_supports("avx2")) return kRowLoops_avx2;
-#endif
-      return kRowLoops_baseline;
-    }();
+    static const RowLoops<float> best = SE_PICK_PER_ISA(kRowLoops);
     return best;
   } else {
     static const RowLoops<double> loops{scale_and_max<double>, exp_and_sum<double>, probabilities<double>,

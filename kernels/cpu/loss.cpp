@@ -2,14 +2,16 @@
 // one sample: every pass walks the classes in the outer loop and the block's pixels in the inner loop, which
 // reads each class plane contiguously and vectorizes (exp is fast_exp, kernels/cpu/vector_math.h). Each
 // pixel still sees its classes in order, so the sums are those of the per-pixel formulas in
-// kernels/loss_math.h, which also finishes every pixel. Blocks are split over OpenMP threads. Binary
-// cross-entropy is elementwise.
+// kernels/loss_math.h, which also finishes every pixel. Blocks are split over OpenMP threads; the f32 block
+// loops are compiled per ISA (BlockLoops). Binary cross-entropy is elementwise.
 #include "kernels/loss.h"
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
+#include "kernels/cpu/per_isa.h"
 #include "kernels/cpu/vector_math.h"
 #include "kernels/loss_math.h"
 
@@ -81,6 +83,73 @@ void write_block_grad(T* grad, int64_t spatial, int64_t classes, int64_t pixels,
   }
 }
 
+// d cross-entropy / d z of a block: scale_j * (e^(z_c - lse_j) * q_total_j - q_c), q_c = class_q[c] plus
+// target_extra_j for the pixel's target.
+template <typename C, typename T>
+void cross_entropy_block_grad(T* grad, const T* z, int64_t spatial, int64_t classes, int64_t pixels,
+                              const BlockGradTerms<C>& t, const C* class_q) {
+  write_block_grad<C>(grad, spatial, classes, pixels, t.target, [&](int32_t c, int64_t j) {
+    const C q = class_q[c] + select(c == t.target[j], t.target_extra[j], C(0));
+    return t.scale[j] * (fast_exp(static_cast<C>(z[c * spatial + j]) - t.lse[j]) * t.q_total[j] - q);
+  });
+}
+
+// d focal / d z of a block: scale_j * ([c == y_j] - p_c), as the CUDA kernel.
+template <typename C, typename T>
+void focal_block_grad(T* grad, const T* z, int64_t spatial, int64_t classes, int64_t pixels,
+                      const BlockGradTerms<C>& t) {
+  write_block_grad<C>(grad, spatial, classes, pixels, t.target, [&](int32_t c, int64_t j) {
+    const C p = fast_exp(static_cast<C>(z[c * spatial + j]) - t.lse[j]);
+    return t.scale[j] * (select(c == t.target[j], C(1), C(0)) - p);
+  });
+}
+
+// The f32 block loops per ISA (per_isa.h); other dtypes call the templates directly.
+struct BlockLoops {
+  void (*class_sums)(BlockSums<float>& b, const float* z, int64_t spatial, int64_t classes, int64_t pixels,
+                     const float* weight, bool smoothing);
+  void (*cross_entropy_grad)(float* grad, const float* z, int64_t spatial, int64_t classes, int64_t pixels,
+                             const BlockGradTerms<float>& t, const float* class_q);
+  void (*focal_grad)(float* grad, const float* z, int64_t spatial, int64_t classes, int64_t pixels,
+                     const BlockGradTerms<float>& t);
+};
+
+#define SE_DEFINE_BLOCK_LOOPS(suffix, attribute)                                                                       \
+  attribute __attribute__((flatten)) void class_sums_##suffix(BlockSums<float>& b, const float* z, int64_t spatial,    \
+                                                              int64_t classes, int64_t pixels, const float* weight,    \
+                                                              bool smoothing) {                                        \
+    accumulate_class_sums(b, z, spatial, classes, pixels, weight, smoothing);                                          \
+  }                                                                                                                    \
+  attribute __attribute__((flatten)) void cross_entropy_grad_##suffix(                                                 \
+      float* grad, const float* z, int64_t spatial, int64_t classes, int64_t pixels, const BlockGradTerms<float>& t,   \
+      const float* class_q) {                                                                                          \
+    cross_entropy_block_grad(grad, z, spatial, classes, pixels, t, class_q);                                           \
+  }                                                                                                                    \
+  attribute __attribute__((flatten)) void focal_grad_##suffix(                                                         \
+      float* grad, const float* z, int64_t spatial, int64_t classes, int64_t pixels, const BlockGradTerms<float>& t) { \
+    focal_block_grad(grad, z, spatial, classes, pixels, t);                                                            \
+  }                                                                                                                    \
+  constexpr BlockLoops kBlockLoops_##suffix{class_sums_##suffix, cross_entropy_grad_##suffix, focal_grad_##suffix};
+
+SE_STAMP_PER_ISA(SE_DEFINE_BLOCK_LOOPS)
+#undef SE_DEFINE_BLOCK_LOOPS
+
+const BlockLoops& block_loops() {
+  static const BlockLoops best = SE_PICK_PER_ISA(kBlockLoops);
+  return best;
+}
+
+// The class sums of a block: the f32 ones through the ISA's loops.
+template <typename C, typename T>
+void class_sums(BlockSums<C>& b, const T* z, int64_t spatial, int64_t classes, int64_t pixels, const T* weight,
+                bool smoothing) {
+  if constexpr (std::is_same_v<T, float>) {
+    block_loops().class_sums(b, z, spatial, classes, pixels, weight, smoothing);
+  } else {
+    accumulate_class_sums(b, z, spatial, classes, pixels, weight, smoothing);
+  }
+}
+
 // The forward of a per-pixel loss over NCHW logits: the class sums of each block of pixels, then for each
 // pixel clear(i) and, when its target y is neither ignore_index nor outside [0, classes) (which goes to
 // *bad_target), finish(i, y, class-0 logit of the pixel, its class sums).
@@ -93,7 +162,7 @@ void pixel_loss_forward(const T* logits,        // (N, C, S)
   for_each_pixel_block(batch, spatial, classes, [&](int64_t n, int64_t s0, int64_t pixels) {
     const T* z = logits + n * classes * spatial + s0;
     BlockSums<C> b;
-    accumulate_class_sums(b, z, spatial, classes, pixels, weight, smoothing);
+    class_sums(b, z, spatial, classes, pixels, weight, smoothing);
     for (int64_t j = 0; j < pixels; ++j) {
       const int64_t i = n * spatial + s0 + j, y = target[i];
       clear(i);
@@ -155,11 +224,12 @@ void cross_entropy_backward(T* grad_logits, const T* grad_loss, int64_t grad_los
       t.target_extra[j] = q.target_extra;
     }
     const int64_t offset = n * d.classes * d.spatial + s0;
-    const T* z = logits + offset;
-    write_block_grad<C>(grad_logits + offset, d.spatial, d.classes, pixels, t.target, [&](int32_t c, int64_t j) {
-      const C q = class_q[c] + select(c == t.target[j], t.target_extra[j], C(0));
-      return t.scale[j] * (fast_exp(static_cast<C>(z[c * d.spatial + j]) - t.lse[j]) * t.q_total[j] - q);
-    });
+    if constexpr (std::is_same_v<T, float>) {
+      block_loops().cross_entropy_grad(grad_logits + offset, logits + offset, d.spatial, d.classes, pixels, t,
+                                       class_q.data());
+    } else {
+      cross_entropy_block_grad(grad_logits + offset, logits + offset, d.spatial, d.classes, pixels, t, class_q.data());
+    }
   });
 }
 
@@ -204,11 +274,11 @@ void focal_loss_backward(T* grad_logits, const T* grad_loss, int64_t grad_loss_s
                                                      alpha ? static_cast<C>(alpha[y]) : C(1), gamma)
                          : C(0);
     }
-    // d loss / d z_c = factor * ([c == y] - p_c), as the CUDA kernel.
-    write_block_grad<C>(grad_logits + offset, d.spatial, d.classes, pixels, t.target, [&](int32_t c, int64_t j) {
-      const C p = fast_exp(static_cast<C>(z[c * d.spatial + j]) - t.lse[j]);
-      return t.scale[j] * (select(c == t.target[j], C(1), C(0)) - p);
-    });
+    if constexpr (std::is_same_v<T, float>) {
+      block_loops().focal_grad(grad_logits + offset, z, d.spatial, d.classes, pixels, t);
+    } else {
+      focal_block_grad(grad_logits + offset, z, d.spatial, d.classes, pixels, t);
+    }
   });
 }
 

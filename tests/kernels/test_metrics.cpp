@@ -18,8 +18,10 @@ namespace {
 using test::cast_to;
 using test::random_values;
 
-const ConfusionDesc kShapes[] = {{1, 1, 1, 255},    {2, 3, 17, 255},   {3, 5, 33, -100},
-                                 {1, 110, 70, 255}, {2, 111, 50, 255}, {1, 300, 40, -100}};
+// The last two span several of the CPU's 256-pixel blocks, with a partial last one.
+const ConfusionDesc kShapes[] = {{1, 1, 1, 255},     {2, 3, 17, 255},   {3, 5, 33, -100},
+                                 {1, 110, 70, 255},  {2, 111, 50, 255}, {1, 300, 40, -100},
+                                 {2, 19, 700, 255}, {3, 4, 257, -100}};
 
 std::string describe(const ConfusionDesc& d) {
   return "(N " + std::to_string(d.batch) + ", C " + std::to_string(d.classes) + ", S " + std::to_string(d.spatial) +
@@ -88,15 +90,23 @@ TEST(Confusion, ArgmaxOfLogitsMatchesCountingExactly) {
   }
 }
 
+// Four pixel patterns, each repeated 10 times (so that the CPU's vector loop sees them, not only its tail):
+// a tie between classes 1 and 2 -> 1; a NaN in class 2 -> 2; all equal -> 0; NaNs in classes 1 and 2 -> 1
+// (the first NaN wins and stays).
 TEST(Confusion, ArgmaxTakesTheFirstMaximumAndNaN) {
   const float nan = std::numeric_limits<float>::quiet_NaN();
-  const ConfusionDesc d{1, 3, 3, 255};
-  // pixel 0: tie between classes 1 and 2 -> 1; pixel 1: NaN in class 2 -> 2; pixel 2: all equal -> 0
-  std::vector<float> x = {0, 5, 1, /**/ 3, 1, 1, /**/ 3, nan, 1};
-  std::vector<int64_t> t = {1, 2, 0}, m(9, 0);
+  const float patterns[3][4] = {{0, 5, 3, 1}, {3, 1, 3, nan}, {3, nan, 3, nan}};  // [class][pattern]
+  const int64_t targets[4] = {1, 2, 0, 1}, repeats = 10;
+  const ConfusionDesc d{1, 3, 4 * repeats, 255};
+  std::vector<float> x(static_cast<size_t>(3 * d.spatial));
+  std::vector<int64_t> t(static_cast<size_t>(d.spatial)), m(9, 0);
+  for (int64_t s = 0; s < d.spatial; ++s) {
+    for (int64_t c = 0; c < 3; ++c) x[c * d.spatial + s] = patterns[c][s % 4];
+    t[s] = targets[s % 4];
+  }
   int64_t bad = 255;
   cpu::argmax_confusion_update(m.data(), &bad, x.data(), t.data(), d, nullptr);
-  EXPECT_EQ(m, (std::vector<int64_t>{1, 0, 0, /**/ 0, 1, 0, /**/ 0, 0, 1}));
+  EXPECT_EQ(m, (std::vector<int64_t>{10, 0, 0, /**/ 0, 20, 0, /**/ 0, 0, 10}));
 }
 
 TEST(Confusion, BadLabelsAreReportedAndSkipped) {
