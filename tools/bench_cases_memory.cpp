@@ -101,6 +101,28 @@ void add_softmax_and_reduce_cases(std::vector<Case>& cases, const Options& o) {
                                        }),
                                        {VendorOp::softmax_backward, softmax_desc, {probs, grad_probs}, {grad_scores}});
                      }});
+    // Over the classes of Cityscapes logits (Dice, OHEM and Lovasz losses): a strided softmax axis.
+    const kernels::SoftmaxDesc classes_desc{1, 19, 512 * 512};
+    const double logits_bytes = elem * 19 * 512 * 512;
+    cases.push_back({"softmax/forward", "cityscapes", "19x512x512 over the classes", 0, 2 * logits_bytes, [=] {
+                       Tensor logits = random_tensor({19, 512 * 512}, o), probs = empty_like(logits);
+                       return Prepared(Run([=] {
+                                         SE_DISPATCH(device, softmax_forward<T>, probs.data<T>(), logits.data<T>(),
+                                                     classes_desc);
+                                       }),
+                                       {VendorOp::softmax_forward, classes_desc, {logits}, {probs}});
+                     }});
+    cases.push_back({"softmax/backward", "cityscapes", "19x512x512 over the classes", 0, 3 * logits_bytes, [=] {
+                       Tensor probs = empty({19, 512 * 512}, {o.dtype, device});
+                       SE_DISPATCH(device, softmax_forward<T>, probs.data<T>(),
+                                   random_tensor({19, 512 * 512}, o).data<T>(), classes_desc);
+                       Tensor grad_probs = random_tensor({19, 512 * 512}, o), grad_logits = empty_like(probs);
+                       return Prepared(Run([=] {
+                                         SE_DISPATCH(device, softmax_backward<T>, grad_logits.data<T>(),
+                                                     grad_probs.data<T>(), probs.data<T>(), classes_desc);
+                                       }),
+                                       {VendorOp::softmax_backward, classes_desc, {probs, grad_probs}, {grad_logits}});
+                     }});
     const kernels::ReduceDesc rows{64, 512 * 512, 1, 1};
     const kernels::ReduceDesc across{1, 64, 512 * 512, 1};
     cases.push_back({"reduce/sum_rows", "unet", "64 rows of 512x512", 0, elem * n, [=] {

@@ -32,18 +32,6 @@ bool parallel(const AttentionDesc& a) {
 // double, one 16-float GCC vector for float), so that the loops vectorize and sum in an order fixed by the
 // code, whatever the ISA.
 
-// 16 floats as one GCC vector: one zmm, two ymm or four xmm registers, as the target has.
-using Float16 = float __attribute__((vector_size(64)));
-constexpr int64_t kFloat16Lanes = 16;
-
-// (Through references: a 64-byte vector passed by value changes the ABI between targets, which GCC warns of.)
-inline void load16(Float16& v, const float* p) {
-  std::memcpy(&v, p, sizeof(v));
-}
-inline void store16(float* p, const Float16& v) {
-  std::memcpy(p, &v, sizeof(v));
-}
-
 // s[k] *= scale for k < n; returns the largest s[k].
 template <typename C>
 inline C scale_and_max(C* __restrict s, int64_t n, C scale) {

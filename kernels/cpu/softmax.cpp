@@ -12,6 +12,7 @@
 #include <cmath>
 #include <type_traits>
 
+#include "kernels/cpu/per_isa.h"
 #include "kernels/cpu/vector_math.h"
 #include "kernels/reduce_ops.h"
 
@@ -48,11 +49,34 @@ void for_each_column_block(const SoftmaxDesc& d, Body body) {
   }
 }
 
+// One contiguous f32 row: the maximum and the (double) sum over 16-float vectors (vector_math.h), which
+// vectorize where the template's interleaved scalar lanes do not. A NaN anywhere makes every output NaN,
+// as in the template, through the exps and their sum rather than through the maximum.
+template <bool kLog>
+void forward_row_f32(float* y,        // (n)
+                     const float* x,  // (n)
+                     int64_t n) {
+  const float max = max_of_row(x, n);
+  for (int64_t k = 0; k < n; ++k) y[k] = fast_exp(x[k] - max);
+  const double sum = sum_of_row_f64(y, n);
+  if constexpr (kLog) {
+    const float log_sum = static_cast<float>(std::log(sum));
+    for (int64_t k = 0; k < n; ++k) y[k] = x[k] - max - log_sum;
+  } else {
+    const double inverse = 1.0 / sum;
+    for (int64_t k = 0; k < n; ++k) y[k] = static_cast<float>(static_cast<double>(y[k]) * inverse);
+  }
+}
+
 // One contiguous row of n values.
 template <bool kLog, typename T>
 void forward_row(T* y,        // (n)
                  const T* x,  // (n)
                  int64_t n) {
+  if constexpr (std::is_same_v<T, float>) {
+    forward_row_f32<kLog>(y, x, n);
+    return;
+  }
   using C = compute_t<T>;
   using A = acc_t<T>;
   C lane_max[kLanes];
@@ -124,18 +148,6 @@ void forward_columns(T* y,        // (outer, size, inner)
   }
 }
 
-template <bool kLog, typename T>
-void forward(T* y,        // (outer, size, inner)
-             const T* x,  // (outer, size, inner)
-             const SoftmaxDesc& d) {
-  if (d.inner == 1) {
-#pragma omp parallel for schedule(static) if (d.outer * d.size >= kParallelWork)
-    for (int64_t o = 0; o < d.outer; ++o) forward_row<kLog>(y + o * d.size, x + o * d.size, d.size);
-    return;
-  }
-  for_each_column_block(d, [&](int64_t o, int64_t c0, int64_t c1) { forward_columns<kLog>(y, x, d, o, c0, c1); });
-}
-
 // One element of the backward: grad_y - exp(y) * s for log_softmax (s = sum(grad_y)), y * (grad_y - s) for
 // softmax (s = sum(grad_y * y)).
 template <bool kLog, typename C>
@@ -163,13 +175,96 @@ void backward_fiber(T* grad_x,        // (n) at stride
   }
 }
 
+// Columns [c0, c1) of one outer index.
+template <bool kLog, typename T>
+void backward_columns(T* grad_x,        // (outer, size, inner)
+                      const T* grad_y,  // (outer, size, inner)
+                      const T* y,       // (outer, size, inner)
+                      const SoftmaxDesc& d, int64_t o, int64_t c0, int64_t c1) {
+  using C = compute_t<T>;
+  using A = acc_t<T>;
+  A sum[kColumnBlock];  // sum(grad_y * y) for softmax, sum(grad_y) for log_softmax
+  for (int64_t c = c0; c < c1; ++c) sum[c - c0] = 0;
+  const int64_t base = o * d.size * d.inner;
+  for (int64_t r = 0; r < d.size; ++r) {
+    for (int64_t c = c0; c < c1; ++c) {
+      int64_t k = base + r * d.inner + c;
+      A g = static_cast<A>(static_cast<C>(grad_y[k]));
+      sum[c - c0] += kLog ? g : g * static_cast<A>(static_cast<C>(y[k]));
+    }
+  }
+  for (int64_t r = 0; r < d.size; ++r) {
+    for (int64_t c = c0; c < c1; ++c) {
+      int64_t k = base + r * d.inner + c;
+      C g = static_cast<C>(grad_y[k]), out = static_cast<C>(y[k]), s = static_cast<C>(sum[c - c0]);
+      grad_x[k] = static_cast<T>(backward_element<kLog>(g, out, s));
+    }
+  }
+}
+
+// The f32 loops per ISA (per_isa.h), [kLog] each.
+struct SoftmaxLoops {
+  void (*row[2])(float* y, const float* x, int64_t n);
+  void (*columns[2])(float* y, const float* x, const SoftmaxDesc& d, int64_t o, int64_t c0, int64_t c1);
+  void (*backward_columns[2])(float* grad_x, const float* grad_y, const float* y, const SoftmaxDesc& d, int64_t o,
+                              int64_t c0, int64_t c1);
+};
+
+#define SE_DEFINE_SOFTMAX_LOOPS(suffix, attribute)                                                                    \
+  template <bool kLog>                                                                                                \
+  attribute __attribute__((flatten)) void row_##suffix(float* y, const float* x, int64_t n) {                         \
+    forward_row<kLog>(y, x, n);                                                                                       \
+  }                                                                                                                   \
+  template <bool kLog>                                                                                                \
+  attribute __attribute__((flatten)) void columns_##suffix(float* y, const float* x, const SoftmaxDesc& d, int64_t o, \
+                                                           int64_t c0, int64_t c1) {                                  \
+    forward_columns<kLog>(y, x, d, o, c0, c1);                                                                        \
+  }                                                                                                                   \
+  template <bool kLog>                                                                                                \
+  attribute __attribute__((flatten)) void backward_columns_##suffix(                                                  \
+      float* grad_x, const float* grad_y, const float* y, const SoftmaxDesc& d, int64_t o, int64_t c0, int64_t c1) {  \
+    backward_columns<kLog>(grad_x, grad_y, y, d, o, c0, c1);                                                          \
+  }                                                                                                                   \
+  const SoftmaxLoops kLoops_##suffix{{row_##suffix<false>, row_##suffix<true>},                                       \
+                                     {columns_##suffix<false>, columns_##suffix<true>},                               \
+                                     {backward_columns_##suffix<false>, backward_columns_##suffix<true>}};
+SE_STAMP_PER_ISA(SE_DEFINE_SOFTMAX_LOOPS)
+#undef SE_DEFINE_SOFTMAX_LOOPS
+
+const SoftmaxLoops& loops() {
+  static const SoftmaxLoops best = SE_PICK_PER_ISA(kLoops);
+  return best;
+}
+
+template <bool kLog, typename T>
+void forward(T* y,        // (outer, size, inner)
+             const T* x,  // (outer, size, inner)
+             const SoftmaxDesc& d) {
+  if (d.inner == 1) {
+#pragma omp parallel for schedule(static) if (d.outer * d.size >= kParallelWork)
+    for (int64_t o = 0; o < d.outer; ++o) {
+      if constexpr (std::is_same_v<T, float>) {
+        loops().row[kLog](y + o * d.size, x + o * d.size, d.size);
+      } else {
+        forward_row<kLog>(y + o * d.size, x + o * d.size, d.size);
+      }
+    }
+    return;
+  }
+  for_each_column_block(d, [&](int64_t o, int64_t c0, int64_t c1) {
+    if constexpr (std::is_same_v<T, float>) {
+      loops().columns[kLog](y, x, d, o, c0, c1);
+    } else {
+      forward_columns<kLog>(y, x, d, o, c0, c1);
+    }
+  });
+}
+
 template <bool kLog, typename T>
 void backward(T* grad_x,        // (outer, size, inner)
               const T* grad_y,  // (outer, size, inner)
               const T* y,       // (outer, size, inner)
               const SoftmaxDesc& d) {
-  using C = compute_t<T>;
-  using A = acc_t<T>;
   if (d.inner == 1) {
 #pragma omp parallel for schedule(static) if (d.outer * d.size >= kParallelWork)
     for (int64_t o = 0; o < d.outer; ++o) {
@@ -179,22 +274,10 @@ void backward(T* grad_x,        // (outer, size, inner)
     return;
   }
   for_each_column_block(d, [&](int64_t o, int64_t c0, int64_t c1) {
-    A sum[kColumnBlock];  // sum(grad_y * y) for softmax, sum(grad_y) for log_softmax
-    for (int64_t c = c0; c < c1; ++c) sum[c - c0] = 0;
-    const int64_t base = o * d.size * d.inner;
-    for (int64_t r = 0; r < d.size; ++r) {
-      for (int64_t c = c0; c < c1; ++c) {
-        int64_t k = base + r * d.inner + c;
-        A g = static_cast<A>(static_cast<C>(grad_y[k]));
-        sum[c - c0] += kLog ? g : g * static_cast<A>(static_cast<C>(y[k]));
-      }
-    }
-    for (int64_t r = 0; r < d.size; ++r) {
-      for (int64_t c = c0; c < c1; ++c) {
-        int64_t k = base + r * d.inner + c;
-        C g = static_cast<C>(grad_y[k]), out = static_cast<C>(y[k]), s = static_cast<C>(sum[c - c0]);
-        grad_x[k] = static_cast<T>(backward_element<kLog>(g, out, s));
-      }
+    if constexpr (std::is_same_v<T, float>) {
+      loops().backward_columns[kLog](grad_x, grad_y, y, d, o, c0, c1);
+    } else {
+      backward_columns<kLog>(grad_x, grad_y, y, d, o, c0, c1);
     }
   });
 }

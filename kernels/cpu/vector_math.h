@@ -129,4 +129,50 @@ A sum_lanes(const A (&lanes)[kLanes]) {
   return sum;
 }
 
+// 16 floats as one GCC vector: one zmm, two ymm or four xmm registers, as the target has. Loops over
+// such vectors vectorize where GCC leaves kLanes interleaved scalars scalar (maxima, or sums converted to
+// double), and their lanes are fixed by the code, whatever the ISA.
+using Float16 = float __attribute__((vector_size(64)));
+using Float8 = float __attribute__((vector_size(32)));
+using Double8 = double __attribute__((vector_size(64)));
+constexpr int64_t kFloat16Lanes = 16;
+
+// (Through references: a 64-byte vector passed by value changes the ABI between targets, which GCC warns of.)
+inline void load16(Float16& v, const float* p) {
+  std::memcpy(&v, p, sizeof(v));
+}
+inline void store16(float* p, const Float16& v) {
+  std::memcpy(p, &v, sizeof(v));
+}
+
+// The largest of x[k], k < n (-inf for none); NaNs are skipped, except that one at the tail wins.
+inline float max_of_row(const float* x, int64_t n) {
+  Float16 lane_max = Float16{} - INFINITY;
+  int64_t k = 0;
+  for (; k + kFloat16Lanes <= n; k += kFloat16Lanes) {
+    Float16 v;
+    load16(v, x + k);
+    lane_max = v > lane_max ? v : lane_max;
+  }
+  float max = lane_max[0];
+  for (int64_t j = 1; j < kFloat16Lanes; ++j) max = lane_max[j] > max ? lane_max[j] : max;
+  for (; k < n; ++k) max = x[k] > max || x[k] != x[k] ? x[k] : max;
+  return max;
+}
+
+// The sum of x[k], k < n, in double: 8 lanes (k % 8), then the tail in order.
+inline double sum_of_row_f64(const float* x, int64_t n) {
+  Double8 lanes = {};
+  int64_t k = 0;
+  for (; k + 8 <= n; k += 8) {
+    Float8 v;
+    std::memcpy(&v, x + k, sizeof(v));
+    lanes += __builtin_convertvector(v, Double8);
+  }
+  double sum = 0;
+  for (int j = 0; j < 8; ++j) sum += lanes[j];
+  for (; k < n; ++k) sum += x[k];
+  return sum;
+}
+
 }  // namespace se::kernels::cpu

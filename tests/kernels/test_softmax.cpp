@@ -119,6 +119,36 @@ TEST(Softmax, IsStableForLargeInputsAndMasksMinusInfinity) {
   for (int k = 3; k < 6; ++k) EXPECT_TRUE(std::isnan(y[k])) << k;
 }
 
+// Rows long enough for the f32 row's 16-float vector loops: large values, -inf masked, and a NaN inside the
+// vector part (not only in the scalar tail) still makes the whole row NaN.
+TEST(Softmax, LongRowsAreStableAndPropagateNaN) {
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  const int64_t n = 37;
+  std::vector<float> x(2 * n);
+  for (int64_t k = 0; k < n; ++k) x[k] = x[n + k] = 1000.0f + 0.5f * static_cast<float>(k);
+  x[5] = -inf;
+  x[n + 20] = nan;
+  std::vector<float> y(x.size()), log_y(x.size());
+  cpu::softmax_forward(y.data(), x.data(), SoftmaxDesc{2, n, 1}, nullptr);
+  cpu::log_softmax_forward(log_y.data(), x.data(), SoftmaxDesc{2, n, 1}, nullptr);
+  double total = 0;
+  for (int64_t k = 0; k < n; ++k) total += k == 5 ? 0.0 : std::exp(0.5 * (k - (n - 1)));
+  for (int64_t k = 0; k < n; ++k) {
+    if (k == 5) {
+      EXPECT_EQ(y[k], 0.0f);
+      EXPECT_EQ(log_y[k], -inf);
+      continue;
+    }
+    const double log_p = 0.5 * (k - (n - 1)) - std::log(total);
+    EXPECT_NEAR(y[k], std::exp(log_p), 1e-6) << k;
+    EXPECT_NEAR(log_y[k], log_p, 1e-4) << k;
+  }
+  for (int64_t k = n; k < 2 * n; ++k) {
+    EXPECT_TRUE(std::isnan(y[k])) << k;
+    EXPECT_TRUE(std::isnan(log_y[k])) << k;
+  }
+}
+
 // inner > 1: every column subtracts its own maximum. Column c holds 100 c + {0, 1, 2}; 70 columns make two
 // column blocks on the CPU.
 TEST(Softmax, ColumnsAreStableForLargeInputs) {
