@@ -5,6 +5,7 @@
 
 #include "core/philox.h"
 #include "kernels/convert.h"
+#include "kernels/cpu/gemm_microkernels.h"
 
 namespace se::kernels::cpu {
 
@@ -43,6 +44,7 @@ bool copy_transposed(const CopyDesc& desc, const Src* src, Dst* dst) {
   const int64_t row_tiles = (rows + kTransposeTile - 1) / kTransposeTile;
   const int64_t col_tiles = (cols + kTransposeTile - 1) / kTransposeTile;
   const int64_t tiles = outer_src.numel() * row_tiles * col_tiles;
+  static const bool avx2 = gemm_isa_supported(GemmIsa::avx2);
 #pragma omp parallel for schedule(static) if (desc.dst.numel() > kParallelThreshold)
   for (int64_t task = 0; task < tiles; ++task) {
     const int64_t o = task / (row_tiles * col_tiles), tile = task % (row_tiles * col_tiles);
@@ -50,11 +52,24 @@ bool copy_transposed(const CopyDesc& desc, const Src* src, Dst* dst) {
     const int64_t tile_rows = std::min(kTransposeTile, rows - r0), tile_cols = std::min(kTransposeTile, cols - c0);
     const Src* s = src + outer_src.offset_of(o) + r0 + c0 * src_col_stride;
     Dst* d = dst + outer_dst.offset_of(o) + r0 * dst_row_stride + c0;
-    Dst buffer[kTransposeTile][kTransposeTile];  // [row][col] of the tile
-    for (int64_t c = 0; c < tile_cols; ++c) {
-      for (int64_t r = 0; r < tile_rows; ++r) buffer[r][c] = convert<Dst>(s[c * src_col_stride + r]);
+    int64_t c = 0;
+    if constexpr (std::is_same_v<Src, float> && std::is_same_v<Dst, float>) {
+      // 8 destination columns at a time straight through 8 x 8 register transposes (the GEMM's packing
+      // helper: out[p * ld_out + r] = rows[r][p], row r = the source run of destination column c + r).
+      if (avx2) {
+        for (; c + 8 <= tile_cols; c += 8) {
+          detail::transpose_8_rows_avx2(s + c * src_col_stride, src_col_stride, tile_rows, d + c, dst_row_stride);
+        }
+      }
     }
-    for (int64_t r = 0; r < tile_rows; ++r) std::copy(buffer[r], buffer[r] + tile_cols, d + r * dst_row_stride);
+    if (c == tile_cols) continue;
+    Dst buffer[kTransposeTile][kTransposeTile];  // [row][col] of the tile's remaining columns
+    for (int64_t cc = c; cc < tile_cols; ++cc) {
+      for (int64_t r = 0; r < tile_rows; ++r) buffer[r][cc] = convert<Dst>(s[cc * src_col_stride + r]);
+    }
+    for (int64_t r = 0; r < tile_rows; ++r) {
+      std::copy(buffer[r] + c, buffer[r] + tile_cols, d + r * dst_row_stride + c);
+    }
   }
   return true;
 }
