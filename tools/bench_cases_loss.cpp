@@ -242,8 +242,9 @@ void add_optimizer_cases(std::vector<Case>& cases, const Options& o) {
     std::string shape;
     double list_bytes = 0;  // one list of f32 tensors
     for (const Step& step : steps) {
-      // Building the U-Net takes most of a second: only for the cases the filter selects.
-      if (!o.selects(step.name, m.name)) continue;
+      // Building the U-Net takes most of a second: only for the cases the filter selects by kernel and
+      // model name (their shape text, the parameter count, needs the model built).
+      if (!o.selects(step.name, m.name, "")) continue;
       if (numels.empty()) {
         numels = parameter_numels(m.json);
         int64_t total = 0;

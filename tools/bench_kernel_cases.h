@@ -104,9 +104,10 @@ struct Options {
   // Time and check the cuDNN/cuBLAS equivalents too: a real GPU, in a build with the vendor references.
   bool vendor = false;
 
-  // Whether --filter selects the case: the regex is searched in "name model".
-  bool selects(const std::string& name, const std::string& model) const {
-    return std::regex_search(name + " " + model, filter_regex);
+  // Whether --filter selects the case: the regex is searched in "name model shape" (as `--list` prints the
+  // three, separated by one space here).
+  bool selects(const std::string& name, const std::string& model, const std::string& shape) const {
+    return std::regex_search(name + " " + model + " " + shape, filter_regex);
   }
 };
 

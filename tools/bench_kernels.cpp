@@ -196,7 +196,7 @@ int bench_kernels(const std::vector<std::string_view>& args) {
 
   std::vector<const Case*> selected;
   for (const Case& c : all) {
-    if (o.selects(c.name, c.model)) selected.push_back(&c);
+    if (o.selects(c.name, c.model, c.shape)) selected.push_back(&c);
   }
   if (o.list) {
     for (const Case* c : selected) std::cout << c->name << "  " << c->model << "  " << c->shape << "\n";

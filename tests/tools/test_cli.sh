@@ -59,6 +59,9 @@ done
 [ "$missing" -eq 0 ] && echo "ok: bench kernels --list names every family"
 failures=$((failures + missing))
 expect 0 "^adaptive_avg_pool2d/forward +pspnet +2048x64x64 -> 2048x6x6" bench kernels --list --filter adaptive
+# The filter also searches the shape text.
+expect 0 "^resize/bilinear_forward +segformer-b0 +150x128x128 -> 150x512x512, ADE20K" bench kernels --list \
+  --filter "bilinear_forward.*ADE20K"
 # Two quick real runs: BatchNorm's training and eval forward, and AdamW over SegFormer-B0's parameters.
 expect 0 "^batch_norm/forward_eval +resnet50-os8" bench kernels --device cpu --filter "batch_norm/forward.* resnet50" \
   --repeats 1 --warmup 0
