@@ -1,8 +1,9 @@
 // CPU normalization kernels. BatchNorm parallelises its statistics over (sample, channel) planes and
-// its element-wise passes over planes, LayerNorm and GroupNorm over rows (one row = one normalised
-// group); every reduction runs in a fixed order inside its task, so results do not depend on the thread
-// count. LayerNorm and GroupNorm share one row-normalisation core: GroupNorm is rows = N * groups of
-// (C / groups) * HW values whose affine parameter is the channel.
+// its element-wise passes over planes, LayerNorm and GroupNorm over blocks of rows (one row = one
+// normalised group; the f32 row loops are compiled per ISA, kernels/cpu/per_isa.h); every reduction runs
+// in a fixed order inside its task, so results do not depend on the thread count. LayerNorm and
+// GroupNorm share one row-normalisation core: GroupNorm is rows = N * groups of (C / groups) * HW values
+// whose affine parameter is the channel.
 //
 // Mean and variance come from moments(): chunks of kStatsChunk contiguous values, small enough to stay
 // in L1 for two passes (the mean from their sum, then the squared deviations from it), each pass in
@@ -11,11 +12,14 @@
 // NormLargeMean in tests/kernels/test_norm.cpp), without its divide and serial chain per value.
 #include "kernels/norm.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <type_traits>
 #include <vector>
 
+#include "kernels/cpu/per_isa.h"
 #include "kernels/cpu/vector_math.h"
 #include "kernels/reduce_ops.h"
 
@@ -94,18 +98,18 @@ void for_each_param_run(const RowNorm& d, int64_t r, Run run) {
   for (int64_t p = 0; p < d.per_group; ++p) run(p * d.inner, (p + 1) * d.inner, first_param + p, 0);
 }
 
+// Rows [r0, r1) of row_forward.
 template <typename T>
-void row_forward(T* y,                           // (rows, cols)
-                 norm_param_t<T>* mean,          // (rows)
-                 norm_param_t<T>* invstd,        // (rows)
-                 const T* x,                     // (rows, cols)
-                 const norm_param_t<T>* weight,  // (params) or null
-                 const norm_param_t<T>* bias,    // (params) or null
-                 const RowNorm& d, double eps) {
+void forward_rows(T* y,                           // (rows, cols)
+                  norm_param_t<T>* mean,          // (rows)
+                  norm_param_t<T>* invstd,        // (rows)
+                  const T* x,                     // (rows, cols)
+                  const norm_param_t<T>* weight,  // (params) or null
+                  const norm_param_t<T>* bias,    // (params) or null
+                  const RowNorm& d, double eps, int64_t r0, int64_t r1) {
   using A = acc_t<T>;
   using P = norm_param_t<T>;
-#pragma omp parallel for schedule(static) if (d.rows * d.cols >= kParallelWork)
-  for (int64_t r = 0; r < d.rows; ++r) {
+  for (int64_t r = r0; r < r1; ++r) {
     const T* xr = x + r * d.cols;
     T* yr = y + r * d.cols;
     const Moments<A> s = moments<A>(xr, d.cols);
@@ -124,12 +128,97 @@ void row_forward(T* y,                           // (rows, cols)
   }
 }
 
+// Rows [r0, r1) of row_backward's dx = invstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dy * weight,
+// the two sums in kLanes partial sums.
+template <typename T>
+void backward_rows(T* dx,                          // (rows, cols)
+                   const T* dy,                    // (rows, cols)
+                   const T* x,                     // (rows, cols)
+                   const norm_param_t<T>* mean,    // (rows)
+                   const norm_param_t<T>* invstd,  // (rows)
+                   const norm_param_t<T>* weight,  // (params) or null
+                   const RowNorm& d, int64_t r0, int64_t r1) {
+  using A = acc_t<T>;
+  for (int64_t r = r0; r < r1; ++r) {
+    const T* dyr = dy + r * d.cols;
+    const T* xr = x + r * d.cols;
+    const A mu = static_cast<A>(mean[r]), inv = static_cast<A>(invstd[r]);
+    A lane_g[kLanes] = {}, lane_g_xhat[kLanes] = {};
+    for_each_param_run(d, r, [&](int64_t k0, int64_t k1, int64_t param, int64_t step) {
+      for_each_lane(k0, k1, [&](int64_t k, int lane) {
+        const A g = load<A>(dyr[k]) * (weight ? static_cast<A>(weight[param + (k - k0) * step]) : A(1));
+        lane_g[lane] += g;
+        lane_g_xhat[lane] += g * (load<A>(xr[k]) - mu) * inv;
+      });
+    });
+    const A n = static_cast<A>(d.cols);
+    const A mean_g = sum_lanes(lane_g) / n, mean_g_xhat = sum_lanes(lane_g_xhat) / n;
+    for_each_param_run(d, r, [&](int64_t k0, int64_t k1, int64_t param, int64_t step) {
+      for (int64_t k = k0; k < k1; ++k) {
+        const A g = load<A>(dyr[k]) * (weight ? static_cast<A>(weight[param + (k - k0) * step]) : A(1));
+        const A xhat = (load<A>(xr[k]) - mu) * inv;
+        dx[r * d.cols + k] = static_cast<T>(inv * (g - mean_g - xhat * mean_g_xhat));
+      }
+    });
+  }
+}
+
+// The f32 row loops per ISA (per_isa.h): rows of LayerNorm are short (SegFormer's 32 to 256 values), so
+// the vector width of each row's passes is most of their cost.
+using ForwardRowsFn = void (*)(float* y, float* mean, float* invstd, const float* x, const float* weight,
+                               const float* bias, const RowNorm& d, double eps, int64_t r0, int64_t r1);
+using BackwardRowsFn = void (*)(float* dx, const float* dy, const float* x, const float* mean, const float* invstd,
+                                const float* weight, const RowNorm& d, int64_t r0, int64_t r1);
+#define SE_DEFINE_NORM_ROWS(suffix, attribute)                                                                        \
+  attribute __attribute__((flatten)) void forward_rows_##suffix(                                                      \
+      float* y, float* mean, float* invstd, const float* x, const float* weight, const float* bias, const RowNorm& d, \
+      double eps, int64_t r0, int64_t r1) {                                                                           \
+    forward_rows(y, mean, invstd, x, weight, bias, d, eps, r0, r1);                                                   \
+  }                                                                                                                   \
+  attribute __attribute__((flatten)) void backward_rows_##suffix(                                                     \
+      float* dx, const float* dy, const float* x, const float* mean, const float* invstd, const float* weight,        \
+      const RowNorm& d, int64_t r0, int64_t r1) {                                                                     \
+    backward_rows(dx, dy, x, mean, invstd, weight, d, r0, r1);                                                        \
+  }
+SE_STAMP_PER_ISA(SE_DEFINE_NORM_ROWS)
+#undef SE_DEFINE_NORM_ROWS
+
+constexpr int64_t kRowsPerTask = 64;
+
+// Calls run(r0, r1) for blocks of rows [r0, r1), in parallel for large work: up to kRowsPerTask rows per
+// block, fewer when there are few rows (GroupNorm: N * groups long rows), so that every thread gets some.
+// Rows are independent: the blocks do not change any result.
+template <typename Run>
+void for_each_row_block(const RowNorm& d, Run run) {
+  const int64_t block = std::clamp<int64_t>(d.rows / (4 * omp_get_max_threads()), 1, kRowsPerTask);
+  const int64_t blocks = (d.rows + block - 1) / block;
+#pragma omp parallel for schedule(static) if (d.rows * d.cols >= kParallelWork)
+  for (int64_t b = 0; b < blocks; ++b) run(b * block, std::min(d.rows, (b + 1) * block));
+}
+
+template <typename T>
+void row_forward(T* y,                           // (rows, cols)
+                 norm_param_t<T>* mean,          // (rows)
+                 norm_param_t<T>* invstd,        // (rows)
+                 const T* x,                     // (rows, cols)
+                 const norm_param_t<T>* weight,  // (params) or null
+                 const norm_param_t<T>* bias,    // (params) or null
+                 const RowNorm& d, double eps) {
+  static const ForwardRowsFn f32_rows = SE_PICK_PER_ISA(forward_rows);
+  for_each_row_block(d, [&](int64_t r0, int64_t r1) {
+    if constexpr (std::is_same_v<T, float>) {
+      f32_rows(y, mean, invstd, x, weight, bias, d, eps, r0, r1);
+    } else {
+      forward_rows(y, mean, invstd, x, weight, bias, d, eps, r0, r1);
+    }
+  });
+}
+
 // Rows per chunk of the parameter gradients when each column has its own parameter: per-parameter
 // partial sums of a chunk, combined in chunk order, so the result does not depend on the thread count.
 constexpr int64_t kParamGradRows = 256;
 
-// dx = invstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dy * weight, per row, the two sums in
-// kLanes partial sums; then the parameter gradients sum_dy * xhat and sum_dy.
+// dx (backward_rows), then the parameter gradients sum_dy * xhat and sum_dy.
 template <typename T>
 void row_backward(T* dx,                          // (rows, cols) or null
                   norm_param_t<T>* grad_weight,   // (params) or null
@@ -143,29 +232,14 @@ void row_backward(T* dx,                          // (rows, cols) or null
   using A = acc_t<T>;
   using P = norm_param_t<T>;
   if (dx) {
-#pragma omp parallel for schedule(static) if (d.rows * d.cols >= kParallelWork)
-    for (int64_t r = 0; r < d.rows; ++r) {
-      const T* dyr = dy + r * d.cols;
-      const T* xr = x + r * d.cols;
-      const A mu = static_cast<A>(mean[r]), inv = static_cast<A>(invstd[r]);
-      A lane_g[kLanes] = {}, lane_g_xhat[kLanes] = {};
-      for_each_param_run(d, r, [&](int64_t k0, int64_t k1, int64_t param, int64_t step) {
-        for_each_lane(k0, k1, [&](int64_t k, int lane) {
-          const A g = load<A>(dyr[k]) * (weight ? static_cast<A>(weight[param + (k - k0) * step]) : A(1));
-          lane_g[lane] += g;
-          lane_g_xhat[lane] += g * (load<A>(xr[k]) - mu) * inv;
-        });
-      });
-      const A n = static_cast<A>(d.cols);
-      const A mean_g = sum_lanes(lane_g) / n, mean_g_xhat = sum_lanes(lane_g_xhat) / n;
-      for_each_param_run(d, r, [&](int64_t k0, int64_t k1, int64_t param, int64_t step) {
-        for (int64_t k = k0; k < k1; ++k) {
-          const A g = load<A>(dyr[k]) * (weight ? static_cast<A>(weight[param + (k - k0) * step]) : A(1));
-          const A xhat = (load<A>(xr[k]) - mu) * inv;
-          dx[r * d.cols + k] = static_cast<T>(inv * (g - mean_g - xhat * mean_g_xhat));
-        }
-      });
-    }
+    static const BackwardRowsFn f32_rows = SE_PICK_PER_ISA(backward_rows);
+    for_each_row_block(d, [&](int64_t r0, int64_t r1) {
+      if constexpr (std::is_same_v<T, float>) {
+        f32_rows(dx, dy, x, mean, invstd, weight, d, r0, r1);
+      } else {
+        backward_rows(dx, dy, x, mean, invstd, weight, d, r0, r1);
+      }
+    });
   }
   if (!grad_weight && !grad_bias) return;
   std::vector<A> sum_dy(d.params()), sum_dy_xhat(d.params());
