@@ -160,6 +160,11 @@ void register_benchmarks() {
       // cache) and a whole 512 x 512 image (from memory).
       {"unet_wgrad_27x64x2048_tB", {27, 64, 2048, false, true}},
       {"unet_wgrad_27x64x262144_tB", {27, 64, 262144, false, true}},
+      // DeepLab's ASPP rate-12 branch (2048 -> 256 at 64x64), backward data, dcol (9 Cin, 512 pixels) =
+      // W^T (9 Cin, Cout) @ dy (Cout, 512 pixels): all 2048 channels at once (37 MB of C), and one of the
+      // 40 channel slices that the CPU conv computes instead (52 channels, C within L2).
+      {"aspp_dcol_18432x512x256_tA", {18432, 512, 256, true, false}},
+      {"aspp_dcol_slice_468x512x256_tA", {468, 512, 256, true, false}},
   };
   for (const auto& [name, s] : f32_shapes) {
     benchmark::RegisterBenchmark(("sgemm/ours/" + name).c_str(), bm_cpu_gemm<float>, s, DType::f32)->UseRealTime();

@@ -99,6 +99,19 @@ bool is_pointwise(const Geometry& g) {
 
 int max_threads() { return omp_in_parallel() ? 1 : omp_get_max_threads(); }
 
+// run(task, inner) for each task: the threads share the tasks, or with fewer tasks than threads they go
+// to each task in turn (inner: the threads its GEMM and copies may use).
+template <typename Run>
+void run_tasks(int64_t tasks, const Run& run) {
+  const int threads = max_threads();
+  if (tasks >= threads) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t t = 0; t < tasks; ++t) run(t, 1);
+  } else {
+    for (int64_t t = 0; t < tasks; ++t) run(t, threads);
+  }
+}
+
 // [lo, hi): the outputs o in [0, out) whose input o * stride + offset lies in [0, in).
 void valid_range(int64_t offset, int64_t stride, int64_t in, int64_t out, int64_t& lo, int64_t& hi) {
   lo = offset >= 0 ? 0 : (-offset + stride - 1) / stride;
@@ -367,13 +380,54 @@ void forward_gemm(const Geometry& g, const T* x, const T* w, const T* bias, T* y
       }
     }
   };
-  const int threads = max_threads();
-  if (tasks >= threads) {
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t t = 0; t < tasks; ++t) run(t, 1);
-  } else {
-    for (int64_t t = 0; t < tasks; ++t) run(t, threads);  // each GEMM uses the threads
-  }
+  run_tasks(tasks, run);
+}
+
+// Where a chunk's dcol (K, cols) would pass this size, backward data goes by channel slices instead.
+constexpr int64_t kMaxDcolBytes = 1 << 20;
+
+// Slices of input channels per image and group, so that a slice's dcol (channels * KH * KW, the cols of
+// a chunk) stays within kMaxDcolBytes, in a multiple of 4 so that 2 or 4 threads share them evenly (the
+// count must not depend on the thread count: it orders dx's sums); 0 when the whole dcol already fits
+// or planes are so small that tasks hold several images, and the chunked path below keeps it.
+template <typename T>
+int64_t dcol_slices(const Geometry& g) {
+  const int64_t row_bytes = scratch_stride(g.rows * g.ow) * static_cast<int64_t>(sizeof(T));
+  if (g.images > 1 || g.k * row_bytes <= kMaxDcolBytes) return 0;
+  const int64_t slices = (g.k * row_bytes + kMaxDcolBytes - 1) / kMaxDcolBytes;
+  return std::min(g.cg, (slices + 3) / 4 * 4);
+}
+
+// Backward data of a deep conv, dx_g (Cg, H, W): each task takes an image, a group and a slice of its
+// input channels, and for each chunk of output rows in turn computes that slice's rows of dcol =
+// W_g^T @ dy_g[:, chunk] and adds their col2im into the slice's own planes of dx. Keeping a task's dcol
+// to kMaxDcolBytes (DeepLab's ASPP, 2048 channels x 9 taps, made each chunk's dcol a 37 to 118 MB
+// matrix that went to memory and back); tasks own whole planes, so chunks need not be spread apart by
+// the kernel's reach (a dilation of 12 made chunks of 25 rows, three per 64-row image, which two
+// threads could not share evenly). Every dx element sums its chunks in order, whatever the thread count.
+template <typename T>
+void backward_data_by_channel_slices(const Geometry& g, const T* dy, const T* w, T* dx, int64_t slices) {
+  const int64_t tasks = g.n * g.groups * slices;
+  const int64_t taps = g.kh * g.kw;
+  auto run = [&](int64_t t, int inner) {
+    const int64_t slice = t % slices, image_group = t / slices;
+    const int64_t image = image_group / g.groups, group = image_group % g.groups;
+    const int64_t c0 = slice * g.cg / slices, c1 = (slice + 1) * g.cg / slices;
+    T* dx_g = dx + (image * g.c_in + group * g.cg) * g.hw;
+    std::fill(dx_g + c0 * g.hw, dx_g + c1 * g.hw, T(0));
+    const T* dy_g = dy + (image * g.c_out + group * g.og) * g.ohw;
+    const T* w_slice = w + group * g.og * g.k + c0 * taps;  // W_g (Og, K)'s columns of the slice
+    for (int64_t oh0 = 0; oh0 < g.oh; oh0 += g.rows) {
+      const int64_t oh1 = std::min(g.oh, oh0 + g.rows);
+      const int64_t cols = (oh1 - oh0) * g.ow, ld = scratch_stride(cols);
+      T* dcol = scratch<T>(static_cast<size_t>((c1 - c0) * taps * ld));
+      gemm(gemm_desc<T>((c1 - c0) * taps, cols, g.og, true, g.k, false, g.ohw, ld, 0.0f), w_slice, dy_g + oh0 * g.ow,
+           dcol, nullptr);
+#pragma omp parallel for num_threads(inner) if (inner > 1) schedule(static)
+      for (int64_t c = c0; c < c1; ++c) col2im_channel(g, dcol, ld, c - c0, oh0, oh1, dx_g + c * g.hw);
+    }
+  };
+  run_tasks(tasks, run);
 }
 
 template <typename T>
@@ -387,6 +441,9 @@ void backward_data_gemm(const Geometry& g, const T* dy, const T* w, T* dx) {
       gemm(d, w + grp * g.og * g.cg, dy + grp * g.og * g.ohw, dx + grp * g.cg * g.hw, nullptr);
     }
     return;
+  }
+  if (const int64_t slices = dcol_slices<T>(g); slices > 0) {
+    return backward_data_by_channel_slices(g, dy, w, dx, slices);
   }
   const int threads = max_threads();
   const int64_t planes = g.n * g.c_in;
@@ -420,12 +477,7 @@ void backward_data_gemm(const Geometry& g, const T* dy, const T* w, T* dx) {
     }
   };
   for (int64_t parity = 0; parity < 2; ++parity) {
-    if (tasks >= threads) {
-#pragma omp parallel for num_threads(threads) schedule(static)
-      for (int64_t t = 0; t < tasks; ++t) run(t, parity, 1);
-    } else {
-      for (int64_t t = 0; t < tasks; ++t) run(t, parity, threads);  // each GEMM uses the threads
-    }
+    run_tasks(tasks, [&](int64_t t, int inner) { run(t, parity, inner); });
   }
 }
 

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/conv.h"
@@ -67,6 +68,9 @@ const std::vector<Case> kCases = {
     {"shallow_5x5", 1, 2, 8, 37, 4, 5, 5, 1, 1, 2, 2, 1, 1, 1, true},
     {"shallow_pad_beyond_reach", 1, 2, 6, 20, 3, 3, 3, 1, 1, 3, 3, 1, 1, 1, true},
     {"deep_wide_rows", 1, 16, 3, 130, 10, 3, 3, 1, 1, 1, 1, 1, 1, 1, true},
+    // A deep conv (K = 594) whose chunk of 16 rows x 32 would make a dcol over 1 MB: backward data goes
+    // by slices of 16 or 17 input channels, each task summing two chunks that overlap in dx (dilation 3).
+    {"deep_dilated_channel_slices", 2, 66, 20, 32, 8, 3, 3, 1, 1, 3, 3, 3, 3, 1, true},
 };
 
 Conv2dDesc make_desc(const Case& c, DType dtype) {
@@ -397,6 +401,15 @@ void expect_large_shallow_output_streams_the_same_values() {
   }
 }
 
+// The three passes run with one thread, then with all of them.
+std::pair<Outputs<float>, Outputs<float>> on_one_and_all_threads(const Conv2dDesc& d, const Tensors& in) {
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+  Outputs<float> one = run_cpu<float>(d, in);
+  omp_set_num_threads(threads);
+  return {std::move(one), run_cpu<float>(d, in)};
+}
+
 // The direct kernel computes each output of forward and backward data on one thread, in a fixed order:
 // the same bits with one thread as with all of them (a larger image than the cases, so that the rows
 // are spread over the threads).
@@ -412,11 +425,7 @@ TEST(ConvCpu, DirectForwardAndBackwardDataDoNotDependOnTheThreadCount) {
     if (!forward && !backward_data) continue;
     ++direct;
     const Tensors in = random_inputs(d, seed += 5);
-    const int threads = omp_get_max_threads();
-    omp_set_num_threads(1);
-    const Outputs<float> one = run_cpu<float>(d, in);
-    omp_set_num_threads(threads);
-    const Outputs<float> all = run_cpu<float>(d, in);
+    const auto [one, all] = on_one_and_all_threads(d, in);
     if (forward) {
       EXPECT_EQ(one.y, all.y) << c.name;
     }
@@ -426,6 +435,19 @@ TEST(ConvCpu, DirectForwardAndBackwardDataDoNotDependOnTheThreadCount) {
   }
   if (cpu::gemm_isa() != cpu::GemmIsa::avx512) GTEST_SKIP() << "no AVX-512: no direct kernel";
   EXPECT_GE(direct, 10);
+}
+
+// The GEMM path's backward data, chunked or by channel slices, sums each dx element in an order fixed by
+// the shape: the same bits with one thread as with all of them.
+TEST(ConvCpu, GemmBackwardDataDoesNotDependOnTheThreadCount) {
+  const ScopedGemmIsa isa(gemm_path_isa());
+  uint32_t seed = 951;
+  for (const Case& c : kCases) {
+    const Conv2dDesc d = make_desc(c, DType::f32);
+    const Tensors in = random_inputs(d, seed += 5);
+    const auto [one, all] = on_one_and_all_threads(d, in);
+    EXPECT_EQ(one.dx, all.dx) << c.name;
+  }
 }
 
 // Both paths: the direct kernel's stores from registers (where the CPU has AVX-512) and the GEMM path's
