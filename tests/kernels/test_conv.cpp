@@ -68,10 +68,15 @@ const std::vector<Case> kCases = {
     {"shallow_5x5", 1, 2, 8, 37, 4, 5, 5, 1, 1, 2, 2, 1, 1, 1, true},
     {"shallow_pad_beyond_reach", 1, 2, 6, 20, 3, 3, 3, 1, 1, 3, 3, 1, 1, 1, true},
     {"deep_wide_rows", 1, 16, 3, 130, 10, 3, 3, 1, 1, 1, 1, 1, 1, 1, true},
-    // A deep conv (K = 594) whose chunk of 16 rows x 32 would make a dcol over 1 MB: backward data goes
-    // by slices of 16 or 17 input channels, each task summing two chunks that overlap in dx (dilation 3).
+    // Deep convs whose chunk of im2col (K, 16 rows x 32) would pass 1 MB: backward data and backward
+    // weight go by slices of input channels (kChannelSlicedConvs). K = 594 in slices of 16 or 17
+    // channels, two chunks per image that overlap in dx (dilation 3), 8 outputs (dW not transposed);
+    // two groups of K = 576 with 40 outputs each (dW^T); a pointwise conv over 600 channels.
     {"deep_dilated_channel_slices", 2, 66, 20, 32, 8, 3, 3, 1, 1, 3, 3, 3, 3, 1, true},
+    {"deep_groups2_channel_slices", 1, 128, 16, 32, 80, 3, 3, 1, 1, 1, 1, 1, 1, 2, true},
+    {"deep_pointwise_channel_slices", 2, 600, 16, 32, 6, 1, 1, 1, 1, 0, 0, 1, 1, 1, true},
 };
+constexpr size_t kChannelSlicedConvs = 3;  // the last cases
 
 Conv2dDesc make_desc(const Case& c, DType dtype) {
   Conv2dDesc d;
@@ -450,6 +455,18 @@ TEST(ConvCpu, GemmBackwardDataDoesNotDependOnTheThreadCount) {
   }
 }
 
+// By channel slices, backward weight sums each dW element in an order fixed by the shape too (the
+// chunked path's per-thread accumulators do not).
+TEST(ConvCpu, ChannelSlicedBackwardWeightDoesNotDependOnTheThreadCount) {
+  uint32_t seed = 971;
+  for (size_t i = kCases.size() - kChannelSlicedConvs; i < kCases.size(); ++i) {
+    const Conv2dDesc d = make_desc(kCases[i], DType::f32);
+    const auto [one, all] = on_one_and_all_threads(d, random_inputs(d, seed += 5));
+    EXPECT_EQ(one.dw, all.dw) << kCases[i].name;
+    EXPECT_EQ(one.db, all.db) << kCases[i].name;
+  }
+}
+
 // Both paths: the direct kernel's stores from registers (where the CPU has AVX-512) and the GEMM path's
 // streaming epilogue.
 TEST(ConvCpu, LargeShallowOutputStreamsTheSameValues) {
@@ -511,6 +528,10 @@ TEST(ConvValidate, CpuChecksPointers) {
 }
 
 #ifdef SEGENGINE_HAS_CUDA
+
+// The CUDA kernels have no channel-sliced path: the last cases, the largest, add only emulator time.
+std::vector<Case> cuda_cases() { return {kCases.begin(), kCases.end() - kChannelSlicedConvs}; }
+
 template <typename T>
 Outputs<T> run_cuda(const Conv2dDesc& d, const Tensors& in) {
   test::DeviceBuffer<T> x(test::cast_to<T>(in.x)), w(test::cast_to<T>(in.w)), b(test::cast_to<T>(in.b));
@@ -526,7 +547,7 @@ Outputs<T> run_cuda(const Conv2dDesc& d, const Tensors& in) {
 TEST(ConvCuda, F32MatchesReference) {
   SE_SKIP_WITHOUT_CUDA();
   uint32_t seed = 401;
-  for (const Case& c : kCases) {
+  for (const Case& c : cuda_cases()) {
     const Conv2dDesc d = make_desc(c, DType::f32);
     const Tensors want = rounded_reference<float>(d, seed += 5);
     expect_matches_reference(run_cuda<float>(d, want), want, 1e-5, c.name);
@@ -536,7 +557,7 @@ TEST(ConvCuda, F32MatchesReference) {
 TEST(ConvCuda, F64MatchesReference) {
   SE_SKIP_WITHOUT_CUDA();
   uint32_t seed = 501;
-  for (const Case& c : kCases) {
+  for (const Case& c : cuda_cases()) {
     const Conv2dDesc d = make_desc(c, DType::f64);
     const Tensors want = rounded_reference<double>(d, seed += 5);
     expect_matches_reference(run_cuda<double>(d, want), want, 1e-13, c.name);
@@ -546,7 +567,7 @@ TEST(ConvCuda, F64MatchesReference) {
 // Both sides round f32 sums once (summed in different orders): at most about one ulp apart.
 template <typename T>
 void cuda_half_vs_cpu(DType dtype, uint32_t seed, Conv2dLayout layout = Conv2dLayout::nchw) {
-  for (const Case& c : kCases) {
+  for (const Case& c : cuda_cases()) {
     Conv2dDesc d = make_desc(c, dtype);
     Tensors in = rounded_reference<T>(d, seed += 5);
     if (layout == Conv2dLayout::nhwc) in = channels_last(d, in);
@@ -566,7 +587,7 @@ TEST(ConvCuda, FusedActivationMatchesCpu) {
   SE_SKIP_WITHOUT_CUDA();
   uint32_t seed = 901;
   for (ConvActivation activation : {ConvActivation::relu, ConvActivation::gelu}) {
-    for (const Case& c : kCases) {
+    for (const Case& c : cuda_cases()) {
       Conv2dDesc d = make_desc(c, DType::f32);
       d.activation = activation;
       const Tensors in = rounded_reference<float>(d, seed += 5);
@@ -597,7 +618,7 @@ TEST(ConvCuda, Bf16MatchesCpu) {
 // depthwise convs, bias gradient), each with and without a fused activation.
 template <typename T>
 void cuda_channels_last_vs_reference(DType dtype, double tol, uint32_t seed) {
-  for (const Case& c : kCases) {
+  for (const Case& c : cuda_cases()) {
     for (ConvActivation activation : {ConvActivation::none, ConvActivation::gelu}) {
       Conv2dDesc d = make_desc(c, dtype);
       Tensors want = rounded_reference<T>(d, seed += 5);
