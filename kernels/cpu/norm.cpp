@@ -183,6 +183,39 @@ using BackwardRowsFn = void (*)(float* dx, const float* dy, const float* x, cons
 SE_STAMP_PER_ISA(SE_DEFINE_NORM_ROWS)
 #undef SE_DEFINE_NORM_ROWS
 
+// ---- BatchNorm planes ----
+
+// The sums of dy and of dy * (x - mu) over the n values of one plane, each in kLanes partial sums.
+template <typename A, typename T>
+void plane_grad_sums(const T* dy,  // (n)
+                     const T* x,   // (n)
+                     A mu, int64_t n, A* sum_dy, A* sum_dy_xmu) {
+  A lanes_dy[kLanes] = {}, lanes_dy_xmu[kLanes] = {};
+  for_each_lane(0, n, [&](int64_t k, int lane) {
+    const A g = load<A>(dy[k]);
+    lanes_dy[lane] += g;
+    lanes_dy_xmu[lane] += g * (load<A>(x[k]) - mu);
+  });
+  *sum_dy = sum_lanes(lanes_dy);
+  *sum_dy_xmu = sum_lanes(lanes_dy_xmu);
+}
+
+// The f32 plane loops per ISA: widening each float to a double accumulator is most of their work, and
+// the baseline ISA does it 2 values at a time.
+using PlaneMomentsFn = Moments<double> (*)(const float* x, int64_t n);
+using PlaneGradSumsFn = void (*)(const float* dy, const float* x, double mu, int64_t n, double* sum_dy,
+                                 double* sum_dy_xmu);
+#define SE_DEFINE_BATCH_NORM_PLANES(suffix, attribute)                                                          \
+  attribute __attribute__((flatten)) Moments<double> plane_moments_##suffix(const float* x, int64_t n) {       \
+    return moments<double>(x, n);                                                                               \
+  }                                                                                                             \
+  attribute __attribute__((flatten)) void plane_grad_sums_##suffix(const float* dy, const float* x, double mu,  \
+                                                                   int64_t n, double* sum_dy, double* sum_dy_xmu) { \
+    plane_grad_sums<double>(dy, x, mu, n, sum_dy, sum_dy_xmu);                                                  \
+  }
+SE_STAMP_PER_ISA(SE_DEFINE_BATCH_NORM_PLANES)
+#undef SE_DEFINE_BATCH_NORM_PLANES
+
 constexpr int64_t kRowsPerTask = 64;
 
 // Calls run(r0, r1) for blocks of rows [r0, r1), in parallel for large work: up to kRowsPerTask rows per
@@ -299,9 +332,16 @@ void row_backward(T* dx,                          // (rows, cols) or null
 template <typename T>
 void batch_norm_stats(norm_param_t<T>* mean, norm_param_t<T>* var, const T* x, const BatchNormDesc& d, Stream) {
   using A = acc_t<T>;
+  static const PlaneMomentsFn f32_moments = SE_PICK_PER_ISA(plane_moments);
   std::vector<Moments<A>> plane_moments(d.n * d.c);
 #pragma omp parallel for schedule(static) if (d.n * d.c * d.hw >= kParallelWork)
-  for (int64_t nc = 0; nc < d.n * d.c; ++nc) plane_moments[nc] = moments<A>(x + nc * d.hw, d.hw);
+  for (int64_t nc = 0; nc < d.n * d.c; ++nc) {
+    if constexpr (std::is_same_v<T, float>) {
+      plane_moments[nc] = f32_moments(x + nc * d.hw, d.hw);
+    } else {
+      plane_moments[nc] = moments<A>(x + nc * d.hw, d.hw);
+    }
+  }
   for (int64_t c = 0; c < d.c; ++c) {
     Moments<A> s = reduce_ops::VarOp<A>::identity();
     for (int64_t n = 0; n < d.n; ++n) s = reduce_ops::VarOp<A>::combine(s, plane_moments[n * d.c + c]);
@@ -339,20 +379,29 @@ void batch_norm_elemt(T* y, const T* x, const norm_param_t<T>* mean, const norm_
   }
 }
 
+// The sums of every (sample, channel) plane in parallel, then per channel added over the samples in
+// order.
 template <typename T>
 void batch_norm_backward_reduce(norm_param_t<T>* sum_dy, norm_param_t<T>* sum_dy_xmu, const T* dy, const T* x,
                                 const norm_param_t<T>* mean, const BatchNormDesc& d, Stream) {
   using A = acc_t<T>;
+  static const PlaneGradSumsFn f32_sums = SE_PICK_PER_ISA(plane_grad_sums);
+  std::vector<A> plane_sums(2 * d.n * d.c);  // per plane: the sum of dy, then of dy * (x - mean)
 #pragma omp parallel for schedule(static) if (d.n * d.c * d.hw >= kParallelWork)
+  for (int64_t nc = 0; nc < d.n * d.c; ++nc) {
+    const A mu = static_cast<A>(mean[nc % d.c]);
+    A* sums = plane_sums.data() + 2 * nc;
+    if constexpr (std::is_same_v<T, float>) {
+      f32_sums(dy + nc * d.hw, x + nc * d.hw, mu, d.hw, sums, sums + 1);
+    } else {
+      plane_grad_sums<A>(dy + nc * d.hw, x + nc * d.hw, mu, d.hw, sums, sums + 1);
+    }
+  }
   for (int64_t c = 0; c < d.c; ++c) {
-    const A mu = static_cast<A>(mean[c]);
     A s = 0, s_xmu = 0;
     for (int64_t n = 0; n < d.n; ++n) {
-      for (int64_t k = (n * d.c + c) * d.hw; k < (n * d.c + c + 1) * d.hw; ++k) {
-        const A g = load<A>(dy[k]);
-        s += g;
-        s_xmu += g * (load<A>(x[k]) - mu);
-      }
+      s += plane_sums[2 * (n * d.c + c)];
+      s_xmu += plane_sums[2 * (n * d.c + c) + 1];
     }
     sum_dy[c] = static_cast<norm_param_t<T>>(s);
     sum_dy_xmu[c] = static_cast<norm_param_t<T>>(s_xmu);
