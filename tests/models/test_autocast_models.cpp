@@ -114,12 +114,14 @@ TEST_P(AutocastModels, TrainStepMatchesF32) {
   EXPECT_NEAR(std::sqrt(norm_amp / norm_ref), 1.0, low == DType::bf16 ? 0.1 : 0.05);
 
   // Mixed-precision training learns: a few plain gradient steps on the f32 master weights lower the loss.
+  // The step is small enough that none overshoots in f32 (at 0.02, DeepLabV3's third step raised its
+  // loss in f32 too, and in bf16 above the initial one, depending on the rounding of BatchNorm's sums).
   const double initial = loss.item();
   for (int step = 0; step < 3; ++step) {
     {
       NoGradGuard no_grad;
       for (Tensor& p : parameters) {
-        if (p.grad().defined()) sub_(p, p.grad(), 0.02);
+        if (p.grad().defined()) sub_(p, p.grad(), 0.01);
       }
     }
     for (Tensor& p : parameters) p.set_grad(Tensor());
