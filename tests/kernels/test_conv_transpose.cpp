@@ -1,6 +1,7 @@
 // ConvTranspose2d kernels against a naive scatter-form transposed convolution in f64 (forward, backward data,
 // backward weight, bias gradient): CPU in f32/f64, f16 against f32, CUDA against the reference and the CPU.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -23,7 +24,8 @@ struct Case {
   bool bias;
 };
 
-// Odd sizes; every Conv2d path of the mirror conv (chunked GEMM, pointwise, depthwise when groups == C_out).
+// Odd sizes; every Conv2d path of the mirror conv (chunked GEMM, pointwise, depthwise when groups == C_out),
+// and the kernel == stride path of its own.
 const std::vector<Case> kCases = {
     {"unet_up_k2_s2", 2, 6, 5, 7, 3, 2, 2, 2, 2, 0, 0, 0, 0, 1, 1, 1, true},
     {"k3_s2_pad1_outpad1", 1, 4, 6, 5, 5, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, true},
@@ -33,6 +35,10 @@ const std::vector<Case> kCases = {
     {"depthwise", 1, 3, 6, 7, 3, 3, 3, 2, 2, 1, 1, 0, 1, 1, 1, 3, false},
     {"1x1", 2, 7, 3, 4, 5, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, true},
     {"wide_odd", 1, 2, 3, 41, 3, 2, 3, 2, 3, 0, 1, 1, 2, 1, 1, 1, true},
+    // kernel == stride runs as a GEMM and a pixel shuffle (as do unet_up_k2_s2 and 1x1 above): a 2x3
+    // kernel, and 64 outputs x 4 taps over rows of 40, which take chunks of 16, 16 and 8 input rows.
+    {"shuffle_k2x3_s2x3", 2, 4, 5, 6, 3, 2, 3, 2, 3, 0, 0, 0, 0, 1, 1, 1, true},
+    {"shuffle_row_chunks", 2, 3, 40, 64, 64, 2, 2, 2, 2, 0, 0, 0, 0, 1, 1, 1, false},
 };
 
 ConvTranspose2dDesc make_desc(const Case& c, DType dtype) {
@@ -174,6 +180,25 @@ TEST(ConvTransposeCpu, F16MatchesReference) {  // f32 accumulation, one rounding
     const ConvTranspose2dDesc d = make_desc(c, DType::f16);
     const Tensors want = rounded_reference<f16>(d, seed += 5);
     expect_matches(run_cpu<f16>(d, want), want, 3 * test::unit_roundoff<f16>(), c.name);
+  }
+}
+
+// The forward, backward data and bias gradient sum each output in an order fixed by the shape: the same
+// bits with one thread as with all of them (the weight gradient of the mirror conv2d's chunked path
+// has an accumulator per thread).
+TEST(ConvTransposeCpu, ResultsDoNotDependOnTheThreadCount) {
+  uint32_t seed = 311;
+  for (const Case& c : kCases) {
+    const ConvTranspose2dDesc d = make_desc(c, DType::f32);
+    const Tensors in = rounded_reference<float>(d, seed += 5);
+    const int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    const Outputs<float> one = run_cpu<float>(d, in);
+    omp_set_num_threads(threads);
+    const Outputs<float> all = run_cpu<float>(d, in);
+    EXPECT_EQ(one.y, all.y) << c.name;
+    EXPECT_EQ(one.dx, all.dx) << c.name;
+    EXPECT_EQ(one.db, all.db) << c.name;
   }
 }
 
