@@ -165,6 +165,11 @@ void register_benchmarks() {
       // 40 channel slices that the CPU conv computes instead (52 channels, C within L2).
       {"aspp_dcol_18432x512x256_tA", {18432, 512, 256, true, false}},
       {"aspp_dcol_slice_468x512x256_tA", {468, 512, 256, true, false}},
+      // SegFormer-B0's stage-1 Linear layers at batch 2 (32768 tokens of 32 features): y = x @ W^T with the
+      // activation x as a tall, narrow A, and the Mix-FFN's fc1 (32 -> 128) and fc2 (128 -> 32).
+      {"segformer_linear_32768x32x32_tB", {32768, 32, 32, false, true}},
+      {"segformer_fc1_32768x128x32_tB", {32768, 128, 32, false, true}},
+      {"segformer_fc2_32768x32x128_tB", {32768, 32, 128, false, true}},
   };
   for (const auto& [name, s] : f32_shapes) {
     benchmark::RegisterBenchmark(("sgemm/ours/" + name).c_str(), bm_cpu_gemm<float>, s, DType::f32)->UseRealTime();
