@@ -88,6 +88,33 @@ void batch_norm_backward_elemt(T* dx,                              // (N, C, HW)
                                const norm_param_t<T>* sum_dy,      // (C) or null
                                const norm_param_t<T>* sum_dy_xmu,  // (C) or null
                                int64_t count, const BatchNormDesc& desc, Stream stream);
+// The training forward in one call: batch_norm_stats, batch_norm_finalize (count = N * HW) and
+// batch_norm_elemt, with their results and bits. The CPU normalises each channel's planes right after
+// their statistics, while they are in cache (one pass over x from memory instead of two); CUDA computes
+// the statistics and finalizes them in one kernel, then runs the element-wise one.
+template <typename T>
+void batch_norm_forward_training(T* y,                           // (N, C, HW)
+                                 norm_param_t<T>* mean,          // (C)
+                                 norm_param_t<T>* invstd,        // (C)
+                                 norm_param_t<T>* running_mean,  // (C) or null, updated in place
+                                 norm_param_t<T>* running_var,   // (C) or null, updated in place
+                                 const T* x,                     // (N, C, HW)
+                                 const norm_param_t<T>* weight,  // (C) or null
+                                 const norm_param_t<T>* bias,    // (C) or null
+                                 const BatchNormDesc& desc, double momentum, double eps, Stream stream);
+// The training backward in one call: batch_norm_backward_reduce, then (dx not null)
+// batch_norm_backward_elemt with count = N * HW, with their results and bits; the CPU computes each
+// channel's dx right after its sums, while dy and x are in cache.
+template <typename T>
+void batch_norm_backward_training(T* dx,                          // (N, C, HW) or null
+                                  norm_param_t<T>* sum_dy,        // (C)
+                                  norm_param_t<T>* sum_dy_xmu,    // (C)
+                                  const T* dy,                    // (N, C, HW)
+                                  const T* x,                     // (N, C, HW)
+                                  const norm_param_t<T>* mean,    // (C)
+                                  const norm_param_t<T>* invstd,  // (C)
+                                  const norm_param_t<T>* weight,  // (C) or null
+                                  const BatchNormDesc& desc, Stream stream);
 
 // ---- LayerNorm over the trailing `cols` values of each row.
 template <typename T>
@@ -181,6 +208,28 @@ void batch_norm_backward_elemt(T* dx,                              // (N, C, HW)
                                const norm_param_t<T>* sum_dy,      // (C) or null
                                const norm_param_t<T>* sum_dy_xmu,  // (C) or null
                                int64_t count, const BatchNormDesc& desc, Stream stream);
+// As cpu:: (the statistics and their finalize in one kernel, then the element-wise one).
+template <typename T>
+void batch_norm_forward_training(T* y,                           // (N, C, HW)
+                                 norm_param_t<T>* mean,          // (C)
+                                 norm_param_t<T>* invstd,        // (C)
+                                 norm_param_t<T>* running_mean,  // (C) or null, updated in place
+                                 norm_param_t<T>* running_var,   // (C) or null, updated in place
+                                 const T* x,                     // (N, C, HW)
+                                 const norm_param_t<T>* weight,  // (C) or null
+                                 const norm_param_t<T>* bias,    // (C) or null
+                                 const BatchNormDesc& desc, double momentum, double eps, Stream stream);
+// As cpu:: (the reduce kernel, then the element-wise one).
+template <typename T>
+void batch_norm_backward_training(T* dx,                          // (N, C, HW) or null
+                                  norm_param_t<T>* sum_dy,        // (C)
+                                  norm_param_t<T>* sum_dy_xmu,    // (C)
+                                  const T* dy,                    // (N, C, HW)
+                                  const T* x,                     // (N, C, HW)
+                                  const norm_param_t<T>* mean,    // (C)
+                                  const norm_param_t<T>* invstd,  // (C)
+                                  const norm_param_t<T>* weight,  // (C) or null
+                                  const BatchNormDesc& desc, Stream stream);
 
 // ---- LayerNorm over the trailing `cols` values of each row.
 template <typename T>

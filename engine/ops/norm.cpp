@@ -87,13 +87,13 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
     using T = typename decltype(tag)::type;
     using P = kernels::norm_param_t<T>;
     if (training) {
-      Tensor var = empty(channels, popts);
-      SE_DISPATCH(x.device(), batch_norm_stats<T>, mean.data<P>(), var.data<P>(), input.data<T>(), d);
-      SE_DISPATCH(x.device(), batch_norm_finalize<T>, invstd.data<P>(), ptr_or_null<P>(rm), ptr_or_null<P>(rv),
-                  mean.data<P>(), var.data<P>(), d.c, count, momentum, eps);
+      SE_DISPATCH(x.device(), batch_norm_forward_training<T>, y.data<T>(), mean.data<P>(), invstd.data<P>(),
+                  ptr_or_null<P>(rm), ptr_or_null<P>(rv), input.data<T>(), ptr_or_null<P>(w), ptr_or_null<P>(b), d,
+                  momentum, eps);
+    } else {
+      SE_DISPATCH(x.device(), batch_norm_elemt<T>, y.data<T>(), input.data<T>(), mean.data<P>(), invstd.data<P>(),
+                  ptr_or_null<P>(w), ptr_or_null<P>(b), d);
     }
-    SE_DISPATCH(x.device(), batch_norm_elemt<T>, y.data<T>(), input.data<T>(), mean.data<P>(), invstd.data<P>(),
-                ptr_or_null<P>(w), ptr_or_null<P>(b), d);
   });
   if (autograd::needs_grad({x, weight, bias})) {
     autograd::record(
@@ -111,6 +111,12 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
           dispatch_floating(x.dtype(), "batch_norm backward", [&](auto tag) {
             using T = typename decltype(tag)::type;
             using P = kernels::norm_param_t<T>;
+            if (training) {
+              SE_DISPATCH(x.device(), batch_norm_backward_training<T>, ptr_or_null<T>(dx), sum_dy.data<P>(),
+                          sum_dy_xmu.data<P>(), dy.data<T>(), x.data<T>(), mean.data<P>(), invstd.data<P>(),
+                          ptr_or_null<P>(w), d);
+              return;
+            }
             if (sum_dy.defined()) {
               SE_DISPATCH(x.device(), batch_norm_backward_reduce<T>, sum_dy.data<P>(), sum_dy_xmu.data<P>(),
                           dy.data<T>(), x.data<T>(), mean.data<P>(), d);
@@ -118,8 +124,7 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
             if (dx.defined()) {
               // In eval the statistics are constants: no mean/projection terms.
               SE_DISPATCH(x.device(), batch_norm_backward_elemt<T>, dx.data<T>(), dy.data<T>(), x.data<T>(),
-                          mean.data<P>(), invstd.data<P>(), ptr_or_null<P>(w), training ? sum_dy.data<P>() : nullptr,
-                          training ? sum_dy_xmu.data<P>() : nullptr, count, d);
+                          mean.data<P>(), invstd.data<P>(), ptr_or_null<P>(w), nullptr, nullptr, count, d);
             }
           });
           return GradInputs{dx, needs[1] ? mul(sum_dy_xmu, invstd) : Tensor(), needs[2] ? sum_dy : Tensor()};

@@ -205,13 +205,13 @@ void plane_grad_sums(const T* dy,  // (n)
 using PlaneMomentsFn = Moments<double> (*)(const float* x, int64_t n);
 using PlaneGradSumsFn = void (*)(const float* dy, const float* x, double mu, int64_t n, double* sum_dy,
                                  double* sum_dy_xmu);
-#define SE_DEFINE_BATCH_NORM_PLANES(suffix, attribute)                                                          \
-  attribute __attribute__((flatten)) Moments<double> plane_moments_##suffix(const float* x, int64_t n) {       \
-    return moments<double>(x, n);                                                                               \
-  }                                                                                                             \
-  attribute __attribute__((flatten)) void plane_grad_sums_##suffix(const float* dy, const float* x, double mu,  \
+#define SE_DEFINE_BATCH_NORM_PLANES(suffix, attribute)                                                              \
+  attribute __attribute__((flatten)) Moments<double> plane_moments_##suffix(const float* x, int64_t n) {            \
+    return moments<double>(x, n);                                                                                   \
+  }                                                                                                                 \
+  attribute __attribute__((flatten)) void plane_grad_sums_##suffix(const float* dy, const float* x, double mu,      \
                                                                    int64_t n, double* sum_dy, double* sum_dy_xmu) { \
-    plane_grad_sums<double>(dy, x, mu, n, sum_dy, sum_dy_xmu);                                                  \
+    plane_grad_sums<double>(dy, x, mu, n, sum_dy, sum_dy_xmu);                                                      \
   }
 SE_STAMP_PER_ISA(SE_DEFINE_BATCH_NORM_PLANES)
 #undef SE_DEFINE_BATCH_NORM_PLANES
@@ -325,57 +325,116 @@ void row_backward(T* dx,                          // (rows, cols) or null
   }
 }
 
+// ---- BatchNorm: the per-plane and per-channel pieces of the building blocks and the fused passes, so
+// that both give the same bits.
+
+template <typename T>
+Moments<acc_t<T>> bn_plane_moments(const T* plane,  // (HW)
+                                   int64_t hw) {
+  if constexpr (std::is_same_v<T, float>) {
+    static const PlaneMomentsFn f32_moments = SE_PICK_PER_ISA(plane_moments);
+    return f32_moments(plane, hw);
+  } else {
+    return moments<acc_t<T>>(plane, hw);
+  }
+}
+
+template <typename T>
+void bn_plane_grad_sums(const T* dy,  // (HW)
+                        const T* x,   // (HW)
+                        acc_t<T> mu, int64_t hw, acc_t<T>* sum_dy, acc_t<T>* sum_dy_xmu) {
+  if constexpr (std::is_same_v<T, float>) {
+    static const PlaneGradSumsFn f32_sums = SE_PICK_PER_ISA(plane_grad_sums);
+    f32_sums(dy, x, mu, hw, sum_dy, sum_dy_xmu);
+  } else {
+    plane_grad_sums<acc_t<T>>(dy, x, mu, hw, sum_dy, sum_dy_xmu);
+  }
+}
+
+// Channel c's mean and biased variance from its planes' moments, combined in sample order.
+template <typename T>
+void bn_channel_stats(const Moments<acc_t<T>>* plane_moments,  // (N) planes of channel c, `stride` apart
+                      int64_t stride, int64_t n, norm_param_t<T>* mean, norm_param_t<T>* var) {
+  using A = acc_t<T>;
+  Moments<A> s = reduce_ops::VarOp<A>::identity();
+  for (int64_t i = 0; i < n; ++i) s = reduce_ops::VarOp<A>::combine(s, plane_moments[i * stride]);
+  *mean = static_cast<norm_param_t<T>>(s.mean);
+  *var = static_cast<norm_param_t<T>>(s.count > 0 ? s.m2 / static_cast<A>(s.count) : A(0));
+}
+
+// invstd of channel c and its running statistics (when running_mean is not null).
+template <typename P>
+void bn_finalize_channel(int64_t c, P* invstd, P* running_mean, P* running_var, const P* mean, const P* var,
+                         int64_t count, double momentum, double eps) {
+  invstd[c] = static_cast<P>(1.0 / std::sqrt(static_cast<double>(var[c]) + eps));
+  if (running_mean) {
+    const double unbiased = static_cast<double>(var[c]) * count / static_cast<double>(count - 1);
+    running_mean[c] = static_cast<P>((1 - momentum) * running_mean[c] + momentum * mean[c]);
+    running_var[c] = static_cast<P>((1 - momentum) * running_var[c] + momentum * unbiased);
+  }
+}
+
+// y = x * scale + shift over one plane of channel c, with the affine folded into scale and shift.
+template <typename T>
+void bn_elemt_plane(T* y,        // (HW)
+                    const T* x,  // (HW)
+                    int64_t hw, int64_t c, const norm_param_t<T>* mean, const norm_param_t<T>* invstd,
+                    const norm_param_t<T>* weight, const norm_param_t<T>* bias) {
+  using P = norm_param_t<T>;
+  const P scale = invstd[c] * (weight ? weight[c] : P(1));
+  const P shift = (bias ? bias[c] : P(0)) - mean[c] * scale;
+  for (int64_t k = 0; k < hw; ++k) y[k] = static_cast<T>(load<P>(x[k]) * scale + shift);
+}
+
+template <typename T>
+void bn_backward_elemt_plane(T* dx,        // (HW)
+                             const T* dy,  // (HW)
+                             const T* x,   // (HW)
+                             int64_t hw, int64_t c, const norm_param_t<T>* mean, const norm_param_t<T>* invstd,
+                             const norm_param_t<T>* weight, const norm_param_t<T>* sum_dy,
+                             const norm_param_t<T>* sum_dy_xmu, int64_t count) {
+  using P = norm_param_t<T>;
+  const P scale = invstd[c] * (weight ? weight[c] : P(1));
+  const P mean_dy = sum_dy ? sum_dy[c] / static_cast<P>(count) : P(0);
+  const P proj = sum_dy_xmu ? sum_dy_xmu[c] / static_cast<P>(count) * invstd[c] * invstd[c] : P(0);
+  for (int64_t k = 0; k < hw; ++k) {
+    dx[k] = static_cast<T>(scale * (load<P>(dy[k]) - mean_dy - (load<P>(x[k]) - mean[c]) * proj));
+  }
+}
+
+// The fused passes go channel by channel, one channel's planes per task; with fewer channels than
+// threads (or little work) they run the building blocks instead, which split the planes.
+bool bn_by_channel(const BatchNormDesc& d) {
+  return d.c >= omp_get_max_threads() && d.n * d.c * d.hw >= kParallelWork;
+}
+
 }  // namespace
 
 // The moments of every (sample, channel) plane in parallel, then per channel combined over the samples
 // in order.
 template <typename T>
 void batch_norm_stats(norm_param_t<T>* mean, norm_param_t<T>* var, const T* x, const BatchNormDesc& d, Stream) {
-  using A = acc_t<T>;
-  static const PlaneMomentsFn f32_moments = SE_PICK_PER_ISA(plane_moments);
-  std::vector<Moments<A>> plane_moments(d.n * d.c);
+  std::vector<Moments<acc_t<T>>> plane_moments(d.n * d.c);
 #pragma omp parallel for schedule(static) if (d.n * d.c * d.hw >= kParallelWork)
-  for (int64_t nc = 0; nc < d.n * d.c; ++nc) {
-    if constexpr (std::is_same_v<T, float>) {
-      plane_moments[nc] = f32_moments(x + nc * d.hw, d.hw);
-    } else {
-      plane_moments[nc] = moments<A>(x + nc * d.hw, d.hw);
-    }
-  }
-  for (int64_t c = 0; c < d.c; ++c) {
-    Moments<A> s = reduce_ops::VarOp<A>::identity();
-    for (int64_t n = 0; n < d.n; ++n) s = reduce_ops::VarOp<A>::combine(s, plane_moments[n * d.c + c]);
-    mean[c] = static_cast<norm_param_t<T>>(s.mean);
-    var[c] = static_cast<norm_param_t<T>>(s.count > 0 ? s.m2 / static_cast<A>(s.count) : A(0));
-  }
+  for (int64_t nc = 0; nc < d.n * d.c; ++nc) plane_moments[nc] = bn_plane_moments(x + nc * d.hw, d.hw);
+  for (int64_t c = 0; c < d.c; ++c) bn_channel_stats<T>(plane_moments.data() + c, d.c, d.n, mean + c, var + c);
 }
 
 template <typename T>
 void batch_norm_finalize(norm_param_t<T>* invstd, norm_param_t<T>* running_mean, norm_param_t<T>* running_var,
                          const norm_param_t<T>* mean, const norm_param_t<T>* var, int64_t channels, int64_t count,
                          double momentum, double eps, Stream) {
-  using P = norm_param_t<T>;
   for (int64_t c = 0; c < channels; ++c) {
-    invstd[c] = static_cast<P>(1.0 / std::sqrt(static_cast<double>(var[c]) + eps));
-    if (running_mean) {
-      const double unbiased = static_cast<double>(var[c]) * count / static_cast<double>(count - 1);
-      running_mean[c] = static_cast<P>((1 - momentum) * running_mean[c] + momentum * mean[c]);
-      running_var[c] = static_cast<P>((1 - momentum) * running_var[c] + momentum * unbiased);
-    }
+    bn_finalize_channel(c, invstd, running_mean, running_var, mean, var, count, momentum, eps);
   }
 }
 
 template <typename T>
 void batch_norm_elemt(T* y, const T* x, const norm_param_t<T>* mean, const norm_param_t<T>* invstd,
                       const norm_param_t<T>* weight, const norm_param_t<T>* bias, const BatchNormDesc& d, Stream) {
-  using P = norm_param_t<T>;
 #pragma omp parallel for schedule(static) if (d.n * d.c * d.hw >= kParallelWork)
   for (int64_t nc = 0; nc < d.n * d.c; ++nc) {
-    const int64_t c = nc % d.c;
-    // y = x * scale + shift, with the affine folded in.
-    const P scale = invstd[c] * (weight ? weight[c] : P(1));
-    const P shift = (bias ? bias[c] : P(0)) - mean[c] * scale;
-    for (int64_t k = nc * d.hw; k < (nc + 1) * d.hw; ++k) y[k] = static_cast<T>(load<P>(x[k]) * scale + shift);
+    bn_elemt_plane(y + nc * d.hw, x + nc * d.hw, d.hw, nc % d.c, mean, invstd, weight, bias);
   }
 }
 
@@ -385,17 +444,11 @@ template <typename T>
 void batch_norm_backward_reduce(norm_param_t<T>* sum_dy, norm_param_t<T>* sum_dy_xmu, const T* dy, const T* x,
                                 const norm_param_t<T>* mean, const BatchNormDesc& d, Stream) {
   using A = acc_t<T>;
-  static const PlaneGradSumsFn f32_sums = SE_PICK_PER_ISA(plane_grad_sums);
   std::vector<A> plane_sums(2 * d.n * d.c);  // per plane: the sum of dy, then of dy * (x - mean)
 #pragma omp parallel for schedule(static) if (d.n * d.c * d.hw >= kParallelWork)
   for (int64_t nc = 0; nc < d.n * d.c; ++nc) {
-    const A mu = static_cast<A>(mean[nc % d.c]);
     A* sums = plane_sums.data() + 2 * nc;
-    if constexpr (std::is_same_v<T, float>) {
-      f32_sums(dy + nc * d.hw, x + nc * d.hw, mu, d.hw, sums, sums + 1);
-    } else {
-      plane_grad_sums<A>(dy + nc * d.hw, x + nc * d.hw, mu, d.hw, sums, sums + 1);
-    }
+    bn_plane_grad_sums(dy + nc * d.hw, x + nc * d.hw, static_cast<A>(mean[nc % d.c]), d.hw, sums, sums + 1);
   }
   for (int64_t c = 0; c < d.c; ++c) {
     A s = 0, s_xmu = 0;
@@ -413,15 +466,70 @@ void batch_norm_backward_elemt(T* dx, const T* dy, const T* x, const norm_param_
                                const norm_param_t<T>* invstd, const norm_param_t<T>* weight,
                                const norm_param_t<T>* sum_dy, const norm_param_t<T>* sum_dy_xmu, int64_t count,
                                const BatchNormDesc& d, Stream) {
-  using P = norm_param_t<T>;
 #pragma omp parallel for schedule(static) if (d.n * d.c * d.hw >= kParallelWork)
   for (int64_t nc = 0; nc < d.n * d.c; ++nc) {
-    const int64_t c = nc % d.c;
-    const P scale = invstd[c] * (weight ? weight[c] : P(1));
-    const P mean_dy = sum_dy ? sum_dy[c] / static_cast<P>(count) : P(0);
-    const P proj = sum_dy_xmu ? sum_dy_xmu[c] / static_cast<P>(count) * invstd[c] * invstd[c] : P(0);
-    for (int64_t k = nc * d.hw; k < (nc + 1) * d.hw; ++k) {
-      dx[k] = static_cast<T>(scale * (load<P>(dy[k]) - mean_dy - (load<P>(x[k]) - mean[c]) * proj));
+    const int64_t k = nc * d.hw;
+    bn_backward_elemt_plane(dx + k, dy + k, x + k, d.hw, nc % d.c, mean, invstd, weight, sum_dy, sum_dy_xmu, count);
+  }
+}
+
+// Channel by channel: its planes' moments, then (while they are still in cache) their normalisation.
+template <typename T>
+void batch_norm_forward_training(T* y, norm_param_t<T>* mean, norm_param_t<T>* invstd, norm_param_t<T>* running_mean,
+                                 norm_param_t<T>* running_var, const T* x, const norm_param_t<T>* weight,
+                                 const norm_param_t<T>* bias, const BatchNormDesc& d, double momentum, double eps,
+                                 Stream stream) {
+  using P = norm_param_t<T>;
+  const int64_t count = d.n * d.hw;
+  if (!bn_by_channel(d)) {
+    std::vector<P> var(d.c);
+    batch_norm_stats(mean, var.data(), x, d, stream);
+    batch_norm_finalize<T>(invstd, running_mean, running_var, mean, var.data(), d.c, count, momentum, eps, stream);
+    batch_norm_elemt(y, x, mean, invstd, weight, bias, d, stream);
+    return;
+  }
+  std::vector<P> var(d.c);
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < d.c; ++c) {
+    std::vector<Moments<acc_t<T>>> plane_moments(d.n);
+    for (int64_t n = 0; n < d.n; ++n) plane_moments[n] = bn_plane_moments(x + (n * d.c + c) * d.hw, d.hw);
+    bn_channel_stats<T>(plane_moments.data(), 1, d.n, mean + c, var.data() + c);
+    bn_finalize_channel(c, invstd, running_mean, running_var, mean, var.data(), count, momentum, eps);
+    for (int64_t n = 0; n < d.n; ++n) {
+      const int64_t k = (n * d.c + c) * d.hw;
+      bn_elemt_plane(y + k, x + k, d.hw, c, mean, invstd, weight, bias);
+    }
+  }
+}
+
+// Channel by channel: its planes' sums, then (while they are still in cache) dx.
+template <typename T>
+void batch_norm_backward_training(T* dx, norm_param_t<T>* sum_dy, norm_param_t<T>* sum_dy_xmu, const T* dy, const T* x,
+                                  const norm_param_t<T>* mean, const norm_param_t<T>* invstd,
+                                  const norm_param_t<T>* weight, const BatchNormDesc& d, Stream stream) {
+  using A = acc_t<T>;
+  const int64_t count = d.n * d.hw;
+  if (!bn_by_channel(d)) {
+    batch_norm_backward_reduce(sum_dy, sum_dy_xmu, dy, x, mean, d, stream);
+    if (dx) batch_norm_backward_elemt(dx, dy, x, mean, invstd, weight, sum_dy, sum_dy_xmu, count, d, stream);
+    return;
+  }
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < d.c; ++c) {
+    A s = 0, s_xmu = 0;
+    for (int64_t n = 0; n < d.n; ++n) {
+      const int64_t k = (n * d.c + c) * d.hw;
+      A plane_dy, plane_dy_xmu;
+      bn_plane_grad_sums(dy + k, x + k, static_cast<A>(mean[c]), d.hw, &plane_dy, &plane_dy_xmu);
+      s += plane_dy;
+      s_xmu += plane_dy_xmu;
+    }
+    sum_dy[c] = static_cast<norm_param_t<T>>(s);
+    sum_dy_xmu[c] = static_cast<norm_param_t<T>>(s_xmu);
+    if (!dx) continue;
+    for (int64_t n = 0; n < d.n; ++n) {
+      const int64_t k = (n * d.c + c) * d.hw;
+      bn_backward_elemt_plane(dx + k, dy + k, x + k, d.hw, c, mean, invstd, weight, sum_dy, sum_dy_xmu, count);
     }
   }
 }
@@ -449,26 +557,32 @@ void group_norm_backward(T* dx, norm_param_t<T>* grad_weight, norm_param_t<T>* g
   row_backward(dx, grad_weight, grad_bias, dy, x, mean, invstd, weight, row_norm(desc));
 }
 
-#define SE_INSTANTIATE(T)                                                                                            \
-  template void batch_norm_stats<T>(norm_param_t<T>*, norm_param_t<T>*, const T*, const BatchNormDesc&, Stream);     \
-  template void batch_norm_finalize<T>(norm_param_t<T>*, norm_param_t<T>*, norm_param_t<T>*, const norm_param_t<T>*, \
-                                       const norm_param_t<T>*, int64_t, int64_t, double, double, Stream);            \
-  template void batch_norm_elemt<T>(T*, const T*, const norm_param_t<T>*, const norm_param_t<T>*,                    \
-                                    const norm_param_t<T>*, const norm_param_t<T>*, const BatchNormDesc&, Stream);   \
-  template void batch_norm_backward_reduce<T>(norm_param_t<T>*, norm_param_t<T>*, const T*, const T*,                \
-                                              const norm_param_t<T>*, const BatchNormDesc&, Stream);                 \
-  template void batch_norm_backward_elemt<T>(T*, const T*, const T*, const norm_param_t<T>*, const norm_param_t<T>*, \
-                                             const norm_param_t<T>*, const norm_param_t<T>*, const norm_param_t<T>*, \
-                                             int64_t, const BatchNormDesc&, Stream);                                 \
-  template void layer_norm_forward<T>(T*, norm_param_t<T>*, norm_param_t<T>*, const T*, const norm_param_t<T>*,      \
-                                      const norm_param_t<T>*, const LayerNormDesc&, double, Stream);                 \
-  template void layer_norm_backward<T>(T*, norm_param_t<T>*, norm_param_t<T>*, const T*, const T*,                   \
-                                       const norm_param_t<T>*, const norm_param_t<T>*, const norm_param_t<T>*,       \
-                                       const LayerNormDesc&, Stream);                                                \
-  template void group_norm_forward<T>(T*, norm_param_t<T>*, norm_param_t<T>*, const T*, const norm_param_t<T>*,      \
-                                      const norm_param_t<T>*, const GroupNormDesc&, double, Stream);                 \
-  template void group_norm_backward<T>(T*, norm_param_t<T>*, norm_param_t<T>*, const T*, const T*,                   \
-                                       const norm_param_t<T>*, const norm_param_t<T>*, const norm_param_t<T>*,       \
+#define SE_INSTANTIATE(T)                                                                                             \
+  template void batch_norm_stats<T>(norm_param_t<T>*, norm_param_t<T>*, const T*, const BatchNormDesc&, Stream);      \
+  template void batch_norm_finalize<T>(norm_param_t<T>*, norm_param_t<T>*, norm_param_t<T>*, const norm_param_t<T>*,  \
+                                       const norm_param_t<T>*, int64_t, int64_t, double, double, Stream);             \
+  template void batch_norm_elemt<T>(T*, const T*, const norm_param_t<T>*, const norm_param_t<T>*,                     \
+                                    const norm_param_t<T>*, const norm_param_t<T>*, const BatchNormDesc&, Stream);    \
+  template void batch_norm_backward_reduce<T>(norm_param_t<T>*, norm_param_t<T>*, const T*, const T*,                 \
+                                              const norm_param_t<T>*, const BatchNormDesc&, Stream);                  \
+  template void batch_norm_backward_elemt<T>(T*, const T*, const T*, const norm_param_t<T>*, const norm_param_t<T>*,  \
+                                             const norm_param_t<T>*, const norm_param_t<T>*, const norm_param_t<T>*,  \
+                                             int64_t, const BatchNormDesc&, Stream);                                  \
+  template void batch_norm_forward_training<T>(T*, norm_param_t<T>*, norm_param_t<T>*, norm_param_t<T>*,              \
+                                               norm_param_t<T>*, const T*, const norm_param_t<T>*,                    \
+                                               const norm_param_t<T>*, const BatchNormDesc&, double, double, Stream); \
+  template void batch_norm_backward_training<T>(T*, norm_param_t<T>*, norm_param_t<T>*, const T*, const T*,           \
+                                                const norm_param_t<T>*, const norm_param_t<T>*,                       \
+                                                const norm_param_t<T>*, const BatchNormDesc&, Stream);                \
+  template void layer_norm_forward<T>(T*, norm_param_t<T>*, norm_param_t<T>*, const T*, const norm_param_t<T>*,       \
+                                      const norm_param_t<T>*, const LayerNormDesc&, double, Stream);                  \
+  template void layer_norm_backward<T>(T*, norm_param_t<T>*, norm_param_t<T>*, const T*, const T*,                    \
+                                       const norm_param_t<T>*, const norm_param_t<T>*, const norm_param_t<T>*,        \
+                                       const LayerNormDesc&, Stream);                                                 \
+  template void group_norm_forward<T>(T*, norm_param_t<T>*, norm_param_t<T>*, const T*, const norm_param_t<T>*,       \
+                                      const norm_param_t<T>*, const GroupNormDesc&, double, Stream);                  \
+  template void group_norm_backward<T>(T*, norm_param_t<T>*, norm_param_t<T>*, const T*, const T*,                    \
+                                       const norm_param_t<T>*, const norm_param_t<T>*, const norm_param_t<T>*,        \
                                        const GroupNormDesc&, Stream);
 SE_INSTANTIATE(float)
 SE_INSTANTIATE(double)

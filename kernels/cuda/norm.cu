@@ -69,11 +69,10 @@ void check_blocks(const char* op, int64_t blocks) {
 
 // ---- BatchNorm
 
+// The block's channel (blockIdx.x): its mean and biased variance, returned to thread 0.
 template <typename T>
-__global__ void batch_norm_stats_kernel(P<T>* mean,          // (C)
-                                        P<T>* var,           // (C)
-                                        const cuda_t<T>* x,  // (N, C, HW)
-                                        int64_t n, int64_t c, int64_t hw) {
+__device__ void channel_stats(const cuda_t<T>* x,  // (N, C, HW)
+                              int64_t n, int64_t c, int64_t hw, P<T>* mean, P<T>* var) {
   using A = acc_t<T>;
   using Op = reduce_ops::VarOp<A>;
   alignas(16) __shared__ typename Op::State scratch[32];
@@ -83,9 +82,32 @@ __global__ void batch_norm_stats_kernel(P<T>* mean,          // (C)
     Op::update(s, load<A>(x[((i / hw) * c + channel) * hw + i % hw]), i);
   }
   s = block_allreduce(s, VarCombine<A>{}, scratch);
+  *mean = static_cast<P<T>>(s.mean);
+  *var = static_cast<P<T>>(s.count > 0 ? s.m2 / static_cast<A>(s.count) : A(0));
+}
+
+// invstd of channel ch and its running statistics (when running_mean is not null).
+template <typename T>
+__device__ void finalize_channel(int64_t ch, P<T>* invstd, P<T>* running_mean, P<T>* running_var, P<T> mean, P<T> var,
+                                 int64_t count, double momentum, double eps) {
+  invstd[ch] = static_cast<P<T>>(rsqrt_of(static_cast<double>(var) + eps));
+  if (running_mean) {
+    const double unbiased = static_cast<double>(var) * count / static_cast<double>(count - 1);
+    running_mean[ch] = static_cast<P<T>>((1 - momentum) * running_mean[ch] + momentum * mean);
+    running_var[ch] = static_cast<P<T>>((1 - momentum) * running_var[ch] + momentum * unbiased);
+  }
+}
+
+template <typename T>
+__global__ void batch_norm_stats_kernel(P<T>* mean,          // (C)
+                                        P<T>* var,           // (C)
+                                        const cuda_t<T>* x,  // (N, C, HW)
+                                        int64_t n, int64_t c, int64_t hw) {
+  P<T> m, v;
+  channel_stats<T>(x, n, c, hw, &m, &v);
   if (threadIdx.x == 0) {
-    mean[channel] = static_cast<P<T>>(s.mean);
-    var[channel] = static_cast<P<T>>(s.count > 0 ? s.m2 / static_cast<A>(s.count) : A(0));
+    mean[blockIdx.x] = m;
+    var[blockIdx.x] = v;
   }
 }
 
@@ -98,11 +120,22 @@ __global__ void batch_norm_finalize_kernel(P<T>* invstd,        // (C)
                                            int64_t channels, int64_t count, double momentum, double eps) {
   const int64_t ch = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (ch >= channels) return;
-  invstd[ch] = static_cast<P<T>>(rsqrt_of(static_cast<double>(var[ch]) + eps));
-  if (running_mean) {
-    const double unbiased = static_cast<double>(var[ch]) * count / static_cast<double>(count - 1);
-    running_mean[ch] = static_cast<P<T>>((1 - momentum) * running_mean[ch] + momentum * mean[ch]);
-    running_var[ch] = static_cast<P<T>>((1 - momentum) * running_var[ch] + momentum * unbiased);
+  finalize_channel<T>(ch, invstd, running_mean, running_var, mean[ch], var[ch], count, momentum, eps);
+}
+
+// batch_norm_stats_kernel and batch_norm_finalize_kernel in one: the variance stays in a register.
+template <typename T>
+__global__ void batch_norm_stats_finalize_kernel(P<T>* mean,          // (C)
+                                                 P<T>* invstd,        // (C)
+                                                 P<T>* running_mean,  // (C) or null
+                                                 P<T>* running_var,   // (C) or null
+                                                 const cuda_t<T>* x,  // (N, C, HW)
+                                                 int64_t n, int64_t c, int64_t hw, double momentum, double eps) {
+  P<T> m, v;
+  channel_stats<T>(x, n, c, hw, &m, &v);
+  if (threadIdx.x == 0) {
+    mean[blockIdx.x] = m;
+    finalize_channel<T>(blockIdx.x, invstd, running_mean, running_var, m, v, n * hw, momentum, eps);
   }
 }
 
@@ -342,6 +375,24 @@ void batch_norm_backward_elemt(T* dx, const T* dy, const T* x, const P<T>* mean,
 }
 
 template <typename T>
+void batch_norm_forward_training(T* y, P<T>* mean, P<T>* invstd, P<T>* running_mean, P<T>* running_var, const T* x,
+                                 const P<T>* weight, const P<T>* bias, const BatchNormDesc& d, double momentum,
+                                 double eps, Stream stream) {
+  if (d.c == 0) return;
+  check_blocks("batch_norm_forward_training", d.c);
+  SE_LAUNCH((batch_norm_stats_finalize_kernel<T>), static_cast<unsigned>(d.c), kBlockThreads, 0, stream, mean, invstd,
+            running_mean, running_var, reinterpret_cast<const cuda_t<T>*>(x), d.n, d.c, d.hw, momentum, eps);
+  batch_norm_elemt(y, x, mean, invstd, weight, bias, d, stream);
+}
+
+template <typename T>
+void batch_norm_backward_training(T* dx, P<T>* sum_dy, P<T>* sum_dy_xmu, const T* dy, const T* x, const P<T>* mean,
+                                  const P<T>* invstd, const P<T>* weight, const BatchNormDesc& d, Stream stream) {
+  batch_norm_backward_reduce(sum_dy, sum_dy_xmu, dy, x, mean, d, stream);
+  if (dx) batch_norm_backward_elemt(dx, dy, x, mean, invstd, weight, sum_dy, sum_dy_xmu, d.n * d.hw, d, stream);
+}
+
+template <typename T>
 void layer_norm_forward(T* y, P<T>* mean, P<T>* invstd, const T* x, const P<T>* weight, const P<T>* bias,
                         const LayerNormDesc& desc, double eps, Stream stream) {
   row_forward(y, mean, invstd, x, weight, bias, row_norm(desc), eps, stream, "layer_norm");
@@ -372,6 +423,10 @@ void group_norm_backward(T* dx, P<T>* grad_weight, P<T>* grad_bias, const T* dy,
                                               Stream);                                                              \
   template void batch_norm_backward_elemt<T>(T*, const T*, const T*, const P<T>*, const P<T>*, const P<T>*,         \
                                              const P<T>*, const P<T>*, int64_t, const BatchNormDesc&, Stream);      \
+  template void batch_norm_forward_training<T>(T*, P<T>*, P<T>*, P<T>*, P<T>*, const T*, const P<T>*, const P<T>*,  \
+                                               const BatchNormDesc&, double, double, Stream);                       \
+  template void batch_norm_backward_training<T>(T*, P<T>*, P<T>*, const T*, const T*, const P<T>*, const P<T>*,     \
+                                                const P<T>*, const BatchNormDesc&, Stream);                         \
   template void layer_norm_forward<T>(T*, P<T>*, P<T>*, const T*, const P<T>*, const P<T>*, const LayerNormDesc&,   \
                                       double, Stream);                                                              \
   template void layer_norm_backward<T>(T*, P<T>*, P<T>*, const T*, const T*, const P<T>*, const P<T>*, const P<T>*, \

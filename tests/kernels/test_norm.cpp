@@ -176,6 +176,55 @@ TYPED_TEST(NormFloat, BatchNormTrainingMatchesReference) {
   }
 }
 
+// The fused training passes give the building blocks' results, bits included: small shapes (which the
+// CPU's fused passes hand to the building blocks) and larger ones that go channel by channel.
+const BatchNormDesc kFusedShapes[] = {{2, 3, 1}, {4, 5, 7}, {2, 2, 2051}, {2, 4, 5000}, {3, 7, 4099}};
+
+TYPED_TEST(NormFloat, BatchNormFusedPassesEqualTheBuildingBlocks) {
+  using T = TypeParam;
+  using P = norm_param_t<T>;
+  uint32_t seed = 700;
+  for (const BatchNormDesc& d : kFusedShapes) {
+    const int64_t count = d.n * d.hw;
+    Inputs in = make_inputs(d.n * d.c * d.hw, d.c, seed += 10);
+    const std::vector<T> x = cast_to<T>(in.x), dy = cast_to<T>(in.dy);
+    const std::vector<P> w = params<T>(in.w), b = params<T>(in.b);
+    const std::vector<P> running_mean = params<T>(random_values(d.c, seed)),
+                         running_var = params<T>(random_values(d.c, seed, 0.5, 2));
+    std::vector<P> mean(d.c), var(d.c), invstd(d.c), sum_dy(d.c), sum_dy_xmu(d.c), rm = running_mean, rv = running_var;
+    std::vector<T> y(x.size()), dx(x.size());
+    cpu::batch_norm_stats(mean.data(), var.data(), x.data(), d, nullptr);
+    cpu::batch_norm_finalize<T>(invstd.data(), rm.data(), rv.data(), mean.data(), var.data(), d.c, count, 0.1, 1e-5,
+                                nullptr);
+    cpu::batch_norm_elemt(y.data(), x.data(), mean.data(), invstd.data(), w.data(), b.data(), d, nullptr);
+    cpu::batch_norm_backward_reduce(sum_dy.data(), sum_dy_xmu.data(), dy.data(), x.data(), mean.data(), d, nullptr);
+    cpu::batch_norm_backward_elemt(dx.data(), dy.data(), x.data(), mean.data(), invstd.data(), w.data(), sum_dy.data(),
+                                   sum_dy_xmu.data(), count, d, nullptr);
+
+    std::vector<P> f_mean(d.c), f_invstd(d.c), f_sum_dy(d.c), f_sum_dy_xmu(d.c), f_rm = running_mean,
+                                                                                 f_rv = running_var;
+    std::vector<T> f_y(x.size()), f_dx(x.size());
+    cpu::batch_norm_forward_training(f_y.data(), f_mean.data(), f_invstd.data(), f_rm.data(), f_rv.data(), x.data(),
+                                     w.data(), b.data(), d, 0.1, 1e-5, nullptr);
+    cpu::batch_norm_backward_training(f_dx.data(), f_sum_dy.data(), f_sum_dy_xmu.data(), dy.data(), x.data(),
+                                      f_mean.data(), f_invstd.data(), w.data(), d, nullptr);
+    const std::string what = describe(d);
+    EXPECT_EQ(to_double(f_y), to_double(y)) << what;
+    EXPECT_EQ(f_mean, mean) << what;
+    EXPECT_EQ(f_invstd, invstd) << what;
+    EXPECT_EQ(f_rm, rm) << what;
+    EXPECT_EQ(f_rv, rv) << what;
+    EXPECT_EQ(f_sum_dy, sum_dy) << what;
+    EXPECT_EQ(f_sum_dy_xmu, sum_dy_xmu) << what;
+    EXPECT_EQ(to_double(f_dx), to_double(dx)) << what;
+    // Without dx (the input needs no gradient): the sums alone.
+    std::fill(f_sum_dy.begin(), f_sum_dy.end(), P(0));
+    cpu::batch_norm_backward_training<T>(nullptr, f_sum_dy.data(), f_sum_dy_xmu.data(), dy.data(), x.data(),
+                                         f_mean.data(), f_invstd.data(), w.data(), d, nullptr);
+    EXPECT_EQ(f_sum_dy, sum_dy) << what << " without dx";
+  }
+}
+
 TYPED_TEST(NormFloat, LayerNormMatchesReference) {
   using T = TypeParam;
   using P = norm_param_t<T>;
@@ -344,6 +393,7 @@ void check_batch_norm_cuda(uint32_t seed) {
                    sum_dy_xmu(d.c);
     std::vector<P> running_mean = params<T>(random_values(d.c, seed)),
                    running_var = params<T>(random_values(d.c, seed, 0.5, 2));
+    const std::vector<P> running_mean0 = running_mean, running_var0 = running_var;
     DeviceBuffer<T> gx(x), gdy(dy), gy(x.size()), gdx(x.size());
     DeviceBuffer<P> gw(w), gb(b), gmean(d.c), gvar(d.c), ginvstd(d.c), gsum_dy(d.c), gsum_dy_xmu(d.c),
         grm(running_mean), grv(running_var);
@@ -373,6 +423,20 @@ void check_batch_norm_cuda(uint32_t seed) {
     expect_close(gsum_dy_xmu.to_host(), to_double(sum_dy_xmu), std::vector<double>(d.c, sum_scale), up,
                  describe(d) + " sum_dy_xmu");
     expect_close(gdx.to_host(), to_double(dx), std::vector<double>(dx.size(), 8.0), u, describe(d) + " dx");
+
+    // The fused passes on the device: the device building blocks' bits.
+    DeviceBuffer<T> fy(x.size()), fdx(x.size());
+    DeviceBuffer<P> fmean(d.c), finvstd(d.c), fsum_dy(d.c), fsum_dy_xmu(d.c), frm(running_mean0), frv(running_var0);
+    cuda::batch_norm_forward_training(fy.get(), fmean.get(), finvstd.get(), frm.get(), frv.get(), gx.get(), gw.get(),
+                                      gb.get(), d, 0.1, 1e-5, nullptr);
+    cuda::batch_norm_backward_training(fdx.get(), fsum_dy.get(), fsum_dy_xmu.get(), gdy.get(), gx.get(), fmean.get(),
+                                       finvstd.get(), gw.get(), d, nullptr);
+    EXPECT_EQ(to_double(fy.to_host()), to_double(gy.to_host())) << describe(d) << " fused y";
+    EXPECT_EQ(finvstd.to_host(), ginvstd.to_host()) << describe(d) << " fused invstd";
+    EXPECT_EQ(frm.to_host(), grm.to_host()) << describe(d) << " fused running_mean";
+    EXPECT_EQ(frv.to_host(), grv.to_host()) << describe(d) << " fused running_var";
+    EXPECT_EQ(fsum_dy_xmu.to_host(), gsum_dy_xmu.to_host()) << describe(d) << " fused sum_dy_xmu";
+    EXPECT_EQ(to_double(fdx.to_host()), to_double(gdx.to_host())) << describe(d) << " fused dx";
   }
 }
 
