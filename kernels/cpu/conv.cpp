@@ -32,6 +32,7 @@
 #include "kernels/conv_epilogue.h"
 #include "kernels/cpu/channel_sum.h"
 #include "kernels/cpu/conv_channels_last.h"
+#include "kernels/cpu/conv_depthwise.h"
 #include "kernels/cpu/conv_direct_avx512.h"
 #include "kernels/cpu/conv_im2col.h"
 #include "kernels/cpu/elementwise_fast.h"
@@ -160,6 +161,31 @@ void forward_gemm(const Geometry& g, const T* x, const T* w, const T* bias, T* y
 
 // ---- depthwise: groups == C_in, Og = C_out / C_in outputs per input channel ----
 
+// Stride-1 f32 depthwise convs run on depthwise_taps_f32 (conv_depthwise.h): the same sums in the same
+// order as the loops below, their outputs kept in registers across the taps.
+bool depthwise_runs_taps(const Geometry& g) {
+  return g.sh == 1 && g.sw == 1;
+}
+
+// The forward's taps of a channel with weights w_c (KH, KW): (i, j) in order, like the loop below.
+std::vector<DepthwiseTap> forward_taps(const Geometry& g, const float* w_c) {
+  std::vector<DepthwiseTap> taps;
+  for (int64_t i = 0; i < g.kh; ++i) {
+    for (int64_t j = 0; j < g.kw; ++j) taps.push_back({w_c[i * g.kw + j], i * g.dh - g.ph, j * g.dw - g.pw});
+  }
+  return taps;
+}
+
+// Backward data's taps, dx (ih, iw) += w[i][j] * dy (ih + ph - i * dh, iw + pw - j * dw): in the order the
+// loop below adds them to one dx element, i descending (its output rows ascending), then j ascending.
+std::vector<DepthwiseTap> backward_data_taps(const Geometry& g, const float* w_c) {
+  std::vector<DepthwiseTap> taps;
+  for (int64_t i = g.kh - 1; i >= 0; --i) {
+    for (int64_t j = 0; j < g.kw; ++j) taps.push_back({w_c[i * g.kw + j], g.ph - i * g.dh, g.pw - j * g.dw});
+  }
+  return taps;
+}
+
 template <typename T>
 void forward_depthwise(const Geometry& g, const T* x, const T* w, const T* bias, T* y) {
   const int64_t planes = g.n * g.c_out;
@@ -169,6 +195,15 @@ void forward_depthwise(const Geometry& g, const T* x, const T* w, const T* bias,
     const T* x_c = x + (p / g.c_out * g.c_in + co / g.og) * g.hw;
     const T* w_c = w + co * g.kh * g.kw;
     T* y_p = y + p * g.ohw;
+    if constexpr (std::is_same_v<T, float>) {
+      if (depthwise_runs_taps(g)) {
+        const std::vector<DepthwiseTap> taps = forward_taps(g, w_c);
+        depthwise_taps_f32(x_c, g.h, g.w, taps.data(), static_cast<int64_t>(taps.size()), false,
+                           bias != nullptr ? bias[co] : 0.0f, y_p, g.oh, g.ow);
+        if (g.activation != ConvActivation::none) activate(g.activation, T(0), y_p, g.ohw, y_p);
+        continue;
+      }
+    }
     std::fill(y_p, y_p + g.ohw, bias != nullptr ? bias[co] : T(0));
     for (int64_t oh = 0; oh < g.oh; ++oh) {
       T* out = y_p + oh * g.ow;
@@ -196,6 +231,17 @@ void backward_data_depthwise(const Geometry& g, const T* dy, const T* w, T* dx) 
   for (int64_t p = 0; p < planes; ++p) {
     const int64_t c = p % g.c_in;
     T* dx_p = dx + p * g.hw;
+    if constexpr (std::is_same_v<T, float>) {
+      if (depthwise_runs_taps(g)) {
+        for (int64_t m = 0; m < g.og; ++m) {
+          const int64_t co = c * g.og + m;
+          const std::vector<DepthwiseTap> taps = backward_data_taps(g, w + co * g.kh * g.kw);
+          depthwise_taps_f32(dy + (p / g.c_in * g.c_out + co) * g.ohw, g.oh, g.ow, taps.data(),
+                             static_cast<int64_t>(taps.size()), m > 0, 0.0f, dx_p, g.h, g.w);
+        }
+        continue;
+      }
+    }
     std::fill(dx_p, dx_p + g.hw, T(0));
     for (int64_t m = 0; m < g.og; ++m) {
       const int64_t co = c * g.og + m;

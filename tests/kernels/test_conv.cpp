@@ -43,6 +43,9 @@ const std::vector<Case> kCases = {
     // Rows of >= 16 outputs: depthwise backward weight's vectorized lanes, plus their tail.
     {"depthwise_wide_rows", 2, 3, 6, 53, 3, 3, 3, 1, 1, 1, 1, 1, 1, 3, true},
     {"depthwise_wide_stride2_dilation2", 1, 2, 7, 71, 4, 3, 3, 2, 2, 2, 2, 2, 2, 2, false},
+    // Stride 1 takes the f32 tap loop (conv_depthwise.h): 16-output blocks, a last block that overlaps the
+    // one before, and with 2 outputs per channel, backward data's second sum into dx.
+    {"depthwise_x2_dilation2_wide", 2, 3, 6, 40, 6, 3, 3, 1, 1, 2, 2, 2, 2, 3, true},
     {"1x1", 2, 7, 5, 6, 9, 1, 1, 1, 1, 0, 0, 1, 1, 1, true},
     {"1x1_groups3", 1, 6, 4, 5, 9, 1, 1, 1, 1, 0, 0, 1, 1, 3, false},
     {"1x1_stride2", 1, 4, 7, 7, 3, 1, 1, 2, 2, 0, 0, 1, 1, 1, false},
