@@ -351,13 +351,10 @@ void bn_plane_grad_sums(const T* dy,  // (HW)
   }
 }
 
-// Channel c's mean and biased variance from its planes' moments, combined in sample order.
+// A channel's mean and biased variance from the moments of its planes, combined in sample order.
 template <typename T>
-void bn_channel_stats(const Moments<acc_t<T>>* plane_moments,  // (N) planes of channel c, `stride` apart
-                      int64_t stride, int64_t n, norm_param_t<T>* mean, norm_param_t<T>* var) {
+void bn_channel_stats(const Moments<acc_t<T>>& s, norm_param_t<T>* mean, norm_param_t<T>* var) {
   using A = acc_t<T>;
-  Moments<A> s = reduce_ops::VarOp<A>::identity();
-  for (int64_t i = 0; i < n; ++i) s = reduce_ops::VarOp<A>::combine(s, plane_moments[i * stride]);
   *mean = static_cast<norm_param_t<T>>(s.mean);
   *var = static_cast<norm_param_t<T>>(s.count > 0 ? s.m2 / static_cast<A>(s.count) : A(0));
 }
@@ -417,7 +414,11 @@ void batch_norm_stats(norm_param_t<T>* mean, norm_param_t<T>* var, const T* x, c
   std::vector<Moments<acc_t<T>>> plane_moments(d.n * d.c);
 #pragma omp parallel for schedule(static) if (d.n * d.c * d.hw >= kParallelWork)
   for (int64_t nc = 0; nc < d.n * d.c; ++nc) plane_moments[nc] = bn_plane_moments(x + nc * d.hw, d.hw);
-  for (int64_t c = 0; c < d.c; ++c) bn_channel_stats<T>(plane_moments.data() + c, d.c, d.n, mean + c, var + c);
+  for (int64_t c = 0; c < d.c; ++c) {
+    Moments<acc_t<T>> s = reduce_ops::VarOp<acc_t<T>>::identity();
+    for (int64_t n = 0; n < d.n; ++n) s = reduce_ops::VarOp<acc_t<T>>::combine(s, plane_moments[n * d.c + c]);
+    bn_channel_stats<T>(s, mean + c, var + c);
+  }
 }
 
 template <typename T>
@@ -491,9 +492,11 @@ void batch_norm_forward_training(T* y, norm_param_t<T>* mean, norm_param_t<T>* i
   std::vector<P> var(d.c);
 #pragma omp parallel for schedule(static)
   for (int64_t c = 0; c < d.c; ++c) {
-    std::vector<Moments<acc_t<T>>> plane_moments(d.n);
-    for (int64_t n = 0; n < d.n; ++n) plane_moments[n] = bn_plane_moments(x + (n * d.c + c) * d.hw, d.hw);
-    bn_channel_stats<T>(plane_moments.data(), 1, d.n, mean + c, var.data() + c);
+    Moments<acc_t<T>> s = reduce_ops::VarOp<acc_t<T>>::identity();
+    for (int64_t n = 0; n < d.n; ++n) {
+      s = reduce_ops::VarOp<acc_t<T>>::combine(s, bn_plane_moments(x + (n * d.c + c) * d.hw, d.hw));
+    }
+    bn_channel_stats<T>(s, mean + c, var.data() + c);
     bn_finalize_channel(c, invstd, running_mean, running_var, mean, var.data(), count, momentum, eps);
     for (int64_t n = 0; n < d.n; ++n) {
       const int64_t k = (n * d.c + c) * d.hw;
