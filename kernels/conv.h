@@ -106,7 +106,8 @@ inline void validate_conv2d(const Conv2dDesc& d) {
 
 // Shapes below: OH = conv2d_output_h(desc), OW = conv2d_output_w(desc), Cg = C_in / groups.
 namespace cpu {
-// Synchronous; `stream` is ignored. Uses OpenMP threads and cpu::gemm. The CPU kernels are built for nchw:
+// Synchronous; `stream` is ignored. Uses OpenMP threads and cpu::gemm; every result is the same bits whatever
+// the thread count. The CPU kernels are built for nchw:
 // nhwc runs them on nchw copies of the operands (kernels/cpu/conv_channels_last.cpp), a permutation each way.
 void conv2d_forward(const Conv2dDesc& desc, const void* x,  // (N, C_in, H, W)
                     const void* w,                          // (C_out, Cg, KH, KW)

@@ -71,6 +71,16 @@ void backward_data_by_channel_slices(const Geometry& g, const T* dy, const T* w,
 // Output channels below this leave the GEMM's 32-column micro-tiles partly empty as its n.
 constexpr int64_t kNarrowOutputs = 32;
 
+// The slots of the chunked backward weight: the most, a power of two up to kMaxWeightSlots and at most one
+// per task, whose accumulators of `w_bytes` each fit in kWeightSlotBytes (at least one).
+constexpr int64_t kMaxWeightSlots = 8;
+constexpr int64_t kWeightSlotBytes = 16 << 20;
+inline int64_t weight_slots(int64_t tasks, int64_t w_bytes) {
+  int64_t slots = 1;
+  while (slots * 2 <= std::min(tasks, kMaxWeightSlots) && slots * 2 * w_bytes <= kWeightSlotBytes) slots *= 2;
+  return slots;
+}
+
 // dw (groups, Og, K) from the transposed accumulator acc (groups, K, Og), in square tiles.
 template <typename T>
 void transpose_weight_gradient(const Geometry& g, const T* acc, T* dw) {
@@ -210,18 +220,20 @@ void backward_weight_gemm(const Geometry& g, const T* x, const T* dy, T* dw, T* 
   const bool transposed = g.og >= kNarrowOutputs;
   const int64_t tasks = task_count(g);
   std::vector<double> task_bias(db != nullptr ? static_cast<size_t>(tasks * g.og) : 0);
-  // acc: (groups, K, Og) when transposed, else (groups, Og, K); zeroed.
-  auto accumulate = [&](int64_t t, T* acc, int inner) {
+  // acc: (groups, K, Og) when transposed, else (groups, Og, K).
+  // acc += task t's product (acc = it, when overwrite).
+  auto accumulate = [&](int64_t t, T* acc, bool overwrite, int inner) {
     const Task tk = task_of(g, t);
     int64_t lda = 0;
     const T* col = task_col(g, x, tk, &lda, inner);
     int64_t ld_dy = 0;
     const T* dy_t = gather_dy(g, dy, tk, &ld_dy, inner);
     T* acc_g = acc + tk.group * g.k * g.og;
+    const float beta = overwrite ? 0.0f : 1.0f;
     if (transposed) {
-      gemm(gemm_desc<T>(g.k, g.og, tk.cols, false, lda, true, ld_dy, g.og, 1.0f), col, dy_t, acc_g, nullptr);
+      gemm(gemm_desc<T>(g.k, g.og, tk.cols, false, lda, true, ld_dy, g.og, beta), col, dy_t, acc_g, nullptr);
     } else {
-      gemm(gemm_desc<T>(g.og, g.k, tk.cols, false, ld_dy, true, lda, g.k, 1.0f), dy_t, col, acc_g, nullptr);
+      gemm(gemm_desc<T>(g.og, g.k, tk.cols, false, ld_dy, true, lda, g.k, beta), dy_t, col, acc_g, nullptr);
     }
     if (db != nullptr) {
 #pragma omp parallel for num_threads(inner) if (inner > 1) schedule(static)
@@ -233,31 +245,36 @@ void backward_weight_gemm(const Geometry& g, const T* x, const T* dy, T* dw, T* 
       }
     }
   };
-  // Threads take tasks, each with its own accumulator; with fewer tasks than threads, one accumulator
-  // and the threads go to each task's GEMM and copies.
+  // Slots: contiguous ranges of tasks, each summed in task order into an accumulator of its own (with
+  // one group, its first task's GEMM overwrites it), then the accumulators added in slot order. The slot
+  // count is fixed by the shape, not by the threads, so dW does not depend on the thread count: the
+  // threads take whole slots, or with fewer slots than threads they go to each slot's GEMMs in turn. The
+  // accumulators live in the calling thread's scratch, which calls reuse (fresh pages cost more to
+  // fault in than the slots' sums).
+  const int64_t slots = weight_slots(tasks, w_elements * static_cast<int64_t>(sizeof(T)));
+  T* partials = scratch<T, 2>(static_cast<size_t>(slots * w_elements));
+  auto sum_slot = [&](int64_t slot, int inner) {
+    const int64_t first = slot * tasks / slots, last = (slot + 1) * tasks / slots;
+    T* acc = partials + slot * w_elements;
+    // A slot's first task spans one group: the other groups' blocks start from zero.
+    if (g.groups > 1) std::fill(acc, acc + w_elements, T(0));
+    for (int64_t t = first; t < last; ++t) accumulate(t, acc, g.groups == 1 && t == first, inner);
+  };
   const int max_t = max_threads();
-  const int threads = tasks >= max_t ? max_t : 1;
-  std::unique_ptr<T[]> partials(new T[static_cast<size_t>(threads * w_elements)]);
-  if (threads > 1) {
-#pragma omp parallel num_threads(threads)
-    {
-      T* acc = partials.get() + omp_get_thread_num() * w_elements;
-      std::fill(acc, acc + w_elements, T(0));
-#pragma omp for schedule(static)
-      for (int64_t t = 0; t < tasks; ++t) accumulate(t, acc, 1);
-    }
+  if (slots >= max_t) {
+#pragma omp parallel for num_threads(max_t) schedule(static)
+    for (int64_t slot = 0; slot < slots; ++slot) sum_slot(slot, 1);
   } else {
-    std::fill(partials.get(), partials.get() + w_elements, T(0));
-    for (int64_t t = 0; t < tasks; ++t) accumulate(t, partials.get(), max_t);
+    for (int64_t slot = 0; slot < slots; ++slot) sum_slot(slot, max_t);
   }
-  // The accumulators summed into the first, element by element in thread order, reading them as they
+  // The accumulators summed into the first, element by element in slot order, reading them as they
   // lie: going through them in dw's order instead read the transposed ones a cache line per element.
-  T* acc = partials.get();
-  if (threads > 1) {
+  T* acc = partials;
+  if (slots > 1) {
 #pragma omp parallel for num_threads(max_t) schedule(static)
     for (int64_t e = 0; e < w_elements; ++e) {
       T sum = acc[e];
-      for (int p = 1; p < threads; ++p) sum += acc[p * w_elements + e];
+      for (int64_t slot = 1; slot < slots; ++slot) sum += acc[slot * w_elements + e];
       acc[e] = sum;
     }
   }

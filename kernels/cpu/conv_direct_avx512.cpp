@@ -302,23 +302,25 @@ SE_AVX512 void run_row(const DirectConvShape& s, const float* x_g, StagingRing& 
 // ---- backward weight: dW[o][c][i][j] = sum over (n, oh, ow) of dy[n][o][oh][ow] * x[n][c][oh+i*dh-ph][ow+j*dw-pw]
 
 // One thread's running sums: `lanes` (C_out, K + 1, 16) f32, the 16 vector lanes of each output's sum
-// (entry K, after the K taps: the bias gradient, the sum of dy), folded into `sums` (C_out, K + 1) f64 every
-// kFoldRows output rows, so that no f32 lane adds up more than a few thousand products.
-struct WeightSums {
-  explicit WeightSums(int64_t outputs)
-      : lanes(static_cast<size_t>(outputs * kLanes)), sums(static_cast<size_t>(outputs)) {}
-  void fold() {
-    for (size_t e = 0; e < sums.size(); ++e) {
+// (entry K, after the K taps: the bias gradient, the sum of dy), folded into a slot's f64 sums (C_out, K + 1)
+// every kFoldRows output rows of the slot and at its end, so that no f32 lane adds up more than a few
+// thousand products.
+struct WeightLanes {
+  explicit WeightLanes(int64_t outputs) : lanes(static_cast<size_t>(outputs * kLanes)), outputs(outputs) {}
+  void fold_into(double* sums) {  // (outputs)
+    for (int64_t e = 0; e < outputs; ++e) {
       double sum = 0.0;
-      for (int64_t l = 0; l < kLanes; ++l) sum += lanes[e * kLanes + l];
+      for (int64_t l = 0; l < kLanes; ++l) sum += lanes[static_cast<size_t>(e * kLanes + l)];
       sums[e] += sum;
     }
     std::fill(lanes.begin(), lanes.end(), 0.0f);
   }
   std::vector<float> lanes;
-  std::vector<double> sums;
+  int64_t outputs;
 };
 constexpr int64_t kFoldRows = 16;
+// The slots of conv2d_backward_weight_direct.
+constexpr int64_t kWeightSlots = 64;
 
 // 16 floats from p (the first `count` of them when kTail, the rest zero and not read).
 template <bool kTail>
@@ -464,17 +466,17 @@ SE_AVX512 void bias_row(const DirectConvShape& s, const float* dy_o, int64_t pla
   }
 }
 
-// Output row oh of one (image, group): its products added into `sums` (every channel, every tap, and
-// the bias when with_bias), from the staged rows of x_g and the dy planes of the group from dy_g.
+// Output row oh of one (image, group): its products added into `thread_lanes` (every channel, every tap,
+// and the bias when with_bias), from the staged rows of x_g and the dy planes of the group from dy_g.
 SE_AVX512 void weight_row(const DirectConvShape& s, const float* dy_g, StagingRing& ring, int64_t oh, int64_t group,
-                          bool with_bias, WeightSums& sums) {
+                          bool with_bias, WeightLanes& thread_lanes) {
   const int64_t cg = s.c_in / s.groups, og = s.c_out / s.groups, k = cg * s.kh * s.kw;
   const int64_t plane = s.oh * s.ow, ahead = oh + kPrefetchRowsAhead;
   for (int64_t o = 0; o < og; o += kTileChannels) {
     const int64_t channels = std::min(kTileChannels, og - o);
     const float* dy_o = dy_g + o * plane + oh * s.ow;
     const float* prefetch_o = ahead < s.oh ? dy_o + kPrefetchRowsAhead * s.ow : nullptr;
-    float* lanes_o = sums.lanes.data() + (group * og + o) * (k + 1) * kLanes;
+    float* lanes_o = thread_lanes.lanes.data() + (group * og + o) * (k + 1) * kLanes;
     for (int64_t c = 0; c < cg; ++c) {
       for (int64_t i = 0; i < s.kh; ++i) {
         const int64_t ih = oh + i * s.dh - s.ph;
@@ -649,35 +651,39 @@ void conv2d_backward_weight_direct(const Conv2dDesc& d, const float* x, const fl
   const DirectConvShape s = forward_shape(d);
   const int64_t cg = s.c_in / s.groups, og = s.c_out / s.groups, k = cg * s.kh * s.kw;
   const int64_t tasks = s.n * s.groups * s.oh, outputs = s.c_out * (k + 1);
-  const int threads = max_threads();
-  std::vector<WeightSums> partial;  // one per thread, added in thread order below
-  partial.reserve(static_cast<size_t>(threads));
-  for (int t = 0; t < threads; ++t) partial.emplace_back(outputs);
-#pragma omp parallel num_threads(threads)
+  // Slots: contiguous ranges of rows, each summed into f64 sums of its own, which are then added in slot
+  // order. Their count is fixed by the shape, not by the threads (which take whole slots), so dW and db
+  // do not depend on the thread count; 64 of them keep up to 16 threads evenly busy.
+  const int64_t slots = std::min<int64_t>(tasks, kWeightSlots);
+  std::vector<double> slot_sums(static_cast<size_t>(slots * outputs), 0.0);  // (slots, C_out, K + 1)
+#pragma omp parallel num_threads(max_threads())
   {
-    WeightSums& sums = partial[static_cast<size_t>(omp_get_thread_num())];
+    WeightLanes lanes(outputs);
     StagingRing ring(s);
-    int64_t previous = -1, rows = 0;
+    int64_t previous = -1;
 #pragma omp for schedule(static)
-    for (int64_t t = 0; t < tasks; ++t) {
-      const int64_t oh = t % s.oh, image_group = t / s.oh;  // image * groups + group
-      const int64_t group = image_group % s.groups, image = image_group / s.groups;
-      ring.advance(x + (image * s.c_in + group * cg) * s.h * s.w, oh, previous == t - 1 && oh > 0);
-      previous = t;
-      weight_row(s, dy + image_group * og * s.oh * s.ow, ring, oh, group, db != nullptr, sums);
-      if (++rows % kFoldRows == 0) sums.fold();
-    }
-    sums.fold();
-  }
-  for (int64_t o = 0; o < s.c_out; ++o) {
-    for (int64_t tap = 0; tap <= k; ++tap) {
-      double sum = 0.0;
-      for (const WeightSums& p : partial) sum += p.sums[static_cast<size_t>(o * (k + 1) + tap)];
-      if (tap < k) {
-        dw[o * k + tap] = static_cast<float>(sum);
-      } else if (db != nullptr) {
-        db[o] = static_cast<float>(sum);
+    for (int64_t slot = 0; slot < slots; ++slot) {
+      double* sums = slot_sums.data() + slot * outputs;
+      const int64_t first = slot * tasks / slots, last = (slot + 1) * tasks / slots;
+      for (int64_t t = first; t < last; ++t) {
+        const int64_t oh = t % s.oh, image_group = t / s.oh;  // image * groups + group
+        const int64_t group = image_group % s.groups, image = image_group / s.groups;
+        ring.advance(x + (image * s.c_in + group * cg) * s.h * s.w, oh, previous == t - 1 && oh > 0);
+        previous = t;
+        weight_row(s, dy + image_group * og * s.oh * s.ow, ring, oh, group, db != nullptr, lanes);
+        if ((t - first + 1) % kFoldRows == 0 || t + 1 == last) lanes.fold_into(sums);
       }
+    }
+  }
+#pragma omp parallel for num_threads(max_threads()) schedule(static) if (outputs * slots >= 65536)
+  for (int64_t e = 0; e < outputs; ++e) {
+    double sum = 0.0;
+    for (int64_t slot = 0; slot < slots; ++slot) sum += slot_sums[static_cast<size_t>(slot * outputs + e)];
+    const int64_t o = e / (k + 1), tap = e % (k + 1);
+    if (tap < k) {
+      dw[o * k + tap] = static_cast<float>(sum);
+    } else if (db != nullptr) {
+      db[o] = static_cast<float>(sum);
     }
   }
 #else

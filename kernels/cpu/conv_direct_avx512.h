@@ -41,8 +41,9 @@ void conv2d_backward_data_direct(const Conv2dDesc& d, const float* dy,  // (N, C
                                  const float* w,                        // (C_out, Cg, KH, KW)
                                  bool stream, float* dx);               // (N, C_in, H, W)
 
-// As conv2d_backward_weight (db nullptr when not wanted). Each thread sums its output rows' products in
-// f32 vector lanes, folded into f64 every few rows; the threads' f64 sums are added in thread order.
+// As conv2d_backward_weight (db nullptr when not wanted). Output rows go in slots, ranges fixed by the
+// shape: each slot's products are summed in f32 vector lanes, folded into the slot's f64 sums every few
+// rows, and the slots' sums added in slot order, so dW and db do not depend on the thread count.
 void conv2d_backward_weight_direct(const Conv2dDesc& d, const float* x,  // (N, C_in, H, W)
                                    const float* dy,                      // (N, C_out, OH, OW)
                                    float* dw,                            // (C_out, Cg, KH, KW)

@@ -1,7 +1,9 @@
 // The trainer end to end on tiny models and synthetic data: what it writes, resume equality,
 // gradient accumulation, EMA, early stopping and bad inputs.
 #include <gtest/gtest.h>
+#include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -191,6 +193,38 @@ TEST(Trainer, ResumeIsBitIdenticalForTheSiameseUNetWithEmaAndAdamW) {
   config["train"]["clip_grad_norm"] = 1.0;
   expect_resume_is_exact(config);
 }
+
+// On the CPU every kernel sums in an order fixed by the shapes, not by the threads: a run on one thread
+// and a run on several (at least 3, so that thread ranges split unevenly) end bit-identical. The models
+// cover the convolutions' paths (shallow, chunked, dilated, transposed, depthwise), BatchNorm, resize,
+// attention and LayerNorm.
+class TrainerThreads : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(TrainerThreads, RunIsBitIdenticalForAnyThreadCount) {
+  TempDir dir;
+  nlohmann::json config = tiny_config();
+  config["model"] = nlohmann::json::parse(GetParam());
+  config["data"]["dataset"]["image_size"] = 64;  // enough rows that the threads split the convolutions' work
+  config["train"]["max_iters"] = 2;
+  config["train"]["eval_interval"] = 0;
+  config["train"]["checkpoint_interval"] = 2;
+  config["train"]["plots"] = false;
+  const int threads = omp_get_max_threads();
+  for (const int run_threads : {1, std::max(threads, 3)}) {
+    omp_set_num_threads(run_threads);
+    Trainer(Config::from_json(config), quiet_setup(dir / std::to_string(run_threads))).run();
+  }
+  omp_set_num_threads(threads);
+  expect_same_training_state(dir / "1/last.safetensors",
+                             dir / (std::to_string(std::max(threads, 3)) + "/last.safetensors"));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Models, TrainerThreads,
+    ::testing::Values(R"({"name": "unet", "num_classes": 6, "base_channels": 8, "depth": 3})",
+                      R"({"name": "segformer", "variant": "b0", "num_classes": 6})",
+                      R"({"name": "deeplabv3plus", "backbone": "resnet18", "output_stride": 8, "num_classes": 6,
+                          "aux_head": true})"));
 
 TEST(Trainer, SiameseRunLogsItsLossParts) {
   TempDir dir;
