@@ -84,6 +84,15 @@ TEST(Dropout, ProbabilityEqualToTheUniformKeepsTheElement) {
   }
 }
 
+// Philox's counter is the 64-bit block number: a batch of blocks whose low word wraps past 2^32 carries
+// into the high word in every lane after the wrap (the AVX-512 path adds 16 block numbers at once).
+TEST(Dropout, BlockCounterCarriesIntoItsHighWord) {
+  for (const uint64_t first_block : {(uint64_t{1} << 32) - 8, (uint64_t{1} << 32) - 16, (uint64_t{3} << 32) - 1}) {
+    check_cpu<float>({1024, 77, 4 * first_block, 0.5f, DType::f32}, 11);
+    check_cpu<float>({1000, 78, 4 * first_block + 2, 0.3f, DType::f32}, 12);
+  }
+}
+
 #ifdef SEGENGINE_HAS_CUDA
 template <typename T>
 void check_cuda_against_cpu(uint32_t seed) {
