@@ -26,6 +26,10 @@ const std::vector<ConvLayer>& conv_layers() {
       {"unet", 3, 512, 64, 3, 1, 1, 1, 1},           {"unet", 64, 512, 64, 3, 1, 1, 1, 1},
       {"unet", 128, 256, 128, 3, 1, 1, 1, 1},        {"unet", 256, 128, 256, 3, 1, 1, 1, 1},
       {"unet", 512, 64, 512, 3, 1, 1, 1, 1},         {"unet", 512, 32, 1024, 3, 1, 1, 1, 1},
+      // The demo's U-Net (configs/unet.json, base width 16): its full-resolution layers, the up path's
+      // first conv reading the skip and up-sampled features side by side.
+      {"unet-16", 16, 512, 16, 3, 1, 1, 1, 1},       {"unet-16", 32, 512, 16, 3, 1, 1, 1, 1},
+      {"unet-16", 32, 256, 32, 3, 1, 1, 1, 1},
       {"resnet50-os8", 3, 512, 64, 7, 2, 3, 1, 1},   {"resnet50-os8", 256, 128, 64, 1, 1, 0, 1, 1},
       {"resnet50-os8", 64, 128, 64, 3, 1, 1, 1, 1},  {"resnet50-os8", 256, 64, 256, 3, 1, 2, 2, 1},
       {"resnet50-os8", 512, 64, 512, 3, 1, 4, 4, 1}, {"resnet50-os8", 2048, 64, 256, 3, 1, 12, 12, 1},

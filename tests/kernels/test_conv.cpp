@@ -64,13 +64,15 @@ const std::vector<Case> kCases = {
     // The direct kernel of stride-1 convs (conv_direct_avx512.cpp) on AVX-512 CPUs: its channel tiles
     // of 8 and then 5, 6 or 7 (each with its own vector count), whole strips and a masked last one,
     // a kernel width run as a loop (5), and a padding beyond the kernel's reach, which makes the
-    // padding of backward data (run as a direct conv of dy) negative. Then a deeper conv (K = 144)
-    // whose rows are wide enough for the direct forward and backward data (not backward weight).
+    // padding of backward data (run as a direct conv of dy) negative. Then deeper convs (K = 144) whose
+    // rows are wide enough for the direct forward and backward data, and with fewer than 32 outputs per
+    // group, backward weight (two groups of 12 outputs: each group's taps in its own lanes).
     {"shallow_8_and_5_outputs", 1, 2, 5, 70, 13, 3, 3, 1, 1, 1, 1, 1, 1, 1, true},
     {"shallow_groups2_6_and_7_outputs", 2, 4, 4, 66, 26, 3, 3, 1, 1, 1, 1, 1, 1, 2, false},
     {"shallow_5x5", 1, 2, 8, 37, 4, 5, 5, 1, 1, 2, 2, 1, 1, 1, true},
     {"shallow_pad_beyond_reach", 1, 2, 6, 20, 3, 3, 3, 1, 1, 3, 3, 1, 1, 1, true},
     {"deep_wide_rows", 1, 16, 3, 130, 10, 3, 3, 1, 1, 1, 1, 1, 1, 1, true},
+    {"deep_wide_rows_groups2", 2, 32, 4, 140, 24, 3, 3, 1, 1, 1, 1, 1, 1, 2, true},
     // Deep convs whose chunk of im2col (K, 16 rows x 32) would pass 1 MB: backward data and backward
     // weight go by slices of input channels (kChannelSlicedConvs). K = 594 in slices of 16 or 17
     // channels, two chunks per image that overlap in dx (dilation 3), 8 outputs (dW not transposed);
@@ -446,6 +448,22 @@ TEST(ConvCpu, DirectForwardAndBackwardDataDoNotDependOnTheThreadCount) {
   }
   if (cpu::gemm_isa() != cpu::GemmIsa::avx512) GTEST_SKIP() << "no AVX-512: no direct kernel";
   EXPECT_GE(direct, 10);
+}
+
+// Which convs the direct kernel takes for backward weight: shallow ones, and deep ones with fewer than
+// 32 outputs per group over wide rows (the cases the tests above then check on that path).
+TEST(ConvCpu, DirectBackwardWeightTakesShallowConvsAndDeepOnesWithFewOutputs) {
+  if (cpu::gemm_isa() != cpu::GemmIsa::avx512) GTEST_SKIP() << "no AVX-512: no direct kernel";
+  auto direct = [](const char* name) {
+    const auto c = std::find_if(kCases.begin(), kCases.end(), [&](const Case& k) { return std::string(k.name) == name; });
+    EXPECT_NE(c, kCases.end()) << name;
+    return cpu::conv2d_runs_direct(make_desc(*c, DType::f32), cpu::DirectPass::backward_weight);
+  };
+  EXPECT_TRUE(direct("shallow_rgb_chunks"));
+  EXPECT_TRUE(direct("deep_wide_rows"));
+  EXPECT_TRUE(direct("deep_wide_rows_groups2"));
+  EXPECT_FALSE(direct("many_channels"));               // 80 outputs
+  EXPECT_FALSE(direct("deep_dilated_channel_slices"));  // rows 32 wide
 }
 
 // The GEMM path's backward data, chunked or by channel slices, sums each dx element in an order fixed by
