@@ -270,6 +270,7 @@ void backward_data_depthwise(const Geometry& g, const T* dy, const T* w, T* dx) 
 // products along an output row go into kLanes independent float partial sums, which GCC vectorizes (a single
 // running sum is one dependent add chain per element). The lanes are added into a double every few rows
 // (<= kProductsPerLane products each) in a fixed order, so the result does not depend on the thread count.
+// Stride-1 f32 convs sum the same lanes in vectors where the CPU has AVX-512 (depthwise_weight_lanes_f32).
 template <typename T>
 void backward_weight_depthwise(const Geometry& g, const T* x, const T* dy, T* dw) {
   constexpr int64_t kLanes = 16, kProductsPerLane = 256;
@@ -279,6 +280,11 @@ void backward_weight_depthwise(const Geometry& g, const T* x, const T* dy, T* dw
   {
     std::vector<double> sums(static_cast<size_t>(taps));
     std::vector<T> tap_lanes(static_cast<size_t>(taps * kLanes));  // (KH * KW, kLanes)
+    auto fold_lanes = [&] {
+      for (int64_t tap = 0; tap < taps; ++tap) {
+        for (int64_t l = 0; l < kLanes; ++l) sums[static_cast<size_t>(tap)] += tap_lanes[tap * kLanes + l];
+      }
+    };
 #pragma omp for schedule(static)
     for (int64_t co = 0; co < g.c_out; ++co) {
       std::fill(sums.begin(), sums.end(), 0.0);
@@ -287,7 +293,16 @@ void backward_weight_depthwise(const Geometry& g, const T* x, const T* dy, T* dw
         const T* dy_p = dy + (n * g.c_out + co) * g.ohw;
         for (int64_t oh0 = 0; oh0 < g.oh; oh0 += rows_per_fold) {
           std::fill(tap_lanes.begin(), tap_lanes.end(), T(0));
-          for (int64_t oh = oh0; oh < std::min(g.oh, oh0 + rows_per_fold); ++oh) {
+          const int64_t oh1 = std::min(g.oh, oh0 + rows_per_fold);
+          if constexpr (std::is_same_v<T, float>) {
+            if (g.sh == 1 && g.sw == 1 &&
+                depthwise_weight_lanes_f32({x_c, dy_p, g.h, g.w, g.oh, g.ow, g.kh, g.kw, g.ph, g.pw, g.dh, g.dw}, oh0,
+                                           oh1, tap_lanes.data())) {
+              fold_lanes();
+              continue;
+            }
+          }
+          for (int64_t oh = oh0; oh < oh1; ++oh) {
             const T* d = dy_p + oh * g.ow;
             for (int64_t i = 0; i < g.kh; ++i) {
               const int64_t ih = oh * g.sh - g.ph + i * g.dh;
@@ -312,9 +327,7 @@ void backward_weight_depthwise(const Geometry& g, const T* x, const T* dy, T* dw
               }
             }
           }
-          for (int64_t tap = 0; tap < taps; ++tap) {
-            for (int64_t l = 0; l < kLanes; ++l) sums[static_cast<size_t>(tap)] += tap_lanes[tap * kLanes + l];
-          }
+          fold_lanes();
         }
       }
       for (int64_t tap = 0; tap < taps; ++tap) dw[co * taps + tap] = static_cast<T>(sums[static_cast<size_t>(tap)]);

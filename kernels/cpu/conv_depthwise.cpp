@@ -6,7 +6,12 @@
 #include "kernels/cpu/conv_depthwise.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <vector>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #include "kernels/cpu/per_isa.h"
 #include "kernels/cpu/vector_math.h"
@@ -75,7 +80,63 @@ void depthwise_taps(const float* x, int64_t in_h, int64_t in_w, const DepthwiseT
 SE_STAMP_PER_ISA(SE_DEFINE_DEPTHWISE_TAPS)
 #undef SE_DEFINE_DEPTHWISE_TAPS
 
+#if defined(__x86_64__)
+// Rows outer, taps inner: each tap's vector of lanes (loaded from and stored back to tap_lanes around
+// its row, in L1) is one dependent chain of adds, and the other taps' chains between two rows of it
+// keep the adds' latency hidden.
+__attribute__((target("avx512f"))) void depthwise_weight_lanes_avx512(const DepthwiseWeightPlane& g, int64_t oh0,
+                                                                     int64_t oh1, float* tap_lanes) {
+  constexpr int64_t kLanes = 16;
+  const int64_t taps = g.kh * g.kw;
+  std::vector<int64_t> lo(static_cast<size_t>(taps)), blocks_end(static_cast<size_t>(taps));
+  std::vector<__mmask16> tail(static_cast<size_t>(taps));
+  for (int64_t t = 0; t < taps; ++t) {
+    const int64_t off_w = t % g.kw * g.dw - g.pw;
+    // valid_range of conv_im2col.h with stride 1: the columns c with 0 <= c + off_w < w.
+    const int64_t first = std::min(off_w >= 0 ? 0 : -off_w, g.ow);
+    const int64_t last = std::clamp(g.w - off_w, first, g.ow);
+    lo[t] = first;
+    blocks_end[t] = first + (last - first) / kLanes * kLanes;
+    tail[t] = static_cast<__mmask16>((1u << (last - blocks_end[t])) - 1u);
+  }
+  for (int64_t oh = oh0; oh < oh1; ++oh) {
+    const float* d = g.dy_p + oh * g.ow;
+    for (int64_t i = 0; i < g.kh; ++i) {
+      const int64_t ih = oh - g.ph + i * g.dh;
+      if (ih < 0 || ih >= g.h) continue;
+      for (int64_t j = 0; j < g.kw; ++j) {
+        const int64_t t = i * g.kw + j;
+        const float* in = g.x_c + ih * g.w + j * g.dw - g.pw;
+        __m512 sum = _mm512_loadu_ps(tap_lanes + t * kLanes);
+        int64_t c = lo[t];
+        for (; c < blocks_end[t]; c += kLanes) {
+          sum = _mm512_add_ps(sum, _mm512_mul_ps(_mm512_loadu_ps(d + c), _mm512_loadu_ps(in + c)));
+        }
+        if (tail[t] != 0) {
+          const __m512 product =
+              _mm512_mul_ps(_mm512_maskz_loadu_ps(tail[t], d + c), _mm512_maskz_loadu_ps(tail[t], in + c));
+          sum = _mm512_mask_add_ps(sum, tail[t], sum, product);  // the other lanes keep their bits
+        }
+        _mm512_storeu_ps(tap_lanes + t * kLanes, sum);
+      }
+    }
+  }
+}
+#endif
+
 }  // namespace
+
+bool depthwise_weight_lanes_f32(const DepthwiseWeightPlane& plane, int64_t oh0, int64_t oh1, float* tap_lanes) {
+#if defined(__x86_64__)
+  static const bool avx512 = __builtin_cpu_supports("avx512f");
+  if (avx512) {
+    depthwise_weight_lanes_avx512(plane, oh0, oh1, tap_lanes);
+    return true;
+  }
+#endif
+  (void)plane, (void)oh0, (void)oh1, (void)tap_lanes;
+  return false;
+}
 
 void depthwise_taps_f32(const float* x, int64_t in_h, int64_t in_w, const DepthwiseTap* taps, int64_t count,
                         bool accumulate, float init, float* y, int64_t out_h, int64_t out_w) {

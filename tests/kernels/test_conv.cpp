@@ -5,11 +5,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "kernels/conv.h"
+#include "kernels/cpu/conv_depthwise.h"
 #include "kernels/cpu/conv_direct_avx512.h"
 #include "kernels/cpu/elementwise_fast.h"
 #include "kernels/gemm.h"
@@ -448,6 +450,42 @@ TEST(ConvCpu, DirectForwardAndBackwardDataDoNotDependOnTheThreadCount) {
   }
   if (cpu::gemm_isa() != cpu::GemmIsa::avx512) GTEST_SKIP() << "no AVX-512: no direct kernel";
   EXPECT_GE(direct, 10);
+}
+
+// The vectorized weight-gradient lanes of a stride-1 depthwise conv sum exactly as conv.cpp's generic loop
+// (the contract of depthwise_weight_lanes_f32): per tap, lane l of each row's 16-column blocks from the
+// tap's first valid column, the last partial block from lane 0, multiplied then added, onto lanes that
+// already hold sums. Kernels 3x3 and 5x3, dilation 1 and 2, all rows and a middle range of them.
+TEST(ConvCpu, DepthwiseWeightLanesSumAsTheGenericLoop) {
+  struct Geometry {
+    int64_t h, w, kh, kw, ph, pw, dh, dw, oh0, oh1;
+  };
+  for (const Geometry& c : {Geometry{7, 53, 3, 3, 1, 1, 1, 1, 0, 7}, Geometry{9, 70, 5, 3, 4, 2, 2, 2, 2, 6},
+                            Geometry{6, 16, 3, 3, 1, 1, 1, 1, 1, 5}}) {
+    const int64_t oh = c.h + 2 * c.ph - c.dh * (c.kh - 1), ow = c.w + 2 * c.pw - c.dw * (c.kw - 1);
+    const int64_t taps = c.kh * c.kw;
+    const std::vector<float> x = test::cast_to<float>(test::random_values(c.h * c.w, 61));
+    const std::vector<float> dy = test::cast_to<float>(test::random_values(oh * ow, 62));
+    std::vector<float> lanes = test::cast_to<float>(test::random_values(taps * 16, 63)), want = lanes;
+    const cpu::DepthwiseWeightPlane plane{x.data(), dy.data(), c.h, c.w, oh, ow, c.kh, c.kw, c.ph, c.pw, c.dh, c.dw};
+    if (!cpu::depthwise_weight_lanes_f32(plane, c.oh0, c.oh1, lanes.data())) GTEST_SKIP() << "no AVX-512";
+    for (int64_t r = c.oh0; r < c.oh1; ++r) {
+      for (int64_t i = 0; i < c.kh; ++i) {
+        const int64_t ih = r - c.ph + i * c.dh;
+        if (ih < 0 || ih >= c.h) continue;
+        for (int64_t j = 0; j < c.kw; ++j) {
+          const int64_t off = j * c.dw - c.pw;
+          const int64_t lo = std::min(std::max<int64_t>(-off, 0), ow), hi = std::clamp(c.w - off, lo, ow);
+          float* tap = want.data() + (i * c.kw + j) * 16;
+          for (int64_t col = lo; col < hi; ++col) {
+            const volatile float product = dy[r * ow + col] * x[ih * c.w + col + off];  // no FMA
+            tap[(col - lo) % 16] += product;
+          }
+        }
+      }
+    }
+    EXPECT_EQ(std::memcmp(lanes.data(), want.data(), lanes.size() * sizeof(float)), 0) << "w " << c.w;
+  }
 }
 
 // Which convs the direct kernel takes for backward weight: shallow ones, and deep ones with fewer than
