@@ -34,6 +34,7 @@ const std::vector<ConvLayer>& conv_layers() {
       {"resnet50-os8", 64, 128, 64, 3, 1, 1, 1, 1},  {"resnet50-os8", 256, 64, 256, 3, 1, 2, 2, 1},
       {"resnet50-os8", 512, 64, 512, 3, 1, 4, 4, 1}, {"resnet50-os8", 2048, 64, 256, 3, 1, 12, 12, 1},
       {"segformer-b0", 3, 512, 32, 7, 4, 3, 1, 1},   {"segformer-b0", 128, 128, 128, 3, 1, 1, 1, 128},
+      {"segformer-b0", 1024, 128, 256, 1, 1, 0, 1, 1},  // the decoder's linear_fuse
   };
   return layers;
 }

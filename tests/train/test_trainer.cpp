@@ -197,7 +197,7 @@ TEST(Trainer, ResumeIsBitIdenticalForTheSiameseUNetWithEmaAndAdamW) {
 // On the CPU every kernel sums in an order fixed by the shapes, not by the threads: a run on one thread
 // and a run on several (at least 3, so that thread ranges split unevenly) end bit-identical. The models
 // cover the convolutions' paths (shallow, chunked, dilated, transposed, depthwise), BatchNorm, resize,
-// attention and LayerNorm.
+// pooling (PSPNet's adaptive bins), attention, LayerNorm and the Siamese consistency losses.
 class TrainerThreads : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(TrainerThreads, RunIsBitIdenticalForAnyThreadCount) {
@@ -224,7 +224,11 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(R"({"name": "unet", "num_classes": 6, "base_channels": 8, "depth": 3})",
                       R"({"name": "segformer", "variant": "b0", "num_classes": 6})",
                       R"({"name": "deeplabv3plus", "backbone": "resnet18", "output_stride": 8, "num_classes": 6,
-                          "aux_head": true})"));
+                          "aux_head": true})",
+                      R"({"name": "pspnet", "backbone": "resnet18", "output_stride": 8, "num_classes": 6})",
+                      R"({"name": "fcn", "backbone": "resnet18", "num_classes": 6})",
+                      R"({"name": "siamese_unet", "num_classes": 6, "base_channels": 8, "depth": 3,
+                          "consistency": {"weight": 0.5, "levels": [-1, 0], "kl_weight": 0.1}})"));
 
 TEST(Trainer, SiameseRunLogsItsLossParts) {
   TempDir dir;
