@@ -1,7 +1,8 @@
 // Internal to the CPU Conv2d (conv.cpp): the f32 loops of stride-1 depthwise convolutions, forward and
-// backward data, and backward weight's sums. Each output is a sum of taps, weight * the input at a fixed offset from it, added in a
-// given order to an initial value; a tap that falls outside the input is skipped (not added), as the
-// generic loop in conv.cpp does, so both give the same bits.
+// backward data, and backward weight's sums. In forward and backward data each output is a sum of taps,
+// weight * the input at a fixed offset from it, added in a given order to an initial value; a tap that
+// falls outside the input is skipped (not added), as the generic loop in conv.cpp does, so both give the
+// same bits.
 #pragma once
 
 #include <cstdint>
