@@ -198,25 +198,29 @@ TEST(Trainer, ResumeIsBitIdenticalForTheSiameseUNetWithEmaAndAdamW) {
 // and a run on several (at least 3, so that thread ranges split unevenly) end bit-identical. The models
 // cover the convolutions' paths (shallow, chunked, dilated, transposed, depthwise), BatchNorm, resize,
 // pooling (PSPNet's adaptive bins), attention, LayerNorm and the Siamese consistency losses.
-class TrainerThreads : public ::testing::TestWithParam<const char*> {};
-
-TEST_P(TrainerThreads, RunIsBitIdenticalForAnyThreadCount) {
+void expect_same_run_on_one_and_several_threads(const nlohmann::json& model, const std::string& amp = "") {
   TempDir dir;
   nlohmann::json config = tiny_config();
-  config["model"] = nlohmann::json::parse(GetParam());
+  config["model"] = model;
   config["data"]["dataset"]["image_size"] = 64;  // enough rows that the threads split the convolutions' work
   config["train"]["max_iters"] = 2;
   config["train"]["eval_interval"] = 0;
   config["train"]["checkpoint_interval"] = 2;
   config["train"]["plots"] = false;
-  const int threads = omp_get_max_threads();
-  for (const int run_threads : {1, std::max(threads, 3)}) {
+  if (!amp.empty()) config["train"]["amp"] = amp;
+  const int threads = omp_get_max_threads(), several = std::max(threads, 3);
+  for (const int run_threads : {1, several}) {
     omp_set_num_threads(run_threads);
     Trainer(Config::from_json(config), quiet_setup(dir / std::to_string(run_threads))).run();
   }
   omp_set_num_threads(threads);
-  expect_same_training_state(dir / "1/last.safetensors",
-                             dir / (std::to_string(std::max(threads, 3)) + "/last.safetensors"));
+  expect_same_training_state(dir / "1/last.safetensors", dir / (std::to_string(several) + "/last.safetensors"));
+}
+
+class TrainerThreads : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(TrainerThreads, RunIsBitIdenticalForAnyThreadCount) {
+  expect_same_run_on_one_and_several_threads(nlohmann::json::parse(GetParam()));
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -229,6 +233,14 @@ INSTANTIATE_TEST_SUITE_P(
                       R"({"name": "fcn", "backbone": "resnet18", "num_classes": 6})",
                       R"({"name": "siamese_unet", "num_classes": 6, "base_channels": 8, "depth": 3,
                           "consistency": {"weight": 0.5, "levels": [-1, 0], "kl_weight": 0.1}})"));
+
+// Mixed precision too: the f16/bf16 operands, the f32 master weights and f16's loss scaling.
+TEST(Trainer, MixedPrecisionRunIsBitIdenticalForAnyThreadCount) {
+  const auto unet = nlohmann::json::parse(R"({"name": "unet", "num_classes": 6, "base_channels": 8, "depth": 3})");
+  const auto segformer = nlohmann::json::parse(R"({"name": "segformer", "variant": "b0", "num_classes": 6})");
+  expect_same_run_on_one_and_several_threads(unet, "bf16");
+  expect_same_run_on_one_and_several_threads(segformer, "f16");
+}
 
 TEST(Trainer, SiameseRunLogsItsLossParts) {
   TempDir dir;
