@@ -1,6 +1,7 @@
 // CPU sort and cumsum (kernels/sort.h). Sort: per row an LSD radix sort over the order-preserving keys of
 // kernels/sort_ops.h (8-bit digits; a pass is skipped when the whole row shares its digit), short rows by
-// std::stable_sort on the same keys; rows in parallel. Cumsum: sequential along each line, f32 summed in double.
+// std::stable_sort on the same keys; rows in parallel, or long rows, fewer than the threads, each by all
+// of them. Cumsum: sequential along each line, f32 summed in double.
 #include <omp.h>
 
 #include <algorithm>
@@ -42,10 +43,80 @@ void sort_row(std::vector<K>& keys, std::vector<K>& keys_tmp, std::vector<int64_
   }
 }
 
+// One long row sorted by all the threads (OHEM sorts a whole batch's pixels as one row): each pass cuts
+// the row into one part per thread, counts the parts' digits side by side, and scatters every part's
+// keys in order from offsets that put digits first and parts second. Stable, so the result is the one
+// sort_row gives, whatever the thread count.
+template <typename K>
+void sort_row_parallel(std::vector<K>& keys, std::vector<K>& keys_tmp, std::vector<int64_t>& order,
+                       std::vector<int64_t>& order_tmp, int threads) {
+  const int64_t n = static_cast<int64_t>(keys.size());
+  std::vector<std::array<int64_t, 256>> offsets(static_cast<size_t>(threads));
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t i = 0; i < n; ++i) order[i] = i;
+  for (int shift = 0; shift < static_cast<int>(8 * sizeof(K)); shift += 8) {
+    bool one_digit = false;  // the whole row shares this pass's digit: its order stays as it is
+#pragma omp parallel num_threads(threads)
+    {
+      const int part = omp_get_thread_num(), parts = omp_get_num_threads();  // parts <= threads
+      std::array<int64_t, 256>& count = offsets[static_cast<size_t>(part)];
+      count.fill(0);
+      const int64_t begin = n * part / parts, end = n * (part + 1) / parts;
+      for (int64_t i = begin; i < end; ++i) ++count[(keys[i] >> shift) & 0xff];
+#pragma omp barrier
+#pragma omp single
+      {
+        // Each (digit, part) starts after every smaller digit and, within its digit, the earlier parts.
+        int64_t start = 0;
+        for (int digit = 0; digit < 256; ++digit) {
+          const int64_t digit_start = start;
+          for (int p = 0; p < parts; ++p) {
+            const int64_t c = offsets[static_cast<size_t>(p)][digit];
+            offsets[static_cast<size_t>(p)][digit] = start;
+            start += c;
+          }
+          one_digit = one_digit || start - digit_start == n;
+        }
+      }  // the single's barrier publishes the offsets and one_digit
+      if (!one_digit) {
+        for (int64_t i = begin; i < end; ++i) {
+          const int64_t dst = count[(keys[i] >> shift) & 0xff]++;
+          keys_tmp[dst] = keys[i];
+          order_tmp[dst] = order[i];
+        }
+      }
+    }
+    if (!one_digit) {
+      keys.swap(keys_tmp);
+      order.swap(order_tmp);
+    }
+  }
+}
+
+// Rows at least this long, fewer than the threads, are each sorted by all of them.
+constexpr int64_t kParallelRowLength = 1 << 16;
+
 template <typename T>
 void sort_typed(const SortDesc& d, const T* x, T* values, int64_t* indices) {
   using K = sort_ops::key_t<T>;
   const int64_t length = d.length;
+  const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  if (threads > 1 && d.rows < threads && length >= kParallelRowLength) {
+    std::vector<K> keys(static_cast<size_t>(length)), keys_tmp(static_cast<size_t>(length));
+    std::vector<int64_t> order(static_cast<size_t>(length)), order_tmp(static_cast<size_t>(length));
+    for (int64_t r = 0; r < d.rows; ++r) {
+      const T* row = x + r * length;
+#pragma omp parallel for num_threads(threads) schedule(static)
+      for (int64_t i = 0; i < length; ++i) keys[i] = sort_ops::sort_key(row[i], d.descending);
+      sort_row_parallel(keys, keys_tmp, order, order_tmp, threads);
+#pragma omp parallel for num_threads(threads) schedule(static)
+      for (int64_t i = 0; i < length; ++i) {
+        indices[r * length + i] = order[i];
+        values[r * length + i] = row[order[i]];
+      }
+    }
+    return;
+  }
 #pragma omp parallel if (d.rows > 1 && d.rows * length >= 4096)
   {
     std::vector<K> keys(static_cast<size_t>(length)), keys_tmp(static_cast<size_t>(length));

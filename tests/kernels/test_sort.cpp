@@ -2,6 +2,7 @@
 // -0.0 == +0.0) on odd row lengths around the CUDA tile size, with many ties (stability), infinities, NaN and
 // integer extremes; cumsum against a double-precision loop, both directions, inner == 1 and inner > 1.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -136,6 +137,35 @@ TEST(SortCpu, F32MatchesStableSort) { check_sort<float>(cpu::sort, false); }
 TEST(SortCpu, F64MatchesStableSort) { check_sort<double>(cpu::sort, false); }
 TEST(SortCpu, I32MatchesStableSort) { check_sort<int32_t>(cpu::sort, false); }
 TEST(SortCpu, I64MatchesStableSort) { check_sort<int64_t>(cpu::sort, false); }
+
+// Rows of 2^16 keys and more, fewer than the threads, are each sorted by all the threads (parts of the
+// row counted and scattered side by side): the same stable order, with 1, 2 and 3 threads, many ties.
+TEST(SortCpu, LongRowsSortedByAllThreadsMatchStableSort) {
+  const int threads = omp_get_max_threads();
+  uint32_t seed = 91;
+  for (const Shape2 s : {Shape2{1, 70001}, Shape2{2, 65536}}) {
+    for (int run_threads : {1, 2, 3}) {
+      omp_set_num_threads(run_threads);
+      SortDesc d;
+      d.rows = s.rows;
+      d.length = s.length;
+      d.descending = run_threads == 2;
+      d.dtype = DType::f32;
+      std::vector<float> x = make_keys<float>(s.rows * s.length, seed++);
+      if (s.rows == 2) {  // keys in [1, 2): the high digits are the whole row's, and their passes skipped
+        for (size_t i = 0; i < x.size(); ++i) x[i] = 1.0f + static_cast<float>((i * 7919) % 1000) / 1000.0f;
+      }
+      std::vector<float> values(x.size());
+      std::vector<int64_t> indices(x.size());
+      cpu::sort(d, x.data(), values.data(), indices.data(), nullptr, nullptr);
+      const std::string what = std::to_string(s.rows) + "x" + std::to_string(s.length) + " on " +
+                               std::to_string(run_threads) + " threads";
+      ASSERT_EQ(indices, reference_indices(x, s.rows, s.length, d.descending)) << what;
+      expect_values_match(x, values, indices, s.length, what);
+    }
+  }
+  omp_set_num_threads(threads);
+}
 
 TEST(SortCpu, RejectsUnsupportedDtype) {
   SortDesc d;
