@@ -46,20 +46,19 @@ void add_sort_and_cumsum_cases(std::vector<Case>& cases, const Options& o) {
   // OHEM's threshold: the probabilities of a batch's pixels (here 2 images of 512x1024) as one row.
   constexpr int64_t kOhemPixels = 2 * 512 * 1024;
   const kernels::SortDesc ohem{1, kOhemPixels, false, DType::f32};
-  cases.push_back({"sort/ascending", "ohem", "1 row of 2x512x1024", 0, static_cast<double>(kOhemPixels) * (2 * 4 + 8),
-                   [=] {
-                     Tensor x = random_tensor({1, kOhemPixels}, o), values = empty_like(x);
-                     Tensor indices = empty({1, kOhemPixels}, {DType::i64, device});
-                     Tensor workspace;
-                     if (device.is_cuda()) {
-                       workspace =
-                           empty({static_cast<int64_t>(kernels::sort_workspace_bytes(ohem))}, {DType::u8, device});
-                     }
-                     return Run([=] {
-                       SE_DISPATCH(device, sort, ohem, x.data_ptr(), values.data_ptr(), indices.data<int64_t>(),
-                                   workspace.defined() ? workspace.data_ptr() : nullptr);
-                     });
-                   }});
+  cases.push_back(
+      {"sort/ascending", "ohem", "1 row of 2x512x1024", 0, static_cast<double>(kOhemPixels) * (2 * 4 + 8), [=] {
+         Tensor x = random_tensor({1, kOhemPixels}, o), values = empty_like(x);
+         Tensor indices = empty({1, kOhemPixels}, {DType::i64, device});
+         Tensor workspace;
+         if (device.is_cuda()) {
+           workspace = empty({static_cast<int64_t>(kernels::sort_workspace_bytes(ohem))}, {DType::u8, device});
+         }
+         return Run([=] {
+           SE_DISPATCH(device, sort, ohem, x.data_ptr(), values.data_ptr(), indices.data<int64_t>(),
+                       workspace.defined() ? workspace.data_ptr() : nullptr);
+         });
+       }});
   const kernels::CumsumDesc d{kClasses, kPixels, 1, false, DType::f32};
   cases.push_back({"cumsum/rows", "lovasz", "19 rows of 512x512", 0, 2.0 * 4 * kClasses * kPixels, [=] {
                      Tensor x = random_tensor({kClasses, kPixels}, o), y = empty_like(x);

@@ -85,7 +85,7 @@ SE_STAMP_PER_ISA(SE_DEFINE_DEPTHWISE_TAPS)
 // its row, in L1) is one dependent chain of adds, and the other taps' chains between two rows of it
 // keep the adds' latency hidden.
 __attribute__((target("avx512f"))) void depthwise_weight_lanes_avx512(const DepthwiseWeightPlane& g, int64_t oh0,
-                                                                     int64_t oh1, float* tap_lanes) {
+                                                                      int64_t oh1, float* tap_lanes) {
   constexpr int64_t kLanes = 16;
   const int64_t taps = g.kh * g.kw;
   std::vector<int64_t> lo(static_cast<size_t>(taps)), blocks_end(static_cast<size_t>(taps));

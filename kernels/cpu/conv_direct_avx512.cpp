@@ -14,8 +14,9 @@
 // data of a conv with 64 outputs reads 64) they all fall into the same few cache sets and are evicted
 // before the next output rows reuse them.
 //
-// Backward weight (shallow convs, and deep ones with few outputs): each output row adds its products of dy rows and the staged x
-// rows into per-thread vector lanes, a tile of 8 output channels x 3 kernel columns at a time.
+// Backward weight (shallow convs, and deep ones with few outputs): each output row adds its products of dy
+// rows and the staged x rows into per-thread vector lanes, a tile of 8 output channels x 3 kernel columns
+// at a time.
 #include "kernels/cpu/conv_direct_avx512.h"
 
 #include <omp.h>

@@ -493,14 +493,15 @@ TEST(ConvCpu, DepthwiseWeightLanesSumAsTheGenericLoop) {
 TEST(ConvCpu, DirectBackwardWeightTakesShallowConvsAndDeepOnesWithFewOutputs) {
   if (cpu::gemm_isa() != cpu::GemmIsa::avx512) GTEST_SKIP() << "no AVX-512: no direct kernel";
   auto direct = [](const char* name) {
-    const auto c = std::find_if(kCases.begin(), kCases.end(), [&](const Case& k) { return std::string(k.name) == name; });
+    const auto c =
+        std::find_if(kCases.begin(), kCases.end(), [&](const Case& k) { return std::string(k.name) == name; });
     EXPECT_NE(c, kCases.end()) << name;
     return cpu::conv2d_runs_direct(make_desc(*c, DType::f32), cpu::DirectPass::backward_weight);
   };
   EXPECT_TRUE(direct("shallow_rgb_chunks"));
   EXPECT_TRUE(direct("deep_wide_rows"));
   EXPECT_TRUE(direct("deep_wide_rows_groups2"));
-  EXPECT_FALSE(direct("many_channels"));               // 80 outputs
+  EXPECT_FALSE(direct("many_channels"));                // 80 outputs
   EXPECT_FALSE(direct("deep_dilated_channel_slices"));  // rows 32 wide
 }
 
