@@ -36,6 +36,7 @@
 #include "kernels/cpu/conv_direct_avx512.h"
 #include "kernels/cpu/conv_im2col.h"
 #include "kernels/cpu/elementwise_fast.h"
+#include "kernels/cpu/streaming.h"
 #include "kernels/cpu/vector_math.h"
 #include "kernels/gemm.h"
 
@@ -77,10 +78,6 @@ void apply_epilogue(ConvActivation activation, bool has_bias, T b, const T* src,
     std::copy(src, src + count, dst);
   }
 }
-
-// Outputs larger than this (bytes) are written with non-temporal stores: they leave the caches anyway, and
-// a normal store first reads the line it fills (half of the memory traffic of writing y).
-constexpr int64_t kStreamOutputBytes = int64_t(32) << 20;
 
 // dst (count) = the fused epilogue of src (count) + b, through non-temporal stores where the CPU has them
 // (f32 only: f64 serves gradient checks); call stream_fence before another thread reads dst.

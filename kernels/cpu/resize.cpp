@@ -19,6 +19,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "kernels/cpu/streaming.h"
 #include "kernels/resize_ops.h"
 
 namespace se::kernels::cpu {
@@ -26,9 +27,6 @@ namespace {
 
 constexpr int64_t kParallelWork = 16384;
 constexpr int64_t kRowsPerTask = 32;  // forward: output rows per task
-// f32 outputs larger than this (bytes) are written with non-temporal stores: they leave the caches anyway,
-// and a normal store first reads the line it fills (a third of the traffic of an upsampling).
-constexpr int64_t kStreamOutputBytes = int64_t(32) << 20;
 
 // The taps of every output index along one dim.
 template <typename C>
