@@ -260,18 +260,12 @@ void backward_weight_gemm(const Geometry& g, const T* x, const T* dy, T* dw, T* 
     if (g.groups > 1) std::fill(acc, acc + w_elements, T(0));
     for (int64_t t = first; t < last; ++t) accumulate(t, acc, g.groups == 1 && t == first, inner);
   };
-  const int max_t = max_threads();
-  if (slots >= max_t) {
-#pragma omp parallel for num_threads(max_t) schedule(static)
-    for (int64_t slot = 0; slot < slots; ++slot) sum_slot(slot, 1);
-  } else {
-    for (int64_t slot = 0; slot < slots; ++slot) sum_slot(slot, max_t);
-  }
+  run_tasks(slots, sum_slot);
   // The accumulators summed into the first, element by element in slot order, reading them as they
   // lie: going through them in dw's order instead read the transposed ones a cache line per element.
   T* acc = partials;
   if (slots > 1) {
-#pragma omp parallel for num_threads(max_t) schedule(static)
+#pragma omp parallel for num_threads(max_threads()) schedule(static)
     for (int64_t e = 0; e < w_elements; ++e) {
       T sum = acc[e];
       for (int64_t slot = 1; slot < slots; ++slot) sum += acc[slot * w_elements + e];
