@@ -9,8 +9,11 @@
 namespace se::emu {
 
 // Order in which the scheduler resumes the runnable threads of a block in each scheduling round:
-// forward (thread 0 first), reverse, or a fresh random permutation every round. Code that is correct
-// only under one order lacks a barrier. Environment: SEGENGINE_EMU_SCHEDULE=forward|reverse|random[:seed].
+// forward (thread 0 first), reverse, or a fresh random permutation every round; and the order in which
+// the pool takes a grid's blocks: ascending, descending, or a permutation per launch. Code that is correct
+// only under one thread order lacks a barrier; a result whose bits change with the block order depends on
+// the order of floating-point atomics (not reproducible run to run on a GPU).
+// Environment: SEGENGINE_EMU_SCHEDULE=forward|reverse|random[:seed].
 enum class Schedule { kForward, kReverse, kRandom };
 
 void set_schedule(Schedule schedule, uint64_t seed = 0);

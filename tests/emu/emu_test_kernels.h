@@ -89,5 +89,7 @@ void run_collective_mask_mismatch(); // lanes disagree about the mask
 // Planted bug: thread t writes smem[t] and reads smem[t - 1] with no barrier in between. Returns
 // true when the output is right (out[t] = in[t - 1], out[0] = in[0]).
 bool run_missing_barrier(unsigned block, int salt);
+// The order in which the blocks of a `blocks` x 32 grid ran: each block's index, in the order they started.
+std::vector<unsigned> run_block_order(unsigned blocks);
 
 }  // namespace se::emu::test

@@ -42,7 +42,18 @@ __global__ void missing_barrier_kernel(const int* in, int* out) {
   out[t] = values[t > 0 ? t - 1 : 0];
 }
 
+// Thread 0 of each block appends the block's index to `order`.
+__global__ void block_order_kernel(unsigned* counter, unsigned* order) {
+  if (threadIdx.x == 0) order[atomicAdd(counter, 1u)] = blockIdx.x;
+}
+
 }  // namespace
+
+std::vector<unsigned> run_block_order(unsigned blocks) {
+  DeviceArray<unsigned> counter(std::vector<unsigned>{0}), order(blocks);
+  SE_LAUNCH(block_order_kernel, blocks, 32, 0, nullptr, counter.get(), order.get());
+  return order.download();
+}
 
 void run_deadlock() {
   DeviceArray<int> out(128);

@@ -1,6 +1,11 @@
 // The emulator catches synchronisation bugs: deadlocks and mismatched barriers or warp collectives abort
-// with a message (death tests), and a missing barrier shows up under a non-default schedule.
+// with a message (death tests), a missing barrier shows up under a non-default schedule, and the blocks of
+// a grid run in the schedule's order.
 #include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <vector>
 
 #include "kernels/emu/emu.h"
 #include "tests/emu/emu_test_kernels.h"
@@ -41,6 +46,38 @@ TEST(CudaEmuSchedule, MissingBarrierIsCaughtByReverseAndRandomSchedules) {
   set_schedule(Schedule::kRandom, 7);
   EXPECT_FALSE(run_missing_barrier(256, ++salt));
   set_schedule(Schedule::kForward);
+}
+
+// Fraction of the recorded blocks within 64 places of where `expected(i)` puts them: the pool's threads
+// take blocks concurrently, so the recorded order is the schedule's up to small displacements.
+template <typename Expected>
+double near_fraction(const std::vector<unsigned>& order, Expected expected) {
+  int near = 0;
+  for (size_t i = 0; i < order.size(); ++i) near += std::abs(static_cast<long>(order[i]) - expected(i)) <= 64;
+  return static_cast<double>(near) / static_cast<double>(order.size());
+}
+
+TEST(CudaEmuSchedule, BlocksRunInTheScheduleOrder) {
+  constexpr unsigned kBlocks = 2048;
+  const auto ascending = [](size_t i) { return static_cast<long>(i); };
+  const auto descending = [](size_t i) { return static_cast<long>(kBlocks - 1 - i); };
+  set_schedule(Schedule::kForward);
+  const std::vector<unsigned> forward = run_block_order(kBlocks);
+  EXPECT_GT(near_fraction(forward, ascending), 0.9);
+  set_schedule(Schedule::kReverse);
+  const std::vector<unsigned> reverse = run_block_order(kBlocks);
+  EXPECT_GT(near_fraction(reverse, descending), 0.9);
+  set_schedule(Schedule::kRandom, 11);
+  const std::vector<unsigned> random = run_block_order(kBlocks);
+  EXPECT_LT(near_fraction(random, ascending), 0.5);
+  EXPECT_LT(near_fraction(random, descending), 0.5);
+  set_schedule(Schedule::kForward);
+  // Every block ran exactly once in each.
+  for (const std::vector<unsigned>* order : {&forward, &reverse, &random}) {
+    std::vector<unsigned> sorted = *order;
+    std::sort(sorted.begin(), sorted.end());
+    for (unsigned b = 0; b < kBlocks; ++b) ASSERT_EQ(sorted[b], b);
+  }
 }
 
 TEST(CudaEmuSchedule, ParsesTheEnvironmentSyntax) {

@@ -1,9 +1,11 @@
 // Grid execution: a persistent pool of OS threads (plus the launching thread) takes blocks from a shared
-// counter; each runs its blocks whole with its own BlockRunner. Launches are synchronous and serialised,
-// which is a valid in-order implementation of every stream.
+// counter, in the order the schedule gives (BlockOrder); each runs its blocks whole with its own
+// BlockRunner. Launches are synchronous and serialised, which is a valid in-order implementation of every
+// stream.
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <numeric>
 #include <string>
 #include <thread>
 
@@ -19,6 +21,36 @@ int configured_participants() {
   }
   return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 }
+
+// The order in which a launch's blocks are taken, as the schedule says: ascending linear index (forward),
+// descending (reverse), or a permutation b -> (a * b + c) mod count with a coprime to count, from the
+// launch's seed (random). A GPU promises no order, so a kernel whose result depends on it (floating-point
+// atomics from several blocks into one address, say) gives different bits under different schedules.
+class BlockOrder {
+ public:
+  BlockOrder(const Launch& launch, unsigned long long count) : schedule_(launch.schedule), count_(count) {
+    if (schedule_ != Schedule::kRandom || count < 2) return;
+    multiplier_ = launch.seed % count | 1;
+    while (std::gcd(multiplier_, count) != 1) multiplier_ += 1;
+    offset_ = (launch.seed >> 32) % count;
+  }
+
+  unsigned long long block(unsigned long long taken) const {
+    switch (schedule_) {
+      case Schedule::kForward: return taken;
+      case Schedule::kReverse: return count_ - 1 - taken;
+      case Schedule::kRandom: break;
+    }
+    if (count_ < 2) return taken;
+    __extension__ using Wide = unsigned __int128;  // a * b overflows 64 bits for the largest grids
+    return static_cast<unsigned long long>((static_cast<Wide>(multiplier_) * taken + offset_) % count_);
+  }
+
+ private:
+  Schedule schedule_;
+  unsigned long long count_;
+  unsigned long long multiplier_ = 1, offset_ = 0;
+};
 
 class ThreadPool {
  public:
@@ -74,9 +106,11 @@ class ThreadPool {
   void run_blocks(Launch& launch) {
     BlockRunner& runner = BlockRunner::for_this_thread();
     const unsigned long long per_plane = static_cast<unsigned long long>(launch.grid.x) * launch.grid.y;
+    const BlockOrder order(launch, block_count_);
     for (;;) {
-      const unsigned long long b = next_block_.fetch_add(1);
-      if (b >= block_count_ || launch.failed.load(std::memory_order_relaxed)) break;
+      const unsigned long long taken = next_block_.fetch_add(1);
+      if (taken >= block_count_ || launch.failed.load(std::memory_order_relaxed)) break;
+      const unsigned long long b = order.block(taken);
       const uint3 index{static_cast<unsigned>(b % launch.grid.x), static_cast<unsigned>(b / launch.grid.x % launch.grid.y),
                         static_cast<unsigned>(b / per_plane)};
       runner.run_block(launch, index);
