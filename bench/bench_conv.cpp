@@ -49,9 +49,11 @@ struct ConvBuffers {
         y(backend, conv2d_y_elements(d)),
         dx(backend, conv2d_x_elements(d)),
         dw(backend, conv2d_w_elements(d)),
-        db(backend, d.c_out) {}
+        db(backend, d.c_out),
+        workspace(backend, static_cast<int64_t>(conv2d_backward_weight_workspace_bytes(d) / sizeof(float)) + 1) {}
   Buffer<float> x, w, b, dy;  // (N, C_in, H, W), (C_out, Cg, KH, KW), (C_out), (N, C_out, OH, OW)
   Buffer<float> y, dx, dw, db;
+  Buffer<float> workspace;  // CUDA's split backward weight (kernels/conv.h)
 };
 
 void bm_conv(benchmark::State& state, Backend backend, Conv2dDesc d, Pass pass, double peak_gflops) {
@@ -66,7 +68,8 @@ void bm_conv(benchmark::State& state, Backend backend, Conv2dDesc d, Pass pass, 
       break;
     case Pass::backward_weight:
       call = [&] {
-        SE_BENCH_CALL(backend, conv2d_backward_weight, d, t.x.data(), t.dy.data(), t.dw.data(), t.db.data());
+        SE_BENCH_CALL(backend, conv2d_backward_weight, d, t.x.data(), t.dy.data(), t.dw.data(), t.db.data(),
+                      t.workspace.data());
       };
       break;
   }

@@ -38,7 +38,7 @@ void bm_conv_transpose(benchmark::State& state, ConvTranspose2dDesc d, Pass pass
       case Pass::forward: cpu::conv_transpose2d_forward(d, x.data(), w.data(), b.data(), y.data(), nullptr); break;
       case Pass::backward_data: cpu::conv_transpose2d_backward_data(d, dy.data(), w.data(), dx.data(), nullptr); break;
       case Pass::backward_weight:
-        cpu::conv_transpose2d_backward_weight(d, x.data(), dy.data(), dw.data(), db.data(), nullptr);
+        cpu::conv_transpose2d_backward_weight(d, x.data(), dy.data(), dw.data(), db.data(), nullptr, nullptr);
         break;
     }
     benchmark::ClobberMemory();

@@ -11,6 +11,8 @@
 // f16/bf16 accumulate in f32 and round once per output element; f64 computes in f64.
 #pragma once
 
+#include <algorithm>
+#include <cstddef>
 #include <cstdint>
 
 #include "core/dtype.h"
@@ -73,6 +75,31 @@ inline bool conv2d_is_pointwise(const Conv2dDesc& d) {
          d.groups == 1;
 }
 
+// CUDA's backward weight (kernels/cuda/conv_implicit_gemm.cuh) is a GEMM over the N * OH * OW pixels whose
+// output, dw, may be too few 64 x 64 tiles to fill a GPU. For f32 and f64 (depthwise excepted) it then cuts
+// the pixels into parts (about 256 blocks in all, parts of at least 1024 pixels); each part writes its own
+// partial dw into the caller's workspace and a second kernel adds the parts in part order. The result is
+// the same bits whatever order the blocks run in, so a training run repeats bit for bit on a GPU, which
+// floating-point atomics into dw would not give.
+constexpr int64_t kConvWeightTile = 64;  // the implicit GEMM's block tile, in both dims
+constexpr int64_t kConvWeightBlocks = 256;
+constexpr int64_t kConvWeightMinSplitPixels = 1024;
+constexpr int64_t kConvMaxGridYZ = 65535;
+inline int64_t conv2d_backward_weight_splits(const Conv2dDesc& d) {
+  if ((d.dtype != DType::f32 && d.dtype != DType::f64) || conv2d_is_depthwise(d) || d.groups < 1) return 1;
+  const int64_t pixels = d.n * conv2d_output_h(d) * conv2d_output_w(d);
+  const int64_t og = d.c_out / d.groups, k = d.c_in / d.groups * d.kernel_h * d.kernel_w;
+  const int64_t tiles = (og + kConvWeightTile - 1) / kConvWeightTile * ((k + kConvWeightTile - 1) / kConvWeightTile);
+  const int64_t splits = std::clamp<int64_t>(kConvWeightBlocks / std::max<int64_t>(1, tiles * d.groups), 1,
+                                             std::max<int64_t>(1, pixels / kConvWeightMinSplitPixels));
+  return std::min<int64_t>(splits, kConvMaxGridYZ / d.groups);
+}
+// Device memory cuda::conv2d_backward_weight needs: the parts' partial weight gradients (0 when unsplit).
+inline size_t conv2d_backward_weight_workspace_bytes(const Conv2dDesc& d) {
+  const int64_t splits = conv2d_backward_weight_splits(d);
+  return splits > 1 ? static_cast<size_t>(splits * conv2d_w_elements(d)) * dtype_size(d.dtype) : 0;
+}
+
 // Throws se::Error naming the first bad field and its value.
 inline void validate_conv2d(const Conv2dDesc& d) {
   SE_CHECK(d.dtype == DType::f32 || d.dtype == DType::f64 || d.dtype == DType::f16 || d.dtype == DType::bf16,
@@ -122,6 +149,7 @@ void conv2d_backward_weight(const Conv2dDesc& desc, const void* x,  // (N, C_in,
                             const void* dy,                         // (N, C_out, OH, OW)
                             void* dw,                               // (C_out, Cg, KH, KW)
                             void* db,                               // (C_out), or nullptr: no bias gradient
+                            void* workspace,                        // ignored (may be null)
                             Stream stream);
 }  // namespace cpu
 
@@ -140,6 +168,7 @@ void conv2d_backward_weight(const Conv2dDesc& desc, const void* x,  // (N, C_in,
                             const void* dy,                         // (N, C_out, OH, OW)
                             void* dw,                               // (C_out, Cg, KH, KW)
                             void* db,                               // (C_out), or nullptr: no bias gradient
+                            void* workspace,  // conv2d_backward_weight_workspace_bytes(desc) (null when 0)
                             Stream stream);
 }  // namespace cuda
 
@@ -218,6 +247,11 @@ inline void validate_conv_transpose2d(const ConvTranspose2dDesc& d) {
   SE_CHECK(conv2d_output_h(c) == d.h && conv2d_output_w(c) == d.w, "conv_transpose2d: internal shape mismatch");
 }
 
+// The mirror conv's backward weight computes the transposed conv's: the same workspace.
+inline size_t conv_transpose2d_backward_weight_workspace_bytes(const ConvTranspose2dDesc& d) {
+  return conv2d_backward_weight_workspace_bytes(conv2d_of_transpose(d));
+}
+
 // Shapes below: OH = conv_transpose2d_output_h(desc), OW = conv_transpose2d_output_w(desc), Og = C_out / groups.
 namespace cpu {
 void conv_transpose2d_forward(const ConvTranspose2dDesc& desc, const void* x,  // (N, C_in, H, W)
@@ -232,7 +266,8 @@ void conv_transpose2d_backward_data(const ConvTranspose2dDesc& desc, const void*
 void conv_transpose2d_backward_weight(const ConvTranspose2dDesc& desc, const void* x,  // (N, C_in, H, W)
                                       const void* dy,                                  // (N, C_out, OH, OW)
                                       void* dw,                                        // (C_in, Og, KH, KW)
-                                      void* db,  // (C_out), or nullptr: no bias gradient
+                                      void* db,         // (C_out), or nullptr: no bias gradient
+                                      void* workspace,  // ignored (may be null)
                                       Stream stream);
 }  // namespace cpu
 
@@ -249,7 +284,8 @@ void conv_transpose2d_backward_data(const ConvTranspose2dDesc& desc, const void*
 void conv_transpose2d_backward_weight(const ConvTranspose2dDesc& desc, const void* x,  // (N, C_in, H, W)
                                       const void* dy,                                  // (N, C_out, OH, OW)
                                       void* dw,                                        // (C_in, Og, KH, KW)
-                                      void* db,  // (C_out), or nullptr: no bias gradient
+                                      void* db,         // (C_out), or nullptr: no bias gradient
+                                      void* workspace,  // conv_transpose2d_backward_weight_workspace_bytes(desc)
                                       Stream stream);
 }  // namespace cuda
 

@@ -10,10 +10,10 @@
 //   nearest:  PyTorch's legacy 'nearest': src = min(floor(dst * scale), in - 1) with a float scale, as in
 //             PyTorch's CUDA kernels (its CPU kernels shortcut out == in and out == 2 in, which differs
 //             only for scale factors that do not match the sizes).
-// Backward kernels overwrite grad_x. CUDA backward: f32 and f64 scatter with atomicAdd from one thread per
-// output cell; f16 and bf16 gather instead (one thread per input cell finds the outputs that read it by
-// binary search over the monotone source indices and sums in float), so no 16-bit atomics round partial
-// sums and the result is deterministic.
+// Backward kernels overwrite grad_x. CUDA backward: a gather, one thread per input cell, which finds the
+// outputs that read it by binary search over the monotone source indices and sums them (in float for f16
+// and bf16): no atomics, so the result is the same bits in any block order (a training run repeats bit for
+// bit on a GPU, where PyTorch's atomicAdd backward does not) and no 16-bit atomics round partial sums.
 #pragma once
 
 #include <cstdint>

@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "engine/dispatch.h"
+#include "engine/workspace.h"
 #include "kernels/attention.h"
 #include "kernels/conv.h"
 #include "kernels/gemm.h"
@@ -93,9 +94,10 @@ void add_conv_layer_cases(std::vector<Case>& cases, const Options& o, const Conv
        }});
   cases.push_back({family + "backward_weight", layer.model, shape, flops, bytes, [=] {
                      Tensor tx = x(), tdy = y(), tdw = w(), tdb = random_tensor({d.c_out}, o);
+                     Tensor tws = kernel_workspace(kernels::conv2d_backward_weight_workspace_bytes(d), device);
                      return Prepared(Run([=] {
                                        SE_DISPATCH(device, conv2d_backward_weight, d, tx.data_ptr(), tdy.data_ptr(),
-                                                   tdw.data_ptr(), tdb.data_ptr());
+                                                   tdw.data_ptr(), tdb.data_ptr(), data_or_null(tws));
                                      }),
                                      {VendorOp::conv2d_backward_weight, d, {tx, tdy}, {tdw, tdb}});
                    }});
@@ -197,9 +199,11 @@ void add_conv_transpose_cases(std::vector<Case>& cases, const Options& o) {
                      }});
     cases.push_back({"conv_transpose2d/backward_weight", "unet", shape, flops, bytes, [=] {
                        Tensor tx = x(), tdy = y(), tdw = w(), tdb = random_tensor({d.c_out}, o);
+                       Tensor tws =
+                           kernel_workspace(kernels::conv_transpose2d_backward_weight_workspace_bytes(d), device);
                        return Prepared(Run([=] {
                                          SE_DISPATCH(device, conv_transpose2d_backward_weight, d, tx.data_ptr(),
-                                                     tdy.data_ptr(), tdw.data_ptr(), tdb.data_ptr());
+                                                     tdy.data_ptr(), tdw.data_ptr(), tdb.data_ptr(), data_or_null(tws));
                                        }),
                                        {VendorOp::conv_transpose2d_backward_weight, d, {tx, tdy}, {tdw, tdb}});
                      }});

@@ -7,6 +7,7 @@
 #include "engine/autograd.h"
 #include "engine/dispatch.h"
 #include "engine/ops.h"
+#include "engine/workspace.h"
 
 namespace se {
 
@@ -148,8 +149,9 @@ Tensor conv2d(const Tensor& x_arg, const Tensor& weight_arg, const Tensor& bias_
           const Tensor dw =
               empty_4d({desc.c_out, desc.c_in / desc.groups, desc.kernel_h, desc.kernel_w}, channels_last, options);
           const Tensor db = bias_grad ? empty({desc.c_out}, options) : Tensor();
+          const Tensor workspace = kernel_workspace(kernels::conv2d_backward_weight_workspace_bytes(desc), dy.device());
           SE_DISPATCH(dy.device(), conv2d_backward_weight, desc, x.data_ptr(), dy.data_ptr(), dw.data_ptr(),
-                      bias_grad ? db.data_ptr() : nullptr);
+                      data_or_null(db), data_or_null(workspace));
           if (needs[1]) grads[1] = dw;
           if (bias_grad) grads[2] = db;
         }

@@ -7,6 +7,7 @@
 #include "engine/autograd.h"
 #include "engine/dispatch.h"
 #include "engine/ops.h"
+#include "engine/workspace.h"
 #include "kernels/conv.h"
 
 namespace se {
@@ -111,8 +112,10 @@ Tensor conv_transpose2d_core(const Tensor& x, const Tensor& weight, const Tensor
           const Tensor x = saved_x.unpack();
           const Tensor dw = empty({desc.c_in, desc.c_out / desc.groups, desc.kernel_h, desc.kernel_w}, options);
           const Tensor db = bias_grad ? empty({desc.c_out}, options) : Tensor();
+          const Tensor workspace =
+              kernel_workspace(kernels::conv_transpose2d_backward_weight_workspace_bytes(desc), dy.device());
           SE_DISPATCH(dy.device(), conv_transpose2d_backward_weight, desc, x.data_ptr(), dy.data_ptr(), dw.data_ptr(),
-                      bias_grad ? db.data_ptr() : nullptr);
+                      data_or_null(db), data_or_null(workspace));
           if (needs[1]) grads[1] = dw;
           if (bias_grad) grads[2] = db;
         }

@@ -4,6 +4,7 @@
 #include "engine/autograd.h"
 #include "engine/dispatch.h"
 #include "engine/ops.h"
+#include "engine/workspace.h"
 
 namespace se {
 
@@ -47,14 +48,10 @@ ListTables make_tables(const char* op, const std::vector<const std::vector<Tenso
   return tables;
 }
 
-// Device workspace for the CUDA kernels (a byte tensor from the caching allocator); none on the CPU.
+// Device workspace for the CUDA kernels; none on the CPU.
 Tensor workspace_for(const ListTables& tables) {
-  if (tables.device.is_cpu()) return Tensor();
-  const size_t bytes = kernels::multi_tensor_workspace_bytes(tables.list);
-  return empty({static_cast<int64_t>(bytes)}, {DType::u8, tables.device});
+  return kernel_workspace(kernels::multi_tensor_workspace_bytes(tables.list), tables.device);
 }
-
-void* data_or_null(const Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
 
 // The in-place writes below must not be recorded and must invalidate saved copies.
 void mark_written(const std::vector<Tensor>& tensors, const char* op) {

@@ -7,6 +7,7 @@
 #include "engine/autograd.h"
 #include "engine/dispatch.h"
 #include "engine/ops.h"
+#include "engine/workspace.h"
 #include "kernels/sort.h"
 
 namespace se {
@@ -29,12 +30,10 @@ SortResult sort_along(const Tensor& x, int64_t d, bool descending) {
   desc.dtype = x.dtype();
   Tensor values = empty(xt.shape(), {x.dtype(), x.device()});
   Tensor indices = empty(xt.shape(), {DType::i64, x.device()});
-  Tensor workspace;
-  if (!x.device().is_cpu() && desc.length > kernels::kSortTile) {
-    workspace = empty({static_cast<int64_t>(kernels::sort_workspace_bytes(desc))}, {DType::u8, x.device()});
-  }
+  const Tensor workspace =
+      kernel_workspace(desc.length > kernels::kSortTile ? kernels::sort_workspace_bytes(desc) : 0, x.device());
   SE_DISPATCH(x.device(), sort, desc, xt.data_ptr(), values.data_ptr(), indices.data<int64_t>(),
-              workspace.defined() ? workspace.data_ptr() : nullptr);
+              data_or_null(workspace));
   return {values.transpose(d, last), indices.transpose(d, last)};
 }
 

@@ -439,7 +439,7 @@ void conv2d_backward_data(const Conv2dDesc& desc, const void* dy, const void* w,
 }
 
 void conv2d_backward_weight(const Conv2dDesc& desc, const void* x, const void* dy, void* dw, void* db,
-                            Stream /*stream*/) {
+                            void* /*workspace*/, Stream /*stream*/) {
   validate_conv2d(desc);
   SE_CHECK(dw != nullptr, "conv2d_backward_weight: dw is null");
   SE_CHECK(desc.n == 0 || (x != nullptr && dy != nullptr), "conv2d_backward_weight: x or dy is null");

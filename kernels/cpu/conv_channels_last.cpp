@@ -72,7 +72,8 @@ void conv2d_backward_weight_channels_last(const Conv2dDesc& desc, const void* x,
   const auto dw_nchw = scratch(conv2d_w_elements(d), d.dtype);
   x_to_nchw(d, x, x_nchw.get());
   y_to_nchw(d, dy, dy_nchw.get());
-  conv2d_backward_weight(d, x_nchw.get(), dy_nchw.get(), dw_nchw.get(), db, nullptr);  // db needs no permutation
+  conv2d_backward_weight(d, x_nchw.get(), dy_nchw.get(), dw_nchw.get(), db, nullptr,
+                         nullptr);  // db needs no permutation
   permute(d.c_out, d.c_in / d.groups, d.kernel_h, d.kernel_w, d.dtype, dw_nchw.get(), dw, true);
 }
 

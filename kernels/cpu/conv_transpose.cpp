@@ -195,9 +195,9 @@ void conv_transpose2d_backward_data(const ConvTranspose2dDesc& desc, const void*
 }
 
 void conv_transpose2d_backward_weight(const ConvTranspose2dDesc& desc, const void* x, const void* dy, void* dw,
-                                      void* db, Stream stream) {
+                                      void* db, void* /*workspace*/, Stream stream) {
   validate_conv_transpose2d(desc);
-  conv2d_backward_weight(conv2d_of_transpose(desc), dy, x, dw, nullptr, stream);
+  conv2d_backward_weight(conv2d_of_transpose(desc), dy, x, dw, nullptr, nullptr, stream);
   if (db == nullptr) return;
   dispatch_floating(desc.dtype, "conv_transpose2d_backward_weight", [&](auto tag) {
     using T = typename decltype(tag)::type;

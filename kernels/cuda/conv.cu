@@ -5,8 +5,9 @@
 //     forward          M = Og, N = N*OH*OW, K = Cg*KH*KW   A = w,   B = im2col(x)
 //     backward data    M = Cg, N = N*H*W,   K = Og*KH*KW   A = w^T, B = dy gathered at the outputs
 //                                                          that read each input pixel (no atomics)
-//     backward weight  M = Og, N = Cg*KH*KW, K = N*OH*OW   A = dy,  B = im2col(x)^T; K is split over
-//                                                          blocks that atomically add (f32, f64)
+//     backward weight  M = Og, N = Cg*KH*KW, K = N*OH*OW   A = dy,  B = im2col(x)^T; K may be split
+//                                                          over blocks whose partial dw are then added
+//                                                          in order (f32, f64; kernels/conv.h)
 // - 1x1 convolutions with stride 1, no padding and one group are plain batched GEMMs over the images
 //   (forward and backward data), run by the tuned GEMM kernels (kernels/cuda/gemm.cu).
 // f64 computes in f64. Built by nvcc and by the emulator from this one source (DESIGN.md rules).
@@ -109,7 +110,7 @@ struct BackwardWeightGemm {
   const T* x;   // (N, C_in, H, W)
   const T* dy;  // (N, C_out, OH, OW)
   T* dw;        // (C_out, Cg, KH, KW)
-  bool accumulate;  // K is split over blocks: atomically add to a zeroed dw
+  T* partials;  // (splits, C_out, Cg, KH, KW) when K is split over blocks, else nullptr
   __device__ int64_t m() const { return s.og; }
   __device__ int64_t n() const { return s.k; }
   __device__ int64_t k() const { return s.n * s.oh * s.ow; }
@@ -119,7 +120,7 @@ struct BackwardWeightGemm {
   }
   __device__ Acc b(int64_t g, int64_t p, int64_t kidx) const { return im2col_value(s, x, g, kidx, p); }
   __device__ void store(int64_t g, int64_t m, int64_t kidx, Acc v) const {
-    conv_gemm::store_weight_gradient(dw + (g * s.og + m) * s.k + kidx, v, accumulate);
+    conv_gemm::store_weight_gradient(dw, partials, s, (g * s.og + m) * s.k + kidx, v);
   }
 };
 
@@ -187,20 +188,17 @@ void backward_data_typed(const Conv2dDesc& d, const T* dy, const T* w, T* dx, St
 }
 
 template <typename T>
-void backward_weight_typed(const Conv2dDesc& d, const T* x, const T* dy, T* dw, T* db, Stream stream) {
+void backward_weight_typed(const Conv2dDesc& d, const T* x, const T* dy, T* dw, T* db, T* partials, Stream stream) {
   const ConvArgs s = conv_gemm::conv_args(d);
   if (conv2d_is_depthwise(d)) {
     conv_detail::depthwise_backward_weight(d, x, dy, dw, stream);
   } else if (d.layout == Conv2dLayout::nhwc) {
-    conv_detail::channels_last_backward_weight(d, x, dy, dw, stream);
+    conv_detail::channels_last_backward_weight(d, x, dy, dw, partials, stream);
   } else {
-    const int64_t pixels = s.n * s.oh * s.ow;
-    const int64_t splits = conv_gemm::backward_weight_splits<T>(s);
-    if (splits > 1) {
-      CUDA_CHECK(cudaMemsetAsync(dw, 0, static_cast<size_t>(conv2d_w_elements(d)) * sizeof(T), stream));
-    }
-    const BackwardWeightGemm<T> p{s, x, dy, dw, splits > 1};
-    conv_gemm::launch_gemm(p, s.og, s.k, pixels, splits, stream);
+    const int64_t splits = conv2d_backward_weight_splits(d);
+    const BackwardWeightGemm<T> p{s, x, dy, dw, splits > 1 ? partials : nullptr};
+    conv_gemm::launch_gemm(p, s.og, s.k, s.n * s.oh * s.ow, splits, stream);
+    if (splits > 1) conv_detail::sum_weight_partials(d, partials, splits, dw, stream);
   }
   if (db != nullptr) conv_detail::bias_gradient(d, dy, db, stream);
 }
@@ -234,7 +232,7 @@ void conv2d_backward_data(const Conv2dDesc& desc, const void* dy, const void* w,
   });
 }
 
-void conv2d_backward_weight(const Conv2dDesc& desc, const void* x, const void* dy, void* dw, void* db,
+void conv2d_backward_weight(const Conv2dDesc& desc, const void* x, const void* dy, void* dw, void* db, void* workspace,
                             Stream stream) {
   validate_conv2d(desc);
   SE_CHECK(dw != nullptr, "conv2d_backward_weight: dw is null");
@@ -245,10 +243,13 @@ void conv2d_backward_weight(const Conv2dDesc& desc, const void* x, const void* d
     return;
   }
   SE_CHECK(x != nullptr && dy != nullptr, "conv2d_backward_weight: x or dy is null");
+  SE_CHECK(workspace != nullptr || conv2d_backward_weight_workspace_bytes(desc) == 0,
+           "conv2d_backward_weight: the workspace is null; this conv needs conv2d_backward_weight_workspace_bytes = ",
+           conv2d_backward_weight_workspace_bytes(desc), " bytes");
   dispatch_floating_cuda(desc.dtype, "conv2d_backward_weight", [&](auto tag) {
     using T = typename decltype(tag)::type;
     backward_weight_typed<T>(desc, static_cast<const T*>(x), static_cast<const T*>(dy), static_cast<T*>(dw),
-                             static_cast<T*>(db), stream);
+                             static_cast<T*>(db), static_cast<T*>(workspace), stream);
   });
 }
 

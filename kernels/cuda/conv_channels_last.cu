@@ -7,7 +7,8 @@
 //   backward data    M = N*H*W,   N = Cg, K = KH*KW*Og   A = dy gathered at the outputs that read each
 //                                                        input pixel (along k),    B = w (along n)
 //   backward weight  M = Og, N = KH*KW*Cg, K = N*OH*OW   A = dy^T (along m),       B = im2col(x) (along n);
-//                                                        K split over blocks that atomically add (f32, f64)
+//                                                        K may be split over blocks, their partial dw
+//                                                        then added in order (f32, f64; kernels/conv.h)
 // The outputs y and dx are stored with consecutive threads along their channels. Pixels index rows of the
 // first two, so their tiles run along gridDim.x (no 65535-tile limit).
 // 1x1 convolutions with stride 1, no padding and one group are, per image, (H*W, C_in) x (C_in, C_out)
@@ -109,14 +110,14 @@ struct BackwardWeightNhwc {
   const T* x;       // (N, H, W, C_in)
   const T* dy;      // (N, OH, OW, C_out)
   T* dw;            // (C_out, KH, KW, Cg)
-  bool accumulate;  // K is split over blocks: atomically add to a zeroed dw
+  T* partials;      // (splits, C_out, KH, KW, Cg) when K is split over blocks, else nullptr
   __device__ int64_t m() const { return s.og; }
   __device__ int64_t n() const { return s.k; }
   __device__ int64_t k() const { return s.n * s.oh * s.ow; }
   __device__ Acc a(int64_t g, int64_t co, int64_t p) const { return static_cast<Acc>(dy[p * s.c_out + g * s.og + co]); }
   __device__ Acc b(int64_t g, int64_t p, int64_t kidx) const { return im2col_nhwc(s, x, g, p, kidx); }
   __device__ void store(int64_t g, int64_t co, int64_t kidx, Acc v) const {
-    conv_gemm::store_weight_gradient(dw + (g * s.og + co) * s.k + kidx, v, accumulate);
+    conv_gemm::store_weight_gradient(dw, partials, s, (g * s.og + co) * s.k + kidx, v);
   }
 };
 
@@ -182,18 +183,18 @@ void channels_last_backward_data(const Conv2dDesc& d, const T* dy, const T* w, T
 }
 
 template <typename T>
-void channels_last_backward_weight(const Conv2dDesc& d, const T* x, const T* dy, T* dw, Stream stream) {
+void channels_last_backward_weight(const Conv2dDesc& d, const T* x, const T* dy, T* dw, T* partials, Stream stream) {
   const ConvArgs s = conv_gemm::conv_args(d);
-  const int64_t splits = conv_gemm::backward_weight_splits<T>(s);
-  if (splits > 1) CUDA_CHECK(cudaMemsetAsync(dw, 0, static_cast<size_t>(conv2d_w_elements(d)) * sizeof(T), stream));
-  const BackwardWeightNhwc<T> p{s, x, dy, dw, splits > 1};
+  const int64_t splits = conv2d_backward_weight_splits(d);
+  const BackwardWeightNhwc<T> p{s, x, dy, dw, splits > 1 ? partials : nullptr};
   conv_gemm::launch_gemm(p, s.og, s.k, s.n * s.oh * s.ow, splits, stream);
+  if (splits > 1) conv_detail::sum_weight_partials(d, partials, splits, dw, stream);
 }
 
 #define SE_CONV_CHANNELS_LAST_INSTANTIATE(T)                                                           \
   template void channels_last_forward<T>(const Conv2dDesc&, const T*, const T*, const T*, T*, Stream); \
   template void channels_last_backward_data<T>(const Conv2dDesc&, const T*, const T*, T*, Stream);     \
-  template void channels_last_backward_weight<T>(const Conv2dDesc&, const T*, const T*, T*, Stream);
+  template void channels_last_backward_weight<T>(const Conv2dDesc&, const T*, const T*, T*, T*, Stream);
 SE_CONV_CHANNELS_LAST_INSTANTIATE(float)
 SE_CONV_CHANNELS_LAST_INSTANTIATE(double)
 SE_CONV_CHANNELS_LAST_INSTANTIATE(__half)

@@ -23,13 +23,19 @@ void bias_gradient(const Conv2dDesc& d, const T* dy, T* db, Stream stream);
 template <typename T>
 void fill_bias(const Conv2dDesc& d, const T* bias, T* y, Stream stream);
 
+// dw = the sum of the `splits` partial weight gradients (splits, conv2d_w_elements(d)), added in part order
+// (the split backward weight's second kernel: the same bits in any block order).
+template <typename T>
+void sum_weight_partials(const Conv2dDesc& d, const T* partials, int64_t splits, T* dw, Stream stream);
+
 // conv_channels_last.cu: the non-depthwise passes over NHWC (the bias gradient is bias_gradient's).
 template <typename T>
 void channels_last_forward(const Conv2dDesc& d, const T* x, const T* w, const T* bias /* or nullptr */, T* y,
                            Stream stream);
 template <typename T>
 void channels_last_backward_data(const Conv2dDesc& d, const T* dy, const T* w, T* dx, Stream stream);
+// `partials`: conv2d_backward_weight_workspace_bytes(d) of device memory when the pixels are split.
 template <typename T>
-void channels_last_backward_weight(const Conv2dDesc& d, const T* x, const T* dy, T* dw, Stream stream);
+void channels_last_backward_weight(const Conv2dDesc& d, const T* x, const T* dy, T* dw, T* partials, Stream stream);
 
 }  // namespace se::kernels::cuda::conv_detail

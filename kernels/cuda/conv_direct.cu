@@ -4,7 +4,8 @@
 // - the reductions over images and pixels (depthwise backward weight, bias gradient) in a fixed order:
 //   NCHW, one block per weight or channel over its contiguous planes; NHWC, 32 consecutive channels
 //   per block row (coalesced) times 8 pixel lanes, the lanes summed in order through shared memory;
-// - the bias broadcast under the 1x1 GEMMs.
+// - the bias broadcast under the 1x1 GEMMs;
+// - the sum of a split backward weight's partial gradients, in part order.
 // Weights (C_out, 1, KH, KW) and (C_out, KH, KW, 1) are the same memory. f64 computes in f64.
 #include <algorithm>
 #include <cstdint>
@@ -193,6 +194,19 @@ __global__ void fill_bias_kernel(T* y,           // (N, C, HW) or (N, HW, C)
   }
 }
 
+// dw[e] = partials[0][e] + partials[1][e] + ..., in part order.
+template <typename T>
+__global__ void sum_weight_partials_kernel(T* dw,              // (elements)
+                                           const T* partials,  // (splits, elements)
+                                           int64_t splits, int64_t elements) {
+  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < elements;
+       e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    T sum = partials[e];
+    for (int64_t part = 1; part < splits; ++part) sum += partials[part * elements + e];
+    dw[e] = sum;
+  }
+}
+
 #define SE_CONV_DIRECT_KERNELS_INSTANTIATE(T)                                                              \
   template __global__ void depthwise_forward_kernel<T, false>(ConvArgs, const T*, const T*, const T*, T*); \
   template __global__ void depthwise_forward_kernel<T, true>(ConvArgs, const T*, const T*, const T*, T*);  \
@@ -202,7 +216,8 @@ __global__ void fill_bias_kernel(T* y,           // (N, C, HW) or (N, HW, C)
   template __global__ void bias_grad_kernel<T>(ConvArgs, const T*, T*);                                    \
   template __global__ void channels_last_reduce_kernel<T>(ConvArgs, const T*, const T*, T*);               \
   template __global__ void fill_bias_kernel<T, false>(T*, const T*, int64_t, int64_t, int64_t);            \
-  template __global__ void fill_bias_kernel<T, true>(T*, const T*, int64_t, int64_t, int64_t);
+  template __global__ void fill_bias_kernel<T, true>(T*, const T*, int64_t, int64_t, int64_t);             \
+  template __global__ void sum_weight_partials_kernel<T>(T*, const T*, int64_t, int64_t);
 SE_CONV_DIRECT_KERNELS_INSTANTIATE(float)
 SE_CONV_DIRECT_KERNELS_INSTANTIATE(double)
 SE_CONV_DIRECT_KERNELS_INSTANTIATE(__half)
@@ -275,12 +290,20 @@ void fill_bias(const Conv2dDesc& d, const T* bias, T* y, Stream stream) {
   }
 }
 
+template <typename T>
+void sum_weight_partials(const Conv2dDesc& d, const T* partials, int64_t splits, T* dw, Stream stream) {
+  const int64_t elements = conv2d_w_elements(d);
+  SE_LAUNCH(sum_weight_partials_kernel<T>, elementwise_blocks(elements), kEltThreads, 0, stream, dw, partials, splits,
+            elements);
+}
+
 #define SE_CONV_DIRECT_INSTANTIATE(T)                                                              \
   template void depthwise_forward<T>(const Conv2dDesc&, const T*, const T*, const T*, T*, Stream); \
   template void depthwise_backward_data<T>(const Conv2dDesc&, const T*, const T*, T*, Stream);     \
   template void depthwise_backward_weight<T>(const Conv2dDesc&, const T*, const T*, T*, Stream);   \
   template void bias_gradient<T>(const Conv2dDesc&, const T*, T*, Stream);                         \
-  template void fill_bias<T>(const Conv2dDesc&, const T*, T*, Stream);
+  template void fill_bias<T>(const Conv2dDesc&, const T*, T*, Stream);                             \
+  template void sum_weight_partials<T>(const Conv2dDesc&, const T*, int64_t, T*, Stream);
 SE_CONV_DIRECT_INSTANTIATE(float)
 SE_CONV_DIRECT_INSTANTIATE(double)
 SE_CONV_DIRECT_INSTANTIATE(__half)

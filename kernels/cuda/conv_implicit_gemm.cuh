@@ -61,6 +61,8 @@ inline ConvArgs conv_args(const Conv2dDesc& d) {
 constexpr int kBM = 64, kBN = 64, kBK = 16, kTM = 4, kTN = 4;
 constexpr int kGemmThreads = (kBM / kTM) * (kBN / kTN);
 constexpr unsigned int kMaxGridYZ = 65535;
+static_assert(kBM == kConvWeightTile && kBN == kConvWeightTile && kMaxGridYZ == kConvMaxGridYZ,
+              "kernels/conv.h sizes the backward weight's splits with these tiles");
 
 // The block's tile corner: m tiles along x or y (P::kMAlongGridX), n tiles along the other.
 template <typename P>
@@ -192,32 +194,16 @@ void launch_gemm(const P& p, int64_t m, int64_t n, int64_t k, int64_t splits, St
   }
 }
 
-// Writes one weight-gradient value: atomically added into the zeroed dw when K is split over blocks (f32,
-// f64; see backward_weight_splits), else stored.
+// Writes one weight-gradient value at `index` of dw: into the block's part of the partial sums when the
+// pixels are split over blocks (f32, f64; kernels/conv.h, conv2d_backward_weight_splits), else into dw.
 template <typename T, typename Acc>
-__device__ inline void store_weight_gradient(T* out, Acc v, bool accumulate) {
-  if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
-    if (accumulate) {
-      atomicAdd(out, v);
-      return;
-    }
+__device__ inline void store_weight_gradient(T* dw, T* partials, const ConvArgs& s, int64_t index, Acc v) {
+  if (partials == nullptr) {
+    dw[index] = static_cast<T>(v);
+    return;
   }
-  *out = static_cast<T>(v);
-}
-
-// Parts of the backward weight's pixel reduction (K = N * OH * OW): small weights still fill the GPU
-// with about 256 blocks, each split at least 1024 pixels long; the parts atomically add into a zeroed
-// dw. f16/bf16 have no fast atomics on every architecture: one split.
-template <typename T>
-int64_t backward_weight_splits(const ConvArgs& s) {
-  if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
-    const int64_t pixels = s.n * s.oh * s.ow;
-    const int64_t blocks = static_cast<int64_t>(ceil_div(s.og, kBM)) * ceil_div(s.k, kBN) * s.groups;
-    const int64_t splits = std::clamp<int64_t>(256 / blocks, 1, std::max<int64_t>(1, pixels / 1024));
-    return std::min<int64_t>(splits, kMaxGridYZ / s.groups);
-  } else {
-    return 1;
-  }
+  const int64_t split = blockIdx.z / s.groups;
+  partials[split * s.c_out * s.k + index] = static_cast<T>(v);
 }
 
 // Explicit instantiation of both block kernels for a problem template over the four element types.

@@ -1,9 +1,8 @@
-// CUDA resize (see kernels/resize.h for the coordinates and the backward strategy per dtype). The
+// CUDA resize (see kernels/resize.h for the coordinates and the backward's gather). The
 // mapping itself is shared with the CPU through kernels/resize_ops.h.
 #include "kernels/resize.h"
 
 #include <algorithm>
-#include <type_traits>
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/resize_ops.h"
@@ -32,31 +31,8 @@ __global__ void resize_forward_kernel(E* y,        // (planes, out_h, out_w)
   }
 }
 
-// f32 and f64: one thread per output cell adds into its (up to four) taps; grad_x starts at zero.
-template <typename E>
-__global__ void resize_backward_scatter_kernel(E* grad_x,        // (planes, in_h, in_w), zeroed
-                                               const E* grad_y,  // (planes, out_h, out_w)
-                                               ResizeDesc d) {
-  const auto ah = resize_ops::axis_h<E>(d);
-  const auto aw = resize_ops::axis_w<E>(d);
-  for (int64_t k = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < d.planes * d.out_h * d.out_w;
-       k += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t ow = k % d.out_w, oh = k / d.out_w % d.out_h, p = k / (d.out_w * d.out_h);
-    const resize_ops::Taps<E> h = ah.taps(oh), w = aw.taps(ow);
-    E* plane = grad_x + p * d.in_h * d.in_w;
-    const E v = grad_y[k];
-    if (d.mode == ResizeMode::nearest) {
-      atomicAdd(plane + h.i0 * d.in_w + w.i0, v);
-      continue;
-    }
-    atomicAdd(plane + h.i0 * d.in_w + w.i0, h.w0 * w.w0 * v);
-    atomicAdd(plane + h.i0 * d.in_w + w.i1, h.w0 * w.w1 * v);
-    atomicAdd(plane + h.i1 * d.in_w + w.i0, h.w1 * w.w0 * v);
-    atomicAdd(plane + h.i1 * d.in_w + w.i1, h.w1 * w.w1 * v);
-  }
-}
-
-// f16 and bf16: one thread per input cell sums, in float, the outputs that read it.
+// One thread per input cell sums the outputs that read it, in output order (float for f16/bf16): no atomics,
+// so the same bits in any block order.
 template <typename E>
 __global__ void resize_backward_gather_kernel(E* grad_x,        // (planes, in_h, in_w)
                                               const E* grad_y,  // (planes, out_h, out_w)
@@ -94,17 +70,10 @@ void resize_forward(T* y, const T* x, const ResizeDesc& d, Stream stream) {
 
 template <typename T>
 void resize_backward(T* grad_x, const T* grad_y, const ResizeDesc& d, Stream stream) {
-  const int64_t n_in = d.planes * d.in_h * d.in_w, n_out = d.planes * d.out_h * d.out_w;
+  const int64_t n_in = d.planes * d.in_h * d.in_w;
   if (n_in == 0) return;
-  auto* gx = reinterpret_cast<cuda_t<T>*>(grad_x);
-  const auto* gy = reinterpret_cast<const cuda_t<T>*>(grad_y);
-  if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
-    CUDA_CHECK(cudaMemsetAsync(gx, 0, static_cast<size_t>(n_in) * sizeof(T), stream));
-    if (n_out == 0) return;
-    SE_LAUNCH((resize_backward_scatter_kernel<T>), blocks_for(n_out), kThreads, 0, stream, gx, gy, d);
-  } else {
-    SE_LAUNCH((resize_backward_gather_kernel<cuda_t<T>>), blocks_for(n_in), kThreads, 0, stream, gx, gy, d);
-  }
+  SE_LAUNCH((resize_backward_gather_kernel<cuda_t<T>>), blocks_for(n_in), kThreads, 0, stream,
+            reinterpret_cast<cuda_t<T>*>(grad_x), reinterpret_cast<const cuda_t<T>*>(grad_y), d);
 }
 
 #define SE_INSTANTIATE(T)                                                   \

@@ -15,6 +15,9 @@
 #ifdef SEGENGINE_HAS_CUDA
 #include "kernels/cuda/runtime.h"
 #endif
+#ifdef SEGENGINE_CUDA_EMU
+#include "kernels/emu/emu.h"
+#endif
 
 namespace se::test {
 
@@ -115,6 +118,28 @@ class DeviceBuffer {
   size_t count_;
   T* ptr_ = nullptr;
 };
+
+// Runs `run` once per block order and returns its results: under the emulator the forward, reverse and two
+// random schedules (kernels/emu/emu.h; restored after), on a GPU four plain runs (its block order varies by
+// itself). A kernel whose bits depend on the order of floating-point atomics gives different results.
+template <typename Run>
+auto results_in_several_block_orders(Run run) {
+  std::vector<decltype(run())> results;
+#ifdef SEGENGINE_CUDA_EMU
+  const emu::Schedule before = emu::schedule();
+  for (int order = 0; order < 4; ++order) {
+    emu::set_schedule(order == 0   ? emu::Schedule::kForward
+                      : order == 1 ? emu::Schedule::kReverse
+                                   : emu::Schedule::kRandom,
+                      static_cast<uint64_t>(order));
+    results.push_back(run());
+  }
+  emu::set_schedule(before);
+#else
+  for (int order = 0; order < 4; ++order) results.push_back(run());
+#endif
+  return results;
+}
 #endif
 
 }  // namespace se::test

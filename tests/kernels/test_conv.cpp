@@ -174,7 +174,7 @@ Outputs<T> run_cpu(const Conv2dDesc& d, const Tensors& in) {
   out.db.resize(static_cast<size_t>(d.c_out));
   cpu::conv2d_forward(d, x.data(), w.data(), b.data(), out.y.data(), nullptr);
   cpu::conv2d_backward_data(d, dy.data(), w.data(), out.dx.data(), nullptr);
-  cpu::conv2d_backward_weight(d, x.data(), dy.data(), out.dw.data(), out.db.data(), nullptr);
+  cpu::conv2d_backward_weight(d, x.data(), dy.data(), out.dw.data(), out.db.data(), nullptr, nullptr);
   return out;
 }
 
@@ -328,7 +328,7 @@ TEST(ConvCpu, NoBiasGradientWhenDbIsNull) {
   const Tensors want = rounded_reference<float>(d, 5);
   const auto x = test::cast_to<float>(want.x), dy = test::cast_to<float>(want.dy);
   std::vector<float> dw(static_cast<size_t>(conv2d_w_elements(d)));
-  cpu::conv2d_backward_weight(d, x.data(), dy.data(), dw.data(), nullptr, nullptr);
+  cpu::conv2d_backward_weight(d, x.data(), dy.data(), dw.data(), nullptr, nullptr, nullptr);
   EXPECT_LE(relative_error(test::to_double(dw), want.dw), 1e-5);
 }
 
@@ -590,6 +590,27 @@ TEST(ConvValidate, OutputSize) {
   EXPECT_EQ(conv2d_output_size(5, 3, 2, 0, 3), 0);
 }
 
+// CUDA's backward weight splits the pixels of a conv with few weights into parts (kernels/conv.h): about
+// 256 blocks of 64 x 64 weight tiles, each part at least 1024 pixels, f32 and f64 only, never depthwise.
+TEST(ConvValidate, BackwardWeightSplitsAndTheirWorkspace) {
+  Conv2dDesc d;  // ResNet's 3x3 64 -> 64 at 128x128, batch 2: 1 x 9 tiles, 32768 pixels
+  d.n = 2, d.c_in = d.c_out = 64, d.h = d.w = 128, d.kernel_h = d.kernel_w = 3, d.pad_h = d.pad_w = 1;
+  EXPECT_EQ(conv2d_backward_weight_splits(d), 256 / 9);
+  EXPECT_EQ(conv2d_backward_weight_workspace_bytes(d), 28u * 64 * 64 * 9 * sizeof(float));
+  d.dtype = DType::f64;
+  EXPECT_EQ(conv2d_backward_weight_workspace_bytes(d), 28u * 64 * 64 * 9 * sizeof(double));
+  d.dtype = DType::bf16;  // one part: no 16-bit partial sums
+  EXPECT_EQ(conv2d_backward_weight_splits(d), 1);
+  EXPECT_EQ(conv2d_backward_weight_workspace_bytes(d), 0u);
+  d.dtype = DType::f32;
+  d.h = d.w = 40;  // 3200 pixels: parts of >= 1024
+  EXPECT_EQ(conv2d_backward_weight_splits(d), 3);
+  d.c_in = d.c_out = 512;  // 8 x 72 tiles fill the GPU alone
+  EXPECT_EQ(conv2d_backward_weight_splits(d), 1);
+  d.groups = 512;  // depthwise: its own kernel
+  EXPECT_EQ(conv2d_backward_weight_workspace_bytes(d), 0u);
+}
+
 TEST(ConvValidate, CpuChecksPointers) {
   const Conv2dDesc d = make_desc(kCases[0], DType::f32);
   std::vector<float> buf(static_cast<size_t>(conv2d_x_elements(d) + conv2d_y_elements(d)));
@@ -608,9 +629,10 @@ Outputs<T> run_cuda(const Conv2dDesc& d, const Tensors& in) {
   test::DeviceBuffer<T> dy(test::cast_to<T>(in.dy));
   test::DeviceBuffer<T> y(static_cast<size_t>(conv2d_y_elements(d))), dx(static_cast<size_t>(conv2d_x_elements(d)));
   test::DeviceBuffer<T> dw(static_cast<size_t>(conv2d_w_elements(d))), db(static_cast<size_t>(d.c_out));
+  test::DeviceBuffer<unsigned char> workspace(conv2d_backward_weight_workspace_bytes(d));
   cuda::conv2d_forward(d, x.get(), w.get(), b.get(), y.get(), nullptr);
   cuda::conv2d_backward_data(d, dy.get(), w.get(), dx.get(), nullptr);
-  cuda::conv2d_backward_weight(d, x.get(), dy.get(), dw.get(), db.get(), nullptr);
+  cuda::conv2d_backward_weight(d, x.get(), dy.get(), dw.get(), db.get(), workspace.get(), nullptr);
   return {y.to_host(), dx.to_host(), dw.to_host(), db.to_host()};
 }
 
@@ -709,6 +731,61 @@ TEST(ConvCuda, ChannelsLastF32MatchesReference) {
 TEST(ConvCuda, ChannelsLastF64MatchesReference) {
   SE_SKIP_WITHOUT_CUDA();
   cuda_channels_last_vs_reference<double>(DType::f64, 1e-13, 1101);
+}
+
+// The weight gradient of a conv whose pixel reduction is split over blocks (few weights, many pixels) is
+// the same bits whatever order the blocks run in, so a training run on a GPU repeats bit for bit.
+template <typename T>
+void backward_weight_in_several_block_orders(DType dtype, Conv2dLayout layout, double tol, uint32_t seed) {
+  const std::vector<Case> split_cases = {
+      {"few_weights_many_pixels", 2, 3, 48, 40, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, true},
+      {"groups2_stride2", 1, 4, 130, 66, 6, 3, 3, 2, 2, 1, 1, 1, 1, 2, false},
+  };
+  for (const Case& c : split_cases) {
+    Conv2dDesc d = make_desc(c, dtype);
+    Tensors in = rounded_reference<T>(d, seed += 5);
+    if (layout == Conv2dLayout::nhwc) in = channels_last(d, in);
+    d.layout = layout;
+    const auto results = test::results_in_several_block_orders([&] {
+      test::DeviceBuffer<T> x(test::cast_to<T>(in.x)), dy(test::cast_to<T>(in.dy));
+      test::DeviceBuffer<T> dw(static_cast<size_t>(conv2d_w_elements(d))), db(static_cast<size_t>(d.c_out));
+      test::DeviceBuffer<unsigned char> workspace(conv2d_backward_weight_workspace_bytes(d));
+      cuda::conv2d_backward_weight(d, x.get(), dy.get(), dw.get(), db.get(), workspace.get(), nullptr);
+      return std::make_pair(dw.to_host(), db.to_host());
+    });
+    EXPECT_GT(conv2d_backward_weight_splits(d), 1) << c.name << ": the pixels are not split";
+    const Outputs<T> want = run_cpu<T>(d, in);  // the parts add up to the gradient
+    EXPECT_LE(relative_error(test::to_double(results[0].first), test::to_double(want.dw)), tol) << c.name;
+    for (size_t order = 1; order < results.size(); ++order) {
+      EXPECT_EQ(test::bits_of(results[order].first), test::bits_of(results[0].first))
+          << c.name << ": dw, block order " << order;
+      EXPECT_EQ(test::bits_of(results[order].second), test::bits_of(results[0].second))
+          << c.name << ": db, block order " << order;
+    }
+  }
+}
+
+TEST(ConvCuda, BackwardWeightIsTheSameBitsInAnyBlockOrder) {
+  SE_SKIP_WITHOUT_CUDA();
+  backward_weight_in_several_block_orders<float>(DType::f32, Conv2dLayout::nchw, 1e-5, 1401);
+  backward_weight_in_several_block_orders<double>(DType::f64, Conv2dLayout::nchw, 1e-13, 1501);
+  backward_weight_in_several_block_orders<float>(DType::f32, Conv2dLayout::nhwc, 1e-5, 1601);
+}
+
+TEST(ConvCuda, SplitBackwardWeightWithoutItsWorkspaceIsAnError) {
+  SE_SKIP_WITHOUT_CUDA();
+  const Conv2dDesc d = make_desc({"split", 2, 3, 48, 40, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, false}, DType::f32);
+  test::DeviceBuffer<float> x(static_cast<size_t>(conv2d_x_elements(d))), dy(static_cast<size_t>(conv2d_y_elements(d)));
+  test::DeviceBuffer<float> dw(static_cast<size_t>(conv2d_w_elements(d)));
+  try {
+    cuda::conv2d_backward_weight(d, x.get(), dy.get(), dw.get(), nullptr, nullptr, nullptr);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("conv2d_backward_weight_workspace_bytes = " +
+                                         std::to_string(conv2d_backward_weight_workspace_bytes(d))),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 // Tensor cores against the CPU on the same nhwc inputs.

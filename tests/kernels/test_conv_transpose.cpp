@@ -138,7 +138,7 @@ Outputs<T> run_cpu(const ConvTranspose2dDesc& d, const Tensors& in) {
   out.db.resize(static_cast<size_t>(d.c_out));
   cpu::conv_transpose2d_forward(d, x.data(), w.data(), b.data(), out.y.data(), nullptr);
   cpu::conv_transpose2d_backward_data(d, dy.data(), w.data(), out.dx.data(), nullptr);
-  cpu::conv_transpose2d_backward_weight(d, x.data(), dy.data(), out.dw.data(), out.db.data(), nullptr);
+  cpu::conv_transpose2d_backward_weight(d, x.data(), dy.data(), out.dw.data(), out.db.data(), nullptr, nullptr);
   return out;
 }
 
@@ -230,9 +230,10 @@ Outputs<T> run_cuda(const ConvTranspose2dDesc& d, const Tensors& in) {
   test::DeviceBuffer<T> y(static_cast<size_t>(conv_transpose2d_y_elements(d)));
   test::DeviceBuffer<T> dx(static_cast<size_t>(conv_transpose2d_x_elements(d)));
   test::DeviceBuffer<T> dw(static_cast<size_t>(conv_transpose2d_w_elements(d))), db(static_cast<size_t>(d.c_out));
+  test::DeviceBuffer<unsigned char> workspace(conv_transpose2d_backward_weight_workspace_bytes(d));
   cuda::conv_transpose2d_forward(d, x.get(), w.get(), b.get(), y.get(), nullptr);
   cuda::conv_transpose2d_backward_data(d, dy.get(), w.get(), dx.get(), nullptr);
-  cuda::conv_transpose2d_backward_weight(d, x.get(), dy.get(), dw.get(), db.get(), nullptr);
+  cuda::conv_transpose2d_backward_weight(d, x.get(), dy.get(), dw.get(), db.get(), workspace.get(), nullptr);
   return {y.to_host(), dx.to_host(), dw.to_host(), db.to_host()};
 }
 

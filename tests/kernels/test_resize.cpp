@@ -240,6 +240,30 @@ void check_cuda_against_cpu(uint32_t seed) {
   }
 }
 
+// The backward is the same bits whatever order the blocks (and their threads) run in: a training run through
+// resize layers repeats bit for bit on a GPU.
+template <typename T>
+void check_cuda_backward_in_several_block_orders(uint32_t seed) {
+  for (const ResizeCase& c : kCases) {
+    const ResizeDesc d = desc_of(c);
+    const std::vector<T> g = cast_to<T>(random_values(d.planes * d.out_h * d.out_w, seed++));
+    const auto results = test::results_in_several_block_orders([&] {
+      test::DeviceBuffer<T> dg(g), dgx(static_cast<size_t>(d.planes * d.in_h * d.in_w));
+      cuda::resize_backward(dgx.get(), dg.get(), d, nullptr);
+      return test::bits_of(dgx.to_host());
+    });
+    for (size_t order = 1; order < results.size(); ++order) {
+      EXPECT_EQ(results[order], results[0]) << describe(d) << ", block order " << order;
+    }
+  }
+}
+
+TEST(ResizeCuda, BackwardIsTheSameBitsInAnyBlockOrder) {
+  SE_SKIP_WITHOUT_CUDA();
+  check_cuda_backward_in_several_block_orders<float>(5);
+  check_cuda_backward_in_several_block_orders<double>(6);
+}
+
 TEST(ResizeCuda, F32MatchesCpu) {
   SE_SKIP_WITHOUT_CUDA();
   check_cuda_against_cpu<float>(1);

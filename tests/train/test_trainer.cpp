@@ -15,6 +15,9 @@
 #include "tests/data/data_test_util.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
+#ifdef SEGENGINE_CUDA_EMU
+#include "kernels/emu/emu.h"
+#endif
 
 namespace se {
 namespace {
@@ -468,6 +471,52 @@ TEST(TrainerCuda, MixedPrecisionOnTheDeviceMatchesTheCpuClosely) {
   nlohmann::json config = tiny_config();
   config["train"]["amp"] = "bf16";
   expect_cuda_run_matches_cpu(config, 2e-2);
+}
+
+// A GPU runs a kernel's blocks in no promised order, and no kernel of a training step lets that order into
+// its bits (no floating-point atomics: a split backward weight adds its parts in order, resize's backward
+// gathers), so a run on the device repeats bit for bit. The emulator runs the blocks ascending, shuffled
+// (the threads of each block too) and descending, the first `orders` of those; a GPU takes its own order on
+// every run.
+void expect_same_cuda_run_in_any_block_order(const nlohmann::json& model, int orders, int batch_size) {
+  TempDir dir;
+  nlohmann::json config = tiny_config();
+  config["model"] = model;
+  config["data"]["train"]["loader"]["batch_size"] = batch_size;
+  config["train"]["max_iters"] = 2;
+  config["train"]["eval_interval"] = 0;
+  config["train"]["checkpoint_interval"] = 2;
+  config["train"]["plots"] = false;
+  for (int order = 0; order < orders; ++order) {
+#ifdef SEGENGINE_CUDA_EMU
+    const emu::Schedule before = emu::schedule();
+    emu::set_schedule(order == 0   ? emu::Schedule::kForward
+                      : order == 1 ? emu::Schedule::kRandom
+                                   : emu::Schedule::kReverse,
+                      static_cast<uint64_t>(order));
+#endif
+    Trainer(Config::from_json(config), quiet_setup(dir / std::to_string(order), Device::cuda(0))).run();
+#ifdef SEGENGINE_CUDA_EMU
+    emu::set_schedule(before);
+#endif
+  }
+  for (int order = 1; order < orders; ++order) {
+    expect_same_training_state(dir / "0/last.safetensors", dir / (std::to_string(order) + "/last.safetensors"));
+  }
+}
+
+// U-Net: split backward weights (4 images of 32x32 against few weights), transposed convs, BatchNorm.
+TEST(TrainerCuda, UNetRunIsBitIdenticalInAnyBlockOrder) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  expect_same_cuda_run_in_any_block_order(tiny_config()["model"], 3, 4);
+}
+
+// SegFormer: resize (the decoder's upsampling), attention, LayerNorm, depthwise convs. Two orders and two
+// images a step: the emulator takes ~4 s a step of this model.
+TEST(TrainerCuda, SegFormerRunIsBitIdenticalInAnyBlockOrder) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  expect_same_cuda_run_in_any_block_order(
+      nlohmann::json::parse(R"({"name": "segformer", "variant": "b0", "num_classes": 6})"), 2, 2);
 }
 
 }  // namespace
