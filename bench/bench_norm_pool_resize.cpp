@@ -61,9 +61,9 @@ void bm_batch_norm(benchmark::State& state, Backend backend, BatchNormPass pass)
           state, backend,
           [&] {
             SE_BENCH_CALL(backend, batch_norm_backward_reduce<float>, sum_dy.data(), sum_dy_xmu.data(), dy.data(),
-                          x.data(), mean.data(), d);
-            SE_BENCH_CALL(backend, batch_norm_backward_elemt<float>, y.data(), dy.data(), x.data(), mean.data(),
-                          invstd.data(), weight.data(), sum_dy.data(), sum_dy_xmu.data(), d.n * d.hw, d);
+                          x.data(), nullptr, mean.data(), d);
+            SE_BENCH_CALL(backend, batch_norm_backward_elemt<float>, y.data(), dy.data(), x.data(), nullptr,
+                          mean.data(), invstd.data(), weight.data(), sum_dy.data(), sum_dy_xmu.data(), d.n * d.hw, d);
           },
           "GB/s", 5 * kF32 * n);
       break;

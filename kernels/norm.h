@@ -24,6 +24,11 @@ struct BatchNormDesc {
   int64_t n = 1;
   int64_t c = 1;
   int64_t hw = 1;  // product of the spatial dims
+  // A ReLU fused after the normalisation (Conv -> BN -> ReLU): the forward kernels write relu(y), rounded
+  // to T first, as the element-wise ReLU would; the backward kernels take dy of the ReLU's output and count
+  // it only where that output `y` is > 0, as relu's backward would (their y is not deduced, so it may be a
+  // plain nullptr without the ReLU). Same bits as the two ops, without the ReLU's pass and tensor each way.
+  bool relu = false;
 };
 
 struct LayerNormDesc {
@@ -58,7 +63,7 @@ void batch_norm_finalize(norm_param_t<T>* invstd,        // (C)
                          const norm_param_t<T>* mean,    // (C)
                          const norm_param_t<T>* var,     // (C), biased
                          int64_t channels, int64_t count, double momentum, double eps, Stream stream);
-// y = (x - mean) * invstd * weight + bias; weight/bias null mean 1/0.
+// y = (x - mean) * invstd * weight + bias; weight/bias null mean 1/0 (then relu(y) with desc.relu).
 template <typename T>
 void batch_norm_elemt(T* y,                           // (N, C, HW)
                       const T* x,                     // (N, C, HW)
@@ -70,11 +75,12 @@ void batch_norm_elemt(T* y,                           // (N, C, HW)
 // One pass over dy and x: sum_dy = sum(dy), sum_dy_xmu = sum(dy * (x - mean)) per channel. Then
 // grad_weight = sum_dy_xmu * invstd and grad_bias = sum_dy.
 template <typename T>
-void batch_norm_backward_reduce(norm_param_t<T>* sum_dy,      // (C)
-                                norm_param_t<T>* sum_dy_xmu,  // (C)
-                                const T* dy,                  // (N, C, HW)
-                                const T* x,                   // (N, C, HW)
-                                const norm_param_t<T>* mean,  // (C)
+void batch_norm_backward_reduce(norm_param_t<T>* sum_dy,           // (C)
+                                norm_param_t<T>* sum_dy_xmu,       // (C)
+                                const T* dy,                       // (N, C, HW)
+                                const T* x,                        // (N, C, HW)
+                                const std::type_identity_t<T>* y,  // (N, C, HW) if desc.relu, else ignored
+                                const norm_param_t<T>* mean,       // (C)
                                 const BatchNormDesc& desc, Stream stream);
 // dx = weight * invstd * (dy - sum_dy / count - (x - mean) * invstd^2 * sum_dy_xmu / count). With
 // sum_dy and sum_dy_xmu null the statistics are constants (eval mode): dx = weight * invstd * dy.
@@ -82,6 +88,7 @@ template <typename T>
 void batch_norm_backward_elemt(T* dx,                              // (N, C, HW)
                                const T* dy,                        // (N, C, HW)
                                const T* x,                         // (N, C, HW)
+                               const std::type_identity_t<T>* y,   // (N, C, HW) if desc.relu, else ignored
                                const norm_param_t<T>* mean,        // (C)
                                const norm_param_t<T>* invstd,      // (C)
                                const norm_param_t<T>* weight,      // (C) or null
@@ -106,14 +113,15 @@ void batch_norm_forward_training(T* y,                           // (N, C, HW)
 // batch_norm_backward_elemt with count = N * HW, with their results and bits; the CPU computes each
 // channel's dx right after its sums, while dy and x are in cache.
 template <typename T>
-void batch_norm_backward_training(T* dx,                          // (N, C, HW) or null
-                                  norm_param_t<T>* sum_dy,        // (C)
-                                  norm_param_t<T>* sum_dy_xmu,    // (C)
-                                  const T* dy,                    // (N, C, HW)
-                                  const T* x,                     // (N, C, HW)
-                                  const norm_param_t<T>* mean,    // (C)
-                                  const norm_param_t<T>* invstd,  // (C)
-                                  const norm_param_t<T>* weight,  // (C) or null
+void batch_norm_backward_training(T* dx,                             // (N, C, HW) or null
+                                  norm_param_t<T>* sum_dy,           // (C)
+                                  norm_param_t<T>* sum_dy_xmu,       // (C)
+                                  const T* dy,                       // (N, C, HW)
+                                  const T* x,                        // (N, C, HW)
+                                  const std::type_identity_t<T>* y,  // (N, C, HW) if desc.relu, else ignored
+                                  const norm_param_t<T>* mean,       // (C)
+                                  const norm_param_t<T>* invstd,     // (C)
+                                  const norm_param_t<T>* weight,     // (C) or null
                                   const BatchNormDesc& desc, Stream stream);
 
 // ---- LayerNorm over the trailing `cols` values of each row.
@@ -178,7 +186,7 @@ void batch_norm_finalize(norm_param_t<T>* invstd,        // (C)
                          const norm_param_t<T>* mean,    // (C)
                          const norm_param_t<T>* var,     // (C), biased
                          int64_t channels, int64_t count, double momentum, double eps, Stream stream);
-// y = (x - mean) * invstd * weight + bias; weight/bias null mean 1/0.
+// y = (x - mean) * invstd * weight + bias; weight/bias null mean 1/0 (then relu(y) with desc.relu).
 template <typename T>
 void batch_norm_elemt(T* y,                           // (N, C, HW)
                       const T* x,                     // (N, C, HW)
@@ -190,11 +198,12 @@ void batch_norm_elemt(T* y,                           // (N, C, HW)
 // One pass over dy and x: sum_dy = sum(dy), sum_dy_xmu = sum(dy * (x - mean)) per channel. Then
 // grad_weight = sum_dy_xmu * invstd and grad_bias = sum_dy.
 template <typename T>
-void batch_norm_backward_reduce(norm_param_t<T>* sum_dy,      // (C)
-                                norm_param_t<T>* sum_dy_xmu,  // (C)
-                                const T* dy,                  // (N, C, HW)
-                                const T* x,                   // (N, C, HW)
-                                const norm_param_t<T>* mean,  // (C)
+void batch_norm_backward_reduce(norm_param_t<T>* sum_dy,           // (C)
+                                norm_param_t<T>* sum_dy_xmu,       // (C)
+                                const T* dy,                       // (N, C, HW)
+                                const T* x,                        // (N, C, HW)
+                                const std::type_identity_t<T>* y,  // (N, C, HW) if desc.relu, else ignored
+                                const norm_param_t<T>* mean,       // (C)
                                 const BatchNormDesc& desc, Stream stream);
 // dx = weight * invstd * (dy - sum_dy / count - (x - mean) * invstd^2 * sum_dy_xmu / count). With
 // sum_dy and sum_dy_xmu null the statistics are constants (eval mode): dx = weight * invstd * dy.
@@ -202,6 +211,7 @@ template <typename T>
 void batch_norm_backward_elemt(T* dx,                              // (N, C, HW)
                                const T* dy,                        // (N, C, HW)
                                const T* x,                         // (N, C, HW)
+                               const std::type_identity_t<T>* y,   // (N, C, HW) if desc.relu, else ignored
                                const norm_param_t<T>* mean,        // (C)
                                const norm_param_t<T>* invstd,      // (C)
                                const norm_param_t<T>* weight,      // (C) or null
@@ -221,14 +231,15 @@ void batch_norm_forward_training(T* y,                           // (N, C, HW)
                                  const BatchNormDesc& desc, double momentum, double eps, Stream stream);
 // As cpu:: (the reduce kernel, then the element-wise one).
 template <typename T>
-void batch_norm_backward_training(T* dx,                          // (N, C, HW) or null
-                                  norm_param_t<T>* sum_dy,        // (C)
-                                  norm_param_t<T>* sum_dy_xmu,    // (C)
-                                  const T* dy,                    // (N, C, HW)
-                                  const T* x,                     // (N, C, HW)
-                                  const norm_param_t<T>* mean,    // (C)
-                                  const norm_param_t<T>* invstd,  // (C)
-                                  const norm_param_t<T>* weight,  // (C) or null
+void batch_norm_backward_training(T* dx,                             // (N, C, HW) or null
+                                  norm_param_t<T>* sum_dy,           // (C)
+                                  norm_param_t<T>* sum_dy_xmu,       // (C)
+                                  const T* dy,                       // (N, C, HW)
+                                  const T* x,                        // (N, C, HW)
+                                  const std::type_identity_t<T>* y,  // (N, C, HW) if desc.relu, else ignored
+                                  const norm_param_t<T>* mean,       // (C)
+                                  const norm_param_t<T>* invstd,     // (C)
+                                  const norm_param_t<T>* weight,     // (C) or null
                                   const BatchNormDesc& desc, Stream stream);
 
 // ---- LayerNorm over the trailing `cols` values of each row.

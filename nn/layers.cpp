@@ -179,6 +179,18 @@ std::string BatchNorm2d::extra_repr() const {
 }
 
 Tensor BatchNorm2d::forward_impl(const Tensor& x) {
+  return normalize(x, false);
+}
+
+Tensor BatchNorm2d::forward_relu(const Tensor& x, UnaryModule* relu_module) {
+  if (current_forward_observer() != nullptr) {
+    const Tensor y = forward(x);
+    return relu_module != nullptr ? relu_module->forward(y) : relu(y);
+  }
+  return normalize(x, true);
+}
+
+Tensor BatchNorm2d::normalize(const Tensor& x, bool relu) {
   SE_CHECK(x.dim() == 4 && x.size(1) == num_features_, "BatchNorm2d: expected input (N, ", num_features_,
            ", H, W), got ", shape_str(x.shape()));
   // As PyTorch: batch statistics while training or without running stats; the running averages
@@ -190,7 +202,7 @@ Tensor BatchNorm2d::forward_impl(const Tensor& x) {
     if (!options_.momentum) momentum = 1.0 / static_cast<double>(num_batches_tracked.item());
   }
   const bool use_batch_stats = is_training() || !options_.track_running_stats;
-  return batch_norm(x, running_mean, running_var, weight, bias, use_batch_stats, momentum, options_.eps);
+  return batch_norm(x, running_mean, running_var, weight, bias, use_batch_stats, momentum, options_.eps, relu);
 }
 
 // ---- GroupNorm and LayerNorm

@@ -103,13 +103,19 @@ class BatchNorm2d : public UnaryModule {
  public:
   explicit BatchNorm2d(int64_t num_features, BatchNormOptions options = {});
   std::string extra_repr() const override;
-  Tensor weight, bias;                                          // (C), ones and zeros; undefined unless affine
-  Tensor running_mean, running_var, num_batches_tracked;        // undefined unless tracking
+  // relu(forward(x)) in one kernel each way (batch_norm's fused ReLU, the same bits). Under a
+  // ForwardObserver (bench model, info) the two run apart so that each reports its own call: `relu_module`
+  // (a ReLU module, or null when the ReLU is a plain function call) then runs the ReLU.
+  Tensor forward_relu(const Tensor& x, UnaryModule* relu_module = nullptr);  // (N, C, H, W)
+  Tensor weight, bias;                                    // (C), ones and zeros; undefined unless affine
+  Tensor running_mean, running_var, num_batches_tracked;  // undefined unless tracking
 
  protected:
   Tensor forward_impl(const Tensor& x) override;  // (N, C, H, W)
 
  private:
+  Tensor normalize(const Tensor& x, bool relu);
+
   int64_t num_features_;
   BatchNormOptions options_;
 };

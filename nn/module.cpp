@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "engine/autograd.h"
+#include "nn/layers.h"  // Sequential runs BatchNorm2d + ReLU as one
 
 namespace se::nn {
 namespace {
@@ -281,9 +282,19 @@ const std::shared_ptr<UnaryModule>& Sequential::operator[](size_t index) const {
   return layers_[index];
 }
 
+// A BatchNorm2d followed by a ReLU runs as one (BatchNorm2d::forward_relu).
 Tensor Sequential::forward_impl(const Tensor& x) {
   Tensor y = x;
-  for (auto& layer : layers_) y = layer->forward(y);
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    auto* bn = dynamic_cast<BatchNorm2d*>(layers_[i].get());
+    auto* relu = i + 1 < layers_.size() ? dynamic_cast<ReLU*>(layers_[i + 1].get()) : nullptr;
+    if (bn != nullptr && relu != nullptr) {
+      y = bn->forward_relu(y, relu);
+      ++i;
+      continue;
+    }
+    y = layers_[i]->forward(y);
+  }
   return y;
 }
 

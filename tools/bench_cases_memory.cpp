@@ -217,7 +217,7 @@ void add_batch_norm_cases(std::vector<Case>& cases, const Options& o) {
                          return Prepared(
                              Run([=] {
                                SE_DISPATCH(device, batch_norm_backward_training<T>, dx.data<T>(), sum_dy.data<P>(),
-                                           sum_dy_xmu.data<P>(), dy.data<T>(), x.data<T>(), s.mean.data<P>(),
+                                           sum_dy_xmu.data<P>(), dy.data<T>(), x.data<T>(), nullptr, s.mean.data<P>(),
                                            s.invstd.data<P>(), s.weight.data<P>(), d);
                              }),
                              {VendorOp::batch_norm_backward, work, {x, dy, s.weight, s.mean, s.invstd}, {dx, sum_dy}});

@@ -8,7 +8,8 @@
 // synchronised around every layer and node, so an observed pass is slower than a plain one. The
 // "(other)" row is the rest of the observed pass: the model's own code between layers
 // (concatenations, resizes, residual adds), the loss, gradients summed where a tensor fed several
-// layers, and the observers' cost.
+// layers, and the observers' cost. Observed, a BatchNorm2d and the ReLU after it run apart (each its own
+// row); unobserved they run as one kernel (BatchNorm2d::forward_relu).
 //
 // Whole model, unobserved: inference is a forward in eval mode without autograd; a training step is a
 // forward in train mode plus the loss, then the backward, each synchronised only at its end. Peak

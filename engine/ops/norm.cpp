@@ -51,10 +51,16 @@ kernels::BatchNormDesc batch_norm_desc(const Shape& shape) {
 }  // namespace
 
 Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
-                  const Tensor& bias, bool training, double momentum, double eps) {
-  const char* op = "batch_norm";
+                  const Tensor& bias, bool training, double momentum, double eps, bool relu) {
+  // The 16-bit types run the two ops: their masked backward sums do not vectorize yet (kernels/cpu/norm.cpp
+  // has the f32 loop on vectors), and a branch per value costs more than the ReLU's own pass.
+  if (relu && x.dtype() != DType::f32 && x.dtype() != DType::f64) {
+    return se::relu(batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps));
+  }
+  const char* op = relu ? "batch_norm_relu" : "batch_norm";
   check_input(x, op, 2);
-  const kernels::BatchNormDesc d = batch_norm_desc(x.shape());
+  kernels::BatchNormDesc d = batch_norm_desc(x.shape());
+  d.relu = relu;
   const Shape channels{d.c};
   const Tensor w = checked_param(weight, x, channels, op, "weight"), b = checked_param(bias, x, channels, op, "bias");
   const Tensor rm = checked_param(running_mean, x, channels, op, "running_mean");
@@ -98,10 +104,12 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
   if (autograd::needs_grad({x, weight, bias})) {
     autograd::record(
         op, {x, weight, bias}, {y},
-        [saved_x = SavedTensor(input), saved_w = w.defined() ? SavedTensor(w) : SavedTensor(), mean, invstd, training,
-         count, d](const GradOutputs& g, const NeedsGrad& needs) {
+        [saved_x = SavedTensor(input), saved_w = w.defined() ? SavedTensor(w) : SavedTensor(),
+         saved_y = SavedTensor(relu ? y.detach() : Tensor()), mean, invstd, training, count,
+         d](const GradOutputs& g, const NeedsGrad& needs) {
           const Tensor x = saved_x.unpack(), dy = g[0].contiguous();
           const Tensor w = saved_w.defined() ? saved_w.unpack() : Tensor();
+          const Tensor y = d.relu ? saved_y.unpack() : Tensor();  // where > 0, the ReLU passed dy
           const TensorOptions popts{mean.dtype(), mean.device()};
           Tensor dx, sum_dy, sum_dy_xmu;
           if (training || needs[1] || needs[2]) {
@@ -113,18 +121,19 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
             using P = kernels::norm_param_t<T>;
             if (training) {
               SE_DISPATCH(x.device(), batch_norm_backward_training<T>, ptr_or_null<T>(dx), sum_dy.data<P>(),
-                          sum_dy_xmu.data<P>(), dy.data<T>(), x.data<T>(), mean.data<P>(), invstd.data<P>(),
-                          ptr_or_null<P>(w), d);
+                          sum_dy_xmu.data<P>(), dy.data<T>(), x.data<T>(), ptr_or_null<T>(y), mean.data<P>(),
+                          invstd.data<P>(), ptr_or_null<P>(w), d);
               return;
             }
             if (sum_dy.defined()) {
               SE_DISPATCH(x.device(), batch_norm_backward_reduce<T>, sum_dy.data<P>(), sum_dy_xmu.data<P>(),
-                          dy.data<T>(), x.data<T>(), mean.data<P>(), d);
+                          dy.data<T>(), x.data<T>(), ptr_or_null<T>(y), mean.data<P>(), d);
             }
             if (dx.defined()) {
               // In eval the statistics are constants: no mean/projection terms.
               SE_DISPATCH(x.device(), batch_norm_backward_elemt<T>, dx.data<T>(), dy.data<T>(), x.data<T>(),
-                          mean.data<P>(), invstd.data<P>(), ptr_or_null<P>(w), nullptr, nullptr, count, d);
+                          ptr_or_null<T>(y), mean.data<P>(), invstd.data<P>(), ptr_or_null<P>(w), nullptr, nullptr,
+                          count, d);
             }
           });
           return GradInputs{dx, needs[1] ? mul(sum_dy_xmu, invstd) : Tensor(), needs[2] ? sum_dy : Tensor()};

@@ -185,14 +185,28 @@ SE_STAMP_PER_ISA(SE_DEFINE_NORM_ROWS)
 
 // ---- BatchNorm planes ----
 
+// dy[k] as A, or 0 where a fused ReLU's output y[k] is not > 0 (relu's backward; kMasked: y is given).
+// Both loads unconditional, so that the choice is a select the loops vectorize, not a branch that the
+// ReLU's random signs would mispredict half the time.
+template <bool kMasked, typename A, typename T>
+inline A masked_grad(const T* dy, const T* y, int64_t k) {
+  const A g = load<A>(dy[k]);
+  if constexpr (kMasked) {
+    return load<A>(y[k]) > A(0) ? g : A(0);
+  } else {
+    return g;
+  }
+}
+
 // The sums of dy and of dy * (x - mu) over the n values of one plane, each in kLanes partial sums.
-template <typename A, typename T>
+template <typename A, bool kMasked, typename T>
 void plane_grad_sums(const T* dy,  // (n)
                      const T* x,   // (n)
+                     const T* y,   // (n): the fused ReLU's output when kMasked
                      A mu, int64_t n, A* sum_dy, A* sum_dy_xmu) {
   A lanes_dy[kLanes] = {}, lanes_dy_xmu[kLanes] = {};
   for_each_lane(0, n, [&](int64_t k, int lane) {
-    const A g = load<A>(dy[k]);
+    const A g = masked_grad<kMasked, A>(dy, y, k);
     lanes_dy[lane] += g;
     lanes_dy_xmu[lane] += g * (load<A>(x[k]) - mu);
   });
@@ -200,18 +214,53 @@ void plane_grad_sums(const T* dy,  // (n)
   *sum_dy_xmu = sum_lanes(lanes_dy_xmu);
 }
 
+// plane_grad_sums<double, true> for f32 on GCC vectors: the same lanes (for_each_lane's: k % kLanes, the
+// tail in lane 0), so the same bits. The ReLU's select vectorizes here; in the interleaved scalars GCC's
+// SLP vectorizer leaves it as branches, which the ReLU's random signs mispredict half the time.
+inline void plane_grad_sums_masked_f32(const float* dy,  // (n)
+                                       const float* x,   // (n)
+                                       const float* y,   // (n): the fused ReLU's output
+                                       double mu, int64_t n, double* sum_dy, double* sum_dy_xmu) {
+  static_assert(kLanes == 8, "one Double8 of lanes");
+  Double8 lanes_dy = {}, lanes_dy_xmu = {};
+  const Double8 zero = {};
+  int64_t k = 0;
+  for (; k + kLanes <= n; k += kLanes) {
+    Float8 dy8, x8, y8;
+    std::memcpy(&dy8, dy + k, sizeof(dy8));
+    std::memcpy(&x8, x + k, sizeof(x8));
+    std::memcpy(&y8, y + k, sizeof(y8));
+    const Double8 g = __builtin_convertvector(y8, Double8) > zero ? __builtin_convertvector(dy8, Double8) : zero;
+    lanes_dy += g;
+    lanes_dy_xmu += g * (__builtin_convertvector(x8, Double8) - mu);
+  }
+  double lane_dy[kLanes], lane_dy_xmu[kLanes];
+  for (int lane = 0; lane < kLanes; ++lane) lane_dy[lane] = lanes_dy[lane], lane_dy_xmu[lane] = lanes_dy_xmu[lane];
+  for (; k < n; ++k) {
+    const double g = masked_grad<true, double>(dy, y, k);
+    lane_dy[0] += g;
+    lane_dy_xmu[0] += g * (static_cast<double>(x[k]) - mu);
+  }
+  *sum_dy = sum_lanes(lane_dy);
+  *sum_dy_xmu = sum_lanes(lane_dy_xmu);
+}
+
 // The f32 plane loops per ISA: widening each float to a double accumulator is most of their work, and
 // the baseline ISA does it 2 values at a time.
 using PlaneMomentsFn = Moments<double> (*)(const float* x, int64_t n);
-using PlaneGradSumsFn = void (*)(const float* dy, const float* x, double mu, int64_t n, double* sum_dy,
+using PlaneGradSumsFn = void (*)(const float* dy, const float* x, const float* y, double mu, int64_t n, double* sum_dy,
                                  double* sum_dy_xmu);
-#define SE_DEFINE_BATCH_NORM_PLANES(suffix, attribute)                                                              \
-  attribute __attribute__((flatten)) Moments<double> plane_moments_##suffix(const float* x, int64_t n) {            \
-    return moments<double>(x, n);                                                                                   \
-  }                                                                                                                 \
-  attribute __attribute__((flatten)) void plane_grad_sums_##suffix(const float* dy, const float* x, double mu,      \
-                                                                   int64_t n, double* sum_dy, double* sum_dy_xmu) { \
-    plane_grad_sums<double>(dy, x, mu, n, sum_dy, sum_dy_xmu);                                                      \
+#define SE_DEFINE_BATCH_NORM_PLANES(suffix, attribute)                                                             \
+  attribute __attribute__((flatten)) Moments<double> plane_moments_##suffix(const float* x, int64_t n) {           \
+    return moments<double>(x, n);                                                                                  \
+  }                                                                                                                \
+  attribute __attribute__((flatten)) void plane_grad_sums_##suffix(                                                \
+      const float* dy, const float* x, const float* y, double mu, int64_t n, double* sum_dy, double* sum_dy_xmu) { \
+    if (y != nullptr) {                                                                                            \
+      plane_grad_sums_masked_f32(dy, x, y, mu, n, sum_dy, sum_dy_xmu);                                             \
+    } else {                                                                                                       \
+      plane_grad_sums<double, false>(dy, x, y, mu, n, sum_dy, sum_dy_xmu);                                         \
+    }                                                                                                              \
   }
 SE_STAMP_PER_ISA(SE_DEFINE_BATCH_NORM_PLANES)
 #undef SE_DEFINE_BATCH_NORM_PLANES
@@ -342,12 +391,15 @@ Moments<acc_t<T>> bn_plane_moments(const T* plane,  // (HW)
 template <typename T>
 void bn_plane_grad_sums(const T* dy,  // (HW)
                         const T* x,   // (HW)
+                        const T* y,   // (HW): the fused ReLU's output, or null
                         acc_t<T> mu, int64_t hw, acc_t<T>* sum_dy, acc_t<T>* sum_dy_xmu) {
   if constexpr (std::is_same_v<T, float>) {
     static const PlaneGradSumsFn f32_sums = SE_PICK_PER_ISA(plane_grad_sums);
-    f32_sums(dy, x, mu, hw, sum_dy, sum_dy_xmu);
+    f32_sums(dy, x, y, mu, hw, sum_dy, sum_dy_xmu);
+  } else if (y != nullptr) {
+    plane_grad_sums<acc_t<T>, true>(dy, x, y, mu, hw, sum_dy, sum_dy_xmu);
   } else {
-    plane_grad_sums<acc_t<T>>(dy, x, mu, hw, sum_dy, sum_dy_xmu);
+    plane_grad_sums<acc_t<T>, false>(dy, x, y, mu, hw, sum_dy, sum_dy_xmu);
   }
 }
 
@@ -371,22 +423,41 @@ void bn_finalize_channel(int64_t c, P* invstd, P* running_mean, P* running_var, 
   }
 }
 
-// y = x * scale + shift over one plane of channel c, with the affine folded into scale and shift.
+// y = x * scale + shift over one plane of channel c, with the affine folded into scale and shift; with
+// relu, then relu(y) of the rounded value (the element-wise ReLU: x < 0 ? 0 : x, which keeps NaN and -0).
 template <typename T>
 void bn_elemt_plane(T* y,        // (HW)
                     const T* x,  // (HW)
                     int64_t hw, int64_t c, const norm_param_t<T>* mean, const norm_param_t<T>* invstd,
-                    const norm_param_t<T>* weight, const norm_param_t<T>* bias) {
+                    const norm_param_t<T>* weight, const norm_param_t<T>* bias, bool relu) {
   using P = norm_param_t<T>;
   const P scale = invstd[c] * (weight ? weight[c] : P(1));
   const P shift = (bias ? bias[c] : P(0)) - mean[c] * scale;
-  for (int64_t k = 0; k < hw; ++k) y[k] = static_cast<T>(load<P>(x[k]) * scale + shift);
+  if (!relu) {
+    for (int64_t k = 0; k < hw; ++k) y[k] = static_cast<T>(load<P>(x[k]) * scale + shift);
+    return;
+  }
+  const T zero = static_cast<T>(P(0));
+  for (int64_t k = 0; k < hw; ++k) {
+    const T v = static_cast<T>(load<P>(x[k]) * scale + shift);
+    y[k] = load<P>(v) < P(0) ? zero : v;
+  }
+}
+
+template <bool kMasked, typename T>
+void bn_backward_elemt_plane_loop(T* dx, const T* dy, const T* x, const T* y, int64_t hw, norm_param_t<T> scale,
+                                  norm_param_t<T> mean_dy, norm_param_t<T> mean, norm_param_t<T> proj) {
+  using P = norm_param_t<T>;
+  for (int64_t k = 0; k < hw; ++k) {
+    dx[k] = static_cast<T>(scale * (masked_grad<kMasked, P>(dy, y, k) - mean_dy - (load<P>(x[k]) - mean) * proj));
+  }
 }
 
 template <typename T>
 void bn_backward_elemt_plane(T* dx,        // (HW)
                              const T* dy,  // (HW)
                              const T* x,   // (HW)
+                             const T* y,   // (HW): the fused ReLU's output, or null
                              int64_t hw, int64_t c, const norm_param_t<T>* mean, const norm_param_t<T>* invstd,
                              const norm_param_t<T>* weight, const norm_param_t<T>* sum_dy,
                              const norm_param_t<T>* sum_dy_xmu, int64_t count) {
@@ -394,8 +465,10 @@ void bn_backward_elemt_plane(T* dx,        // (HW)
   const P scale = invstd[c] * (weight ? weight[c] : P(1));
   const P mean_dy = sum_dy ? sum_dy[c] / static_cast<P>(count) : P(0);
   const P proj = sum_dy_xmu ? sum_dy_xmu[c] / static_cast<P>(count) * invstd[c] * invstd[c] : P(0);
-  for (int64_t k = 0; k < hw; ++k) {
-    dx[k] = static_cast<T>(scale * (load<P>(dy[k]) - mean_dy - (load<P>(x[k]) - mean[c]) * proj));
+  if (y != nullptr) {
+    bn_backward_elemt_plane_loop<true>(dx, dy, x, y, hw, scale, mean_dy, mean[c], proj);
+  } else {
+    bn_backward_elemt_plane_loop<false>(dx, dy, x, y, hw, scale, mean_dy, mean[c], proj);
   }
 }
 
@@ -435,7 +508,7 @@ void batch_norm_elemt(T* y, const T* x, const norm_param_t<T>* mean, const norm_
                       const norm_param_t<T>* weight, const norm_param_t<T>* bias, const BatchNormDesc& d, Stream) {
 #pragma omp parallel for schedule(static) if (d.n * d.c * d.hw >= kParallelWork)
   for (int64_t nc = 0; nc < d.n * d.c; ++nc) {
-    bn_elemt_plane(y + nc * d.hw, x + nc * d.hw, d.hw, nc % d.c, mean, invstd, weight, bias);
+    bn_elemt_plane(y + nc * d.hw, x + nc * d.hw, d.hw, nc % d.c, mean, invstd, weight, bias, d.relu);
   }
 }
 
@@ -443,13 +516,16 @@ void batch_norm_elemt(T* y, const T* x, const norm_param_t<T>* mean, const norm_
 // order.
 template <typename T>
 void batch_norm_backward_reduce(norm_param_t<T>* sum_dy, norm_param_t<T>* sum_dy_xmu, const T* dy, const T* x,
-                                const norm_param_t<T>* mean, const BatchNormDesc& d, Stream) {
+                                const std::type_identity_t<T>* y, const norm_param_t<T>* mean, const BatchNormDesc& d,
+                                Stream) {
   using A = acc_t<T>;
+  const T* relu_y = d.relu ? y : nullptr;
   std::vector<A> plane_sums(2 * d.n * d.c);  // per plane: the sum of dy, then of dy * (x - mean)
 #pragma omp parallel for schedule(static) if (d.n * d.c * d.hw >= kParallelWork)
   for (int64_t nc = 0; nc < d.n * d.c; ++nc) {
     A* sums = plane_sums.data() + 2 * nc;
-    bn_plane_grad_sums(dy + nc * d.hw, x + nc * d.hw, static_cast<A>(mean[nc % d.c]), d.hw, sums, sums + 1);
+    bn_plane_grad_sums(dy + nc * d.hw, x + nc * d.hw, relu_y ? relu_y + nc * d.hw : nullptr,
+                       static_cast<A>(mean[nc % d.c]), d.hw, sums, sums + 1);
   }
   for (int64_t c = 0; c < d.c; ++c) {
     A s = 0, s_xmu = 0;
@@ -463,14 +539,16 @@ void batch_norm_backward_reduce(norm_param_t<T>* sum_dy, norm_param_t<T>* sum_dy
 }
 
 template <typename T>
-void batch_norm_backward_elemt(T* dx, const T* dy, const T* x, const norm_param_t<T>* mean,
-                               const norm_param_t<T>* invstd, const norm_param_t<T>* weight,
-                               const norm_param_t<T>* sum_dy, const norm_param_t<T>* sum_dy_xmu, int64_t count,
-                               const BatchNormDesc& d, Stream) {
+void batch_norm_backward_elemt(T* dx, const T* dy, const T* x, const std::type_identity_t<T>* y,
+                               const norm_param_t<T>* mean, const norm_param_t<T>* invstd,
+                               const norm_param_t<T>* weight, const norm_param_t<T>* sum_dy,
+                               const norm_param_t<T>* sum_dy_xmu, int64_t count, const BatchNormDesc& d, Stream) {
+  const T* relu_y = d.relu ? y : nullptr;
 #pragma omp parallel for schedule(static) if (d.n * d.c * d.hw >= kParallelWork)
   for (int64_t nc = 0; nc < d.n * d.c; ++nc) {
     const int64_t k = nc * d.hw;
-    bn_backward_elemt_plane(dx + k, dy + k, x + k, d.hw, nc % d.c, mean, invstd, weight, sum_dy, sum_dy_xmu, count);
+    bn_backward_elemt_plane(dx + k, dy + k, x + k, relu_y ? relu_y + k : nullptr, d.hw, nc % d.c, mean, invstd, weight,
+                            sum_dy, sum_dy_xmu, count);
   }
 }
 
@@ -500,7 +578,7 @@ void batch_norm_forward_training(T* y, norm_param_t<T>* mean, norm_param_t<T>* i
     bn_finalize_channel(c, invstd, running_mean, running_var, mean, var.data(), count, momentum, eps);
     for (int64_t n = 0; n < d.n; ++n) {
       const int64_t k = (n * d.c + c) * d.hw;
-      bn_elemt_plane(y + k, x + k, d.hw, c, mean, invstd, weight, bias);
+      bn_elemt_plane(y + k, x + k, d.hw, c, mean, invstd, weight, bias, d.relu);
     }
   }
 }
@@ -508,22 +586,25 @@ void batch_norm_forward_training(T* y, norm_param_t<T>* mean, norm_param_t<T>* i
 // Channel by channel: its planes' sums, then (while they are still in cache) dx.
 template <typename T>
 void batch_norm_backward_training(T* dx, norm_param_t<T>* sum_dy, norm_param_t<T>* sum_dy_xmu, const T* dy, const T* x,
-                                  const norm_param_t<T>* mean, const norm_param_t<T>* invstd,
-                                  const norm_param_t<T>* weight, const BatchNormDesc& d, Stream stream) {
+                                  const std::type_identity_t<T>* y, const norm_param_t<T>* mean,
+                                  const norm_param_t<T>* invstd, const norm_param_t<T>* weight, const BatchNormDesc& d,
+                                  Stream stream) {
   using A = acc_t<T>;
   const int64_t count = d.n * d.hw;
   if (!bn_by_channel(d)) {
-    batch_norm_backward_reduce(sum_dy, sum_dy_xmu, dy, x, mean, d, stream);
-    if (dx) batch_norm_backward_elemt(dx, dy, x, mean, invstd, weight, sum_dy, sum_dy_xmu, count, d, stream);
+    batch_norm_backward_reduce(sum_dy, sum_dy_xmu, dy, x, y, mean, d, stream);
+    if (dx) batch_norm_backward_elemt(dx, dy, x, y, mean, invstd, weight, sum_dy, sum_dy_xmu, count, d, stream);
     return;
   }
+  const T* relu_y = d.relu ? y : nullptr;
 #pragma omp parallel for schedule(static)
   for (int64_t c = 0; c < d.c; ++c) {
     A s = 0, s_xmu = 0;
     for (int64_t n = 0; n < d.n; ++n) {
       const int64_t k = (n * d.c + c) * d.hw;
       A plane_dy, plane_dy_xmu;
-      bn_plane_grad_sums(dy + k, x + k, static_cast<A>(mean[c]), d.hw, &plane_dy, &plane_dy_xmu);
+      bn_plane_grad_sums(dy + k, x + k, relu_y ? relu_y + k : nullptr, static_cast<A>(mean[c]), d.hw, &plane_dy,
+                         &plane_dy_xmu);
       s += plane_dy;
       s_xmu += plane_dy_xmu;
     }
@@ -532,7 +613,8 @@ void batch_norm_backward_training(T* dx, norm_param_t<T>* sum_dy, norm_param_t<T
     if (!dx) continue;
     for (int64_t n = 0; n < d.n; ++n) {
       const int64_t k = (n * d.c + c) * d.hw;
-      bn_backward_elemt_plane(dx + k, dy + k, x + k, d.hw, c, mean, invstd, weight, sum_dy, sum_dy_xmu, count);
+      bn_backward_elemt_plane(dx + k, dy + k, x + k, relu_y ? relu_y + k : nullptr, d.hw, c, mean, invstd, weight,
+                              sum_dy, sum_dy_xmu, count);
     }
   }
 }
@@ -566,15 +648,15 @@ void group_norm_backward(T* dx, norm_param_t<T>* grad_weight, norm_param_t<T>* g
                                        const norm_param_t<T>*, int64_t, int64_t, double, double, Stream);             \
   template void batch_norm_elemt<T>(T*, const T*, const norm_param_t<T>*, const norm_param_t<T>*,                     \
                                     const norm_param_t<T>*, const norm_param_t<T>*, const BatchNormDesc&, Stream);    \
-  template void batch_norm_backward_reduce<T>(norm_param_t<T>*, norm_param_t<T>*, const T*, const T*,                 \
+  template void batch_norm_backward_reduce<T>(norm_param_t<T>*, norm_param_t<T>*, const T*, const T*, const T*,       \
                                               const norm_param_t<T>*, const BatchNormDesc&, Stream);                  \
-  template void batch_norm_backward_elemt<T>(T*, const T*, const T*, const norm_param_t<T>*, const norm_param_t<T>*,  \
+  template void batch_norm_backward_elemt<T>(T*, const T*, const T*, const T*, const norm_param_t<T>*,                \
                                              const norm_param_t<T>*, const norm_param_t<T>*, const norm_param_t<T>*,  \
-                                             int64_t, const BatchNormDesc&, Stream);                                  \
+                                             const norm_param_t<T>*, int64_t, const BatchNormDesc&, Stream);          \
   template void batch_norm_forward_training<T>(T*, norm_param_t<T>*, norm_param_t<T>*, norm_param_t<T>*,              \
                                                norm_param_t<T>*, const T*, const norm_param_t<T>*,                    \
                                                const norm_param_t<T>*, const BatchNormDesc&, double, double, Stream); \
-  template void batch_norm_backward_training<T>(T*, norm_param_t<T>*, norm_param_t<T>*, const T*, const T*,           \
+  template void batch_norm_backward_training<T>(T*, norm_param_t<T>*, norm_param_t<T>*, const T*, const T*, const T*, \
                                                 const norm_param_t<T>*, const norm_param_t<T>*,                       \
                                                 const norm_param_t<T>*, const BatchNormDesc&, Stream);                \
   template void layer_norm_forward<T>(T*, norm_param_t<T>*, norm_param_t<T>*, const T*, const norm_param_t<T>*,       \

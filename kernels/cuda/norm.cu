@@ -139,6 +139,14 @@ __global__ void batch_norm_stats_finalize_kernel(P<T>* mean,          // (C)
   }
 }
 
+// dy[i] as A, or 0 where a fused ReLU's output y[i] is not > 0 (relu's backward); y null: no ReLU.
+template <typename A, typename T>
+__device__ A masked_grad(const T* dy, const T* y, int64_t i) {
+  if (y != nullptr && !(load<A>(y[i]) > A(0))) return A(0);
+  return load<A>(dy[i]);
+}
+
+// With relu, the ReLU of the rounded value (the element-wise ReLU: x < 0 ? 0 : x, keeping NaN and -0).
 template <typename T>
 __global__ void batch_norm_elemt_kernel(cuda_t<T>* y,        // (N, C, HW)
                                         const cuda_t<T>* x,  // (N, C, HW)
@@ -146,13 +154,14 @@ __global__ void batch_norm_elemt_kernel(cuda_t<T>* y,        // (N, C, HW)
                                         const P<T>* invstd,  // (C)
                                         const P<T>* weight,  // (C) or null
                                         const P<T>* bias,    // (C) or null
-                                        int64_t total, int64_t c, int64_t hw) {
+                                        int64_t total, int64_t c, int64_t hw, bool relu) {
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t ch = (i / hw) % c;
     const P<T> scale = invstd[ch] * (weight ? weight[ch] : P<T>(1));
     const P<T> shift = (bias ? bias[ch] : P<T>(0)) - mean[ch] * scale;
-    y[i] = static_cast<cuda_t<T>>(load<P<T>>(x[i]) * scale + shift);
+    const cuda_t<T> v = static_cast<cuda_t<T>>(load<P<T>>(x[i]) * scale + shift);
+    y[i] = relu && load<P<T>>(v) < P<T>(0) ? static_cast<cuda_t<T>>(P<T>(0)) : v;
   }
 }
 
@@ -161,6 +170,7 @@ __global__ void batch_norm_backward_reduce_kernel(P<T>* sum_dy,         // (C)
                                                   P<T>* sum_dy_xmu,     // (C)
                                                   const cuda_t<T>* dy,  // (N, C, HW)
                                                   const cuda_t<T>* x,   // (N, C, HW)
+                                                  const cuda_t<T>* y,   // (N, C, HW): fused ReLU's output, or null
                                                   const P<T>* mean,     // (C)
                                                   int64_t n, int64_t c, int64_t hw) {
   using A = acc_t<T>;
@@ -170,7 +180,7 @@ __global__ void batch_norm_backward_reduce_kernel(P<T>* sum_dy,         // (C)
   SumPair<A> s{A(0), A(0)};
   for (int64_t i = threadIdx.x; i < n * hw; i += blockDim.x) {
     const int64_t k = ((i / hw) * c + channel) * hw + i % hw;
-    const A g = load<A>(dy[k]);
+    const A g = masked_grad<A>(dy, y, k);
     s.a += g;
     s.b += g * (load<A>(x[k]) - mu);
   }
@@ -185,6 +195,7 @@ template <typename T>
 __global__ void batch_norm_backward_elemt_kernel(cuda_t<T>* dx,           // (N, C, HW)
                                                  const cuda_t<T>* dy,     // (N, C, HW)
                                                  const cuda_t<T>* x,      // (N, C, HW)
+                                                 const cuda_t<T>* y,      // (N, C, HW): fused ReLU's output, or null
                                                  const P<T>* mean,        // (C)
                                                  const P<T>* invstd,      // (C)
                                                  const P<T>* weight,      // (C) or null
@@ -197,7 +208,8 @@ __global__ void batch_norm_backward_elemt_kernel(cuda_t<T>* dx,           // (N,
     const P<T> scale = invstd[ch] * (weight ? weight[ch] : P<T>(1));
     const P<T> mean_dy = sum_dy ? sum_dy[ch] / static_cast<P<T>>(count) : P<T>(0);
     const P<T> proj = sum_dy_xmu ? sum_dy_xmu[ch] / static_cast<P<T>>(count) * invstd[ch] * invstd[ch] : P<T>(0);
-    dx[i] = static_cast<cuda_t<T>>(scale * (load<P<T>>(dy[i]) - mean_dy - (load<P<T>>(x[i]) - mean[ch]) * proj));
+    dx[i] =
+        static_cast<cuda_t<T>>(scale * (masked_grad<P<T>>(dy, y, i) - mean_dy - (load<P<T>>(x[i]) - mean[ch]) * proj));
   }
 }
 
@@ -350,28 +362,30 @@ void batch_norm_elemt(T* y, const T* x, const P<T>* mean, const P<T>* invstd, co
   const int64_t total = d.n * d.c * d.hw;
   if (total == 0) return;
   SE_LAUNCH((batch_norm_elemt_kernel<T>), elem_blocks(total), kElemThreads, 0, stream, reinterpret_cast<cuda_t<T>*>(y),
-            reinterpret_cast<const cuda_t<T>*>(x), mean, invstd, weight, bias, total, d.c, d.hw);
+            reinterpret_cast<const cuda_t<T>*>(x), mean, invstd, weight, bias, total, d.c, d.hw, d.relu);
 }
 
 template <typename T>
-void batch_norm_backward_reduce(P<T>* sum_dy, P<T>* sum_dy_xmu, const T* dy, const T* x, const P<T>* mean,
-                                const BatchNormDesc& d, Stream stream) {
+void batch_norm_backward_reduce(P<T>* sum_dy, P<T>* sum_dy_xmu, const T* dy, const T* x,
+                                const std::type_identity_t<T>* y, const P<T>* mean, const BatchNormDesc& d,
+                                Stream stream) {
   if (d.c == 0) return;
   check_blocks("batch_norm_backward_reduce", d.c);
   SE_LAUNCH((batch_norm_backward_reduce_kernel<T>), static_cast<unsigned>(d.c), kBlockThreads, 0, stream, sum_dy,
-            sum_dy_xmu, reinterpret_cast<const cuda_t<T>*>(dy), reinterpret_cast<const cuda_t<T>*>(x), mean, d.n, d.c,
-            d.hw);
+            sum_dy_xmu, reinterpret_cast<const cuda_t<T>*>(dy), reinterpret_cast<const cuda_t<T>*>(x),
+            reinterpret_cast<const cuda_t<T>*>(d.relu ? y : nullptr), mean, d.n, d.c, d.hw);
 }
 
 template <typename T>
-void batch_norm_backward_elemt(T* dx, const T* dy, const T* x, const P<T>* mean, const P<T>* invstd, const P<T>* weight,
-                               const P<T>* sum_dy, const P<T>* sum_dy_xmu, int64_t count, const BatchNormDesc& d,
-                               Stream stream) {
+void batch_norm_backward_elemt(T* dx, const T* dy, const T* x, const std::type_identity_t<T>* y, const P<T>* mean,
+                               const P<T>* invstd, const P<T>* weight, const P<T>* sum_dy, const P<T>* sum_dy_xmu,
+                               int64_t count, const BatchNormDesc& d, Stream stream) {
   const int64_t total = d.n * d.c * d.hw;
   if (total == 0) return;
   SE_LAUNCH((batch_norm_backward_elemt_kernel<T>), elem_blocks(total), kElemThreads, 0, stream,
             reinterpret_cast<cuda_t<T>*>(dx), reinterpret_cast<const cuda_t<T>*>(dy),
-            reinterpret_cast<const cuda_t<T>*>(x), mean, invstd, weight, sum_dy, sum_dy_xmu, count, total, d.c, d.hw);
+            reinterpret_cast<const cuda_t<T>*>(x), reinterpret_cast<const cuda_t<T>*>(d.relu ? y : nullptr), mean,
+            invstd, weight, sum_dy, sum_dy_xmu, count, total, d.c, d.hw);
 }
 
 template <typename T>
@@ -386,10 +400,11 @@ void batch_norm_forward_training(T* y, P<T>* mean, P<T>* invstd, P<T>* running_m
 }
 
 template <typename T>
-void batch_norm_backward_training(T* dx, P<T>* sum_dy, P<T>* sum_dy_xmu, const T* dy, const T* x, const P<T>* mean,
-                                  const P<T>* invstd, const P<T>* weight, const BatchNormDesc& d, Stream stream) {
-  batch_norm_backward_reduce(sum_dy, sum_dy_xmu, dy, x, mean, d, stream);
-  if (dx) batch_norm_backward_elemt(dx, dy, x, mean, invstd, weight, sum_dy, sum_dy_xmu, d.n * d.hw, d, stream);
+void batch_norm_backward_training(T* dx, P<T>* sum_dy, P<T>* sum_dy_xmu, const T* dy, const T* x,
+                                  const std::type_identity_t<T>* y, const P<T>* mean, const P<T>* invstd,
+                                  const P<T>* weight, const BatchNormDesc& d, Stream stream) {
+  batch_norm_backward_reduce(sum_dy, sum_dy_xmu, dy, x, y, mean, d, stream);
+  if (dx) batch_norm_backward_elemt(dx, dy, x, y, mean, invstd, weight, sum_dy, sum_dy_xmu, d.n * d.hw, d, stream);
 }
 
 template <typename T>
@@ -413,27 +428,27 @@ void group_norm_backward(T* dx, P<T>* grad_weight, P<T>* grad_bias, const T* dy,
   row_backward(dx, grad_weight, grad_bias, dy, x, mean, invstd, weight, row_norm(desc), stream, "group_norm backward");
 }
 
-#define SE_INSTANTIATE(T)                                                                                           \
-  template void batch_norm_stats<T>(P<T>*, P<T>*, const T*, const BatchNormDesc&, Stream);                          \
-  template void batch_norm_finalize<T>(P<T>*, P<T>*, P<T>*, const P<T>*, const P<T>*, int64_t, int64_t, double,     \
-                                       double, Stream);                                                             \
-  template void batch_norm_elemt<T>(T*, const T*, const P<T>*, const P<T>*, const P<T>*, const P<T>*,               \
-                                    const BatchNormDesc&, Stream);                                                  \
-  template void batch_norm_backward_reduce<T>(P<T>*, P<T>*, const T*, const T*, const P<T>*, const BatchNormDesc&,  \
-                                              Stream);                                                              \
-  template void batch_norm_backward_elemt<T>(T*, const T*, const T*, const P<T>*, const P<T>*, const P<T>*,         \
-                                             const P<T>*, const P<T>*, int64_t, const BatchNormDesc&, Stream);      \
-  template void batch_norm_forward_training<T>(T*, P<T>*, P<T>*, P<T>*, P<T>*, const T*, const P<T>*, const P<T>*,  \
-                                               const BatchNormDesc&, double, double, Stream);                       \
-  template void batch_norm_backward_training<T>(T*, P<T>*, P<T>*, const T*, const T*, const P<T>*, const P<T>*,     \
-                                                const P<T>*, const BatchNormDesc&, Stream);                         \
-  template void layer_norm_forward<T>(T*, P<T>*, P<T>*, const T*, const P<T>*, const P<T>*, const LayerNormDesc&,   \
-                                      double, Stream);                                                              \
-  template void layer_norm_backward<T>(T*, P<T>*, P<T>*, const T*, const T*, const P<T>*, const P<T>*, const P<T>*, \
-                                       const LayerNormDesc&, Stream);                                               \
-  template void group_norm_forward<T>(T*, P<T>*, P<T>*, const T*, const P<T>*, const P<T>*, const GroupNormDesc&,   \
-                                      double, Stream);                                                              \
-  template void group_norm_backward<T>(T*, P<T>*, P<T>*, const T*, const T*, const P<T>*, const P<T>*, const P<T>*, \
+#define SE_INSTANTIATE(T)                                                                                             \
+  template void batch_norm_stats<T>(P<T>*, P<T>*, const T*, const BatchNormDesc&, Stream);                            \
+  template void batch_norm_finalize<T>(P<T>*, P<T>*, P<T>*, const P<T>*, const P<T>*, int64_t, int64_t, double,       \
+                                       double, Stream);                                                               \
+  template void batch_norm_elemt<T>(T*, const T*, const P<T>*, const P<T>*, const P<T>*, const P<T>*,                 \
+                                    const BatchNormDesc&, Stream);                                                    \
+  template void batch_norm_backward_reduce<T>(P<T>*, P<T>*, const T*, const T*, const T*, const P<T>*,                \
+                                              const BatchNormDesc&, Stream);                                          \
+  template void batch_norm_backward_elemt<T>(T*, const T*, const T*, const T*, const P<T>*, const P<T>*, const P<T>*, \
+                                             const P<T>*, const P<T>*, int64_t, const BatchNormDesc&, Stream);        \
+  template void batch_norm_forward_training<T>(T*, P<T>*, P<T>*, P<T>*, P<T>*, const T*, const P<T>*, const P<T>*,    \
+                                               const BatchNormDesc&, double, double, Stream);                         \
+  template void batch_norm_backward_training<T>(T*, P<T>*, P<T>*, const T*, const T*, const T*, const P<T>*,          \
+                                                const P<T>*, const P<T>*, const BatchNormDesc&, Stream);              \
+  template void layer_norm_forward<T>(T*, P<T>*, P<T>*, const T*, const P<T>*, const P<T>*, const LayerNormDesc&,     \
+                                      double, Stream);                                                                \
+  template void layer_norm_backward<T>(T*, P<T>*, P<T>*, const T*, const T*, const P<T>*, const P<T>*, const P<T>*,   \
+                                       const LayerNormDesc&, Stream);                                                 \
+  template void group_norm_forward<T>(T*, P<T>*, P<T>*, const T*, const P<T>*, const P<T>*, const GroupNormDesc&,     \
+                                      double, Stream);                                                                \
+  template void group_norm_backward<T>(T*, P<T>*, P<T>*, const T*, const T*, const P<T>*, const P<T>*, const P<T>*,   \
                                        const GroupNormDesc&, Stream);
 SE_INSTANTIATE(float)
 SE_INSTANTIATE(double)

@@ -54,7 +54,7 @@ BasicBlock::BasicBlock(int64_t inplanes, int64_t planes, int64_t stride, int64_t
 }
 
 Tensor BasicBlock::forward_impl(const Tensor& x) {
-  Tensor out = relu(bn1->forward(conv1->forward(x)));
+  Tensor out = bn1->forward_relu(conv1->forward(x));
   out = bn2->forward(conv2->forward(out));
   return relu(add(out, downsample ? downsample->forward(x) : x));
 }
@@ -72,8 +72,8 @@ Bottleneck::Bottleneck(int64_t inplanes, int64_t planes, int64_t stride, int64_t
 }
 
 Tensor Bottleneck::forward_impl(const Tensor& x) {
-  Tensor out = relu(bn1->forward(conv1->forward(x)));
-  out = relu(bn2->forward(conv2->forward(out)));
+  Tensor out = bn1->forward_relu(conv1->forward(x));
+  out = bn2->forward_relu(conv2->forward(out));
   out = bn3->forward(conv3->forward(out));
   return relu(add(out, downsample ? downsample->forward(x) : x));
 }
@@ -159,7 +159,7 @@ ResNetFeatures ResNet::forward(const Tensor& images) {
   SE_CHECK(images.dim() == 4 && images.size(1) == options_.in_channels, "ResNet: expected images (N, ",
            options_.in_channels, ", H, W), got ", shape_str(images.shape()));
   ResNetFeatures out;
-  out.stem = stem ? stem->forward(images) : relu(bn1->forward(conv1->forward(images)));
+  out.stem = stem ? stem->forward(images) : bn1->forward_relu(conv1->forward(images));
   Tensor x = maxpool->forward(out.stem);
   for (auto& layer : layers) {
     x = layer->forward(x);

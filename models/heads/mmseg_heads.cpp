@@ -20,7 +20,7 @@ ConvModule::ConvModule(int64_t in_channels, int64_t out_channels, ConvModuleOpti
 }
 
 Tensor ConvModule::forward_impl(const Tensor& x) {
-  return relu(bn->forward(conv->forward(x)));
+  return bn->forward_relu(conv->forward(x));
 }
 
 DepthwiseSeparableConvModule::DepthwiseSeparableConvModule(int64_t in_channels, int64_t out_channels, int64_t dilation)

@@ -50,7 +50,7 @@ Tensor SegformerDecodeHead::forward(const std::vector<Tensor>& features) {
     projected[features.size() - 1 - i] =
         f.size(2) == height && f.size(3) == width ? image : interpolate(image, segformer_bilinear(height, width));
   }
-  Tensor x = activation->forward(batch_norm->forward(linear_fuse->forward(cat(projected, 1))));
+  Tensor x = batch_norm->forward_relu(linear_fuse->forward(cat(projected, 1)), activation.get());
   return classifier->forward(dropout->forward(x));
 }
 

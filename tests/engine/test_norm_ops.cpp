@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "engine/autograd.h"
@@ -109,7 +111,61 @@ TEST(NormOps, BadArgumentsAreErrors) {
   expect_error([&] { group_norm(x, 2); }, "group_norm: 3 channels cannot be split into 2 groups");
 }
 
+// The same bits, element for element (-0 and +0 apart).
+void expect_same_bits(const Tensor& a, const Tensor& b, const std::string& what) {
+  ASSERT_EQ(a.shape(), b.shape()) << what;
+  ASSERT_EQ(a.dtype(), b.dtype()) << what;
+  const Tensor ca = a.to(Device::cpu()).contiguous(), cb = b.to(Device::cpu()).contiguous();
+  EXPECT_EQ(std::memcmp(ca.data_ptr(), cb.data_ptr(), ca.nbytes()), 0) << what;
+}
+
+// batch_norm's fused ReLU gives the bits of batch_norm then relu: the output, the running stats and the
+// gradients of x, weight and bias, in training and eval, for every dtype, on the CPU's two paths (channel
+// by channel, and the building blocks when channels are few) and on CUDA when a device is present.
+void expect_fused_relu_matches_the_two_ops(Device device) {
+  for (DType dtype : {DType::f32, DType::f64, DType::f16, DType::bf16}) {
+    const DType param = dtype == DType::f64 ? DType::f64 : DType::f32;
+    for (const Shape& shape : {Shape{2, 3, 5, 7}, Shape{2, 16, 40, 40}}) {
+      const int64_t c = shape[1];
+      const Tensor x0 = randn(shape).to(dtype).to(device), dy = randn(shape).to(dtype).to(device);
+      const Tensor w0 = randn({c}, {param}).to(device), b0 = randn({c}, {param}).to(device);
+      for (bool training : {true, false}) {
+        struct Run {
+          Tensor y, dx, dw, db, running_mean, running_var;
+        };
+        auto run = [&](bool fused) {
+          Tensor x = x0.detach().requires_grad_(true), w = w0.detach().requires_grad_(true);
+          Tensor b = b0.detach().requires_grad_(true);
+          Tensor rm = full({c}, 0.25, {param, device}), rv = full({c}, 2.0, {param, device});
+          Tensor y = fused ? batch_norm(x, rm, rv, w, b, training, 0.1, 1e-5, true)
+                           : relu(batch_norm(x, rm, rv, w, b, training, 0.1, 1e-5));
+          y.backward(dy);
+          return Run{y.detach(), x.grad(), w.grad(), b.grad(), rm, rv};
+        };
+        const Run fused = run(true), apart = run(false);
+        const std::string what = std::string(dtype_name(dtype)) + " " + shape_str(shape) +
+                                 (training ? " training" : " eval") + " on " + device.str() + ": ";
+        expect_same_bits(fused.y, apart.y, what + "y");
+        expect_same_bits(fused.dx, apart.dx, what + "dx");
+        expect_same_bits(fused.dw, apart.dw, what + "dweight");
+        expect_same_bits(fused.db, apart.db, what + "dbias");
+        expect_same_bits(fused.running_mean, apart.running_mean, what + "running_mean");
+        expect_same_bits(fused.running_var, apart.running_var, what + "running_var");
+      }
+    }
+  }
+}
+
+TEST(NormOps, BatchNormFusedReluIsBitwiseBatchNormThenRelu) {
+  expect_fused_relu_matches_the_two_ops(Device::cpu());
+}
+
 #ifdef SEGENGINE_HAS_CUDA
+TEST(NormOpsCuda, BatchNormFusedReluIsBitwiseBatchNormThenRelu) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  expect_fused_relu_matches_the_two_ops(Device::cuda());
+}
+
 // Runs f in f32 on the CPU and on cuda:0 and compares outputs and the gradients of x, weight, bias.
 void expect_cuda_matches_cpu(const std::function<Tensor(const Tensor&, const Tensor&, const Tensor&)>& f,
                              const Shape& shape, const Shape& param_shape) {

@@ -165,9 +165,10 @@ TYPED_TEST(NormFloat, BatchNormTrainingMatchesReference) {
           std::fabs(to_double(x)[k]) * std::min(1 / std::sqrt(eps), 1 / std::sqrt(ref.var[(k / d.hw) % d.c] + eps));
     expect_close(y, ref.y, y_scale, u, describe(d) + " y");
 
-    cpu::batch_norm_backward_reduce(sum_dy.data(), sum_dy_xmu.data(), dy.data(), x.data(), mean.data(), d, nullptr);
-    cpu::batch_norm_backward_elemt(dx.data(), dy.data(), x.data(), mean.data(), invstd.data(), w.data(), sum_dy.data(),
-                                   sum_dy_xmu.data(), count, d, nullptr);
+    cpu::batch_norm_backward_reduce(sum_dy.data(), sum_dy_xmu.data(), dy.data(), x.data(), nullptr, mean.data(), d,
+                                    nullptr);
+    cpu::batch_norm_backward_elemt(dx.data(), dy.data(), x.data(), nullptr, mean.data(), invstd.data(), w.data(),
+                                   sum_dy.data(), sum_dy_xmu.data(), count, d, nullptr);
     std::vector<double> dweight(d.c);
     for (int64_t c = 0; c < d.c; ++c) dweight[c] = static_cast<double>(sum_dy_xmu[c]) * static_cast<double>(invstd[c]);
     expect_close(sum_dy, ref.dbias, ref.dbias_scale, up, describe(d) + " sum_dy");
@@ -197,16 +198,17 @@ TYPED_TEST(NormFloat, BatchNormFusedPassesEqualTheBuildingBlocks) {
     cpu::batch_norm_finalize<T>(invstd.data(), rm.data(), rv.data(), mean.data(), var.data(), d.c, count, 0.1, 1e-5,
                                 nullptr);
     cpu::batch_norm_elemt(y.data(), x.data(), mean.data(), invstd.data(), w.data(), b.data(), d, nullptr);
-    cpu::batch_norm_backward_reduce(sum_dy.data(), sum_dy_xmu.data(), dy.data(), x.data(), mean.data(), d, nullptr);
-    cpu::batch_norm_backward_elemt(dx.data(), dy.data(), x.data(), mean.data(), invstd.data(), w.data(), sum_dy.data(),
-                                   sum_dy_xmu.data(), count, d, nullptr);
+    cpu::batch_norm_backward_reduce(sum_dy.data(), sum_dy_xmu.data(), dy.data(), x.data(), nullptr, mean.data(), d,
+                                    nullptr);
+    cpu::batch_norm_backward_elemt(dx.data(), dy.data(), x.data(), nullptr, mean.data(), invstd.data(), w.data(),
+                                   sum_dy.data(), sum_dy_xmu.data(), count, d, nullptr);
 
     std::vector<P> f_mean(d.c), f_invstd(d.c), f_sum_dy(d.c), f_sum_dy_xmu(d.c), f_rm = running_mean,
                                                                                  f_rv = running_var;
     std::vector<T> f_y(x.size()), f_dx(x.size());
     cpu::batch_norm_forward_training(f_y.data(), f_mean.data(), f_invstd.data(), f_rm.data(), f_rv.data(), x.data(),
                                      w.data(), b.data(), d, 0.1, 1e-5, nullptr);
-    cpu::batch_norm_backward_training(f_dx.data(), f_sum_dy.data(), f_sum_dy_xmu.data(), dy.data(), x.data(),
+    cpu::batch_norm_backward_training(f_dx.data(), f_sum_dy.data(), f_sum_dy_xmu.data(), dy.data(), x.data(), nullptr,
                                       f_mean.data(), f_invstd.data(), w.data(), d, nullptr);
     const std::string what = describe(d);
     EXPECT_EQ(to_double(f_y), to_double(y)) << what;
@@ -219,9 +221,56 @@ TYPED_TEST(NormFloat, BatchNormFusedPassesEqualTheBuildingBlocks) {
     EXPECT_EQ(to_double(f_dx), to_double(dx)) << what;
     // Without dx (the input needs no gradient): the sums alone.
     std::fill(f_sum_dy.begin(), f_sum_dy.end(), P(0));
-    cpu::batch_norm_backward_training<T>(nullptr, f_sum_dy.data(), f_sum_dy_xmu.data(), dy.data(), x.data(),
+    cpu::batch_norm_backward_training<T>(nullptr, f_sum_dy.data(), f_sum_dy_xmu.data(), dy.data(), x.data(), nullptr,
                                          f_mean.data(), f_invstd.data(), w.data(), d, nullptr);
     EXPECT_EQ(f_sum_dy, sum_dy) << what << " without dx";
+  }
+}
+
+// A fused ReLU (desc.relu) gives the bits of the plain kernels followed by the ReLU and its backward, in the
+// fused passes and the building blocks, for every shape (tails of the f32 vector loops included).
+TYPED_TEST(NormFloat, BatchNormFusedReluIsTheKernelsThenTheRelu) {
+  using T = TypeParam;
+  using P = norm_param_t<T>;
+  uint32_t seed = 900;
+  for (BatchNormDesc d : kFusedShapes) {
+    const int64_t count = d.n * d.hw;
+    Inputs in = make_inputs(d.n * d.c * d.hw, d.c, seed += 10);
+    const std::vector<T> x = cast_to<T>(in.x), dy = cast_to<T>(in.dy);
+    const std::vector<P> w = params<T>(in.w), b = params<T>(in.b);
+    std::vector<P> mean(d.c), invstd(d.c), sum_dy(d.c), sum_dy_xmu(d.c);
+    std::vector<T> y(x.size()), dx(x.size()), g(x.size());
+    d.relu = false;
+    cpu::batch_norm_forward_training<T>(y.data(), mean.data(), invstd.data(), nullptr, nullptr, x.data(), w.data(),
+                                        b.data(), d, 0.1, 1e-5, nullptr);
+    for (size_t k = 0; k < y.size(); ++k) {
+      if (static_cast<double>(y[k]) < 0) y[k] = static_cast<T>(0.0f);       // relu: x < 0 ? 0 : x
+      g[k] = static_cast<double>(y[k]) > 0 ? dy[k] : static_cast<T>(0.0f);  // its backward
+    }
+    cpu::batch_norm_backward_training<T>(dx.data(), sum_dy.data(), sum_dy_xmu.data(), g.data(), x.data(), nullptr,
+                                         mean.data(), invstd.data(), w.data(), d, nullptr);
+
+    d.relu = true;
+    std::vector<P> f_mean(d.c), f_invstd(d.c), f_sum_dy(d.c), f_sum_dy_xmu(d.c);
+    std::vector<T> f_y(x.size()), f_dx(x.size()), e_y(x.size()), e_dx(x.size());
+    cpu::batch_norm_forward_training<T>(f_y.data(), f_mean.data(), f_invstd.data(), nullptr, nullptr, x.data(),
+                                        w.data(), b.data(), d, 0.1, 1e-5, nullptr);
+    cpu::batch_norm_backward_training<T>(f_dx.data(), f_sum_dy.data(), f_sum_dy_xmu.data(), dy.data(), x.data(),
+                                         f_y.data(), f_mean.data(), f_invstd.data(), w.data(), d, nullptr);
+    const std::string what = describe(d);
+    EXPECT_EQ(test::bits_of(f_y), test::bits_of(y)) << what;
+    EXPECT_EQ(f_sum_dy, sum_dy) << what;
+    EXPECT_EQ(f_sum_dy_xmu, sum_dy_xmu) << what;
+    EXPECT_EQ(test::bits_of(f_dx), test::bits_of(dx)) << what;
+    // The building blocks: elemt, then the sums and dx from the ReLU's output.
+    cpu::batch_norm_elemt<T>(e_y.data(), x.data(), f_mean.data(), f_invstd.data(), w.data(), b.data(), d, nullptr);
+    EXPECT_EQ(test::bits_of(e_y), test::bits_of(y)) << what << " elemt";
+    cpu::batch_norm_backward_reduce<T>(f_sum_dy.data(), f_sum_dy_xmu.data(), dy.data(), x.data(), e_y.data(),
+                                       f_mean.data(), d, nullptr);
+    cpu::batch_norm_backward_elemt<T>(e_dx.data(), dy.data(), x.data(), e_y.data(), f_mean.data(), f_invstd.data(),
+                                      w.data(), f_sum_dy.data(), f_sum_dy_xmu.data(), count, d, nullptr);
+    EXPECT_EQ(f_sum_dy, sum_dy) << what << " building blocks";
+    EXPECT_EQ(test::bits_of(e_dx), test::bits_of(dx)) << what << " building blocks";
   }
 }
 
@@ -351,8 +400,8 @@ TEST(BatchNorm, EvalUsesGivenStatisticsAndTheirGradientIsConstant) {
   std::vector<double> invstd(3), y(12), dx(12);
   for (int c = 0; c < 3; ++c) invstd[c] = 1 / std::sqrt(running_var[c] + 1e-5);
   cpu::batch_norm_elemt(y.data(), x.data(), running_mean.data(), invstd.data(), w.data(), b.data(), d, nullptr);
-  cpu::batch_norm_backward_elemt(dx.data(), dy.data(), x.data(), running_mean.data(), invstd.data(), w.data(), nullptr,
-                                 nullptr, 4, d, nullptr);
+  cpu::batch_norm_backward_elemt(dx.data(), dy.data(), x.data(), nullptr, running_mean.data(), invstd.data(), w.data(),
+                                 nullptr, nullptr, 4, d, nullptr);
   for (int64_t k = 0; k < 12; ++k) {
     const int64_t c = (k / 2) % 3;
     EXPECT_NEAR(y[k], (x[k] - running_mean[c]) * invstd[c] * w[c] + b[c], 1e-12) << k;
@@ -405,12 +454,14 @@ void check_batch_norm_cuda(uint32_t seed) {
                                  nullptr);
     cpu::batch_norm_elemt(y.data(), x.data(), mean.data(), invstd.data(), w.data(), b.data(), d, nullptr);
     cuda::batch_norm_elemt(gy.get(), gx.get(), gmean.get(), ginvstd.get(), gw.get(), gb.get(), d, nullptr);
-    cpu::batch_norm_backward_reduce(sum_dy.data(), sum_dy_xmu.data(), dy.data(), x.data(), mean.data(), d, nullptr);
-    cuda::batch_norm_backward_reduce(gsum_dy.get(), gsum_dy_xmu.get(), gdy.get(), gx.get(), gmean.get(), d, nullptr);
-    cpu::batch_norm_backward_elemt(dx.data(), dy.data(), x.data(), mean.data(), invstd.data(), w.data(), sum_dy.data(),
-                                   sum_dy_xmu.data(), count, d, nullptr);
-    cuda::batch_norm_backward_elemt(gdx.get(), gdy.get(), gx.get(), gmean.get(), ginvstd.get(), gw.get(), gsum_dy.get(),
-                                    gsum_dy_xmu.get(), count, d, nullptr);
+    cpu::batch_norm_backward_reduce(sum_dy.data(), sum_dy_xmu.data(), dy.data(), x.data(), nullptr, mean.data(), d,
+                                    nullptr);
+    cuda::batch_norm_backward_reduce(gsum_dy.get(), gsum_dy_xmu.get(), gdy.get(), gx.get(), nullptr, gmean.get(), d,
+                                     nullptr);
+    cpu::batch_norm_backward_elemt(dx.data(), dy.data(), x.data(), nullptr, mean.data(), invstd.data(), w.data(),
+                                   sum_dy.data(), sum_dy_xmu.data(), count, d, nullptr);
+    cuda::batch_norm_backward_elemt(gdx.get(), gdy.get(), gx.get(), nullptr, gmean.get(), ginvstd.get(), gw.get(),
+                                    gsum_dy.get(), gsum_dy_xmu.get(), count, d, nullptr);
     const double sum_scale = static_cast<double>(count) * 8;  // |dy * (x - mean)| <= 8 here
     expect_close(gmean.to_host(), to_double(mean), {}, up, describe(d) + " mean");
     expect_close(gvar.to_host(), to_double(var), {}, up, describe(d) + " var");
@@ -429,8 +480,8 @@ void check_batch_norm_cuda(uint32_t seed) {
     DeviceBuffer<P> fmean(d.c), finvstd(d.c), fsum_dy(d.c), fsum_dy_xmu(d.c), frm(running_mean0), frv(running_var0);
     cuda::batch_norm_forward_training(fy.get(), fmean.get(), finvstd.get(), frm.get(), frv.get(), gx.get(), gw.get(),
                                       gb.get(), d, 0.1, 1e-5, nullptr);
-    cuda::batch_norm_backward_training(fdx.get(), fsum_dy.get(), fsum_dy_xmu.get(), gdy.get(), gx.get(), fmean.get(),
-                                       finvstd.get(), gw.get(), d, nullptr);
+    cuda::batch_norm_backward_training(fdx.get(), fsum_dy.get(), fsum_dy_xmu.get(), gdy.get(), gx.get(), nullptr,
+                                       fmean.get(), finvstd.get(), gw.get(), d, nullptr);
     EXPECT_EQ(to_double(fy.to_host()), to_double(gy.to_host())) << describe(d) << " fused y";
     EXPECT_EQ(finvstd.to_host(), ginvstd.to_host()) << describe(d) << " fused invstd";
     EXPECT_EQ(frm.to_host(), grm.to_host()) << describe(d) << " fused running_mean";

@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <optional>
+
 #include "engine/device.h"
 #include "engine/ops.h"
 #include "nn/layers.h"
@@ -203,6 +205,41 @@ TEST(Module, ObserverSeesEveryLayerCall) {
       ">Conv2d",     "<Conv2d(1, 2, 3, 3)", ">BatchNorm2d", "<BatchNorm2d(1, 2, 3, 3)", "<Sequential(1, 2, 3, 3)",
       "<Block(1, 2, 3, 3)"};
   EXPECT_EQ(recorder.calls, expected);
+}
+
+// A Sequential runs BatchNorm2d + ReLU as one op (batch_norm's fused ReLU) with the bits of the two
+// modules, which it runs apart under an observer, so that bench model and info still see the ReLU.
+TEST(Module, SequentialFusesBatchNormAndReluWithTheSameBits) {
+  struct Recorder : ForwardObserver {
+    std::vector<std::string> calls;
+    void before_forward(const Module& m, const Tensor&) override { calls.push_back(m.type_name()); }
+    void after_forward(const Module&, const Tensor&, const Tensor&) override {}
+  };
+  manual_seed(5);
+  Sequential seq({std::make_shared<Conv2d>(3, 4, 3, Conv2dOptions{.padding = 1}), std::make_shared<BatchNorm2d>(4),
+                  std::make_shared<ReLU>()});
+  const Tensor x = randn({2, 3, 9, 8}), dy = randn({2, 4, 9, 8});
+  auto run = [&](ForwardObserver* observer) {
+    std::optional<ForwardObserverScope> scope;
+    if (observer != nullptr) scope.emplace(observer);
+    seq.zero_grad();
+    Tensor input = x.detach().requires_grad_(true);
+    Tensor y = seq.forward(input);
+    y.backward(dy);
+    std::vector<Tensor> out = {y.detach(), input.grad()};
+    for (const auto& [name, p] : seq.named_parameters()) out.push_back(p.grad().clone());
+    return out;
+  };
+  const std::vector<Tensor> fused = run(nullptr);
+  Recorder recorder;
+  const std::vector<Tensor> apart = run(&recorder);
+  EXPECT_EQ(recorder.calls, (std::vector<std::string>{"Sequential", "Conv2d", "BatchNorm2d", "ReLU"}));
+  ASSERT_EQ(fused.size(), apart.size());
+  for (size_t i = 0; i < fused.size(); ++i) {
+    EXPECT_EQ(fused[i].to_vector<float>(), apart[i].to_vector<float>()) << "tensor " << i;
+  }
+  // The running statistics moved twice, as the module's twice-run forward says.
+  EXPECT_EQ(std::dynamic_pointer_cast<BatchNorm2d>(seq[1])->num_batches_tracked.item(), 2.0);
 }
 
 TEST(ModuleCuda, ToDeviceMovesEveryTensorAndMatchesCpu) {
