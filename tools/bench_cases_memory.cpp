@@ -222,6 +222,33 @@ void add_batch_norm_cases(std::vector<Case>& cases, const Options& o) {
                              }),
                              {VendorOp::batch_norm_backward, work, {x, dy, s.weight, s.mean, s.invstd}, {dx, sum_dy}});
                        }});
+      // With the ReLU fused (Conv-BN-ReLU): the same passes, relu(y) written; backward also reads the ReLU's y.
+      kernels::BatchNormDesc relu_desc = d;
+      relu_desc.relu = true;
+      cases.push_back({"batch_norm_relu/forward", layer.model, shape + ", training", 0, 2 * x_bytes, [=] {
+                         Tensor x = random_tensor(x_shape, o), y = empty_like(x);
+                         const BatchNormChannels s = channels();
+                         return Prepared(Run([=] {
+                           SE_DISPATCH(device, batch_norm_forward_training<T>, y.data<T>(), s.mean.data<P>(),
+                                       s.invstd.data<P>(), s.running_mean.data<P>(), s.running_var.data<P>(),
+                                       x.data<T>(), s.weight.data<P>(), s.bias.data<P>(), relu_desc, momentum, eps);
+                         }));
+                       }});
+      cases.push_back({"batch_norm_relu/backward", layer.model, shape + ", training", 0, 4 * x_bytes, [=] {
+                         Tensor x = random_tensor(x_shape, o), dy = random_tensor(x_shape, o), dx = empty_like(x);
+                         Tensor y = empty_like(x);
+                         const BatchNormChannels s = channels();
+                         SE_DISPATCH(device, batch_norm_forward_training<T>, y.data<T>(), s.mean.data<P>(),
+                                     s.invstd.data<P>(), s.running_mean.data<P>(), s.running_var.data<P>(), x.data<T>(),
+                                     s.weight.data<P>(), s.bias.data<P>(), relu_desc, momentum, eps);
+                         const TensorOptions options{companion_dtype<T>(), device};
+                         Tensor sum_dy = empty({d.c}, options), sum_dy_xmu = empty({d.c}, options);
+                         return Prepared(Run([=] {
+                           SE_DISPATCH(device, batch_norm_backward_training<T>, dx.data<T>(), sum_dy.data<P>(),
+                                       sum_dy_xmu.data<P>(), dy.data<T>(), x.data<T>(), y.data<T>(), s.mean.data<P>(),
+                                       s.invstd.data<P>(), s.weight.data<P>(), relu_desc);
+                         }));
+                       }});
     });
   }
 }
