@@ -103,8 +103,8 @@ Tensor log_softmax(const Tensor& x, int64_t dim);
 // given, updates running_mean/running_var in place (no autograd) with `momentum` and the unbiased
 // variance, as PyTorch; needs more than one value per channel. eval: uses the running stats.
 // relu: returns relu(batch_norm(...)) from the same kernels (kernels/norm.h's fused ReLU: the same bits
-// as the two ops, without the ReLU's pass and tensor in the forward or the backward); f32 and f64 only,
-// f16 and bf16 run the two ops.
+// as the two ops, without the ReLU's pass and tensor in the forward or the backward); on the CPU f16
+// and bf16 run the two ops.
 Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
                   const Tensor& bias, bool training, double momentum = 0.1, double eps = 1e-5, bool relu = false);
 // layer_norm: over the trailing dims given by normalized_shape; weight/bias have that shape.

@@ -52,9 +52,10 @@ kernels::BatchNormDesc batch_norm_desc(const Shape& shape) {
 
 Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
                   const Tensor& bias, bool training, double momentum, double eps, bool relu) {
-  // The 16-bit types run the two ops: their masked backward sums do not vectorize yet (kernels/cpu/norm.cpp
-  // has the f32 loop on vectors), and a branch per value costs more than the ReLU's own pass.
-  if (relu && x.dtype() != DType::f32 && x.dtype() != DType::f64) {
+  // On the CPU the 16-bit types run the two ops: their masked backward sums do not vectorize yet
+  // (kernels/cpu/norm.cpp has the f32 loop on vectors), and a branch per value costs more than the ReLU's
+  // own pass. CUDA selects without branching: every dtype fuses there.
+  if (relu && x.device().is_cpu() && x.dtype() != DType::f32 && x.dtype() != DType::f64) {
     return se::relu(batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps));
   }
   const char* op = relu ? "batch_norm_relu" : "batch_norm";
