@@ -1,8 +1,7 @@
 #include "engine/allocator.h"
 
-#include <atomic>
-#include <cstdlib>
-#include <new>
+#include <cstdio>
+#include <string>
 
 #include "core/error.h"
 #ifdef SEGENGINE_HAS_CUDA
@@ -12,10 +11,10 @@
 namespace se {
 
 namespace {
-constexpr size_t kCpuAlignment = 64;
 constexpr size_t kSmallBlock = 1 << 20;    // below 1 MiB: round to 512 B
 constexpr size_t kSmallRounding = 512;
 constexpr size_t kLargeRounding = 2 << 20;  // 1 MiB and above: round to 2 MiB
+}  // namespace
 
 std::string format_bytes(size_t bytes) {
   char text[64];
@@ -28,47 +27,6 @@ std::string format_bytes(size_t bytes) {
   }
   return text;
 }
-
-size_t cpu_rounded_size(size_t bytes) {
-  return bytes == 0 ? kCpuAlignment : (bytes + kCpuAlignment - 1) / kCpuAlignment * kCpuAlignment;
-}
-
-// Lock-free: every CPU tensor allocation passes here, from any thread.
-std::atomic<size_t> cpu_allocated_bytes{0};
-std::atomic<size_t> cpu_peak_allocated_bytes{0};
-std::atomic<uint64_t> cpu_allocations{0};
-std::atomic<uint64_t> cpu_frees{0};
-}  // namespace
-
-void* cpu_allocate(size_t bytes) {
-  const size_t rounded = cpu_rounded_size(bytes);
-  void* ptr = std::aligned_alloc(kCpuAlignment, rounded);
-  SE_CHECK(ptr != nullptr, "cpu allocator: out of host memory allocating ", format_bytes(bytes));
-  const size_t now = cpu_allocated_bytes.fetch_add(rounded) + rounded;
-  size_t peak = cpu_peak_allocated_bytes.load();
-  while (now > peak && !cpu_peak_allocated_bytes.compare_exchange_weak(peak, now)) {
-  }
-  cpu_allocations.fetch_add(1);
-  return ptr;
-}
-
-void cpu_free(void* ptr, size_t bytes) {
-  if (ptr == nullptr) return;
-  std::free(ptr);
-  cpu_allocated_bytes.fetch_sub(cpu_rounded_size(bytes));
-  cpu_frees.fetch_add(1);
-}
-
-AllocatorStats cpu_allocator_stats() {
-  AllocatorStats stats;
-  stats.allocated_bytes = stats.reserved_bytes = cpu_allocated_bytes.load();
-  stats.peak_allocated_bytes = stats.peak_reserved_bytes = cpu_peak_allocated_bytes.load();
-  stats.allocations = stats.device_mallocs = cpu_allocations.load();
-  stats.device_frees = cpu_frees.load();
-  return stats;
-}
-
-void cpu_reset_peak_stats() { cpu_peak_allocated_bytes.store(cpu_allocated_bytes.load()); }
 
 size_t CudaCachingAllocator::round_size(size_t bytes) {
   if (bytes == 0) return kSmallRounding;

@@ -1,5 +1,10 @@
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <string>
+#include <thread>
+#include <vector>
+
 #include "engine/allocator.h"
 #include "engine/autograd.h"
 #include "engine/host_allocator.h"
@@ -32,6 +37,173 @@ TEST(CpuAllocator, TracksAllocatedAndPeakBytes) {
   EXPECT_EQ(after.peak_allocated_bytes, during.peak_allocated_bytes);
   cpu_reset_peak_stats();
   EXPECT_EQ(cpu_allocator_stats().peak_allocated_bytes, after.allocated_bytes);
+}
+
+constexpr size_t kMiB = size_t{1} << 20;
+
+TEST(CpuCachingAllocator, SizeClasses) {
+  EXPECT_EQ(CpuCachingAllocator::round_size(0), 64u);
+  EXPECT_EQ(CpuCachingAllocator::round_size(65), 128u);
+  EXPECT_EQ(CpuCachingAllocator::round_size(kMiB - 1), kMiB);  // malloc's, 64-byte multiples
+  EXPECT_EQ(CpuCachingAllocator::round_size(kMiB), 2 * kMiB);  // cached, 2 MiB multiples
+  EXPECT_EQ(CpuCachingAllocator::round_size(2 * kMiB + 1), 4 * kMiB);
+}
+
+TEST(CpuCachingAllocator, ReusesAFreedLargeBlockWithoutAskingTheSystem) {
+  CpuCachingAllocator allocator(true);
+  void* first = allocator.allocate(3 * kMiB);
+  static_cast<char*>(first)[3 * kMiB - 1] = 7;  // the whole block is usable
+  allocator.free(first, 3 * kMiB);
+  const AllocatorStats before = allocator.stats();
+  EXPECT_EQ(before.allocated_bytes, 0u);
+  EXPECT_EQ(before.reserved_bytes, 4 * kMiB);
+  void* second = allocator.allocate(3 * kMiB + 5);  // the same 4 MiB class
+  const AllocatorStats after = allocator.stats();
+  EXPECT_EQ(second, first);
+  EXPECT_EQ(after.cache_hits, before.cache_hits + 1);
+  EXPECT_EQ(after.device_mallocs, before.device_mallocs);
+  EXPECT_EQ(after.allocated_bytes, 4 * kMiB);
+  EXPECT_EQ(after.reserved_bytes, 4 * kMiB);
+  allocator.free(second, 3 * kMiB + 5);
+}
+
+TEST(CpuCachingAllocator, HandsOutTheSmallestFitAndNeverMoreThanTwiceTheSize) {
+  CpuCachingAllocator allocator(true);
+  void* eight = allocator.allocate(8 * kMiB);
+  void* sixteen = allocator.allocate(16 * kMiB);
+  void* thirty_two = allocator.allocate(32 * kMiB);
+  allocator.free(thirty_two, 32 * kMiB);
+  allocator.free(eight, 8 * kMiB);
+  allocator.free(sixteen, 16 * kMiB);
+  // 10 MiB: the 16 MiB block, not the older 32 MiB one; counted as the block's 16 MiB.
+  void* ten = allocator.allocate(10 * kMiB);
+  EXPECT_EQ(ten, sixteen);
+  EXPECT_EQ(allocator.stats().allocated_bytes, 16 * kMiB);
+  // 14 MiB: no cached block from 14 to 28 MiB (8 is too small, 32 more than twice): a new one.
+  const uint64_t mallocs = allocator.stats().device_mallocs;
+  void* fourteen = allocator.allocate(14 * kMiB);
+  EXPECT_EQ(allocator.stats().device_mallocs, mallocs + 1);
+  EXPECT_NE(fourteen, thirty_two);
+  EXPECT_NE(fourteen, eight);
+  allocator.free(ten, 10 * kMiB);
+  allocator.free(fourteen, 14 * kMiB);
+}
+
+TEST(CpuCachingAllocator, AmongEqualBlocksReusesTheMostRecentlyFreed) {
+  CpuCachingAllocator allocator(true);
+  void* a = allocator.allocate(4 * kMiB);
+  void* b = allocator.allocate(4 * kMiB);
+  allocator.free(a, 4 * kMiB);
+  allocator.free(b, 4 * kMiB);
+  void* again = allocator.allocate(4 * kMiB);
+  EXPECT_EQ(again, b);
+  allocator.free(again, 4 * kMiB);
+}
+
+TEST(CpuCachingAllocator, KeepsReservedWithinHalfAgainTheLargestHeldEvictingTheOldestFirst) {
+  CpuCachingAllocator allocator(true);
+  // Peak held: 20 MiB, so at most 30 MiB reserved when a new block must be mapped.
+  void* oldest = allocator.allocate(10 * kMiB);
+  void* newer = allocator.allocate(10 * kMiB);
+  allocator.free(oldest, 10 * kMiB);
+  allocator.free(newer, 10 * kMiB);
+  EXPECT_EQ(allocator.stats().reserved_bytes, 20 * kMiB);
+  void* four = allocator.allocate(4 * kMiB);  // 10 MiB is more than twice 4: a miss; 4 + 20 <= 30
+  EXPECT_EQ(allocator.stats().reserved_bytes, 24 * kMiB);
+  void* sixteen = allocator.allocate(16 * kMiB);  // the newer 10 MiB block is too small: a miss
+  // Held 20 (a new peak), cap 30: the cache may keep 10 MiB, so the oldest block went back.
+  const AllocatorStats stats = allocator.stats();
+  EXPECT_EQ(stats.allocated_bytes, 20 * kMiB);
+  EXPECT_EQ(stats.reserved_bytes, 30 * kMiB);
+  EXPECT_EQ(stats.device_frees, 1u);
+  void* ten = allocator.allocate(10 * kMiB);  // the newer block is still cached
+  EXPECT_EQ(ten, newer);
+  EXPECT_EQ(allocator.stats().cache_hits, 1u);
+  allocator.free(four, 4 * kMiB);
+  allocator.free(sixteen, 16 * kMiB);
+  allocator.free(ten, 10 * kMiB);
+}
+
+TEST(CpuCachingAllocator, EmptyCacheAndCachingOffGiveBlocksBackToTheSystem) {
+  CpuCachingAllocator allocator(true);
+  void* block = allocator.allocate(6 * kMiB);
+  allocator.free(block, 6 * kMiB);
+  EXPECT_EQ(allocator.stats().reserved_bytes, 6 * kMiB);
+  allocator.empty_cache();
+  EXPECT_EQ(allocator.stats().reserved_bytes, 0u);
+  EXPECT_EQ(allocator.stats().device_frees, 1u);
+
+  block = allocator.allocate(6 * kMiB);
+  allocator.free(block, 6 * kMiB);
+  allocator.set_caching(false);  // empties the cache
+  EXPECT_EQ(allocator.stats().reserved_bytes, 0u);
+  block = allocator.allocate(6 * kMiB);
+  allocator.free(block, 6 * kMiB);  // straight back
+  const AllocatorStats stats = allocator.stats();
+  EXPECT_EQ(stats.reserved_bytes, 0u);
+  EXPECT_EQ(stats.device_mallocs, 3u);
+  EXPECT_EQ(stats.device_frees, 3u);
+  EXPECT_EQ(stats.cache_hits, 0u);
+}
+
+TEST(CpuCachingAllocator, SmallBlocksAreMallocsAndAllAreAligned) {
+  CpuCachingAllocator allocator(true);
+  for (size_t bytes : {size_t{1}, size_t{100}, kMiB - 1, kMiB, 5 * kMiB + 3}) {
+    void* p = allocator.allocate(bytes);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % CpuCachingAllocator::kAlignment, 0u) << bytes;
+    allocator.free(p, bytes);
+  }
+  const AllocatorStats stats = allocator.stats();
+  EXPECT_EQ(stats.allocated_bytes, 0u);
+  EXPECT_EQ(stats.reserved_bytes, 8 * kMiB);  // the 2 and 6 MiB blocks stay cached
+  EXPECT_EQ(stats.peak_allocated_bytes, 6 * kMiB);
+}
+
+TEST(CpuCachingAllocator, FreeOfAPointerItDidNotHandOutIsAnError) {
+  CpuCachingAllocator allocator(true);
+  alignas(64) static char not_a_block[64];
+  EXPECT_THROW(allocator.free(not_a_block, 4 * kMiB), Error);
+}
+
+TEST(CpuCachingAllocator, ManyThreadsAllocatingAndFreeing) {
+  CpuCachingAllocator allocator(true);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&allocator, t] {
+      for (int i = 0; i < 200; ++i) {
+        const size_t bytes = (i % 3 == 0 ? 1000 : (1 + (i + t) % 5) * kMiB);
+        auto* p = static_cast<unsigned char*>(allocator.allocate(bytes));
+        p[0] = p[bytes - 1] = static_cast<unsigned char>(t);
+        EXPECT_EQ(p[0] + p[bytes - 1], 2 * t);
+        allocator.free(p, bytes);
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  const AllocatorStats stats = allocator.stats();
+  EXPECT_EQ(stats.allocated_bytes, 0u);
+  EXPECT_EQ(stats.allocations, 800u);
+  EXPECT_GT(stats.cache_hits, 0u);
+  // Never more than 1.5x what was ever held at once (4 threads x at most 10 MiB).
+  EXPECT_LE(stats.peak_reserved_bytes, 60 * kMiB);
+}
+
+TEST(CpuCachingAllocator, TheEnvironmentSwitch) {
+  const char* saved = std::getenv("SEGENGINE_CPU_CACHE");
+  const std::string saved_value = saved != nullptr ? saved : "";
+  unsetenv("SEGENGINE_CPU_CACHE");
+  EXPECT_TRUE(cpu_caching_from_environment());
+  setenv("SEGENGINE_CPU_CACHE", "0", 1);
+  EXPECT_FALSE(cpu_caching_from_environment());
+  setenv("SEGENGINE_CPU_CACHE", "1", 1);
+  EXPECT_TRUE(cpu_caching_from_environment());
+  setenv("SEGENGINE_CPU_CACHE", "yes", 1);
+  testing::expect_error([] { cpu_caching_from_environment(); }, "SEGENGINE_CPU_CACHE='yes'");
+  if (saved != nullptr) {
+    setenv("SEGENGINE_CPU_CACHE", saved_value.c_str(), 1);
+  } else {
+    unsetenv("SEGENGINE_CPU_CACHE");
+  }
 }
 
 TEST(CudaAllocatorRounding, SizeClasses) {
