@@ -137,6 +137,16 @@ void add_softmax_and_reduce_cases(std::vector<Case>& cases, const Options& o) {
                          SE_DISPATCH(device, reduce<T>, kernels::ReduceOp::sum, out.data<T>(), a.data<T>(), across);
                        });
                      }});
+    // A Linear's bias gradient: the sum over every token of dy (SegFormer's decoder, stage 1 tokens).
+    const int64_t tokens = 2 * 128 * 128, features = 256;
+    const kernels::ReduceDesc bias_grad{1, tokens, features, 1};
+    cases.push_back({"reduce/sum_tokens", "segformer-b0", "bias gradient: 32768 tokens x 256", 0,
+                     elem * tokens * features, [=] {
+                       Tensor a = random_tensor({tokens * features}, o), out = empty({features}, {o.dtype, o.device});
+                       return Run([=] {
+                         SE_DISPATCH(device, reduce<T>, kernels::ReduceOp::sum, out.data<T>(), a.data<T>(), bias_grad);
+                       });
+                     }});
   });
 }
 

@@ -1,8 +1,9 @@
 // CPU reductions over (outer, size, inner). inner == 1: each row is cut into fixed chunks whose
 // partial states are combined in order, and inside a chunk 8 interleaved lanes break the dependency
 // chain (and let the compiler vectorize) before a pairwise combine. inner > 1: columns are processed
-// in blocks of kColumnBlock, walking the reduced axis in order. The split never depends on the number
-// of OpenMP threads, so results are reproducible.
+// in blocks of kColumnBlock, walking chunks of the reduced axis in order, then the chunks' states are
+// combined in order. The split never depends on the number of OpenMP threads, so results are
+// reproducible.
 #include "kernels/reduce.h"
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "kernels/cpu/per_isa.h"
 #include "kernels/reduce_ops.h"
 
 namespace se::kernels::cpu {
@@ -18,7 +20,8 @@ namespace {
 using namespace se::kernels::reduce_ops;
 
 constexpr int64_t kRowChunk = 16384;   // elements per task along a reduced row (inner == 1)
-constexpr int64_t kColumnBlock = 256;  // columns per task (inner > 1)
+constexpr int64_t kColumnBlock = 2048;      // columns per task (inner > 1); any width gives the same bits
+constexpr int64_t kColumnChunkRows = 1024;  // rows of the reduced axis per task (inner > 1)
 constexpr int kLanes = 8;
 constexpr int64_t kParallelWork = 32768;  // below this many input elements, stay on one thread
 
@@ -40,13 +43,35 @@ typename Op::State reduce_chunk(const T* x,  // (size,)
   return lanes[0];
 }
 
+// states[c] accumulates column c0 + c of rows [r0, r1) of a (rows, inner) matrix, rows in order.
+template <typename Op, typename T>
+inline void reduce_column_chunk(typename Op::State* states,  // (width,)
+                                const T* in,                  // (rows, inner)
+                                int64_t inner, int64_t r0, int64_t r1, int64_t c0, int64_t width) {
+  using A = acc_t<T>;
+  for (int64_t r = r0; r < r1; ++r) {
+    const T* row = in + r * inner + c0;
+    for (int64_t c = 0; c < width; ++c) Op::update(states[c], static_cast<A>(row[c]), r);
+  }
+}
+
+// The f32 sum's column loop (every bias gradient) at the CPU's vector width; additions only, so the
+// same bits on every ISA.
+#define SE_DEFINE_SUM_COLUMNS_F32(suffix, attribute)                                                       \
+  attribute __attribute__((flatten)) void sum_columns_f32_##suffix(double* states, const float* in,         \
+                                                                   int64_t inner, int64_t r0, int64_t r1,   \
+                                                                   int64_t c0, int64_t width) {             \
+    reduce_column_chunk<SumOp<double>, float>(states, in, inner, r0, r1, c0, width);                       \
+  }
+SE_STAMP_PER_ISA(SE_DEFINE_SUM_COLUMNS_F32)
+#undef SE_DEFINE_SUM_COLUMNS_F32
+
 // Elements are widened to acc_t<T> before the op sees them; widening is exact, so comparisons are too.
 template <typename Op, typename T, typename Out, typename Finish>
 void reduce_with(Out* out,      // (outer, inner)
                  const T* in,   // (outer, size, inner)
                  const ReduceDesc& d, Finish finish) {
   using State = typename Op::State;
-  using A = acc_t<T>;
   const int64_t outer = d.outer, n = d.size, inner = d.inner;
   if (outer * inner == 0) return;
   const bool parallel = outer * n * inner >= kParallelWork;
@@ -66,18 +91,40 @@ void reduce_with(Out* out,      // (outer, inner)
     }
     return;
   }
+  // Columns in blocks; a long reduced axis also in chunks of kColumnChunkRows rows, whose partial
+  // states are combined in order (a sum over all rows of a (rows, features) gradient, a bias's,
+  // would otherwise be one task: one thread and one long chain per column).
   const int64_t blocks = (inner + kColumnBlock - 1) / kColumnBlock;
+  const int64_t chunks = std::max<int64_t>(1, (n + kColumnChunkRows - 1) / kColumnChunkRows);
+  const int64_t width = std::min(inner, kColumnBlock);
+  std::vector<State> partial(chunks > 1 ? static_cast<size_t>(outer * blocks * chunks * width) : 0);
 #pragma omp parallel for schedule(static) if (parallel)
-  for (int64_t task = 0; task < outer * blocks; ++task) {
-    int64_t o = task / blocks;
-    int64_t c0 = (task % blocks) * kColumnBlock, c1 = std::min(inner, c0 + kColumnBlock);
+  for (int64_t task = 0; task < outer * blocks * chunks; ++task) {
+    const int64_t o = task / (blocks * chunks), block = task / chunks % blocks, chunk = task % chunks;
+    const int64_t c0 = block * kColumnBlock, c1 = std::min(inner, c0 + kColumnBlock);
+    const int64_t r0 = chunk * kColumnChunkRows, r1 = std::min(n, r0 + kColumnChunkRows);
     State states[kColumnBlock];
     for (int64_t c = c0; c < c1; ++c) states[c - c0] = Op::identity();
-    for (int64_t r = 0; r < n; ++r) {
-      const T* row = in + (o * n + r) * inner;
-      for (int64_t c = c0; c < c1; ++c) Op::update(states[c - c0], static_cast<A>(row[c]), r);
+    if constexpr (std::is_same_v<Op, SumOp<double>> && std::is_same_v<T, float>) {
+      static const auto sum_columns = SE_PICK_PER_ISA(sum_columns_f32);
+      sum_columns(states, in + o * n * inner, inner, r0, r1, c0, c1 - c0);
+    } else {
+      reduce_column_chunk<Op>(states, in + o * n * inner, inner, r0, r1, c0, c1 - c0);
     }
-    for (int64_t c = c0; c < c1; ++c) out[o * inner + c] = finish(states[c - c0]);
+    if (chunks == 1) {
+      for (int64_t c = c0; c < c1; ++c) out[o * inner + c] = finish(states[c - c0]);
+    } else {
+      std::copy(states, states + (c1 - c0), partial.begin() + task * width);
+    }
+  }
+  if (chunks == 1) return;
+#pragma omp parallel for schedule(static) if (parallel)
+  for (int64_t column = 0; column < outer * inner; ++column) {
+    const int64_t o = column / inner, c = column % inner, block = c / kColumnBlock;
+    const State* first = partial.data() + ((o * blocks + block) * chunks) * width + (c - block * kColumnBlock);
+    State s = first[0];
+    for (int64_t chunk = 1; chunk < chunks; ++chunk) s = Op::combine(s, first[chunk * width]);
+    out[column] = finish(s);
   }
 }
 

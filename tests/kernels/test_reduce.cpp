@@ -1,6 +1,7 @@
 // kernels/reduce.h: CPU against a double-precision reference, CUDA against CPU, on a table of
 // (outer, size, inner) shapes with odd sizes, inner == 1 and inner > 1.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <cmath>
 #include <limits>
@@ -21,6 +22,7 @@ using test::to_double;
 const ReduceDesc kShapes[] = {
     {1, 1, 1},    {1, 3, 1},   {3, 17, 1},  {2, 255, 1}, {4, 1000, 1}, {1, 4097, 1}, {2, 40000, 1}, {1, 1, 7},
     {2, 3, 17},   {3, 17, 5},  {2, 255, 3}, {1, 1000, 2}, {1, 4097, 3}, {2, 5, 300},  {7, 2, 1},
+    {2, 2500, 300}, {1, 1100, 2100},  // inner > 1 over a long axis: in chunks of rows (and column blocks)
 };
 const ReduceOp kFloatOps[] = {ReduceOp::sum, ReduceOp::mean, ReduceOp::max, ReduceOp::min, ReduceOp::var};
 
@@ -152,6 +154,35 @@ TEST(Reduce, TiesGoToTheFirstIndexAndNanWins) {
   EXPECT_TRUE(std::isnan(val[1]));
 }
 
+TEST(Reduce, TiesAcrossChunksOfALongAxisGoToTheFirstIndex) {
+  // inner > 1 walks the reduced axis in chunks of rows; the first chunk's index must win a tie.
+  const ReduceDesc d{1, 3000, 5};
+  std::vector<float> in(static_cast<size_t>(d.size * d.inner), 1.0f);
+  for (int64_t i = 0; i < d.inner; ++i) in[static_cast<size_t>((2999 - i * 500) * d.inner + i)] = 2.0f;
+  in[static_cast<size_t>(2500 * d.inner + 4)] = 2.0f;  // column 4: 2 at rows 999 and 2500
+  std::vector<int64_t> idx(5);
+  cpu::arg_reduce(ArgReduceOp::argmax, idx.data(), in.data(), d, nullptr);
+  EXPECT_EQ(idx, (std::vector<int64_t>{2999, 2499, 1999, 1499, 999}));
+  cpu::arg_reduce(ArgReduceOp::argmin, idx.data(), in.data(), d, nullptr);
+  EXPECT_EQ(idx, (std::vector<int64_t>{0, 0, 0, 0, 0}));
+}
+
+TEST(Reduce, ResultsDoNotDependOnTheThreadCount) {
+  const int threads = omp_get_max_threads();
+  for (const ReduceDesc& d : {ReduceDesc{1, 40000, 1}, ReduceDesc{2, 2500, 300}, ReduceDesc{1, 1100, 2100}}) {
+    const std::vector<float> in = cast_to<float>(random_values(d.outer * d.size * d.inner, 7));
+    std::vector<float> one(static_cast<size_t>(d.outer * d.inner)), many(one.size());
+    for (ReduceOp op : kFloatOps) {
+      omp_set_num_threads(1);
+      cpu::reduce(op, one.data(), in.data(), d, nullptr);
+      omp_set_num_threads(std::max(threads, 3));
+      cpu::reduce(op, many.data(), in.data(), d, nullptr);
+      EXPECT_EQ(one, many) << "op " << int(op) << " " << describe(d);
+    }
+  }
+  omp_set_num_threads(threads);
+}
+
 TEST(Reduce, IntegersAreExact) {
   ReduceDesc d{3, 255, 2};
   std::vector<int32_t> in(static_cast<size_t>(d.outer * d.size * d.inner));
@@ -220,8 +251,10 @@ void check_cuda_against_cpu(uint32_t seed) {
       std::vector<double> got = to_double(dout.to_host()), want = to_double(expected);
       for (int64_t k = 0; k < outs; ++k) {
         // Both accumulate in acc_t<T> but in a different order: allow one rounding of the output and
-        // the accumulator's reordering error relative to the values' magnitude (at most 4 here).
-        double scale = op == ReduceOp::var ? 16.0 : (op == ReduceOp::prod ? std::fabs(want[k]) : 4.0);
+        // the accumulator's reordering error relative to the values' magnitude (at most 4 here) or,
+        // for sums, the partial sums' (each addition rounds relative to those: about the total).
+        const double total = std::fabs(want[k]) * (op == ReduceOp::mean ? static_cast<double>(d.size) : 1.0);
+        double scale = op == ReduceOp::var ? 16.0 : (op == ReduceOp::prod ? std::fabs(want[k]) : 4.0 + total);
         double tol = 2 * test::unit_roundoff<T>() * std::fabs(want[k]) +
                      (sizeof(T) == 2 ? 6e-8 : 1.2e-16) * static_cast<double>(d.size) * scale;
         if (op == ReduceOp::max || op == ReduceOp::min || std::is_integral_v<T>) tol = 0;
