@@ -154,12 +154,63 @@ Tensor linear(const Tensor& x_arg, const Tensor& weight_arg, const Tensor& bias_
   const Tensor x = autocast::to_low_precision(x_arg), weight = autocast::to_low_precision(weight_arg),
                bias = autocast::to_low_precision(bias_arg);
   SE_CHECK(x.defined() && weight.defined(), "linear: input or weight is undefined");
+  check_matmul_inputs(x, weight, "linear");
   SE_CHECK(weight.dim() == 2 && x.dim() >= 1 && x.size(-1) == weight.size(1), "linear: input ", shape_str(x.shape()),
            " and weight ", shape_str(weight.shape()), " do not fit (expected (*, in) and (out, in))");
   SE_CHECK(!bias.defined() || bias.shape() == Shape{weight.size(0)}, "linear: bias has shape ",
-           shape_str(bias.shape()), ", expected (", weight.size(0), ")");
-  Tensor y = matmul(x, weight.t());
-  return bias.defined() ? add(y, bias) : y;
+           shape_str(bias.shape()), ", expected ", shape_str(Shape{weight.size(0)}));
+  if (bias.defined()) check_matmul_inputs(x, bias, "linear");
+  // One GEMM over every row of x, as torch's addmm: (rows, in) @ (in, out), starting from the bias
+  // (beta = 1 over C prefilled with it) instead of adding it in a pass and a tensor of its own; the
+  // weight's gradient is then one GEMM over all rows rather than one per batch item and their sum.
+  const int64_t in = weight.size(1), out = weight.size(0);
+  const int64_t row_count = shape_numel(Shape(x.shape().begin(), x.shape().end() - 1));
+  const Tensor rows = x.detach().reshape({row_count, in});  // (rows, in): a view when x's strides allow
+  Tensor y = empty({rows.size(0), out}, {x.dtype(), x.device()});
+  if (y.numel() > 0) {
+    const bool with_bias = bias.defined();
+    if (with_bias) y.copy_(bias.detach().unsqueeze(0).expand(y.shape()));
+    if (in == 0) {
+      if (!with_bias) y.zero_();
+    } else {
+      const Operand a = as_operand(rows.unsqueeze(0));
+      const Tensor w = weight.detach().contiguous();  // (out, in) row-major: op(B) = w^T
+      kernels::GemmDesc desc;
+      desc.m = rows.size(0);
+      desc.n = out;
+      desc.k = in;
+      desc.trans_a = a.transposed;
+      desc.trans_b = true;
+      desc.lda = a.ld;
+      desc.ldb = in;
+      desc.ldc = out;
+      desc.beta = with_bias ? 1.0f : 0.0f;
+      desc.dtype = x.dtype();
+      kernels::validate_gemm(desc);
+      SE_DISPATCH(y.device(), gemm, desc, a.tensor.data_ptr(), w.data_ptr(), y.data_ptr());
+    }
+  }
+  Shape out_shape = x.shape();
+  out_shape.back() = out;
+  if (autograd::needs_grad({x, weight, bias})) {
+    const bool weight_grad = weight.requires_grad(), x_grad = x.requires_grad();
+    autograd::record("linear", {x, weight, bias}, {y},
+                     [saved_rows = SavedTensor(weight_grad ? rows : Tensor()),
+                      saved_w = SavedTensor(x_grad ? weight : Tensor()),
+                      x_shape = x.shape()](const GradOutputs& g, const NeedsGrad& needs) {
+                       GradInputs grads(needs.size());
+                       const Tensor dy = g[0];  // (rows, out)
+                       // Differentiable (double backward), without mm's autocast: dy has y's dtype.
+                       auto mm_2d = [](const Tensor& a, const Tensor& b) {
+                         return batched_matmul(a.unsqueeze(0), b.unsqueeze(0)).squeeze(0);
+                       };
+                       if (needs[0]) grads[0] = mm_2d(dy, saved_w.unpack()).reshape(x_shape);
+                       if (needs[1]) grads[1] = mm_2d(dy.t(), saved_rows.unpack());
+                       if (needs.size() > 2 && needs[2]) grads[2] = sum(dy, {0});
+                       return grads;
+                     });
+  }
+  return y.reshape(out_shape);
 }
 
 }  // namespace se

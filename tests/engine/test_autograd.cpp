@@ -204,6 +204,62 @@ TEST(Matmul, MatchesTorchSemantics) {
   EXPECT_NE(error_of([] { mm(ones({2, 3}), ones({3, 2}, {DType::f64})); }).find("different dtypes"), std::string::npos);
 }
 
+TEST(Autograd, LinearGradients) {
+  Tensor x = randn({2, 3, 4}, {DType::f64}).requires_grad_(true);
+  Tensor w = randn({5, 4}, {DType::f64}).requires_grad_(true);
+  Tensor bias = randn({5}, {DType::f64}).requires_grad_(true);
+  auto with_bias = [](const std::vector<Tensor>& in) { return linear(in[0], in[1], in[2]); };
+  testing::expect_gradients_match(with_bias, {x, w, bias});
+  // x a permuted (not row-viewable) input, a vector input, no bias, and only some inputs needing grad.
+  testing::expect_gradients_match(
+      [](const std::vector<Tensor>& in) { return linear(in[0].permute({1, 0, 2}), in[1], in[2]); }, {x, w, bias});
+  testing::expect_gradients_match(with_bias, {randn({4}, {DType::f64}).requires_grad_(true), w, bias});
+  testing::expect_gradients_match([](const std::vector<Tensor>& in) { return linear(in[0], in[1]); }, {x, w});
+  testing::expect_gradients_match(with_bias, {x.detach(), w, bias.detach()});
+  testing::expect_gradients_match(with_bias, {x, w.detach(), bias.detach()});
+}
+
+TEST(Linear, IsMatmulWithTheTransposedWeightPlusTheBias) {
+  Tensor x = randn({3, 7, 40});
+  Tensor w = randn({9, 40}), bias = randn({9});
+  const std::vector<float> fused = linear(x, w, bias).to_vector<float>();
+  const std::vector<float> reference = add(matmul(x, w.t()), bias).to_vector<float>();
+  ASSERT_EQ(fused.size(), reference.size());
+  for (size_t i = 0; i < fused.size(); ++i) EXPECT_NEAR(fused[i], reference[i], 1e-5 * (1 + std::abs(reference[i])));
+  EXPECT_EQ(linear(x, w).to_vector<float>(), matmul(x, w.t()).to_vector<float>());
+  EXPECT_EQ(linear(x, w, bias).shape(), (Shape{3, 7, 9}));
+  EXPECT_EQ(linear(randn({40}), w, bias).shape(), Shape{9});
+  // Empty inputs: no rows, and no input features (the output is the bias).
+  EXPECT_EQ(linear(randn({0, 40}), w, bias).shape(), (Shape{0, 9}));
+  Tensor no_features = linear(randn({2, 0}), randn({9, 0}), bias);
+  EXPECT_EQ(no_features.shape(), (Shape{2, 9}));
+  EXPECT_EQ(no_features.select(0, 1).to_vector<float>(), bias.to_vector<float>());
+  EXPECT_EQ(linear(randn({2, 0}), randn({9, 0})).to_vector<float>(), std::vector<float>(18, 0.0f));
+  testing::expect_error([&] { linear(x, w, randn({8})); }, "linear: bias has shape (8,), expected (9,)");
+  testing::expect_error([&] { linear(x, w, randn({9}, {DType::f64})); }, "different dtypes");
+  testing::expect_error([&] { linear(x, randn({9, 41})); }, "do not fit");
+}
+
+TEST(CudaAutograd, LinearMatchesCpu) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  Tensor x = randn({2, 33, 20}), w = randn({17, 20}), bias = randn({17});
+  auto run = [&](Device device) {
+    Tensor dx = x.to(device).detach().requires_grad_(true);
+    Tensor dw = w.to(device).detach().requires_grad_(true);
+    Tensor db = bias.to(device).detach().requires_grad_(true);
+    Tensor y = linear(dx.transpose(0, 1), dw, db);
+    sum(mul(y, y)).backward();
+    return std::vector<std::vector<float>>{y.to_vector<float>(), dx.grad().to_vector<float>(),
+                                           dw.grad().to_vector<float>(), db.grad().to_vector<float>()};
+  };
+  auto cpu = run(Device::cpu());
+  auto cuda = run(Device::cuda());
+  for (size_t t = 0; t < cpu.size(); ++t) {
+    ASSERT_EQ(cpu[t].size(), cuda[t].size());
+    for (size_t i = 0; i < cpu[t].size(); ++i) EXPECT_NEAR(cpu[t][i], cuda[t][i], 1e-4 * (1 + std::abs(cpu[t][i])));
+  }
+}
+
 TEST(CudaAutograd, MatmulAndViewsMatchCpu) {
   if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
   Tensor a = randn({3, 5, 7});
