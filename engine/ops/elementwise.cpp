@@ -2,7 +2,7 @@
 // binary ops and comparisons, where, clamp, the in-place forms and the operators.
 //
 // Inputs may have any strides (broadcast dims are passed to the kernels as 0 strides, nothing is
-// copied); outputs are contiguous. Gradients: the fused unary_backward / binary_backward kernels
+// copied); outputs are contiguous, or channels-last for channels-last inputs (is_channels_last_only). Gradients: the fused unary_backward / binary_backward kernels
 // compute the full-size gradient, which sum_to reduces to each input's shape; linear ops (neg, the
 // scalar add/mul/rsub forms, add, sub) need no kernel beyond neg/mul on the gradient.
 #include <cmath>
@@ -36,6 +36,22 @@ kernels::StridedLayout layout_as(const Tensor& t, const Shape& shape, const char
   return layout;
 }
 
+// A channels-last (N, C, H, W) tensor that is not also contiguous. Elementwise ops keep that memory
+// format, as PyTorch's do: they run over the storage in order (a flat layout) and return a
+// channels-last result, so a channels-last conv's output (CUDA's, the CPU's depthwise) goes through
+// its activation and the activation's backward without a transposing pass.
+bool is_channels_last_only(const Tensor& t) {
+  return t.dim() == 4 && !t.is_contiguous() && t.is_contiguous(MemoryFormat::channels_last);
+}
+
+kernels::StridedLayout flat_layout(int64_t numel) {
+  kernels::StridedLayout layout;
+  layout.ndim = 1;
+  layout.sizes[0] = numel;
+  layout.strides[0] = 1;
+  return layout;
+}
+
 void check_defined(const char* op, const Tensor& t) {
   SE_CHECK(t.defined(), op, ": input tensor is undefined");
 }
@@ -58,6 +74,12 @@ void check_supported(const char* op, bool supported, const Tensor& t) {
 Tensor unary_forward(const char* name, UnaryOp op, const Tensor& x, const UnaryParams& params) {
   check_defined(name, x);
   check_supported(name, kernels::supports(op, x.dtype()), x);
+  if (is_channels_last_only(x)) {
+    Tensor y = empty_like(x, MemoryFormat::channels_last);
+    const kernels::UnaryDesc desc{op, x.dtype(), flat_layout(x.numel()), params};
+    SE_DISPATCH(x.device(), unary, y.data_ptr(), x.data_ptr(), desc);
+    return y;
+  }
   Tensor y = empty(x.shape(), {x.dtype(), x.device()});
   const kernels::UnaryDesc desc{op, x.dtype(), layout_as(x, x.shape(), name), params};
   SE_DISPATCH(x.device(), unary, y.data_ptr(), x.data_ptr(), desc);
@@ -80,7 +102,14 @@ Tensor binary_forward(const char* name, BinaryOp op, const Tensor& a, const Tens
   check_operands(name, a, b);
   check_supported(name, kernels::supports(op, a.dtype()), a);
   const Shape shape = broadcast_shapes(a.shape(), b.shape(), name);
-  Tensor out = empty(shape, {kernels::is_comparison(op) ? DType::boolean : a.dtype(), a.device()});
+  const DType out_dtype = kernels::is_comparison(op) ? DType::boolean : a.dtype();
+  if (a.shape() == b.shape() && is_channels_last_only(a) && is_channels_last_only(b)) {
+    Tensor out = empty_strided(shape, channels_last_strides(shape), {out_dtype, a.device()});
+    const kernels::BinaryDesc desc{op, a.dtype(), flat_layout(a.numel()), flat_layout(b.numel())};
+    SE_DISPATCH(out.device(), binary, out.data_ptr(), a.data_ptr(), b.data_ptr(), desc);
+    return out;
+  }
+  Tensor out = empty(shape, {out_dtype, a.device()});
   binary_into(name, op, out, a, b);
   return out;
 }
@@ -98,6 +127,13 @@ bool is_permuted_dense(const Tensor& t) {
 Tensor unary_backward_of(UnaryOp op, const Tensor& g_arg, const Tensor& saved, const UnaryParams& params) {
   // A gradient that arrives transposed against a contiguous `saved` (SegFormer's tokens <-> image views)
   // would be read across its rows element by element: a tiled copy first, then the vector loop.
+  if (is_channels_last_only(saved) && is_channels_last_only(g_arg) && g_arg.shape() == saved.shape()) {
+    Tensor grad = empty_like(saved, MemoryFormat::channels_last);
+    const kernels::StridedLayout flat = flat_layout(saved.numel());
+    const kernels::UnaryBackwardDesc desc{op, saved.dtype(), flat, flat, params};
+    SE_DISPATCH(saved.device(), unary_backward, grad.data_ptr(), g_arg.data_ptr(), saved.data_ptr(), desc);
+    return grad;
+  }
   const Tensor g = saved.is_contiguous() && is_permuted_dense(g_arg) ? g_arg.contiguous() : g_arg;
   Tensor grad = empty(saved.shape(), {saved.dtype(), saved.device()});
   const kernels::UnaryBackwardDesc desc{op, saved.dtype(), layout_as(g, saved.shape(), "unary_backward"),

@@ -127,6 +127,31 @@ TEST(ElementwiseOps, TransposedGradientGivesTheSameUnaryGradient) {
   }
 }
 
+// Channels-last in, channels-last out (PyTorch's rule for elementwise ops): unary ops, their
+// gradients and same-shape binary ops; the values are the NCHW ones.
+TEST(ElementwiseOps, ChannelsLastInputsGiveChannelsLastResults) {
+  for (DType dtype : {DType::f32, DType::f64}) {
+    const Tensor x = randn({2, 5, 3, 4}, {dtype}), other = randn({2, 5, 3, 4}, {dtype});
+    Tensor xs = x.contiguous(MemoryFormat::channels_last).requires_grad_(true);
+    Tensor xc = x.clone().requires_grad_(true);
+    const Tensor ys = gelu(xs), yc = gelu(xc);
+    EXPECT_TRUE(ys.is_contiguous(MemoryFormat::channels_last) && !ys.is_contiguous()) << dtype;
+    EXPECT_EQ(ys.to_vector<double>(), yc.to_vector<double>()) << dtype;
+    const Tensor zs = mul(ys, other.contiguous(MemoryFormat::channels_last));
+    EXPECT_TRUE(zs.is_contiguous(MemoryFormat::channels_last) && !zs.is_contiguous()) << dtype;
+    const Tensor zc = mul(yc, other);
+    EXPECT_EQ(zs.to_vector<double>(), zc.to_vector<double>()) << dtype;
+    EXPECT_TRUE(add(ys, other).is_contiguous()) << dtype;  // mixed layouts: contiguous
+    const Tensor g = randn(x.shape(), {dtype});
+    ys.backward(g.contiguous(MemoryFormat::channels_last));
+    yc.backward(g);
+    EXPECT_EQ(xs.grad().to_vector<double>(), xc.grad().to_vector<double>()) << dtype;
+    const Tensor dx = relu_backward(g.contiguous(MemoryFormat::channels_last), ys.detach());
+    EXPECT_TRUE(dx.is_contiguous(MemoryFormat::channels_last) && !dx.is_contiguous()) << dtype;
+    EXPECT_EQ(dx.to_vector<double>(), relu_backward(g, yc.detach()).to_vector<double>()) << dtype;
+  }
+}
+
 TEST(ElementwiseOps, MaximumSplitsTiedGradient) {
   Tensor a = from_vector<double>({1, 2, 3}, {3}, {DType::f64}).requires_grad_(true);
   Tensor b = from_vector<double>({2, 2, 2}, {3}, {DType::f64}).requires_grad_(true);
