@@ -134,8 +134,8 @@ inline void validate_conv2d(const Conv2dDesc& d) {
 // Shapes below: OH = conv2d_output_h(desc), OW = conv2d_output_w(desc), Cg = C_in / groups.
 namespace cpu {
 // Synchronous; `stream` is ignored. Uses OpenMP threads and cpu::gemm; every result is the same bits whatever
-// the thread count. The CPU kernels are built for nchw:
-// nhwc runs them on nchw copies of the operands (kernels/cpu/conv_channels_last.cpp), a permutation each way.
+// the thread count. The CPU kernels are built for nchw: nhwc runs them on nchw copies of the operands
+// (kernels/cpu/conv_channels_last.cpp), a permutation each way, except where conv2d_runs_nhwc_natively.
 void conv2d_forward(const Conv2dDesc& desc, const void* x,  // (N, C_in, H, W)
                     const void* w,                          // (C_out, Cg, KH, KW)
                     const void* bias,                       // (C_out); ignored unless has_bias
@@ -151,6 +151,10 @@ void conv2d_backward_weight(const Conv2dDesc& desc, const void* x,  // (N, C_in,
                             void* db,                               // (C_out), or nullptr: no bias gradient
                             void* workspace,                        // ignored (may be null)
                             Stream stream);
+// Whether the CPU runs this nhwc conv on its own channels-last loops, without permuting: stride-1
+// depthwise convs with one output per channel (SegFormer's Mix-FFN), whose forward and backward data give
+// the bits of the nchw kernels (kernels/cpu/conv_depthwise_nhwc.cpp).
+bool conv2d_runs_nhwc_natively(const Conv2dDesc& desc);
 }  // namespace cpu
 
 namespace cuda {

@@ -58,6 +58,7 @@ void add_conv_layer_cases(std::vector<Case>& cases, const Options& o, const Conv
   d.layout = layout;
   kernels::validate_conv2d(d);
   const bool nhwc = layout == kernels::Conv2dLayout::nhwc;
+  if (nhwc && !o.device.is_cuda() && !kernels::cpu::conv2d_runs_nhwc_natively(d)) return;
   const std::string family = nhwc ? "conv2d_nhwc/" : "conv2d/";
   char shape[160];
   std::snprintf(shape, sizeof(shape), "%lldx%lldx%lld -> %lld, k%lld s%lld p%lld d%lld g%lld",
@@ -103,12 +104,11 @@ void add_conv_layer_cases(std::vector<Case>& cases, const Options& o, const Conv
                    }});
 }
 
-// Each layer in NCHW ("conv2d/..."), and on a GPU also channels-last ("conv2d_nhwc/...", CUDA's implicit GEMM
-// over NHWC; the CPU runs nhwc as permuted copies around its NCHW kernels, so it has no rows of its own).
+// Each layer in NCHW ("conv2d/...") and channels-last ("conv2d_nhwc/...": on a GPU CUDA's implicit GEMM
+// over NHWC; on the CPU only the layers it runs natively, its depthwise ones, the others being permuted
+// copies around its NCHW kernels).
 void add_conv_cases(std::vector<Case>& cases, const Options& o) {
-  std::vector<kernels::Conv2dLayout> layouts = {kernels::Conv2dLayout::nchw};
-  if (o.device.is_cuda()) layouts.push_back(kernels::Conv2dLayout::nhwc);
-  for (const kernels::Conv2dLayout layout : layouts) {
+  for (const kernels::Conv2dLayout layout : {kernels::Conv2dLayout::nchw, kernels::Conv2dLayout::nhwc}) {
     for (const ConvLayer& layer : conv_layers()) add_conv_layer_cases(cases, o, layer, layout);
   }
 }

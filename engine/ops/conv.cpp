@@ -78,11 +78,14 @@ bool prefers_channels_last(const Tensor& t) {
 }
 
 // PyTorch's choice of memory format for a convolution, on CUDA: channels-last when x or the weight is (a
-// tensor that is both, e.g. with one channel, counts as contiguous). The CPU's kernels run nhwc on NCHW
-// copies, which costs a permutation of y more than making x contiguous (SegFormer's token maps arrive
-// channels-last: a CPU training step took ~10 % longer), so the CPU keeps NCHW.
-bool runs_channels_last(const Tensor& x, const Tensor& weight) {
-  return x.device().is_cuda() && (prefers_channels_last(x) || prefers_channels_last(weight));
+// tensor that is both, e.g. with one channel, counts as contiguous). The CPU's kernels run most nhwc convs
+// on NCHW copies, which costs a permutation of y more than making x contiguous (SegFormer's token maps
+// arrive channels-last: a CPU training step took ~10 % longer), so the CPU keeps NCHW except for the convs
+// it runs channels-last natively (its depthwise ones: SegFormer's Mix-FFN then copies nothing).
+bool runs_channels_last(const Tensor& x, const Tensor& weight, kernels::Conv2dDesc desc) {
+  if (!prefers_channels_last(x) && !prefers_channels_last(weight)) return false;
+  desc.layout = kernels::Conv2dLayout::nhwc;
+  return x.device().is_cuda() || kernels::cpu::conv2d_runs_nhwc_natively(desc);
 }
 
 // An uninitialized (N, C, H, W) tensor, stored (N, H, W, C) when channels_last.
@@ -103,7 +106,7 @@ Tensor conv2d(const Tensor& x_arg, const Tensor& weight_arg, const Tensor& bias_
                bias = autocast::to_low_precision(bias_arg);
   check_conv2d_inputs(x, weight, bias, params);
   kernels::Conv2dDesc desc = make_conv2d_desc(x, weight, bias.defined(), params);
-  const bool channels_last = runs_channels_last(x, weight);
+  const bool channels_last = runs_channels_last(x, weight, desc);
   const MemoryFormat format = channels_last ? MemoryFormat::channels_last : MemoryFormat::contiguous;
   if (channels_last) desc.layout = kernels::Conv2dLayout::nhwc;
   kernels::validate_conv2d(desc);

@@ -47,6 +47,7 @@ void w_to_nchw(const Conv2dDesc& d, const void* src, void* dst) {
 }  // namespace
 
 void conv2d_forward_channels_last(const Conv2dDesc& desc, const void* x, const void* w, const void* bias, void* y) {
+  if (conv2d_runs_nhwc_natively(desc)) return depthwise_nhwc_forward(desc, x, w, bias, y);
   const Conv2dDesc d = as_nchw(desc);
   const auto x_nchw = scratch(conv2d_x_elements(d), d.dtype), w_nchw = scratch(conv2d_w_elements(d), d.dtype);
   const auto y_nchw = scratch(conv2d_y_elements(d), d.dtype);
@@ -57,6 +58,7 @@ void conv2d_forward_channels_last(const Conv2dDesc& desc, const void* x, const v
 }
 
 void conv2d_backward_data_channels_last(const Conv2dDesc& desc, const void* dy, const void* w, void* dx) {
+  if (conv2d_runs_nhwc_natively(desc)) return depthwise_nhwc_backward_data(desc, dy, w, dx);
   const Conv2dDesc d = as_nchw(desc);
   const auto dy_nchw = scratch(conv2d_y_elements(d), d.dtype), w_nchw = scratch(conv2d_w_elements(d), d.dtype);
   const auto dx_nchw = scratch(conv2d_x_elements(d), d.dtype);
@@ -67,6 +69,7 @@ void conv2d_backward_data_channels_last(const Conv2dDesc& desc, const void* dy, 
 }
 
 void conv2d_backward_weight_channels_last(const Conv2dDesc& desc, const void* x, const void* dy, void* dw, void* db) {
+  if (conv2d_runs_nhwc_natively(desc)) return depthwise_nhwc_backward_weight(desc, x, dy, dw, db);
   const Conv2dDesc d = as_nchw(desc);
   const auto x_nchw = scratch(conv2d_x_elements(d), d.dtype), dy_nchw = scratch(conv2d_y_elements(d), d.dtype);
   const auto dw_nchw = scratch(conv2d_w_elements(d), d.dtype);

@@ -149,6 +149,40 @@ TEST(Conv2dOp, ChannelsLastInputsRunNchwOnTheCpu) {
   EXPECT_EQ(y.to_vector<double>(), conv2d(x.detach().contiguous(), w, Tensor(), c.p).to_vector<double>());
 }
 
+// A stride-1 depthwise conv of a channels-last x (SegFormer's token maps) runs channels-last on the CPU
+// too (kernels/cpu/conv_depthwise_nhwc.cpp): a channels-last y, the NCHW run's values and x gradient
+// bit for bit, its weight and bias gradients up to the summation order; and with a GELU after it, the
+// GELU keeps the layout, so no pass transposes anything.
+TEST(Conv2dOp, ChannelsLastDepthwiseRunsChannelsLastOnTheCpu) {
+  manual_seed(14);
+  for (DType dtype : {DType::f32, DType::f64}) {
+    const Conv2dParams p = params(1, 1, 1, 24);
+    const Tensor x = randn({2, 24, 7, 9}, {dtype}), w = randn({24, 1, 3, 3}, {dtype}), b = randn({24}, {dtype});
+    const Tensor xs = channels_last_leaf(x), ws = w.detach().requires_grad_(true), bs = b.detach().requires_grad_(true);
+    const Tensor xc = x.detach().requires_grad_(true), wc = w.detach().requires_grad_(true),
+                 bc = b.detach().requires_grad_(true);
+    const Tensor ys = gelu(conv2d(xs, ws, bs, p)), yc = gelu(conv2d(xc, wc, bc, p));
+    EXPECT_FALSE(ys.is_contiguous()) << dtype;
+    EXPECT_TRUE(ys.is_contiguous(MemoryFormat::channels_last)) << dtype;
+    EXPECT_EQ(ys.to_vector<double>(), yc.to_vector<double>()) << dtype;
+    const Tensor weights = randn(yc.shape(), {dtype});
+    sum(mul(ys, weights.contiguous(MemoryFormat::channels_last))).backward();
+    sum(mul(yc, weights)).backward();
+    EXPECT_EQ(xs.grad().to_vector<double>(), xc.grad().to_vector<double>()) << dtype;
+    const double tol = dtype == DType::f32 ? 1e-5 : 1e-12;
+    const std::vector<double> dws = ws.grad().to_vector<double>(), dwc = wc.grad().to_vector<double>();
+    for (size_t i = 0; i < dwc.size(); ++i) EXPECT_NEAR(dws[i], dwc[i], tol * (1 + std::abs(dwc[i]))) << dtype;
+    const std::vector<double> dbs = bs.grad().to_vector<double>(), dbc = bc.grad().to_vector<double>();
+    for (size_t i = 0; i < dbc.size(); ++i) EXPECT_NEAR(dbs[i], dbc[i], tol * (1 + std::abs(dbc[i]))) << dtype;
+  }
+  const Conv2dParams p = params(1, 1, 1, 3);
+  expect_gradients_match(
+      [&](const std::vector<Tensor>& in) {
+        return gelu(conv2d(in[0].contiguous(MemoryFormat::channels_last), in[1], in[2], p));
+      },
+      {leaf({2, 3, 4, 5}), leaf({3, 1, 3, 3}), leaf({3})});
+}
+
 // The fused epilogue equals the activation op applied to conv2d, in values and in gradients (ReLU stays
 // fused under autograd and masks the gradient with its output; GELU with gradients runs unfused).
 TEST(Conv2dOp, FusedActivationsEqualConvThenActivation) {
