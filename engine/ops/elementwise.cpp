@@ -2,9 +2,10 @@
 // binary ops and comparisons, where, clamp, the in-place forms and the operators.
 //
 // Inputs may have any strides (broadcast dims are passed to the kernels as 0 strides, nothing is
-// copied); outputs are contiguous, or channels-last for channels-last inputs (is_channels_last_only). Gradients: the fused unary_backward / binary_backward kernels
-// compute the full-size gradient, which sum_to reduces to each input's shape; linear ops (neg, the
-// scalar add/mul/rsub forms, add, sub) need no kernel beyond neg/mul on the gradient.
+// copied); outputs are contiguous, or channels-last for channels-last inputs (is_channels_last_only).
+// Gradients: the fused unary_backward / binary_backward kernels compute the full-size gradient, which
+// sum_to reduces to each input's shape; linear ops (neg, the scalar add/mul/rsub forms, add, sub) need
+// no kernel beyond neg/mul on the gradient.
 #include <cmath>
 #include <optional>
 
@@ -125,8 +126,6 @@ bool is_permuted_dense(const Tensor& t) {
 
 // d op / dx * g for the ops with a fused backward kernel; `saved` is x or y (backward_uses_output).
 Tensor unary_backward_of(UnaryOp op, const Tensor& g_arg, const Tensor& saved, const UnaryParams& params) {
-  // A gradient that arrives transposed against a contiguous `saved` (SegFormer's tokens <-> image views)
-  // would be read across its rows element by element: a tiled copy first, then the vector loop.
   if (is_channels_last_only(saved) && is_channels_last_only(g_arg) && g_arg.shape() == saved.shape()) {
     Tensor grad = empty_like(saved, MemoryFormat::channels_last);
     const kernels::StridedLayout flat = flat_layout(saved.numel());
@@ -134,6 +133,8 @@ Tensor unary_backward_of(UnaryOp op, const Tensor& g_arg, const Tensor& saved, c
     SE_DISPATCH(saved.device(), unary_backward, grad.data_ptr(), g_arg.data_ptr(), saved.data_ptr(), desc);
     return grad;
   }
+  // A gradient that arrives transposed against a contiguous `saved` (SegFormer's tokens <-> image views)
+  // would be read across its rows element by element: a tiled copy first, then the vector loop.
   const Tensor g = saved.is_contiguous() && is_permuted_dense(g_arg) ? g_arg.contiguous() : g_arg;
   Tensor grad = empty(saved.shape(), {saved.dtype(), saved.device()});
   const kernels::UnaryBackwardDesc desc{op, saved.dtype(), layout_as(g, saved.shape(), "unary_backward"),
