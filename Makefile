@@ -22,19 +22,21 @@ demo: build
 	./build/segengine eval configs/unet.json --checkpoint runs/demo/best.safetensors --no-progress
 
 # The real build: nvcc compiles every kernel (a compile-and-link check on machines without a GPU,
-# where the CUDA tests skip themselves); its CPU tests run.
+# where the CUDA tests skip themselves); its CPU tests run. Both builds' suites run with
+# SEGENGINE_POISON=1 (engine/allocator.h): new tensor memory is NaN bytes, so a kernel that reads
+# memory it did not write fails every time instead of depending on what the block held.
 test-real: deps
 	cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DSEGENGINE_WERROR=ON $(CMAKE_FLAGS)
 	cmake --build build -j $(JOBS)
-	ctest --test-dir build --output-on-failure -j $(JOBS)
+	SEGENGINE_POISON=1 ctest --test-dir build --output-on-failure -j $(JOBS)
 
 # The emulated build: the same .cu sources compiled by g++ against kernels/emu; CUDA tests run on the CPU.
 test-emu: deps
 	cmake -S . -B build-emu -DCMAKE_BUILD_TYPE=Release -DSEGENGINE_CUDA=emulated -DSEGENGINE_WERROR=ON \
 	  -DSEGENGINE_BUILD_BENCH=OFF $(CMAKE_FLAGS)
 	cmake --build build-emu -j $(JOBS)
-	ctest --test-dir build-emu --output-on-failure -j $(JOBS)
-	SEGENGINE_EMU_SCHEDULE=random:$(EMU_SEED) ctest --test-dir build-emu -L cuda --output-on-failure -j $(JOBS)
+	SEGENGINE_POISON=1 ctest --test-dir build-emu --output-on-failure -j $(JOBS)
+	SEGENGINE_POISON=1 SEGENGINE_EMU_SCHEDULE=random:$(EMU_SEED) ctest --test-dir build-emu -L cuda --output-on-failure -j $(JOBS)
 
 test: test-real test-emu
 

@@ -85,6 +85,8 @@ void* CudaCachingAllocator::allocate(size_t bytes, kernels::Stream stream) {
   }
   stats_.allocated_bytes += live_[ptr]->size;  // a cached block may be larger than `size`
   stats_.peak_allocated_bytes = std::max(stats_.peak_allocated_bytes, stats_.allocated_bytes);
+  static const bool poison = poison_from_environment();
+  if (poison) kernels::cuda::memset_device(ptr, 0xFF, live_[ptr]->size, stream);
   return ptr;
 #endif
 }

@@ -49,7 +49,7 @@ class CpuCachingAllocator {
   static constexpr size_t kCachedMin = size_t{1} << 20;
   static constexpr size_t kBlockRounding = size_t{2} << 20;
 
-  explicit CpuCachingAllocator(bool caching);
+  explicit CpuCachingAllocator(bool caching, bool poison = false);  // poison: see poison_from_environment
   ~CpuCachingAllocator();  // unmaps the cached blocks; blocks still held must have been freed
   CpuCachingAllocator(const CpuCachingAllocator&) = delete;
   CpuCachingAllocator& operator=(const CpuCachingAllocator&) = delete;
@@ -76,6 +76,7 @@ class CpuCachingAllocator {
   void unmap_block(void* ptr, size_t size);
   void note_allocated(size_t size);
 
+  const bool poison_;
   // Small blocks touch only the atomics (every thread allocates); large ones take the mutex, under
   // which alone cached_bytes_ changes.
   std::atomic<size_t> allocated_bytes_{0};
@@ -102,7 +103,14 @@ class CpuCachingAllocator {
 // the variable for any other value.
 bool cpu_caching_from_environment();
 
-// The process's CPU allocator (caching as the environment says), and shorthands for it.
+// SEGENGINE_POISON=1: the CPU and CUDA allocators fill every block they hand out with 0xFF bytes first
+// (NaN in every float dtype, -1 in the integer ones), so that a kernel that reads memory it has not
+// written gives NaN in every run, rather than whatever the block held (zeros from a fresh mapping, an
+// earlier tensor's values from a cache: a real GPU's cudaMalloc gives garbage too). `make test` runs
+// the suites so. Unset or 0: off; throws se::Error naming the variable for any other value.
+bool poison_from_environment();
+
+// The process's CPU allocator (caching and poison as the environment says), and shorthands for it.
 CpuCachingAllocator& cpu_allocator();
 void* cpu_allocate(size_t bytes);
 void cpu_free(void* ptr, size_t bytes);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <iterator>
 #include <string>
 
@@ -12,7 +13,7 @@
 
 namespace se {
 
-CpuCachingAllocator::CpuCachingAllocator(bool caching) : caching_(caching) {}
+CpuCachingAllocator::CpuCachingAllocator(bool caching, bool poison) : poison_(poison), caching_(caching) {}
 
 CpuCachingAllocator::~CpuCachingAllocator() { empty_cache(); }
 
@@ -32,6 +33,7 @@ void* CpuCachingAllocator::allocate(size_t bytes) {
     system_allocations_.fetch_add(1);
   }
   note_allocated(size);
+  if (poison_) std::memset(ptr, 0xFF, size);
   return ptr;
 }
 
@@ -180,18 +182,32 @@ void CpuCachingAllocator::reset_peak_stats() {
   peak_reserved_bytes_.store(allocated_bytes_.load() + cached_bytes_.load());
 }
 
-bool cpu_caching_from_environment() {
-  const char* env = std::getenv("SEGENGINE_CPU_CACHE");
-  if (env == nullptr) return true;
+namespace {
+
+// An on/off environment variable: unset gives `unset`, "1" on, "0" off, anything else an error that
+// says what 1 means.
+bool environment_switch(const char* name, bool unset, const char* what_1_means) {
+  const char* env = std::getenv(name);
+  if (env == nullptr) return unset;
   const std::string value = env;
-  SE_CHECK(value == "0" || value == "1", "SEGENGINE_CPU_CACHE='", value,
-           "': expected 1 (cache freed host blocks of 1 MiB and more, the default) or 0 (do not)");
+  SE_CHECK(value == "0" || value == "1", name, "='", value, "': expected 1 (", what_1_means, ") or 0");
   return value == "1";
+}
+
+}  // namespace
+
+bool cpu_caching_from_environment() {
+  return environment_switch("SEGENGINE_CPU_CACHE", true, "cache freed host blocks of 1 MiB and more, the default");
+}
+
+bool poison_from_environment() {
+  return environment_switch("SEGENGINE_POISON", false, "fill every new tensor's memory with 0xFF bytes");
 }
 
 CpuCachingAllocator& cpu_allocator() {
   // Never destroyed: tensors in static objects may be freed after static destruction began.
-  static CpuCachingAllocator* allocator = new CpuCachingAllocator(cpu_caching_from_environment());
+  static CpuCachingAllocator* allocator =
+      new CpuCachingAllocator(cpu_caching_from_environment(), poison_from_environment());
   return *allocator;
 }
 

@@ -1,6 +1,9 @@
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdlib>
+#include <cstring>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -188,22 +191,68 @@ TEST(CpuCachingAllocator, ManyThreadsAllocatingAndFreeing) {
   EXPECT_LE(stats.peak_reserved_bytes, 60 * kMiB);
 }
 
-TEST(CpuCachingAllocator, TheEnvironmentSwitch) {
-  const char* saved = std::getenv("SEGENGINE_CPU_CACHE");
-  const std::string saved_value = saved != nullptr ? saved : "";
-  unsetenv("SEGENGINE_CPU_CACHE");
-  EXPECT_TRUE(cpu_caching_from_environment());
-  setenv("SEGENGINE_CPU_CACHE", "0", 1);
-  EXPECT_FALSE(cpu_caching_from_environment());
-  setenv("SEGENGINE_CPU_CACHE", "1", 1);
-  EXPECT_TRUE(cpu_caching_from_environment());
-  setenv("SEGENGINE_CPU_CACHE", "yes", 1);
-  testing::expect_error([] { cpu_caching_from_environment(); }, "SEGENGINE_CPU_CACHE='yes'");
-  if (saved != nullptr) {
-    setenv("SEGENGINE_CPU_CACHE", saved_value.c_str(), 1);
-  } else {
-    unsetenv("SEGENGINE_CPU_CACHE");
+TEST(CpuCachingAllocator, PoisonFillsEveryBlockHandedOutFreshOrCached) {
+  CpuCachingAllocator allocator(true, true);
+  for (size_t bytes : {size_t{100}, 3 * kMiB}) {
+    for (int round = 0; round < 2; ++round) {  // the second large block comes from the cache
+      auto* p = static_cast<unsigned char*>(allocator.allocate(bytes));
+      size_t poisoned = 0;
+      for (size_t i = 0; i < bytes; ++i) poisoned += p[i] == 0xFF;
+      EXPECT_EQ(poisoned, bytes) << bytes << " round " << round;
+      std::memset(p, 0, bytes);
+      allocator.free(p, bytes);
+    }
   }
+  EXPECT_EQ(allocator.stats().cache_hits, 1u);
+  float nan_bits;
+  std::memset(&nan_bits, 0xFF, sizeof(nan_bits));
+  EXPECT_TRUE(std::isnan(nan_bits));
+}
+
+// Sets or unsets an environment variable for a test's scope, then restores it.
+class ScopedEnvironment {
+ public:
+  explicit ScopedEnvironment(const char* name) : name_(name) {
+    const char* value = std::getenv(name);
+    if (value != nullptr) saved_ = value;
+  }
+  ~ScopedEnvironment() {
+    if (saved_) {
+      setenv(name_, saved_->c_str(), 1);
+    } else {
+      unsetenv(name_);
+    }
+  }
+  void set(const char* value) const { setenv(name_, value, 1); }
+  void unset() const { unsetenv(name_); }
+
+ private:
+  const char* name_;
+  std::optional<std::string> saved_;
+};
+
+TEST(CpuCachingAllocator, TheEnvironmentSwitch) {
+  const ScopedEnvironment env("SEGENGINE_CPU_CACHE");
+  env.unset();
+  EXPECT_TRUE(cpu_caching_from_environment());
+  env.set("0");
+  EXPECT_FALSE(cpu_caching_from_environment());
+  env.set("1");
+  EXPECT_TRUE(cpu_caching_from_environment());
+  env.set("yes");
+  testing::expect_error([] { cpu_caching_from_environment(); }, "SEGENGINE_CPU_CACHE='yes': expected 1 (");
+}
+
+TEST(CpuCachingAllocator, ThePoisonSwitch) {
+  const ScopedEnvironment env("SEGENGINE_POISON");
+  env.unset();
+  EXPECT_FALSE(poison_from_environment());
+  env.set("1");
+  EXPECT_TRUE(poison_from_environment());
+  env.set("0");
+  EXPECT_FALSE(poison_from_environment());
+  env.set("on");
+  testing::expect_error([] { poison_from_environment(); }, "SEGENGINE_POISON='on': expected 1 (");
 }
 
 TEST(CudaAllocatorRounding, SizeClasses) {
@@ -224,6 +273,20 @@ class CudaAllocator : public ::testing::Test {
   }
   CudaCachingAllocator* allocator_ = nullptr;
 };
+
+// Under SEGENGINE_POISON=1 (as make test runs the suites) a CUDA tensor's memory is NaN bytes until
+// written, also when its block comes back from the cache.
+TEST_F(CudaAllocator, PoisonFillsEveryBlockHandedOut) {
+  if (!poison_from_environment()) GTEST_SKIP() << "SEGENGINE_POISON is not 1";
+  for (int round = 0; round < 2; ++round) {
+    Tensor t = empty({1000}, {DType::f32, Device::cuda()});
+    const std::vector<float> values = t.to_vector<float>();
+    size_t nans = 0;
+    for (float v : values) nans += std::isnan(v);
+    EXPECT_EQ(nans, values.size()) << "round " << round;
+    t.fill_(1.0f);
+  }
+}
 
 TEST_F(CudaAllocator, ReusesFreedBlocksOnTheSameStream) {
   AllocatorStats before = allocator_->stats();
