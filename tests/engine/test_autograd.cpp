@@ -240,6 +240,27 @@ TEST(Linear, IsMatmulWithTheTransposedWeightPlusTheBias) {
   testing::expect_error([&] { linear(x, randn({9, 41})); }, "do not fit");
 }
 
+// f16/bf16: the GEMM starts from the 16-bit bias (beta = 1 over it), accumulates in f32 and rounds once.
+void expect_half_linear_matches_f32(Device device) {
+  Tensor x = randn({3, 5, 300}), w = randn({7, 300}), bias = mul(randn({7}), 10.0);
+  for (DType dtype : {DType::f16, DType::bf16}) {
+    const Tensor xh = x.to(dtype), wh = w.to(dtype), bh = bias.to(dtype);
+    const std::vector<float> got = linear(xh.to(device), wh.to(device), bh.to(device)).to(DType::f32).to_vector<float>();
+    const std::vector<float> want =
+        add(matmul(xh.to(DType::f32), wh.to(DType::f32).t()), bh.to(DType::f32)).to_vector<float>();
+    const double unit = dtype == DType::f16 ? 1.0 / 1024 : 1.0 / 128;
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], unit * (1 + std::abs(want[i]))) << dtype;
+  }
+}
+
+TEST(Linear, HalfPrecisionMatchesF32WithinItsRounding) { expect_half_linear_matches_f32(Device::cpu()); }
+
+TEST(CudaAutograd, HalfPrecisionLinearMatchesF32WithinItsRounding) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  expect_half_linear_matches_f32(Device::cuda());
+}
+
 TEST(CudaAutograd, LinearMatchesCpu) {
   if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
   Tensor x = randn({2, 33, 20}), w = randn({17, 20}), bias = randn({17});
