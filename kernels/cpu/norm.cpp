@@ -163,12 +163,39 @@ void backward_rows(T* dx,                          // (rows, cols)
   }
 }
 
+// Rows [r0, r1) of the parameter gradients when each column has its own parameter (LayerNorm):
+// sum_dy[p] += dy, sum_dy_xhat[p] += dy * xhat, row by row.
+template <typename T>
+void param_grad_rows(acc_t<T>* sum_dy,               // (params)
+                     acc_t<T>* sum_dy_xhat,          // (params)
+                     const T* dy,                    // (rows, cols)
+                     const T* x,                     // (rows, cols)
+                     const norm_param_t<T>* mean,    // (rows)
+                     const norm_param_t<T>* invstd,  // (rows)
+                     const RowNorm& d, int64_t r0, int64_t r1) {
+  using A = acc_t<T>;
+  for (int64_t r = r0; r < r1; ++r) {
+    const A mu = static_cast<A>(mean[r]), inv = static_cast<A>(invstd[r]);
+    A* row_dy = sum_dy + (r % d.groups) * d.per_group;
+    A* row_dy_xhat = sum_dy_xhat + (r % d.groups) * d.per_group;
+    const T* dyr = dy + r * d.cols;
+    const T* xr = x + r * d.cols;
+    for (int64_t k = 0; k < d.cols; ++k) {
+      const A g = load<A>(dyr[k]);
+      row_dy[k] += g;
+      row_dy_xhat[k] += g * (load<A>(xr[k]) - mu) * inv;
+    }
+  }
+}
+
 // The f32 row loops per ISA (per_isa.h): rows of LayerNorm are short (SegFormer's 32 to 256 values), so
 // the vector width of each row's passes is most of their cost.
 using ForwardRowsFn = void (*)(float* y, float* mean, float* invstd, const float* x, const float* weight,
                                const float* bias, const RowNorm& d, double eps, int64_t r0, int64_t r1);
 using BackwardRowsFn = void (*)(float* dx, const float* dy, const float* x, const float* mean, const float* invstd,
                                 const float* weight, const RowNorm& d, int64_t r0, int64_t r1);
+using ParamGradRowsFn = void (*)(double* sum_dy, double* sum_dy_xhat, const float* dy, const float* x,
+                                 const float* mean, const float* invstd, const RowNorm& d, int64_t r0, int64_t r1);
 #define SE_DEFINE_NORM_ROWS(suffix, attribute)                                                                        \
   attribute __attribute__((flatten)) void forward_rows_##suffix(                                                      \
       float* y, float* mean, float* invstd, const float* x, const float* weight, const float* bias, const RowNorm& d, \
@@ -179,6 +206,11 @@ using BackwardRowsFn = void (*)(float* dx, const float* dy, const float* x, cons
       float* dx, const float* dy, const float* x, const float* mean, const float* invstd, const float* weight,        \
       const RowNorm& d, int64_t r0, int64_t r1) {                                                                     \
     backward_rows(dx, dy, x, mean, invstd, weight, d, r0, r1);                                                        \
+  }                                                                                                                   \
+  attribute __attribute__((flatten)) void param_grad_rows_##suffix(                                                   \
+      double* sum_dy, double* sum_dy_xhat, const float* dy, const float* x, const float* mean, const float* invstd,   \
+      const RowNorm& d, int64_t r0, int64_t r1) {                                                                     \
+    param_grad_rows(sum_dy, sum_dy_xhat, dy, x, mean, invstd, d, r0, r1);                                             \
   }
 SE_STAMP_PER_ISA(SE_DEFINE_NORM_ROWS)
 #undef SE_DEFINE_NORM_ROWS
@@ -333,15 +365,12 @@ void row_backward(T* dx,                          // (rows, cols) or null
 #pragma omp parallel for schedule(static) if (d.rows * d.cols >= kParallelWork)
     for (int64_t chunk = 0; chunk < chunks; ++chunk) {
       A* chunk_dy = partial.data() + 2 * chunk * params;
-      A* chunk_dy_xhat = chunk_dy + params;
-      for (int64_t r = chunk * kParamGradRows; r < std::min(d.rows, (chunk + 1) * kParamGradRows); ++r) {
-        const A mu = static_cast<A>(mean[r]), inv = static_cast<A>(invstd[r]);
-        const int64_t first_param = (r % d.groups) * d.per_group;
-        for (int64_t k = 0; k < d.cols; ++k) {
-          const A g = load<A>(dy[r * d.cols + k]);
-          chunk_dy[first_param + k] += g;
-          chunk_dy_xhat[first_param + k] += g * (load<A>(x[r * d.cols + k]) - mu) * inv;
-        }
+      const int64_t r0 = chunk * kParamGradRows, r1 = std::min(d.rows, (chunk + 1) * kParamGradRows);
+      if constexpr (std::is_same_v<T, float>) {
+        static const ParamGradRowsFn f32_param_rows = SE_PICK_PER_ISA(param_grad_rows);
+        f32_param_rows(chunk_dy, chunk_dy + params, dy, x, mean, invstd, d, r0, r1);
+      } else {
+        param_grad_rows(chunk_dy, chunk_dy + params, dy, x, mean, invstd, d, r0, r1);
       }
     }
     for (int64_t chunk = 0; chunk < chunks; ++chunk) {
