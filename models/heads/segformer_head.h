@@ -1,7 +1,8 @@
 // SegFormer's all-MLP decoder (HF SegformerDecodeHead, names "linear_c.{i}.proj", "linear_fuse",
 // "batch_norm", "classifier"): each encoder stage is projected to decoder_hidden_size channels by a
 // Linear, upsampled bilinearly to the first stage's size, concatenated (deepest stage first), fused
-// by a 1x1 conv without bias + BatchNorm + ReLU, and classified by a 1x1 conv after dropout.
+// by a 1x1 conv without bias + BatchNorm + ReLU, and classified by a 1x1 conv after dropout. The
+// projection and the fuse are linear, so forward applies them folded, per stage at its resolution.
 #pragma once
 
 #include <array>
@@ -43,6 +44,12 @@ class SegformerDecodeHead : public nn::Module {
   std::shared_ptr<nn::ReLU> activation;
   std::shared_ptr<nn::Dropout> dropout;
   std::shared_ptr<nn::Conv2d> classifier;
+
+  // The fused (N, D, H_0, W_0) map before the BatchNorm, two ways with the same value: HF's order
+  // (project, upsample, concatenate, fuse), and the linear maps folded per stage (see the .cpp), which
+  // forward uses unless a ForwardObserver watches the modules.
+  Tensor fuse_as_modules(const std::vector<Tensor>& features);
+  Tensor fuse_folded(const std::vector<Tensor>& features);
 };
 
 }  // namespace se::models

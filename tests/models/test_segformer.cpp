@@ -120,6 +120,49 @@ void expect_matches_huggingface(const std::string& variant) {
   expect_close(model->forward_quarter_resolution(images), ref.at("logits_quarter"), 1e-4, "logits_quarter");
 }
 
+// The decode head applies its projections and fuse folded per stage (segformer_head.h); that must be
+// HF's order's value and gradients, for the parameters and for the features (f64: rounding aside).
+TEST(Segformer, FoldedDecodeHeadIsTheModulesOrder) {
+  manual_seed(31);
+  SegformerDecodeHead head({8, 16, 24, 32}, 16, 3);
+  head.to(DType::f64);
+  head.train();
+  const std::vector<Shape> shapes = {{2, 8, 12, 10}, {2, 16, 6, 5}, {2, 24, 3, 3}, {2, 32, 2, 2}};
+  struct Run {
+    Tensor value;
+    std::vector<Tensor> feature_grads, parameter_grads;
+  };
+  std::vector<Tensor> base;
+  for (const Shape& shape : shapes) base.push_back(randn(shape, {DType::f64}));
+  const Tensor weights = randn({2, 16, 12, 10}, {DType::f64});
+  auto run = [&](bool folded) {
+    head.zero_grad();
+    std::vector<Tensor> features;
+    for (const Tensor& f : base) features.push_back(f.clone().requires_grad_(true));
+    const Tensor fused = folded ? head.fuse_folded(features) : head.fuse_as_modules(features);
+    sum(mul(fused, weights)).backward();
+    Run r{fused.detach(), {}, {}};
+    for (const Tensor& f : features) r.feature_grads.push_back(f.grad());
+    for (const auto& [name, p] : head.named_parameters()) {
+      if (p.grad().defined()) r.parameter_grads.push_back(p.grad().clone());
+    }
+    return r;
+  };
+  const Run folded = run(true), modules = run(false);
+  auto expect_near = [](const Tensor& a, const Tensor& b, const std::string& what) {
+    ASSERT_EQ(a.shape(), b.shape()) << what;
+    const std::vector<double> x = a.to_vector<double>(), y = b.to_vector<double>();
+    for (size_t i = 0; i < x.size(); ++i) ASSERT_NEAR(x[i], y[i], 1e-11 * (1 + std::abs(y[i]))) << what << " " << i;
+  };
+  expect_near(folded.value, modules.value, "fused map");
+  for (size_t i = 0; i < shapes.size(); ++i) expect_near(folded.feature_grads[i], modules.feature_grads[i], "dx");
+  ASSERT_EQ(folded.parameter_grads.size(), 2 * 4 + 1u);  // linear_c weights and biases, linear_fuse
+  ASSERT_EQ(modules.parameter_grads.size(), folded.parameter_grads.size());
+  for (size_t i = 0; i < folded.parameter_grads.size(); ++i) {
+    expect_near(folded.parameter_grads[i], modules.parameter_grads[i], "parameter gradient");
+  }
+}
+
 TEST(Segformer, B0MatchesHuggingFace) {
   expect_matches_huggingface("b0");
 }
