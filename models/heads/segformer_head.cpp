@@ -64,25 +64,34 @@ Tensor SegformerDecodeHead::fuse_as_modules(const std::vector<Tensor>& features)
   return linear_fuse->forward(cat(projected, 1));
 }
 
-// linear_fuse(cat_i(resize(L_i x_i + b_i))) = sum_i resize(F_i L_i x_i + F_i b_i), with F_i stage i's
-// (D, D) block of the fuse conv's columns: every map here is linear per pixel and bilinear resizing
-// is linear per channel, so they commute. Each stage then costs one (D, C_i) map at its own
-// resolution instead of a D x D map and D x 4D fuse at the first stage's: SegFormer-B0's decoder at
-// 512x512 does 0.6 GFLOP per image where the HF order does 9.1.
+// linear_fuse(cat_i(resize(L_i x_i + b_i))) = sum_i resize(F_i L_i x_i) + sum_i F_i b_i, with F_i stage
+// i's (D, D) block of the fuse conv's columns: every map here is linear per pixel and bilinear resizing
+// is linear per channel (and keeps constants), so they commute. Each stage then costs one (D, C_i) map
+// at its own resolution instead of a D x D map and D x 4D fuse at the first stage's: SegFormer-B0's
+// decoder at 512x512 does 0.6 GFLOP per image where the HF order does 9.1. The maps are GEMMs of
+// (D, C_i) by each image's (C_i, h * w) pixels, which read the encoder's channels-last maps in place
+// and write NCHW, so the resizes and sums run on contiguous data; the biases, summed, join the
+// deepest stage's map before it is upsampled.
 Tensor SegformerDecodeHead::fuse_folded(const std::vector<Tensor>& features) {
   const int64_t height = features[0].size(2), width = features[0].size(3);
   const auto stages = static_cast<int64_t>(features.size());
   const int64_t hidden = linear_fuse->weight.size(0);
   const Tensor fuse = linear_fuse->weight.reshape({hidden, stages * hidden});  // (D, stages * D)
-  Tensor sum;
+  Tensor sum, bias;
+  for (int64_t i = 0; i < stages; ++i) {
+    const nn::Linear& proj = *linear_c->at<SegformerMLP>(static_cast<size_t>(i))->proj;
+    if (!proj.bias.defined()) continue;
+    const Tensor block = fuse.slice(1, (stages - 1 - i) * hidden, (stages - i) * hidden);  // (D, D)
+    const Tensor stage_bias = matmul(block, proj.bias);                                  // (D)
+    bias = bias.defined() ? add(bias, stage_bias) : stage_bias;
+  }
   for (int64_t i = stages - 1; i >= 0; --i) {  // deepest first, as the concatenation
     const Tensor& f = features[static_cast<size_t>(i)];  // (N, C_i, h, w)
     const nn::Linear& proj = *linear_c->at<SegformerMLP>(static_cast<size_t>(i))->proj;
     const Tensor block = fuse.slice(1, (stages - 1 - i) * hidden, (stages - i) * hidden);  // (D, D)
-    const Tensor weight = matmul(block, proj.weight);                                    // (D, C_i)
-    const Tensor bias = proj.bias.defined() ? matmul(block, proj.bias) : Tensor();      // (D)
-    const Tensor tokens = linear(f.flatten(2).transpose(1, 2), weight, bias);            // (N, h * w, D)
-    const Tensor image = tokens.transpose(1, 2).reshape({f.size(0), hidden, f.size(2), f.size(3)});
+    Tensor map = matmul(matmul(block, proj.weight), f.flatten(2));  // (D, C_i) @ (N, C_i, h * w)
+    if (i == stages - 1 && bias.defined()) map = add(map, bias.unsqueeze(1));
+    const Tensor image = map.reshape({f.size(0), hidden, f.size(2), f.size(3)});  // (N, D, h, w)
     const Tensor resized =
         f.size(2) == height && f.size(3) == width ? image : interpolate(image, segformer_bilinear(height, width));
     sum = sum.defined() ? add(sum, resized) : resized;
