@@ -20,9 +20,7 @@ BinaryDesc add_desc() {
   BinaryDesc desc;
   desc.op = BinaryOp::add;
   desc.dtype = DType::f32;
-  desc.a.ndim = desc.b.ndim = 1;
-  desc.a.sizes[0] = desc.b.sizes[0] = kNumel;
-  desc.a.strides[0] = desc.b.strides[0] = 1;
+  desc.a = desc.b = flat_layout(kNumel);
   return desc;
 }
 

@@ -43,6 +43,15 @@ struct StridedLayout {
   }
 };
 
+// A contiguous run of n elements as a 1-d layout (a dense tensor walked in storage order).
+inline StridedLayout flat_layout(int64_t n) {
+  StridedLayout layout;
+  layout.ndim = 1;
+  layout.sizes[0] = n;
+  layout.strides[0] = 1;
+  return layout;
+}
+
 // Merges adjacent dimensions that are contiguous with each other in every layout (same sizes in
 // all), and drops size-1 dimensions, so the kernels index fewer dimensions. All layouts must have
 // equal ndim and sizes. Leaves at least one dimension.

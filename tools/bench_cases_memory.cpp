@@ -19,13 +19,7 @@ namespace se::tools {
 
 namespace {
 
-kernels::StridedLayout flat_layout(int64_t n) {
-  kernels::StridedLayout layout;
-  layout.ndim = 1;
-  layout.sizes[0] = n;
-  layout.strides[0] = 1;
-  return layout;
-}
+using kernels::flat_layout;
 
 // U-Net's first activation: 64 x 512 x 512.
 void add_elementwise_cases(std::vector<Case>& cases, const Options& o) {

@@ -45,14 +45,6 @@ bool is_channels_last_only(const Tensor& t) {
   return t.dim() == 4 && !t.is_contiguous() && t.is_contiguous(MemoryFormat::channels_last);
 }
 
-kernels::StridedLayout flat_layout(int64_t numel) {
-  kernels::StridedLayout layout;
-  layout.ndim = 1;
-  layout.sizes[0] = numel;
-  layout.strides[0] = 1;
-  return layout;
-}
-
 void check_defined(const char* op, const Tensor& t) {
   SE_CHECK(t.defined(), op, ": input tensor is undefined");
 }
@@ -77,7 +69,7 @@ Tensor unary_forward(const char* name, UnaryOp op, const Tensor& x, const UnaryP
   check_supported(name, kernels::supports(op, x.dtype()), x);
   if (is_channels_last_only(x)) {
     Tensor y = empty_like(x, MemoryFormat::channels_last);
-    const kernels::UnaryDesc desc{op, x.dtype(), flat_layout(x.numel()), params};
+    const kernels::UnaryDesc desc{op, x.dtype(), kernels::flat_layout(x.numel()), params};
     SE_DISPATCH(x.device(), unary, y.data_ptr(), x.data_ptr(), desc);
     return y;
   }
@@ -106,7 +98,8 @@ Tensor binary_forward(const char* name, BinaryOp op, const Tensor& a, const Tens
   const DType out_dtype = kernels::is_comparison(op) ? DType::boolean : a.dtype();
   if (a.shape() == b.shape() && is_channels_last_only(a) && is_channels_last_only(b)) {
     Tensor out = empty_strided(shape, channels_last_strides(shape), {out_dtype, a.device()});
-    const kernels::BinaryDesc desc{op, a.dtype(), flat_layout(a.numel()), flat_layout(b.numel())};
+    const kernels::StridedLayout flat = kernels::flat_layout(a.numel());  // a and b have the same shape
+    const kernels::BinaryDesc desc{op, a.dtype(), flat, flat};
     SE_DISPATCH(out.device(), binary, out.data_ptr(), a.data_ptr(), b.data_ptr(), desc);
     return out;
   }
@@ -128,7 +121,7 @@ bool is_permuted_dense(const Tensor& t) {
 Tensor unary_backward_of(UnaryOp op, const Tensor& g_arg, const Tensor& saved, const UnaryParams& params) {
   if (is_channels_last_only(saved) && is_channels_last_only(g_arg) && g_arg.shape() == saved.shape()) {
     Tensor grad = empty_like(saved, MemoryFormat::channels_last);
-    const kernels::StridedLayout flat = flat_layout(saved.numel());
+    const kernels::StridedLayout flat = kernels::flat_layout(saved.numel());
     const kernels::UnaryBackwardDesc desc{op, saved.dtype(), flat, flat, params};
     SE_DISPATCH(saved.device(), unary_backward, grad.data_ptr(), g_arg.data_ptr(), saved.data_ptr(), desc);
     return grad;

@@ -64,13 +64,7 @@ inline int64_t numel_of(const Shape& shape) {
   return n;
 }
 
-inline StridedLayout layout_of(int64_t numel) {  // contiguous 1-d
-  StridedLayout layout;
-  layout.ndim = 1;
-  layout.sizes[0] = numel;
-  layout.strides[0] = 1;
-  return layout;
-}
+inline StridedLayout layout_of(int64_t numel) { return flat_layout(numel); }  // contiguous 1-d
 
 struct Array {
   DType dtype = DType::f32;
