@@ -125,6 +125,21 @@ void register_benchmarks() {
   aspp.c_in = 2048;
   aspp.pad_h = aspp.pad_w = aspp.dilation_h = aspp.dilation_w = 12;
   shapes.emplace_back("deeplab_aspp3x3_d12_2048to256ch_64", aspp);
+  // The demo's U-Net (configs/unet.json: base width 16, 64 x 64 images, batch 8): small planes, taken
+  // several images per GEMM. Its encoder's first convs double the channels after each pooling (down to
+  // 4 x 4 maps), its second ones keep them; its decoder's read the concatenated skip and upsampled maps.
+  struct DemoConv {
+    int64_t c_in, c_out, size;
+  };
+  for (const DemoConv& c : {DemoConv{16, 32, 32}, {64, 128, 8}, {128, 256, 4}, {16, 16, 64}, {64, 64, 16},
+                            {256, 256, 4}, {32, 16, 64}, {64, 32, 32}, {128, 64, 16}, {256, 128, 8}}) {
+    Conv2dDesc demo = conv3x3(c.c_out, c.size);
+    demo.n = 8;
+    demo.c_in = c.c_in;
+    shapes.emplace_back("demo_unet3x3_" + std::to_string(c.c_in) + "to" + std::to_string(c.c_out) + "ch_" +
+                            std::to_string(c.size) + "_n8",
+                        demo);
+  }
   Conv2dDesc depthwise = conv3x3(256, 64);
   depthwise.groups = 256;
   shapes.emplace_back("depthwise3x3_256ch_64", depthwise);

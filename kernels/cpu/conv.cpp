@@ -1,13 +1,15 @@
 // CPU Conv2d over NCHW (channels-last goes through conv_channels_last.cpp), as GEMMs on cpu::gemm:
 //   forward          y_g (Og, P)       = W_g (Og, K) @ col (K, P)
 //   backward data    dcol (K, P)       = W_g^T (K, Og) @ dy_g (Og, P), then col2im into dx
+//                    (stride 1: the forward of the dual conv, see backward_data_as_forward)
 //   backward weight  dW_g (Og, K)     += dy_g (Og, P) @ col^T (P, K)
 // with K = Cg * KH * KW and P the output pixels of one image. This file has the forward GEMM path, the
 // depthwise convs and the entry points; conv_backward.cpp the backward GEMM paths; conv_im2col.h the
-// geometry, tasks and im2col they share. col (im2col) is built a few output rows at a time so that it
-// stays in cache beside the GEMM's own packing; small planes (deep layers, small inputs) are instead
-// taken several images at a time, side by side in col, so that one GEMM packs W once for them all and
-// its n is wide enough to fill the micro-tiles. 1x1 stride-1 unpadded convs use x itself as col.
+// geometry, tasks and im2col they share. col (im2col) is not stored: the GEMM gathers it from x block
+// by block as it packs it (implicit GEMM, conv_im2col.h's TaskColumns), a few output rows per task;
+// small planes (deep layers, small inputs) are instead taken several images per task, side by side in
+// col, so that one GEMM packs W once for them all and its n is wide enough to fill the micro-tiles.
+// 1x1 stride-1 unpadded convs use x itself as col.
 // Depthwise convs (groups == C_in) skip GEMM for a direct per-plane loop.
 // Stride-1 convs run on the direct kernel of conv_direct_avx512.h instead where the CPU has AVX-512 (f32)
 // and the shape suits it (see conv2d_runs_direct): shallow ones, and deeper ones over wide rows.
@@ -100,7 +102,13 @@ bool streams_output(const Geometry& g, int64_t elements) {
 }
 
 template <typename T>
-void forward_gemm(const Geometry& g, const T* x, const T* w, const T* bias, T* y) {
+void forward_gemm(const Geometry& geometry_of_conv, const T* x, const T* w, const T* bias, T* y) {
+  // Tasks of several small images: fewer images per task until every thread has a task of its own. One
+  // task's GEMM split over the threads meets them at a barrier twice per block of K and has each read
+  // the B panels the other packed; apart, each packs all of W for itself, a small matrix beside col.
+  // (Every output's sum is the same whichever task computes it: this changes no result.)
+  Geometry g = geometry_of_conv;
+  while (g.images > 1 && task_count(g) < max_threads()) g.images = (g.images + 1) / 2;
   const int64_t tasks = task_count(g);
   const bool stream = std::is_same_v<T, float> && streams_output(g, g.n * g.c_out * g.ohw);
   // inner: threads for the copies around the GEMM of a task that runs alone (its GEMM threads itself).
@@ -108,16 +116,20 @@ void forward_gemm(const Geometry& g, const T* x, const T* w, const T* bias, T* y
     const Task tk = task_of(g, t);
     const int64_t chunk_cols = (tk.oh1 - tk.oh0) * g.ow;  // of one image
     T* y_g = y + (tk.image * g.c_out + tk.group * g.og) * g.ohw + tk.oh0 * g.ow;
-    int64_t ldb = 0;
-    const T* col = task_col(g, x, tk, &ldb, inner);
     // One image's chunk is written in place; several go through a scratch and are spread out below, and
     // so does a shallow conv's chunk: its GEMM would store to Og planes at once, tile by tile, where the
     // epilogue writes one plane's run after another.
     const bool in_place = tk.images == 1 && g.k >= kShallowDepth;  // never when streaming
     T* out = in_place ? y_g : scratch<T, 1>(static_cast<size_t>(g.og * tk.ld));
     const int64_t ldc = in_place ? g.ohw : tk.ld;
-    gemm(gemm_desc<T>(g.og, tk.cols, g.k, false, g.k, false, ldb, ldc, 0.0f), w + tk.group * g.og * g.k, col, out,
-         nullptr);
+    const T* w_g = w + tk.group * g.og * g.k;
+    if (is_pointwise(g) && tk.images == 1) {  // x is col
+      const T* col = x + (tk.image * g.c_in + tk.group * g.cg) * g.hw + tk.oh0 * g.ow;
+      gemm(gemm_desc<T>(g.og, tk.cols, g.k, false, g.k, false, g.hw, ldc, 0.0f), w_g, col, out, nullptr);
+    } else {
+      gemm_packing_b(gemm_desc<T>(g.og, tk.cols, g.k, false, g.k, false, tk.cols, ldc, 0.0f), w_g,
+                     TaskColumns<T>(g, x, tk), out);
+    }
     // The epilogue on the chunk while it is in cache: bias, then the fused activation.
 #pragma omp parallel for num_threads(inner) if (inner > 1) schedule(static)
     for (int64_t co = 0; co < g.og; ++co) {
@@ -326,6 +338,54 @@ void forward_typed(const Conv2dDesc& d, const T* x, const T* w, const T* bias, T
   forward_gemm(g, x, w, bias, y);
 }
 
+// Below this many input channels per group, the backward data of a stride-1 conv stays a GEMM into
+// dcol and col2im: as the forward of its dual (below) the GEMM would have that few rows, a fraction of
+// the micro-kernel's 8 to 12.
+constexpr int64_t kMinDualRows = 8;
+
+// The backward data of a stride-1 conv is the forward of its dual: dx = conv(dy, w'), w' the weights
+// with input and output channels swapped and the taps flipped, w'[g Cg + c][o][i][j] =
+// w[g Og + o][c][KH-1-i][KW-1-j], the padding dilation * (kernel - 1) - pad (may be negative), the
+// same dilation and groups. It runs on the forward's implicit GEMM, which packs dy straight into the
+// GEMM's panels: no dcol to write, no col2im to add it up, no dx to zero first. Per pixel it gathers
+// Og * KH * KW values of dy where col2im adds Cg * KH * KW into dx, and its GEMM has Cg rows where the
+// other has Cg * KH * KW: convs that widen (Og > Cg) keep col2im. Measured on the demo U-Net's layers
+// (2 threads, 8 images): 16 -> 16 channels at 64 x 64, 0.80 -> 0.63 ms; 32 -> 16, 1.50 -> 0.97; 256 ->
+// 128 at 8 x 8, 1.00 -> 0.82; but 128 -> 256 at 4 x 4, 0.32 -> 0.36.
+bool backward_data_runs_as_forward(const Geometry& g) {
+  return g.sh == 1 && g.sw == 1 && !is_pointwise(g) && g.cg >= std::max(kMinDualRows, g.og) && g.oh > 0 &&
+         g.ow > 0;
+}
+
+template <typename T>
+void backward_data_as_forward(const Conv2dDesc& d, const Geometry& g, const T* dy, const T* w, T* dx) {
+  Conv2dDesc dual = d;
+  dual.c_in = d.c_out;
+  dual.h = g.oh;
+  dual.w = g.ow;
+  dual.c_out = d.c_in;
+  dual.pad_h = d.dilation_h * (d.kernel_h - 1) - d.pad_h;
+  dual.pad_w = d.dilation_w * (d.kernel_w - 1) - d.pad_w;
+  dual.has_bias = false;
+  dual.activation = ConvActivation::none;
+  const Geometry gd = geometry(dual);
+  SE_CHECK(gd.oh == g.h && gd.ow == g.w, "conv2d_backward_data: the dual conv gives ", gd.oh, "x", gd.ow,
+           " planes, not ", g.h, "x", g.w);
+  const int64_t taps = g.kh * g.kw;
+  T* w_dual = scratch<T, 3>(static_cast<size_t>(g.c_out * g.k));  // (C_in, Og, KH, KW)
+#pragma omp parallel for collapse(2) num_threads(max_threads()) schedule(static)
+  for (int64_t grp = 0; grp < g.groups; ++grp) {
+    for (int64_t c = 0; c < g.cg; ++c) {
+      T* out = w_dual + (grp * g.cg + c) * g.og * taps;
+      for (int64_t o = 0; o < g.og; ++o) {
+        const T* in = w + ((grp * g.og + o) * g.cg + c) * taps;
+        for (int64_t t = 0; t < taps; ++t) out[o * taps + t] = in[taps - 1 - t];
+      }
+    }
+  }
+  forward_gemm<T>(gd, dy, w_dual, nullptr, dx);
+}
+
 template <typename T>
 void backward_data_typed(const Conv2dDesc& d, const T* dy, const T* w, T* dx) {
   const Geometry g = geometry(d);
@@ -334,6 +394,7 @@ void backward_data_typed(const Conv2dDesc& d, const T* dy, const T* w, T* dx) {
     if (conv2d_runs_direct(d, DirectPass::backward_data))
       return conv2d_backward_data_direct(d, dy, w, streams_output(g, g.n * g.c_in * g.hw), dx);
   }
+  if (backward_data_runs_as_forward(g)) return backward_data_as_forward(d, g, dy, w, dx);
   backward_data_gemm(g, dy, w, dx);
 }
 

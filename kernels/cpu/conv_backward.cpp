@@ -1,7 +1,9 @@
 // CPU Conv2d over NCHW, the GEMM paths of the backward passes (conv.cpp has the forward, the depthwise
-// convs and the entry points; conv_im2col.h the chunks and im2col they share):
+// convs, the entry points and the backward data of stride-1 convs as their dual's forward; conv_im2col.h
+// the chunks and im2col they share):
 //   backward data    dcol (K, P)       = W_g^T (K, Og) @ dy_g (Og, P), then col2im into dx
-//   backward weight  dW_g (Og, K)     += dy_g (Og, P) @ col^T (P, K)
+//   backward weight  dW_g (Og, K)     += dy_g (Og, P) @ col^T (P, K), col gathered by the GEMM as it
+//                                        packs it (TaskColumns) unless the dot-product kernel takes it
 // Most convs go by (image, group, row chunk) tasks like the forward. Deep ones, whose chunk of col or
 // dcol would not stay in cache, go by slices of input channels (see channel_slices).
 #include <omp.h>
@@ -13,6 +15,7 @@
 
 #include "kernels/cpu/channel_sum.h"
 #include "kernels/cpu/conv_im2col.h"
+#include "kernels/cpu/gemm_sources.h"
 #include "kernels/cpu/vector_math.h"
 #include "kernels/gemm.h"
 
@@ -224,16 +227,29 @@ void backward_weight_gemm(const Geometry& g, const T* x, const T* dy, T* dw, T* 
   // acc += task t's product (acc = it, when overwrite).
   auto accumulate = [&](int64_t t, T* acc, bool overwrite, int inner) {
     const Task tk = task_of(g, t);
-    int64_t lda = 0;
-    const T* col = task_col(g, x, tk, &lda, inner);
     int64_t ld_dy = 0;
     const T* dy_t = gather_dy(g, dy, tk, &ld_dy, inner);
     T* acc_g = acc + tk.group * g.k * g.og;
     const float beta = overwrite ? 0.0f : 1.0f;
-    if (transposed) {
-      gemm(gemm_desc<T>(g.k, g.og, tk.cols, false, lda, true, ld_dy, g.og, beta), col, dy_t, acc_g, nullptr);
+    const GemmDesc product = transposed ? gemm_desc<T>(g.k, g.og, tk.cols, false, tk.ld, true, ld_dy, g.og, beta)
+                                        : gemm_desc<T>(g.og, g.k, tk.cols, false, ld_dy, true, tk.ld, g.k, beta);
+    // col gathered by the GEMM as it packs it (TaskColumns), unless x is col (pointwise) or the product
+    // goes to the dot-product kernel, which reads col as stored rows.
+    if (!(is_pointwise(g) && tk.images == 1) && !gemm_takes_dot_kernel(product)) {
+      const TaskColumns<T> col(g, x, tk);
+      if (transposed) {
+        gemm_rows_a<T>(product, col, dy_t, acc_g);
+      } else {
+        gemm_rows_b<T>(product, dy_t, col, acc_g);
+      }
     } else {
-      gemm(gemm_desc<T>(g.og, g.k, tk.cols, false, ld_dy, true, lda, g.k, beta), dy_t, col, acc_g, nullptr);
+      int64_t ld_col = 0;
+      const T* col = task_col(g, x, tk, &ld_col, inner);
+      if (transposed) {
+        gemm(gemm_desc<T>(g.k, g.og, tk.cols, false, ld_col, true, ld_dy, g.og, beta), col, dy_t, acc_g, nullptr);
+      } else {
+        gemm(gemm_desc<T>(g.og, g.k, tk.cols, false, ld_dy, true, ld_col, g.k, beta), dy_t, col, acc_g, nullptr);
+      }
     }
     if (db != nullptr) {
 #pragma omp parallel for num_threads(inner) if (inner > 1) schedule(static)

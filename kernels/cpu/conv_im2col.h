@@ -1,16 +1,19 @@
 // Internal to the CPU Conv2d's GEMM paths (conv.cpp: forward and depthwise; conv_backward.cpp: backward
-// data and backward weight): the geometry of a conv, its row-chunk tasks, im2col/col2im of one channel
-// and the per-thread scratch matrices they fill.
+// data and backward weight): the geometry of a conv, its row-chunk tasks, im2col/col2im of one channel,
+// the per-thread scratch matrices they fill, and TaskColumns, which gives a task's im2col matrix to the
+// GEMM block by block without storing it (implicit GEMM).
 #pragma once
 
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <vector>
 
 #include "kernels/conv.h"
 #include "kernels/cpu/conv_direct_avx512.h"
+#include "kernels/cpu/gemm_sources.h"
 #include "kernels/gemm.h"
 
 namespace se::kernels::cpu::conv_gemm {
@@ -232,6 +235,142 @@ const T* task_col(const Geometry& g, const T* x, const Task& tk, int64_t* ld, in
   *ld = tk.ld;
   return col;
 }
+
+// A stretch of values of a row of col: dst from the row's start in its destination, src from an input
+// plane (-1: zeros), len values (in steps of the conv's stride in the plane).
+struct ColumnRun {
+  int64_t dst, src, len;
+};
+
+// dst[run.dst + v] = run.src < 0 ? 0 : plane[run.src + v] for v < run.len, for every run of [run, end)
+// of a stride-1 conv:
+// in AVX-512 where the CPU has it, masked loads and stores taking a run of up to 16 values in one
+// (conv_column_runs.cpp), else copies of 4 and 8 values.
+void copy_column_runs(const ColumnRun* run, const ColumnRun* end, const float* plane, float* dst);
+void copy_column_runs(const ColumnRun* run, const ColumnRun* end, const double* plane, double* dst);
+
+// A task's col (K, task.cols), never stored: gathered from x by the GEMM as it packs col (gemm_sources.h),
+// a block of rows and columns at a time, either straight into the B panels of the forward's product
+// (GemmBPacker) or as rows (GemmRowSource) for backward weight's, whose col is A, or B transposed. Row r
+// of col is the tap (c, i, j) = (r / (KH * KW), r / KW % KH, r % KW); column q the output pixel
+// (oh0 + q % chunk / OW, q % OW) of the task's image q / chunk (chunk = (oh1 - oh0) * OW): the values
+// im2col_task writes, so that each product gives the same bits.
+//
+// Where a value comes from depends on the tap (i, j) and not on the channel c: for each tap, a block
+// first lists the runs of its columns (stretches of one output row, within one panel, copied from one
+// input row or zero), then copies every row of the block by its tap's list. Small maps make runs short
+// (8 x 8 maps: 8 values), so that per-run work is most of the cost.
+template <typename T>
+class TaskColumns final : public GemmBPacker<T>, public GemmRowSource<T> {
+ public:
+  TaskColumns(const Geometry& g, const T* x, const Task& tk) : g_(g), x_(x), tk_(tk), id_(next_id()) {}
+
+  void pack(int64_t p0, int64_t kb, int64_t j0, int64_t j1, int nr, T* out) const override {
+    list_tap_runs(j0, j1, nr, nr * kb);
+    for (int64_t p = 0; p < kb; ++p) copy_row(p0 + p, out + p * nr);
+  }
+
+  void rows(int64_t r0, int64_t count, int64_t c0, int64_t c1, T* out, int64_t ld) const override {
+    list_tap_runs(c0, c1, c1 - c0, 0);  // one panel as wide as the block: runs cut only at row ends
+    for (int64_t r = 0; r < count; ++r) copy_row(r0 + r, out + r * ld);
+  }
+
+ private:
+  // A run's src is from the plane of the task's first image and the row's channel.
+  using Run = ColumnRun;
+  struct TapRuns {
+    std::vector<Run> runs;
+    std::vector<int64_t> first;  // tap t's runs: [first[t], first[t + 1])
+    // What they were listed for: a GEMM asks for the same columns of many blocks of rows in turn.
+    uint64_t id = 0;
+    int64_t j0 = 0, j1 = 0, nr = 0, panel = 0;
+  };
+  static uint64_t next_id() {
+    static std::atomic<uint64_t> ids{0};
+    return ++ids;
+  }
+  static TapRuns& tap_runs() {
+    thread_local TapRuns lists;
+    return lists;
+  }
+
+  // Every tap's runs over columns [j0, j1), into panels of nr columns that lie `panel` apart.
+  void list_tap_runs(int64_t j0, int64_t j1, int64_t nr, int64_t panel) const {
+    TapRuns& lists = tap_runs();
+    if (lists.id == id_ && lists.j0 == j0 && lists.j1 == j1 && lists.nr == nr && lists.panel == panel) return;
+    lists.id = id_, lists.j0 = j0, lists.j1 = j1, lists.nr = nr, lists.panel = panel;
+    const int64_t taps = g_.kh * g_.kw;
+    lists.runs.clear();
+    lists.first.resize(static_cast<size_t>(taps + 1));
+    for (int64_t t = 0; t < taps; ++t) {
+      lists.first[static_cast<size_t>(t)] = static_cast<int64_t>(lists.runs.size());
+      list_runs(t, j0, j1, nr, panel, lists.runs);
+    }
+    lists.first[static_cast<size_t>(taps)] = static_cast<int64_t>(lists.runs.size());
+  }
+
+  // Tap t's runs over columns [j0, j1), the last panel's padding a zero run.
+  void list_runs(int64_t t, int64_t j0, int64_t j1, int64_t nr, int64_t panel, std::vector<Run>& runs) const {
+    const int64_t i = t / g_.kw, j = t % g_.kw, chunk = (tk_.oh1 - tk_.oh0) * g_.ow;
+    const int64_t off_w = j * g_.dw - g_.pw;
+    int64_t lo, hi;
+    valid_range(off_w, g_.sw, g_.w, g_.ow, lo, hi);
+    // Column q walks output rows: image q / chunk, row oh, from column ow; its place in the panels is
+    // panel_start + lane.
+    int64_t q = j0, image = q / chunk, oh = tk_.oh0 + q % chunk / g_.ow, ow = q % g_.ow;
+    int64_t panel_start = 0, lane = 0;
+    auto add = [&](int64_t src, int64_t len) {  // len values of one output row, cut at panel ends
+      while (len > 0) {
+        const int64_t piece = std::min(len, nr - lane);
+        runs.push_back({panel_start + lane, src, piece});
+        if (src >= 0) src += piece * g_.sw;
+        len -= piece;
+        lane += piece;
+        if (lane == nr) lane = 0, panel_start += panel;
+      }
+    };
+    while (q < j1) {
+      const int64_t ih = oh * g_.sh - g_.ph + i * g_.dh;
+      const int64_t row_end = std::min(g_.ow, ow + (j1 - q));
+      if (ih < 0 || ih >= g_.h) {
+        add(-1, row_end - ow);
+      } else {
+        const int64_t a = std::clamp(lo, ow, row_end), b = std::clamp(hi, a, row_end);
+        const int64_t row = image * g_.c_in * g_.hw + ih * g_.w + off_w;
+        add(-1, a - ow);
+        add(row + a * g_.sw, b - a);
+        add(-1, row_end - b);
+      }
+      q += row_end - ow;
+      ow = 0;
+      if (++oh == tk_.oh1) oh = tk_.oh0, ++image;
+    }
+    if (lane > 0) add(-1, nr - lane);
+  }
+
+  // Row r of col by its tap's runs (list_tap_runs), into dst.
+  void copy_row(int64_t r, T* dst) const {
+    const TapRuns& lists = tap_runs();
+    const int64_t taps = g_.kh * g_.kw, c = r / taps, t = r % taps, sw = g_.sw;
+    const T* plane = x_ + (tk_.image * g_.c_in + tk_.group * g_.cg + c) * g_.hw;
+    const Run* run = lists.runs.data() + lists.first[static_cast<size_t>(t)];
+    const Run* end = lists.runs.data() + lists.first[static_cast<size_t>(t + 1)];
+    if (sw == 1) return copy_column_runs(run, end, plane, dst);
+    for (; run != end; ++run) {
+      T* d = dst + run->dst;
+      if (run->src < 0) {
+        std::fill(d, d + run->len, T(0));
+      } else {
+        for (int64_t v = 0; v < run->len; ++v) d[v] = plane[run->src + v * sw];
+      }
+    }
+  }
+
+  const Geometry& g_;
+  const T* x_;  // (N, C_in, H, W)
+  Task tk_;
+  uint64_t id_;  // tells this task's lists from another's
+};
 
 // dy_t (Og, task.cols): the task's chunk of dy_g for each of its images, side by side. A task of one
 // image reads dy in place (rows OH * OW apart) and returns it with *ld set; several are gathered.

@@ -16,6 +16,7 @@
 
 #include "kernels/cpu/gemm_microkernels.h"
 #include "kernels/cpu/gemm_on_thread.h"
+#include "kernels/cpu/gemm_sources.h"
 #include "kernels/gemm.h"
 
 namespace se::kernels::cpu {
@@ -56,7 +57,7 @@ class ScratchBuffer {
   size_t bytes_ = 0;
 };
 
-thread_local ScratchBuffer t_pack_a, t_pack_b, t_accum;
+thread_local ScratchBuffer t_pack_a, t_pack_b, t_accum, t_source_rows;
 
 template <typename Acc, typename T>
 inline Acc to_acc(T x) {
@@ -82,6 +83,10 @@ struct Problem {
   Acc* c;  // (m, n) row-major
   int64_t ldc;
   Acc alpha, beta;
+  // Operands given on demand in place of a or b (T is Acc then): op(B) packed, op(A) = S, op(B) = S^T.
+  const GemmBPacker<Acc>* b_packer = nullptr;
+  const GemmRowSource<Acc>* a_rows = nullptr;
+  const GemmRowSource<Acc>* b_rows = nullptr;
 };
 
 // out[p * ld_out + r] = rows[r][p] for r < count, p < kb, where row r starts at first + r * row_stride:
@@ -147,7 +152,14 @@ void pack_a(const Problem<T, Acc>& pr, int64_t i0, int64_t p0, int64_t mb, int64
   for (int64_t ir = 0; ir < mb; ir += mr) {
     const int rows = static_cast<int>(std::min<int64_t>(mr, mb - ir));
     Acc* panel = out + ir * kb;
-    if (pr.trans_a) {  // op(A)(i, p) = a[p * lda + i]: rows are contiguous in memory
+    if (pr.a_rows != nullptr) {  // the rows from the source, then interleaved as a stored A's
+      Acc* rows_of_a = t_source_rows.get<Acc>(static_cast<size_t>(rows * kb));
+      pr.a_rows->rows(i0 + ir, rows, p0, p0 + kb, rows_of_a, kb);
+      interleave_rows(rows_of_a, kb, rows, kb, panel, mr);
+      for (int i = rows; i < mr; ++i) {
+        for (int64_t p = 0; p < kb; ++p) panel[p * mr + i] = Acc(0);
+      }
+    } else if (pr.trans_a) {  // op(A)(i, p) = a[p * lda + i]: rows are contiguous in memory
       for (int64_t p = 0; p < kb; ++p) {
         const T* src = pr.a + (p0 + p) * pr.lda + i0 + ir;
         Acc* dst = panel + p * mr;
@@ -170,8 +182,14 @@ void pack_b_panel(const Problem<T, Acc>& pr, int64_t p0, int64_t j0, int64_t nb,
   const int64_t js = s * nr;
   const int cols = static_cast<int>(std::min<int64_t>(nr, nb - js));
   Acc* panel = out + js * kb;
-  if (pr.trans_b) {  // op(B)(p, j) = b[j * ldb + p]
-    interleave_rows(pr.b + (j0 + js) * pr.ldb + p0, pr.ldb, cols, kb, panel, nr);
+  if (pr.b_rows != nullptr || pr.trans_b) {  // op(B)(p, j) = b[j * ldb + p], or S(j, p) from the source
+    if (pr.b_rows != nullptr) {
+      Acc* rows_of_s = t_source_rows.get<Acc>(static_cast<size_t>(cols * kb));
+      pr.b_rows->rows(j0 + js, cols, p0, p0 + kb, rows_of_s, kb);
+      interleave_rows(rows_of_s, kb, cols, kb, panel, nr);
+    } else {
+      interleave_rows(pr.b + (j0 + js) * pr.ldb + p0, pr.ldb, cols, kb, panel, nr);
+    }
     for (int j = cols; j < nr; ++j) {
       for (int64_t p = 0; p < kb; ++p) panel[p * nr + j] = Acc(0);
     }
@@ -201,7 +219,12 @@ inline void prefetch(const char* p) {
 template <typename T, typename Acc>
 void pack_b_panels(const Problem<T, Acc>& pr, int64_t p0, int64_t j0, int64_t nb, int64_t kb, int nr,
                    int64_t s_begin, int64_t s_end, Acc* out) {
-  if (pr.trans_b || s_begin >= s_end) {
+  if (s_begin >= s_end) return;
+  if (pr.b_packer != nullptr) {
+    pr.b_packer->pack(p0, kb, j0 + s_begin * nr, j0 + std::min(nb, s_end * nr), nr, out + s_begin * nr * kb);
+    return;
+  }
+  if (pr.trans_b || pr.b_rows != nullptr) {
     for (int64_t s = s_begin; s < s_end; ++s) pack_b_panel(pr, p0, j0, nb, kb, nr, s, out);
     return;
   }
@@ -411,6 +434,16 @@ void scale_c<double>(const GemmDesc& d, double* c) {
   }
 }
 
+// The micro-kernel of an f32 or f64 product of m rows.
+template <typename Acc>
+GemmKernel<Acc> kernel_for(int64_t m) {
+  if constexpr (std::is_same_v<Acc, float>) {
+    return detail::f32_kernel(gemm_isa(), m);
+  } else {
+    return detail::f64_kernel(gemm_isa(), m);
+  }
+}
+
 // One batch item of type T. f32 and f64 write C directly; f16/bf16 accumulate in an f32 scratch.
 template <typename T>
 void gemm_item(const GemmDesc& d, const T* a, const T* b, T* c, int nthreads) {
@@ -420,13 +453,7 @@ void gemm_item(const GemmDesc& d, const T* a, const T* b, T* c, int nthreads) {
   }
   if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
     using Acc = T;
-    const GemmKernel<Acc> kern = [&] {
-      if constexpr (std::is_same_v<Acc, float>) {
-        return detail::f32_kernel(gemm_isa(), d.m);
-      } else {
-        return detail::f64_kernel(gemm_isa(), d.m);
-      }
-    }();
+    const GemmKernel<Acc> kern = kernel_for<Acc>(d.m);
     const Problem<T, Acc> pr{d.m, d.n, d.k, a, d.lda, d.trans_a, b, d.ldb, d.trans_b, c, d.ldc,
                              Acc(d.alpha), Acc(d.beta)};
     if (use_dot_kernel<Acc>(d)) {
@@ -516,6 +543,76 @@ void gemm_on_this_thread(const GemmDesc& desc, const T* a, const T* b, T* c) {
   if (desc.m == 0 || desc.n == 0) return;
   gemm_item(desc, a, b, c, 1);
 }
+
+namespace {
+
+// The checks of validate_gemm that concern C, A's and B's shapes, and the dtype.
+template <typename T>
+void validate_sourced(const GemmDesc& d, const char* what) {
+  SE_CHECK(d.dtype == dtype_of<T>(), what, ": dtype ", dtype_name(d.dtype), " does not match ", dtype_name(dtype_of<T>()),
+           " operands");
+  SE_CHECK(d.m >= 0 && d.n >= 0 && d.k >= 0, what, ": negative size m = ", d.m, ", n = ", d.n, ", k = ", d.k);
+  SE_CHECK(d.ldc >= std::max<int64_t>(1, d.n), what, ": ldc = ", d.ldc, " is smaller than n = ", d.n);
+}
+
+// A product with operands given on demand (set in pr by the caller).
+template <typename T>
+void gemm_sourced(const GemmDesc& d, Problem<T, T>& pr) {
+  if (d.m == 0 || d.n == 0) return;
+  if (d.k == 0) return scale_c(d, pr.c);
+  gemm_problem(kernel_for<T>(d.m), pr, threads_for(d.m, d.n, d.k));
+}
+
+}  // namespace
+
+template <typename T>
+void gemm_packing_b(const GemmDesc& desc, const T* a, const GemmBPacker<T>& b, T* c) {
+  validate_sourced<T>(desc, "gemm_packing_b");
+  SE_CHECK(desc.lda >= std::max<int64_t>(1, desc.trans_a ? desc.m : desc.k), "gemm_packing_b: lda = ", desc.lda,
+           " is smaller than the columns of A as stored");
+  Problem<T, T> pr{desc.m, desc.n, desc.k, a, desc.lda, desc.trans_a, nullptr, desc.n, false, c, desc.ldc,
+                   T(desc.alpha), T(desc.beta)};
+  pr.b_packer = &b;
+  gemm_sourced(desc, pr);
+}
+
+template <typename T>
+void gemm_rows_a(const GemmDesc& desc, const GemmRowSource<T>& a, const T* b, T* c) {
+  validate_sourced<T>(desc, "gemm_rows_a");
+  SE_CHECK(desc.ldb >= std::max<int64_t>(1, desc.trans_b ? desc.k : desc.n), "gemm_rows_a: ldb = ", desc.ldb,
+           " is smaller than the columns of B as stored");
+  Problem<T, T> pr{desc.m, desc.n, desc.k, nullptr, desc.k, false, b, desc.ldb, desc.trans_b, c, desc.ldc,
+                   T(desc.alpha), T(desc.beta)};
+  pr.a_rows = &a;
+  gemm_sourced(desc, pr);
+}
+
+template <typename T>
+void gemm_rows_b(const GemmDesc& desc, const T* a, const GemmRowSource<T>& b, T* c) {
+  validate_sourced<T>(desc, "gemm_rows_b");
+  SE_CHECK(desc.lda >= std::max<int64_t>(1, desc.trans_a ? desc.m : desc.k), "gemm_rows_b: lda = ", desc.lda,
+           " is smaller than the columns of A as stored");
+  Problem<T, T> pr{desc.m, desc.n, desc.k, a, desc.lda, desc.trans_a, nullptr, desc.k, true, c, desc.ldc,
+                   T(desc.alpha), T(desc.beta)};
+  pr.b_rows = &b;
+  gemm_sourced(desc, pr);
+}
+
+bool gemm_takes_dot_kernel(const GemmDesc& desc) {
+  switch (desc.dtype) {
+    case DType::f32: return use_dot_kernel<float>(desc);
+    case DType::f64: return use_dot_kernel<double>(desc);
+    default: return false;
+  }
+}
+
+#define SE_INSTANTIATE_SOURCED(T)                                                                    \
+  template void gemm_packing_b<T>(const GemmDesc&, const T*, const GemmBPacker<T>&, T*);           \
+  template void gemm_rows_a<T>(const GemmDesc&, const GemmRowSource<T>&, const T*, T*);            \
+  template void gemm_rows_b<T>(const GemmDesc&, const T*, const GemmRowSource<T>&, T*);
+SE_INSTANTIATE_SOURCED(float)
+SE_INSTANTIATE_SOURCED(double)
+#undef SE_INSTANTIATE_SOURCED
 
 template void gemm_on_this_thread<float>(const GemmDesc&, const float*, const float*, float*);
 template void gemm_on_this_thread<double>(const GemmDesc&, const double*, const double*, double*);

@@ -68,15 +68,23 @@ inline const std::vector<Case> kCases = {
     {"shallow_pad_beyond_reach", 1, 2, 6, 20, 3, 3, 3, 1, 1, 3, 3, 1, 1, 1, true},
     {"deep_wide_rows", 1, 16, 3, 130, 10, 3, 3, 1, 1, 1, 1, 1, 1, 1, true},
     {"deep_wide_rows_groups2", 2, 32, 4, 140, 24, 3, 3, 1, 1, 1, 1, 1, 1, 2, true},
-    // Deep convs whose chunk of im2col (K, 16 rows x 32) would pass 1 MB: backward data and backward
-    // weight go by slices of input channels (kChannelSlicedConvs). K = 594 in slices of 16 or 17
-    // channels, two chunks per image that overlap in dx (dilation 3), 8 outputs (dW not transposed);
-    // two groups of K = 576 with 40 outputs each (dW^T); a pointwise conv over 600 channels.
+    // Deeper stride-1 convs over narrow rows, on the GEMM path: the forward's implicit GEMM (col packed
+    // from x, never stored), and backward data as the forward of the dual conv (w flipped, channels
+    // swapped): its padding negative (3 > the kernel's reach of 2), a 2x3 kernel with uneven padding and
+    // dilation in two groups, and 8 images of 8 x 8, which share a task, then split between threads.
+    {"dual_pad_beyond_reach", 1, 16, 6, 9, 5, 3, 3, 1, 1, 3, 3, 1, 1, 1, true},
+    {"dual_2x3_groups2_dilated", 2, 48, 9, 11, 6, 2, 3, 1, 1, 1, 2, 2, 1, 2, false},
+    {"small_maps_images_per_task", 8, 16, 8, 8, 12, 3, 3, 1, 1, 1, 1, 1, 1, 1, true},
+    // Deep convs whose chunk of im2col (K, 16 rows x 32) would pass 1 MB: backward weight goes by slices
+    // of input channels (kChannelSlicedConvs), and so does backward data where it is not the dual's
+    // forward (stride 2). K = 594 in slices of 16 or 17 channels, 8 outputs (dW not transposed); the
+    // same strided; two groups of K = 576 with 40 outputs each (dW^T); a pointwise conv over 600 channels.
     {"deep_dilated_channel_slices", 2, 66, 20, 32, 8, 3, 3, 1, 1, 3, 3, 3, 3, 1, true},
+    {"deep_strided_channel_slices", 1, 66, 64, 32, 8, 3, 3, 2, 2, 3, 3, 3, 3, 1, true},
     {"deep_groups2_channel_slices", 1, 128, 16, 32, 80, 3, 3, 1, 1, 1, 1, 1, 1, 2, true},
     {"deep_pointwise_channel_slices", 2, 600, 16, 32, 6, 1, 1, 1, 1, 0, 0, 1, 1, 1, true},
 };
-inline constexpr size_t kChannelSlicedConvs = 3;  // the last cases
+inline constexpr size_t kChannelSlicedConvs = 4;  // the last cases
 
 inline Conv2dDesc make_desc(const Case& c, DType dtype) {
   Conv2dDesc d;

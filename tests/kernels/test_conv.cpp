@@ -282,16 +282,21 @@ TEST(ConvCpu, DirectBackwardWeightTakesShallowConvsAndDeepOnesWithFewOutputs) {
   EXPECT_FALSE(direct("deep_dilated_channel_slices"));  // rows 32 wide
 }
 
-// The GEMM path's backward data, chunked or by channel slices, sums each dx element in an order fixed by
-// the shape: the same bits with one thread as with all of them.
-TEST(ConvCpu, GemmBackwardDataDoesNotDependOnTheThreadCount) {
-  const ScopedGemmIsa isa(gemm_path_isa());
-  uint32_t seed = 951;
-  for (const Case& c : kCases) {
-    const Conv2dDesc d = make_desc(c, DType::f32);
-    const Tensors in = random_inputs(d, seed += 5);
-    const auto [one, all] = on_one_and_all_threads(d, in);
-    EXPECT_EQ(one.dx, all.dx) << c.name;
+// The GEMM path's forward and backward data (as the dual's forward, chunked, or by channel slices) sum
+// each output in an order fixed by the shape, however the images and rows are split into tasks: the
+// same bits with one thread as with all of them.
+TEST(ConvCpu, GemmForwardAndBackwardDataDoNotDependOnTheThreadCount) {
+  for (const cpu::GemmIsa isa : {cpu::gemm_isa(), gemm_path_isa()}) {
+    SCOPED_TRACE(cpu::gemm_isa_name(isa));
+    const ScopedGemmIsa scoped(isa);
+    uint32_t seed = 951;
+    for (const Case& c : kCases) {
+      const Conv2dDesc d = make_desc(c, DType::f32);
+      const Tensors in = random_inputs(d, seed += 5);
+      const auto [one, all] = on_one_and_all_threads(d, in);
+      EXPECT_EQ(one.y, all.y) << c.name;
+      EXPECT_EQ(one.dx, all.dx) << c.name;
+    }
   }
 }
 
