@@ -209,33 +209,6 @@ inline Task task_of(const Geometry& g, int64_t t) {
   return {image, images, ng % g.groups, oh0, oh1, cols, scratch_stride(cols)};
 }
 
-// col (K, task.cols; rows task.ld apart): the im2col of each of the task's images, side by side.
-// `threads` > 1 splits the (image, channel) pairs (a task that runs alone, its GEMM multi-threaded).
-template <typename T>
-void im2col_task(const Geometry& g, const T* x, const Task& tk, T* col, int threads) {
-#pragma omp parallel for collapse(2) num_threads(threads) if (threads > 1) schedule(static)
-  for (int64_t j = 0; j < tk.images; ++j) {
-    for (int64_t c = 0; c < g.cg; ++c) {
-      const T* x_g = x + ((tk.image + j) * g.c_in + tk.group * g.cg) * g.hw;
-      im2col_channel(g, x_g, c, tk.oh0, tk.oh1, col + j * (tk.oh1 - tk.oh0) * g.ow, tk.ld);
-    }
-  }
-}
-
-// col (K, task.cols): a pointwise conv's x read in place (rows H * W apart) for a task of one image,
-// else the task's im2col in scratch (rows task.ld apart); *ld is set to the row stride.
-template <typename T>
-const T* task_col(const Geometry& g, const T* x, const Task& tk, int64_t* ld, int threads) {
-  if (is_pointwise(g) && tk.images == 1) {
-    *ld = g.hw;
-    return x + (tk.image * g.c_in + tk.group * g.cg) * g.hw + tk.oh0 * g.ow;
-  }
-  T* col = scratch<T>(static_cast<size_t>(g.k * tk.ld));
-  im2col_task(g, x, tk, col, threads);
-  *ld = tk.ld;
-  return col;
-}
-
 // A stretch of values of a row of col: dst from the row's start in its destination, src from an input
 // plane (-1: zeros), len values (in steps of the conv's stride in the plane).
 struct ColumnRun {
@@ -254,7 +227,8 @@ void copy_column_runs(const ColumnRun* run, const ColumnRun* end, const double* 
 // (GemmBPacker) or as rows (GemmRowSource) for backward weight's, whose col is A, or B transposed. Row r
 // of col is the tap (c, i, j) = (r / (KH * KW), r / KW % KH, r % KW); column q the output pixel
 // (oh0 + q % chunk / OW, q % OW) of the task's image q / chunk (chunk = (oh1 - oh0) * OW): the values
-// im2col_task writes, so that each product gives the same bits.
+// im2col_channel writes for each of the task's images and channels, so that each product gives the same
+// bits.
 //
 // Where a value comes from depends on the tap (i, j) and not on the channel c: for each tap, a block
 // first lists the runs of its columns (stretches of one output row, within one panel, copied from one
@@ -371,6 +345,28 @@ class TaskColumns final : public GemmBPacker<T>, public GemmRowSource<T> {
   Task tk_;
   uint64_t id_;  // tells this task's lists from another's
 };
+
+// col (K, task.cols): a pointwise conv's x read in place (rows H * W apart) for a task of one image,
+// else the task's im2col in scratch (rows task.ld apart), for the products that read col as stored rows
+// (the dot-product kernel's); *ld is set to the row stride. `threads` > 1 split the rows (a task that
+// runs alone, its GEMM multi-threaded).
+template <typename T>
+const T* task_col(const Geometry& g, const T* x, const Task& tk, int64_t* ld, int threads) {
+  if (is_pointwise(g) && tk.images == 1) {
+    *ld = g.hw;
+    return x + (tk.image * g.c_in + tk.group * g.cg) * g.hw + tk.oh0 * g.ow;
+  }
+  T* col = scratch<T>(static_cast<size_t>(g.k * tk.ld));
+  const TaskColumns<T> columns(g, x, tk);
+  const int64_t blocks = std::min<int64_t>(threads, g.k);
+#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t r0 = b * g.k / blocks, r1 = (b + 1) * g.k / blocks;
+    columns.rows(r0, r1 - r0, 0, tk.cols, col + r0 * tk.ld, tk.ld);
+  }
+  *ld = tk.ld;
+  return col;
+}
 
 // dy_t (Og, task.cols): the task's chunk of dy_g for each of its images, side by side. A task of one
 // image reads dy in place (rows OH * OW apart) and returns it with *ld set; several are gathered.

@@ -1,6 +1,6 @@
 // The CPU conv's implicit GEMM: gemm_packing_b (kernels/cpu/gemm_sources.h), a GEMM whose B panels a
 // caller packs, against cpu::gemm with B stored; and conv_gemm::TaskColumns, which packs a conv task's
-// im2col matrix from x, against im2col_task's stored matrix. Both bit for bit: the conv's results must
+// im2col matrix from x, against the matrix im2col_channel stores. Both bit for bit: the conv's results must
 // not depend on whether col was stored.
 #include <gtest/gtest.h>
 #include <omp.h>
@@ -150,7 +150,7 @@ Conv2dDesc conv(int64_t n, int64_t c_in, int64_t h, int64_t w, int64_t c_out, in
 }
 
 // Every task of each conv: the panels TaskColumns packs for blocks of rows and columns (cut anywhere,
-// panels of 32 and of 16 columns) hold im2col_task's values bit for bit, the last panel padded with
+// panels of 32 and of 16 columns) hold im2col_channel's values bit for bit, the last panel padded with
 // zeros, and so do the blocks of rows it gives. Negative padding (the dual convs of backward data have
 // it), stride 2, dilation, a 2x3 kernel, two groups, several images per task and chunks of rows that
 // start below the first.
@@ -167,8 +167,13 @@ TEST(ImplicitGemm, TaskColumnsGiveTheValuesOfIm2col) {
     const std::vector<float> x = random_matrix<float>(d.n * d.c_in * d.h * d.w, 7);
     for (int64_t t = 0; t < cpu::conv_gemm::task_count(g); ++t) {
       const cpu::conv_gemm::Task tk = cpu::conv_gemm::task_of(g, t);
-      std::vector<float> col(static_cast<size_t>(g.k * tk.ld));
-      cpu::conv_gemm::im2col_task(g, x.data(), tk, col.data(), 1);
+      std::vector<float> col(static_cast<size_t>(g.k * tk.ld));  // each image's im2col, side by side
+      for (int64_t j = 0; j < tk.images; ++j) {
+        for (int64_t c = 0; c < g.cg; ++c) {
+          const float* x_g = x.data() + ((tk.image + j) * g.c_in + tk.group * g.cg) * g.hw;
+          cpu::conv_gemm::im2col_channel(g, x_g, c, tk.oh0, tk.oh1, col.data() + j * (tk.oh1 - tk.oh0) * g.ow, tk.ld);
+        }
+      }
       const cpu::conv_gemm::TaskColumns<float> packer(g, x.data(), tk);
       for (const int nr : {32, 16}) {
         for (const auto& [p0, kb, j0, j1] : std::vector<std::array<int64_t, 4>>{
