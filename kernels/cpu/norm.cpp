@@ -163,6 +163,55 @@ void backward_rows(T* dx,                          // (rows, cols)
   }
 }
 
+// GroupNorm's backward of rows [r0, r1), whose parameters each cover a run of `inner` values: per (row,
+// parameter) the sums of dy and of dy * xhat over the run, each in kLanes partial sums, into
+// sums (rows, per_group, 2); then, when dx is wanted, dx = invstd * (g - mean(g) - xhat * mean(g * xhat))
+// with g = dy * w, its means sum_p w_p * (the run's sums) / cols. So dy and x are read twice (the sums,
+// then dx), where backward_rows and a pass of its own for the parameter gradients read them three times.
+template <typename T>
+void group_backward_rows(T* dx,                          // (rows, cols) or null
+                         acc_t<T>* sums,                 // (rows, per_group, 2)
+                         const T* dy,                    // (rows, cols)
+                         const T* x,                     // (rows, cols)
+                         const norm_param_t<T>* mean,    // (rows)
+                         const norm_param_t<T>* invstd,  // (rows)
+                         const norm_param_t<T>* weight,  // (params) or null
+                         const RowNorm& d, int64_t r0, int64_t r1) {
+  using A = acc_t<T>;
+  for (int64_t r = r0; r < r1; ++r) {
+    const T* dyr = dy + r * d.cols;
+    const T* xr = x + r * d.cols;
+    const A mu = static_cast<A>(mean[r]), inv = static_cast<A>(invstd[r]);
+    const int64_t first_param = (r % d.groups) * d.per_group;
+    A* row_sums = sums + r * d.per_group * 2;
+    A g_sum = 0, g_xhat_sum = 0;
+    for (int64_t p = 0; p < d.per_group; ++p) {
+      A lane_dy[kLanes] = {}, lane_dy_xmu[kLanes] = {};
+      for_each_lane(p * d.inner, (p + 1) * d.inner, [&](int64_t k, int lane) {
+        const A g = load<A>(dyr[k]);
+        lane_dy[lane] += g;
+        lane_dy_xmu[lane] += g * (load<A>(xr[k]) - mu);
+      });
+      const A sum_dy = sum_lanes(lane_dy), sum_dy_xhat = sum_lanes(lane_dy_xmu) * inv;
+      row_sums[2 * p] = sum_dy;
+      row_sums[2 * p + 1] = sum_dy_xhat;
+      const A w = weight ? static_cast<A>(weight[first_param + p]) : A(1);
+      g_sum += w * sum_dy;
+      g_xhat_sum += w * sum_dy_xhat;
+    }
+    if (dx == nullptr) continue;
+    const A n = static_cast<A>(d.cols);
+    const A mean_g = g_sum / n, mean_g_xhat = g_xhat_sum / n;
+    for (int64_t p = 0; p < d.per_group; ++p) {
+      const A w = weight ? static_cast<A>(weight[first_param + p]) : A(1);
+      for (int64_t k = p * d.inner; k < (p + 1) * d.inner; ++k) {
+        const A xhat = (load<A>(xr[k]) - mu) * inv;
+        dx[r * d.cols + k] = static_cast<T>(inv * (load<A>(dyr[k]) * w - mean_g - xhat * mean_g_xhat));
+      }
+    }
+  }
+}
+
 // Rows [r0, r1) of the parameter gradients when each column has its own parameter (LayerNorm):
 // sum_dy[p] += dy, sum_dy_xhat[p] += dy * xhat, row by row.
 template <typename T>
@@ -196,6 +245,8 @@ using BackwardRowsFn = void (*)(float* dx, const float* dy, const float* x, cons
                                 const float* weight, const RowNorm& d, int64_t r0, int64_t r1);
 using ParamGradRowsFn = void (*)(double* sum_dy, double* sum_dy_xhat, const float* dy, const float* x,
                                  const float* mean, const float* invstd, const RowNorm& d, int64_t r0, int64_t r1);
+using GroupBackwardRowsFn = void (*)(float* dx, double* sums, const float* dy, const float* x, const float* mean,
+                                     const float* invstd, const float* weight, const RowNorm& d, int64_t r0, int64_t r1);
 #define SE_DEFINE_NORM_ROWS(suffix, attribute)                                                                        \
   attribute __attribute__((flatten)) void forward_rows_##suffix(                                                      \
       float* y, float* mean, float* invstd, const float* x, const float* weight, const float* bias, const RowNorm& d, \
@@ -211,6 +262,11 @@ using ParamGradRowsFn = void (*)(double* sum_dy, double* sum_dy_xhat, const floa
       double* sum_dy, double* sum_dy_xhat, const float* dy, const float* x, const float* mean, const float* invstd,   \
       const RowNorm& d, int64_t r0, int64_t r1) {                                                                     \
     param_grad_rows(sum_dy, sum_dy_xhat, dy, x, mean, invstd, d, r0, r1);                                             \
+  }                                                                                                                   \
+  attribute __attribute__((flatten)) void group_backward_rows_##suffix(                                               \
+      float* dx, double* sums, const float* dy, const float* x, const float* mean, const float* invstd,               \
+      const float* weight, const RowNorm& d, int64_t r0, int64_t r1) {                                                \
+    group_backward_rows(dx, sums, dy, x, mean, invstd, weight, d, r0, r1);                                            \
   }
 SE_STAMP_PER_ISA(SE_DEFINE_NORM_ROWS)
 #undef SE_DEFINE_NORM_ROWS
@@ -332,7 +388,8 @@ void row_forward(T* y,                           // (rows, cols)
 // partial sums of a chunk, combined in chunk order, so the result does not depend on the thread count.
 constexpr int64_t kParamGradRows = 256;
 
-// dx (backward_rows), then the parameter gradients sum_dy * xhat and sum_dy.
+// dx (backward_rows), then the parameter gradients sum_dy * xhat and sum_dy; GroupNorm's (a parameter
+// per run of HW > 1 values) come from group_backward_rows' sums, each over the samples in order.
 template <typename T>
 void row_backward(T* dx,                          // (rows, cols) or null
                   norm_param_t<T>* grad_weight,   // (params) or null
@@ -345,6 +402,28 @@ void row_backward(T* dx,                          // (rows, cols) or null
                   const RowNorm& d) {
   using A = acc_t<T>;
   using P = norm_param_t<T>;
+  if (d.inner > 1) {  // GroupNorm: group_backward_rows, then each parameter's sums over the samples in order
+    std::vector<A> sums(static_cast<size_t>(d.rows * d.per_group * 2));
+    static const GroupBackwardRowsFn f32_group_rows = SE_PICK_PER_ISA(group_backward_rows);
+    for_each_row_block(d, [&](int64_t r0, int64_t r1) {
+      if constexpr (std::is_same_v<T, float>) {
+        f32_group_rows(dx, sums.data(), dy, x, mean, invstd, weight, d, r0, r1);
+      } else {
+        group_backward_rows(dx, sums.data(), dy, x, mean, invstd, weight, d, r0, r1);
+      }
+    });
+    for (int64_t p = 0; p < d.params(); ++p) {
+      const int64_t group = p / d.per_group, in_group = p % d.per_group;
+      A sum_dy = 0, sum_dy_xhat = 0;
+      for (int64_t r = group; r < d.rows; r += d.groups) {
+        sum_dy += sums[static_cast<size_t>((r * d.per_group + in_group) * 2)];
+        sum_dy_xhat += sums[static_cast<size_t>((r * d.per_group + in_group) * 2 + 1)];
+      }
+      if (grad_weight) grad_weight[p] = static_cast<P>(sum_dy_xhat);
+      if (grad_bias) grad_bias[p] = static_cast<P>(sum_dy);
+    }
+    return;
+  }
   if (dx) {
     static const BackwardRowsFn f32_rows = SE_PICK_PER_ISA(backward_rows);
     for_each_row_block(d, [&](int64_t r0, int64_t r1) {
@@ -357,44 +436,25 @@ void row_backward(T* dx,                          // (rows, cols) or null
   }
   if (!grad_weight && !grad_bias) return;
   std::vector<A> sum_dy(d.params()), sum_dy_xhat(d.params());
-  if (d.inner == 1) {
-    // A parameter per column (LayerNorm, and GroupNorm with HW 1): chunks of rows in parallel, each with
-    // per-parameter sums.
-    const int64_t chunks = (d.rows + kParamGradRows - 1) / kParamGradRows, params = d.params();
-    std::vector<A> partial(2 * chunks * params);  // per chunk: the sums of dy, then of dy * xhat
+  // A parameter per column (LayerNorm, and GroupNorm with HW 1): chunks of rows in parallel, each with
+  // per-parameter sums.
+  const int64_t chunks = (d.rows + kParamGradRows - 1) / kParamGradRows, params = d.params();
+  std::vector<A> partial(2 * chunks * params);  // per chunk: the sums of dy, then of dy * xhat
 #pragma omp parallel for schedule(static) if (d.rows * d.cols >= kParallelWork)
-    for (int64_t chunk = 0; chunk < chunks; ++chunk) {
-      A* chunk_dy = partial.data() + 2 * chunk * params;
-      const int64_t r0 = chunk * kParamGradRows, r1 = std::min(d.rows, (chunk + 1) * kParamGradRows);
-      if constexpr (std::is_same_v<T, float>) {
-        static const ParamGradRowsFn f32_param_rows = SE_PICK_PER_ISA(param_grad_rows);
-        f32_param_rows(chunk_dy, chunk_dy + params, dy, x, mean, invstd, d, r0, r1);
-      } else {
-        param_grad_rows(chunk_dy, chunk_dy + params, dy, x, mean, invstd, d, r0, r1);
-      }
+  for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+    A* chunk_dy = partial.data() + 2 * chunk * params;
+    const int64_t r0 = chunk * kParamGradRows, r1 = std::min(d.rows, (chunk + 1) * kParamGradRows);
+    if constexpr (std::is_same_v<T, float>) {
+      static const ParamGradRowsFn f32_param_rows = SE_PICK_PER_ISA(param_grad_rows);
+      f32_param_rows(chunk_dy, chunk_dy + params, dy, x, mean, invstd, d, r0, r1);
+    } else {
+      param_grad_rows(chunk_dy, chunk_dy + params, dy, x, mean, invstd, d, r0, r1);
     }
-    for (int64_t chunk = 0; chunk < chunks; ++chunk) {
-      for (int64_t p = 0; p < params; ++p) {
-        sum_dy[p] += partial[2 * chunk * params + p];
-        sum_dy_xhat[p] += partial[(2 * chunk + 1) * params + p];
-      }
-    }
-  } else {
-    // GroupNorm: parameter p covers `inner` contiguous values of each row of its group.
-#pragma omp parallel for schedule(static) if (d.rows * d.cols >= kParallelWork)
-    for (int64_t p = 0; p < d.params(); ++p) {
-      const int64_t group = p / d.per_group, c0 = (p % d.per_group) * d.inner;
-      A lane_dy[kLanes] = {}, lane_dy_xhat[kLanes] = {};
-      for (int64_t r = group; r < d.rows; r += d.groups) {
-        const A mu = static_cast<A>(mean[r]), inv = static_cast<A>(invstd[r]);
-        for_each_lane(0, d.inner, [&](int64_t k, int lane) {
-          const A g = load<A>(dy[r * d.cols + c0 + k]);
-          lane_dy[lane] += g;
-          lane_dy_xhat[lane] += g * (load<A>(x[r * d.cols + c0 + k]) - mu) * inv;
-        });
-      }
-      sum_dy[p] = sum_lanes(lane_dy);
-      sum_dy_xhat[p] = sum_lanes(lane_dy_xhat);
+  }
+  for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+    for (int64_t p = 0; p < params; ++p) {
+      sum_dy[p] += partial[2 * chunk * params + p];
+      sum_dy_xhat[p] += partial[(2 * chunk + 1) * params + p];
     }
   }
   for (int64_t p = 0; p < d.params(); ++p) {

@@ -2,6 +2,7 @@
 // the running-stat update, LayerNorm, GroupNorm, forward and backward), f16/bf16 against the same
 // reference within their rounding, and CUDA against CPU.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -315,6 +316,32 @@ TYPED_TEST(NormFloat, GroupNormMatchesReference) {
     expect_close(dw, ref.dweight, ref.dweight_scale, up, describe(d) + " grad_weight");
     expect_close(db, ref.dbias, ref.dbias_scale, up, describe(d) + " grad_bias");
   }
+}
+
+// GroupNorm's backward sums each (row, parameter) run in its row's task and the rows of a parameter in
+// sample order: dx and the parameter gradients are the same bits with one thread as with several (rows
+// large enough to be split between threads; with and without dx).
+TEST(GroupNorm, BackwardDoesNotDependOnTheThreadCount) {
+  const GroupNormDesc d{3, 24, 700, 4};
+  Inputs in = make_inputs(d.n * d.c * d.hw, d.c, 77);
+  const std::vector<float> x = cast_to<float>(in.x), dy = cast_to<float>(in.dy), w = cast_to<float>(in.w),
+                           b = cast_to<float>(in.b);
+  std::vector<float> y(x.size()), mean(d.n * d.groups), invstd(d.n * d.groups);
+  cpu::group_norm_forward(y.data(), mean.data(), invstd.data(), x.data(), w.data(), b.data(), d, 1e-5, nullptr);
+  auto backward = [&](int threads, bool with_dx) {
+    const int saved = omp_get_max_threads();
+    omp_set_num_threads(threads);
+    std::vector<float> dx(with_dx ? x.size() : 0), dw(d.c), db(d.c);
+    cpu::group_norm_backward(with_dx ? dx.data() : nullptr, dw.data(), db.data(), dy.data(), x.data(), mean.data(),
+                             invstd.data(), w.data(), d, nullptr);
+    omp_set_num_threads(saved);
+    return std::vector<std::vector<float>>{dx, dw, db};
+  };
+  const auto one = backward(1, true);
+  EXPECT_EQ(one, backward(3, true));
+  const auto without_dx = backward(3, false);
+  EXPECT_EQ(one[1], without_dx[1]);
+  EXPECT_EQ(one[2], without_dx[2]);
 }
 
 // Values around a large mean (1e3 .. 1e4 for f32/f64, 1e3 for 16-bit data) with a small spread: a sum of
