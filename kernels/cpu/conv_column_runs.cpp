@@ -3,6 +3,8 @@
 // padding), so that what each run costs beyond its values is most of the time: in AVX-512, every run is
 // one masked load and store per 16 values, zeros a load with an empty mask, without a branch on its
 // length or kind. This file has no -march flags; the AVX-512 loop is picked at run time.
+#include <algorithm>
+#include <cstdint>
 #include <cstring>
 
 #include "kernels/cpu/conv_im2col.h"

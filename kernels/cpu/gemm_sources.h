@@ -38,7 +38,8 @@ class GemmRowSource {
 // C = alpha * op(A) @ op(B) + beta * C for one item, T float or double, threaded like cpu::gemm (one
 // thread inside a parallel region); the fields of desc for the operand given otherwise (its ld, its
 // transpose) are not used. The sums are cpu::gemm's with the operand stored, in the same order: the
-// same bits.
+// same bits (except for a product cpu::gemm gives its dot-product kernel, gemm_takes_dot_kernel below:
+// here it is packed like any other).
 //   gemm_packing_b: op(B) (k, n) from a packer.
 //   gemm_rows_a:    op(A) = S (m, k), S from a row source.
 //   gemm_rows_b:    op(B) = S^T, S (n, k) from a row source.
