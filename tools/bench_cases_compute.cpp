@@ -19,9 +19,10 @@ namespace {
 struct ConvLayer {
   const char* model;
   int64_t c_in, size, c_out, kernel, stride, pad, dilation, groups;
+  int64_t batch = 1;
 };
 
-// Layer shapes at a 512x512 input, batch 1.
+// Layer shapes at a 512x512 input, batch 1, and the demo's training batch.
 const std::vector<ConvLayer>& conv_layers() {
   static const std::vector<ConvLayer> layers = {
       {"unet", 3, 512, 64, 3, 1, 1, 1, 1},           {"unet", 64, 512, 64, 3, 1, 1, 1, 1},
@@ -31,6 +32,10 @@ const std::vector<ConvLayer>& conv_layers() {
       // first conv reading the skip and up-sampled features side by side.
       {"unet-16", 16, 512, 16, 3, 1, 1, 1, 1},       {"unet-16", 32, 512, 16, 3, 1, 1, 1, 1},
       {"unet-16", 32, 256, 32, 3, 1, 1, 1, 1},
+      // ... and as `make demo` trains it: 8 images of 64x64, maps down to 4x4 (the CPU's implicit GEMM
+      // on small planes, several images per task).
+      {"unet-demo", 16, 64, 16, 3, 1, 1, 1, 1, 8},   {"unet-demo", 32, 64, 16, 3, 1, 1, 1, 1, 8},
+      {"unet-demo", 256, 8, 128, 3, 1, 1, 1, 1, 8},  {"unet-demo", 128, 4, 256, 3, 1, 1, 1, 1, 8},
       {"resnet50-os8", 3, 512, 64, 7, 2, 3, 1, 1},   {"resnet50-os8", 256, 128, 64, 1, 1, 0, 1, 1},
       {"resnet50-os8", 64, 128, 64, 3, 1, 1, 1, 1},  {"resnet50-os8", 256, 64, 256, 3, 1, 2, 2, 1},
       {"resnet50-os8", 512, 64, 512, 3, 1, 4, 4, 1}, {"resnet50-os8", 2048, 64, 256, 3, 1, 12, 12, 1},
@@ -44,7 +49,7 @@ const std::vector<ConvLayer>& conv_layers() {
 void add_conv_layer_cases(std::vector<Case>& cases, const Options& o, const ConvLayer& layer,
                           kernels::Conv2dLayout layout) {
   kernels::Conv2dDesc d;
-  d.n = 1;
+  d.n = layer.batch;
   d.c_in = layer.c_in;
   d.h = d.w = layer.size;
   d.c_out = layer.c_out;
@@ -61,11 +66,11 @@ void add_conv_layer_cases(std::vector<Case>& cases, const Options& o, const Conv
   if (nhwc && !o.device.is_cuda() && !kernels::cpu::conv2d_runs_nhwc_natively(d)) return;
   const std::string family = nhwc ? "conv2d_nhwc/" : "conv2d/";
   char shape[160];
-  std::snprintf(shape, sizeof(shape), "%lldx%lldx%lld -> %lld, k%lld s%lld p%lld d%lld g%lld",
+  std::snprintf(shape, sizeof(shape), "%lldx%lldx%lld -> %lld, k%lld s%lld p%lld d%lld g%lld%s",
                 static_cast<long long>(d.c_in), static_cast<long long>(d.h), static_cast<long long>(d.w),
                 static_cast<long long>(d.c_out), static_cast<long long>(d.kernel_h), static_cast<long long>(d.stride_h),
                 static_cast<long long>(d.pad_h), static_cast<long long>(d.dilation_h),
-                static_cast<long long>(d.groups));
+                static_cast<long long>(d.groups), d.n > 1 ? (", batch " + std::to_string(d.n)).c_str() : "");
   const double flops = kernels::conv2d_flops(d);
   const double elem = static_cast<double>(dtype_size(o.dtype));
   const double bytes = elem * static_cast<double>(kernels::conv2d_x_elements(d) + kernels::conv2d_w_elements(d) +
