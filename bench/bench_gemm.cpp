@@ -170,6 +170,12 @@ void register_benchmarks() {
       {"segformer_linear_32768x32x32_tB", {32768, 32, 32, false, true}},
       {"segformer_fc1_32768x128x32_tB", {32768, 128, 32, false, true}},
       {"segformer_fc2_32768x32x128_tB", {32768, 32, 128, false, true}},
+      // Their backward: dx = dy @ W (tokens, out) @ (out, in), and dW = dy^T @ x, (out, tokens) @ (tokens,
+      // in) with dy stored (tokens, out): a transposed A with a long k.
+      {"segformer_fc1_dx_32768x32x128", {32768, 32, 128}},
+      {"segformer_fc1_dw_128x32x32768_tA", {128, 32, 32768, true, false}},
+      {"segformer_fc2_dw_32x128x32768_tA", {32, 128, 32768, true, false}},
+      {"segformer_linear_dw_32x32x32768_tA", {32, 32, 32768, true, false}},
   };
   for (const auto& [name, s] : f32_shapes) {
     benchmark::RegisterBenchmark(("sgemm/ours/" + name).c_str(), bm_cpu_gemm<float>, s, DType::f32)->UseRealTime();

@@ -149,6 +149,21 @@ void interleave_rows(const T* first, int64_t row_stride, int count, int64_t kb, 
 // Packs op(A)[i0:i0+mb, p0:p0+kb] into micro-panels of mr rows: out[panel][p][i], zero-padded rows.
 template <typename T, typename Acc>
 void pack_a(const Problem<T, Acc>& pr, int64_t i0, int64_t p0, int64_t mb, int64_t kb, int mr, Acc* out) {
+  if (pr.a_rows == nullptr && pr.trans_a) {
+    // op(A)(i, p) = a[p * lda + i]: row p of the stored A holds column p of every panel. Read it once, in
+    // order, rather than panel by panel: a panel's mr values a row apart are a stride of lda, which for a
+    // tall A from memory (a weight gradient dy^T over many pixels) waits on a cache miss per row.
+    for (int64_t p = 0; p < kb; ++p) {
+      const T* src = pr.a + (p0 + p) * pr.lda + i0;
+      for (int64_t ir = 0; ir < mb; ir += mr) {
+        const int rows = static_cast<int>(std::min<int64_t>(mr, mb - ir));
+        Acc* dst = out + ir * kb + p * mr;
+        for (int i = 0; i < rows; ++i) dst[i] = to_acc<Acc>(src[ir + i]);
+        for (int i = rows; i < mr; ++i) dst[i] = Acc(0);
+      }
+    }
+    return;
+  }
   for (int64_t ir = 0; ir < mb; ir += mr) {
     const int rows = static_cast<int>(std::min<int64_t>(mr, mb - ir));
     Acc* panel = out + ir * kb;
@@ -158,13 +173,6 @@ void pack_a(const Problem<T, Acc>& pr, int64_t i0, int64_t p0, int64_t mb, int64
       interleave_rows(rows_of_a, kb, rows, kb, panel, mr);
       for (int i = rows; i < mr; ++i) {
         for (int64_t p = 0; p < kb; ++p) panel[p * mr + i] = Acc(0);
-      }
-    } else if (pr.trans_a) {  // op(A)(i, p) = a[p * lda + i]: rows are contiguous in memory
-      for (int64_t p = 0; p < kb; ++p) {
-        const T* src = pr.a + (p0 + p) * pr.lda + i0 + ir;
-        Acc* dst = panel + p * mr;
-        for (int i = 0; i < rows; ++i) dst[i] = to_acc<Acc>(src[i]);
-        for (int i = rows; i < mr; ++i) dst[i] = Acc(0);
       }
     } else {  // op(A)(i, p) = a[i * lda + p]: read along p, write with stride mr
       interleave_rows(pr.a + (i0 + ir) * pr.lda + p0, pr.lda, rows, kb, panel, mr);
@@ -276,10 +284,12 @@ void split_range(int64_t total, int64_t unit, int count, int index, int64_t& beg
 }
 
 // Thread `tid`'s share of one product on a (grid_m x grid_n) grid of `nthreads`: its rows of every block
-// of A, and its share of packing each block of B into the shared pack_b. kTeam: the threads form an
-// OpenMP team and wait for each other around the shared B block; without it there is one thread and no
-// barrier (a barrier outside a team of its own would bind to an enclosing one).
-template <bool kTeam, typename T, typename Acc>
+// of A, and its columns of every block of B. kSharedB: the team packs each block of B once into the shared
+// pack_b, each thread a part, and waits for the others around it; else the thread packs the panels of its
+// own columns into its own pack_b and never waits, which products with few outputs over a long k take:
+// there a block's work per thread is a few microseconds, two barriers cost a sizeable part of it, and a
+// B of one or two panels would be packed by one thread while the other waits. A thread alone packs all.
+template <bool kSharedB, typename T, typename Acc>
 void gemm_share(const GemmKernel<Acc>& kern, const Problem<T, Acc>& pr, int tid, int nthreads, int grid_m, int grid_n,
                 int64_t mc, int64_t kc, int64_t nc, Acc* pack_b) {
   Acc* pack_a_buf = t_pack_a.get<Acc>(static_cast<size_t>(mc * kc));
@@ -292,13 +302,13 @@ void gemm_share(const GemmKernel<Acc>& kern, const Problem<T, Acc>& pr, int tid,
     split_range(nb, kern.nr, grid_n, tid / grid_m, col_begin, col_end);
     for (int64_t pc = 0; pc < pr.k; pc += kc) {
       const int64_t kb = std::min(kc, pr.k - pc);
-      {
+      if constexpr (kSharedB) {
         int64_t s_begin, s_end;
         split_range(panels_b, 1, nthreads, tid, s_begin, s_end);
         pack_b_panels(pr, pc, jc, nb, kb, kern.nr, s_begin, s_end, pack_b);
-      }
-      if constexpr (kTeam) {
 #pragma omp barrier
+      } else {
+        pack_b_panels(pr, pc, jc, nb, kb, kern.nr, col_begin / kern.nr, (col_end + kern.nr - 1) / kern.nr, pack_b);
       }
       // Later k blocks add to what the first one stored.
       const Acc beta = pc == 0 ? pr.beta : Acc(1);
@@ -315,31 +325,41 @@ void gemm_share(const GemmKernel<Acc>& kern, const Problem<T, Acc>& pr, int tid,
           }
         }
       }
-      if constexpr (kTeam) {
+      if constexpr (kSharedB) {
 #pragma omp barrier
       }
     }
   }
 }
 
+// Products with at most this many outputs pack B per thread (gemm_share): their blocks of B are small, so
+// packing one twice costs less than the barriers around sharing it.
+constexpr int64_t kPrivateBMaxOutputs = 256 * 256;
+
 template <typename T, typename Acc>
 void gemm_problem(const GemmKernel<Acc>& kern, const Problem<T, Acc>& pr, int nthreads) {
   const int64_t nc = std::min(kern.nc, round_up(pr.n, kern.nr));
   const int64_t kc = std::min(kern.kc, pr.k);
   const int64_t mc = std::min(kern.mc, round_up(pr.m, kern.mr));
-  Acc* pack_b = t_pack_b.get<Acc>(static_cast<size_t>(kc * nc));
   if (nthreads == 1) {
     // No parallel region: small products, and products inside another kernel's tasks (attention).
-    gemm_share<false>(kern, pr, 0, 1, 1, 1, mc, kc, nc, pack_b);
+    gemm_share<false>(kern, pr, 0, 1, 1, 1, mc, kc, nc, t_pack_b.get<Acc>(static_cast<size_t>(kc * nc)));
     return;
   }
+  Acc* shared_pack_b = t_pack_b.get<Acc>(static_cast<size_t>(kc * nc));
 #pragma omp parallel num_threads(nthreads)
   {
     // The team OpenMP gave, which may be smaller than asked for (OMP_THREAD_LIMIT).
     const int team = omp_get_num_threads();
     int grid_m = 1, grid_n = 1;
     thread_grid(pr.m, std::min(nc, pr.n), kern.mr, kern.nr, team, grid_m, grid_n);
-    gemm_share<true>(kern, pr, omp_get_thread_num(), team, grid_m, grid_n, mc, kc, nc, pack_b);
+    // With the columns split alone, every thread packs only its own panels of B anyway.
+    if (grid_m == 1 || pr.m * pr.n <= kPrivateBMaxOutputs) {
+      gemm_share<false>(kern, pr, omp_get_thread_num(), team, grid_m, grid_n, mc, kc, nc,
+                        t_pack_b.get<Acc>(static_cast<size_t>(kc * nc)));
+    } else {
+      gemm_share<true>(kern, pr, omp_get_thread_num(), team, grid_m, grid_n, mc, kc, nc, shared_pack_b);
+    }
   }
 }
 

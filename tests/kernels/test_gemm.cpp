@@ -271,6 +271,39 @@ TEST_P(GemmCpu, DotPathResultDoesNotDependOnThreadCount) {
   EXPECT_EQ(one, many);
 }
 
+// Packed products split C's tiles among the threads and sum every output over k in the same order: a
+// thread packs its own panels of B for products with few outputs (a weight gradient over many pixels) and
+// shares them for others; either way C matches the reference and has the same bits on 1, 2 and 3 threads.
+// Row and column counts that leave partial tiles, k over several blocks, trans_a (dy^T) and beta.
+TEST_P(GemmCpu, PackedResultDoesNotDependOnThreadCount) {
+  const std::vector<Case> cases = {
+      {{128, 32, 3000}, true, false},             // Linear's weight gradient dy^T @ x: B packed per thread
+      {{37, 70, 1500}, true, false, 0.5f, 1.0f},  // partial tiles both ways, accumulating into C
+      {{20, 33, 900}, false, false, 1.0f, 0.5f},
+      {{300, 260, 700}, true, true},  // more outputs than kPrivateBMaxOutputs: B shared by the team
+      {{16, 2000, 600}, false, false},  // one row tile: the threads split the columns alone
+  };
+  uint32_t seed = 700;
+  for (const Case& c : cases) {
+    const GemmDesc d = make_desc(c, DType::f32);
+    const auto a = random_values<float>(a_elements(d), seed += 3);
+    const auto b = random_values<float>(b_elements(d), seed + 1);
+    const auto c0 = initial_c<float>(d, seed + 2);
+    const auto want = reference(d, a, b, c0);
+    std::vector<std::vector<float>> got;
+    const int saved = omp_get_max_threads();
+    for (int threads : {1, 2, 3}) {
+      omp_set_num_threads(threads);
+      got.push_back(c0);
+      cpu::gemm(d, a.data(), b.data(), got.back().data(), nullptr);
+    }
+    omp_set_num_threads(saved);
+    EXPECT_LE(relative_error(got[0], want), 1e-5) << describe(c, DType::f32);
+    EXPECT_EQ(got[0], got[1]) << describe(c, DType::f32);
+    EXPECT_EQ(got[0], got[2]) << describe(c, DType::f32);
+  }
+}
+
 // gemm_on_this_thread (kernels/cpu/gemm_on_thread.h) inside a parallel region, one product per thread, as
 // attention's tasks use it: each matches the reference and has the bits of the same product run alone on
 // one thread.
