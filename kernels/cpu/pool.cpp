@@ -8,7 +8,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #include "kernels/pool_ops.h"
 
@@ -59,58 +64,204 @@ pool_ops::IndexRange inner_outputs(int64_t out, int64_t in, int64_t extent, int6
   return {first, std::clamp(pool_ops::floor_div(in + pad - extent, stride) + 1, first, out)};
 }
 
+// The window of max_pool2d along a row of outputs: its rows in the input, and its columns.
+struct MaxWindow {
+  pool_ops::IndexRange rows;  // clipped to the input, on the dilation grid
+  int64_t dilation_h, kernel_w, dilation_w, stride_w, pad_w;
+};
+
+// Outputs [ow0, ow0 + kMaxBlock) of one row of max_pool2d, whose windows lie inside the input columns: y
+// and the argmax as x's flat index in the plane. Each output visits its cells in max_window_scan's order
+// (rows, then columns), so it gets the same maximum and index; the block's maxima and their offsets in
+// the window stay in registers while all its cells pass, and neighbouring outputs are independent lanes.
+// kStride: the column stride as a constant (1 and 2, the usual ones; 0 reads w.stride_w).
+constexpr int64_t kMaxBlock = 16;
+
+template <int kStride, typename T>
+inline void max_block(T* __restrict y_row, int64_t* __restrict index_row, const T* plane, int64_t in_w,
+                      const MaxWindow& w, int64_t ow0) {
+  using C = pool_ops::compute_t<T>;
+  const int64_t stride = kStride > 0 ? kStride : w.stride_w;
+  const T* first_cells = plane + w.rows.first * in_w + ow0 * stride - w.pad_w;  // output ow0's window's first cell
+  C best[kMaxBlock];
+  int32_t best_offset[kMaxBlock];  // from the window's first cell (fits: max_pool_row_fits_int32)
+  for (int l = 0; l < kMaxBlock; ++l) {
+    best[l] = -static_cast<C>(INFINITY);
+    best_offset[l] = 0;
+  }
+  for (int64_t h = w.rows.first; h < w.rows.last; h += w.dilation_h) {
+    for (int64_t kw = 0; kw < w.kernel_w; ++kw) {
+      const int32_t offset = static_cast<int32_t>((h - w.rows.first) * in_w + kw * w.dilation_w);
+      const T* cells = first_cells + offset;  // cells[l * stride]: output ow0 + l's cell
+      for (int l = 0; l < kMaxBlock; ++l) {
+        const C v = static_cast<C>(cells[l * stride]);
+        const bool take = pool_ops::max_takes(v, best[l]);
+        best[l] = take ? v : best[l];
+        best_offset[l] = take ? offset : best_offset[l];
+      }
+    }
+  }
+  const int64_t first_index = w.rows.first * in_w + ow0 * stride - w.pad_w;
+  for (int l = 0; l < kMaxBlock; ++l) {
+    y_row[ow0 + l] = static_cast<T>(best[l]);  // the cell's own value: C holds every T exactly
+    index_row[ow0 + l] = first_index + l * stride + best_offset[l];
+  }
+}
+
+// Outputs [first, last) of a row, at least kMaxBlock of them, in whole blocks; the last block ends at
+// `last` and may recompute outputs of the one before it (the same values).
+template <int kStride, typename T>
+inline void max_blocks(T* y_row, int64_t* index_row, const T* plane, int64_t in_w, const MaxWindow& w, int64_t first,
+                       int64_t last) {
+  for (int64_t ow0 = first;; ow0 += kMaxBlock) {
+    const int64_t at = std::min(ow0, last - kMaxBlock);
+    max_block<kStride>(y_row, index_row, plane, in_w, w, at);
+    if (at + kMaxBlock >= last) break;
+  }
+}
+
+template <typename T>
+inline void max_inner_row(T* y_row, int64_t* index_row, const T* plane, int64_t in_w, const MaxWindow& w,
+                          int64_t first, int64_t last) {
+  switch (w.stride_w) {
+    case 1: return max_blocks<1>(y_row, index_row, plane, in_w, w, first, last);
+    case 2: return max_blocks<2>(y_row, index_row, plane, in_w, w, first, last);
+    default: return max_blocks<0>(y_row, index_row, plane, in_w, w, first, last);
+  }
+}
+
+#if defined(__x86_64__)
+// GCC 12's AVX-512 headers start some intrinsics from an undefined vector, which -Wuninitialized reports.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// max_block for f32 in AVX-512, one lane per output (GCC unrolls the portable one into scalar code): the
+// same selects (pool_ops::max_takes: greater, or the first NaN) in the same cell order. kBlocks blocks of
+// 16 outputs at a time keep their maxima and offsets in registers while the taps pass, each tap reading
+// kBlocks consecutive vectors of its row (one block per tap read 3 rows a vector at a time, which the
+// prefetchers did not follow: 3x slower). A stride-2 row is two loads and a permute, other strides
+// gathers; all stay within the cells the outputs read.
+template <int kBlocks>
+__attribute__((target("avx512f"), always_inline)) inline void max_blocks_f32_avx512(
+    float* y_row, int64_t* index_row, const float* plane, int64_t in_w, const MaxWindow& w, int64_t at) {
+  const int64_t stride = w.stride_w;
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  // cells 0, 2, ..., 14 of a load at 0 and 16, 18, ..., 30 of a load at 15 (lanes 1, 3, ..., 15 of it)
+  const __m512i pairs = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 17, 19, 21, 23, 25, 27, 29, 31);
+  const __m512i strided = _mm512_mullo_epi32(lane, _mm512_set1_epi32(static_cast<int32_t>(stride)));
+  const int64_t first_index = w.rows.first * in_w + at * stride - w.pad_w;  // output at's window's first cell
+  const float* first_cells = plane + first_index;
+  __m512 best[kBlocks];
+  __m512i best_offset[kBlocks];
+  for (int b = 0; b < kBlocks; ++b) {
+    best[b] = _mm512_set1_ps(-INFINITY);
+    best_offset[b] = _mm512_setzero_si512();
+  }
+  for (int64_t h = w.rows.first; h < w.rows.last; h += w.dilation_h) {
+    for (int64_t kw = 0; kw < w.kernel_w; ++kw) {
+      const int32_t offset = static_cast<int32_t>((h - w.rows.first) * in_w + kw * w.dilation_w);
+      const __m512i offsets = _mm512_set1_epi32(offset);
+      for (int b = 0; b < kBlocks; ++b) {
+        const float* cells = first_cells + offset + b * kMaxBlock * stride;
+        __m512 v;
+        if (stride == 1) {
+          v = _mm512_loadu_ps(cells);
+        } else if (stride == 2) {
+          v = _mm512_permutex2var_ps(_mm512_loadu_ps(cells), pairs, _mm512_loadu_ps(cells + 15));
+        } else {
+          v = _mm512_i32gather_ps(strided, cells, 4);
+        }
+        const __mmask16 take =
+            _mm512_cmp_ps_mask(v, best[b], _CMP_GT_OQ) |
+            (_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) & _mm512_cmp_ps_mask(best[b], best[b], _CMP_ORD_Q));
+        best[b] = _mm512_mask_mov_ps(best[b], take, v);
+        best_offset[b] = _mm512_mask_mov_epi32(best_offset[b], take, offsets);
+      }
+    }
+  }
+  const __m512i strided_lo = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(strided));
+  const __m512i strided_hi = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(strided, 1));
+  for (int b = 0; b < kBlocks; ++b) {
+    const int64_t ow = at + b * kMaxBlock;
+    _mm512_storeu_ps(y_row + ow, best[b]);
+    const __m512i base = _mm512_set1_epi64(first_index + b * kMaxBlock * stride);
+    _mm512_storeu_si512(index_row + ow, _mm512_add_epi64(_mm512_add_epi64(base, strided_lo),
+                                                         _mm512_cvtepi32_epi64(_mm512_castsi512_si256(best_offset[b]))));
+    _mm512_storeu_si512(index_row + ow + 8,
+                        _mm512_add_epi64(_mm512_add_epi64(base, strided_hi),
+                                         _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(best_offset[b], 1))));
+  }
+}
+
+// Outputs [first, last) of a row (at least kMaxBlock), 4 blocks at a time where 4 fit, else 1; the last
+// group ends at `last` and may recompute outputs of the one before it (the same values).
+__attribute__((target("avx512f"))) void max_inner_row_f32_avx512(float* y_row, int64_t* index_row,
+                                                                 const float* plane, int64_t in_w, const MaxWindow& w,
+                                                                 int64_t first, int64_t last) {
+  constexpr int64_t kWide = 4 * kMaxBlock;
+  if (last - first >= kWide) {
+    for (int64_t ow0 = first;; ow0 += kWide) {
+      const int64_t at = std::min(ow0, last - kWide);
+      max_blocks_f32_avx512<4>(y_row, index_row, plane, in_w, w, at);
+      if (at + kWide >= last) return;
+    }
+  }
+  for (int64_t ow0 = first;; ow0 += kMaxBlock) {
+    const int64_t at = std::min(ow0, last - kMaxBlock);
+    max_blocks_f32_avx512<1>(y_row, index_row, plane, in_w, w, at);
+    if (at + kMaxBlock >= last) return;
+  }
+}
+#pragma GCC diagnostic pop
+#endif
+
+using MaxInnerRowF32 = void (*)(float*, int64_t*, const float*, int64_t, const MaxWindow&, int64_t, int64_t);
+
+MaxInnerRowF32 pick_max_inner_row_f32() {
+#if defined(__x86_64__)
+  if (__builtin_cpu_supports("avx512f")) return max_inner_row_f32_avx512;
+#endif
+  return max_inner_row<float>;
+}
+
 }  // namespace
 
-// Outputs whose window columns all lie inside the input sweep the window cell by cell across the whole
-// output row: the selects of neighbouring outputs are independent (they vectorize), and each output
-// still visits its cells in max_window_scan's order, so it gets the same argmax, kept as the cell's
-// position in the window (row-major from the first row inside the input). Outputs whose window reaches
-// into the left or right padding use max_window_scan, and so do the rows of a window that lies in the
-// padding only (padding beyond half the kernel, which the engine refuses, as PyTorch does).
+// Outputs whose window columns all lie inside the input go in register blocks across the row (max_block);
+// the others, outputs whose window reaches into the left or right padding, use max_window_scan, and so
+// do whole rows whose window lies in the padding only (padding beyond half the kernel, which the engine
+// refuses, as PyTorch does) or that hold fewer such outputs than a block.
 template <typename T>
 void max_pool2d_forward(T* y, int64_t* indices, const T* x, const Pool2dDesc& desc, Stream) {
   using C = pool_ops::compute_t<T>;
   const Pool2dDesc d = desc;  // a copy: the stores through y and indices cannot alias it
   const pool_ops::IndexRange inner =
       inner_outputs(d.out_w, d.in_w, (d.kernel_w - 1) * d.dilation_w + 1, d.stride_w, d.pad_w);
-  std::vector<int64_t> cell_offset(d.kernel_h * d.kernel_w);  // of window position k from the window's first cell
-  for (int64_t k = 0; k < d.kernel_h * d.kernel_w; ++k)
-    cell_offset[k] = k / d.kernel_w * d.dilation_h * d.in_w + k % d.kernel_w * d.dilation_w;
+  // A window's cell offsets from its first cell must fit max_block's int32 lanes.
+  const bool offsets_fit = (d.kernel_h - 1) * d.dilation_h * d.in_w + (d.kernel_w - 1) * d.dilation_w < INT32_MAX;
+  const bool blocks = offsets_fit && inner.last - inner.first >= kMaxBlock;
   const int64_t work = d.planes * d.out_h * d.out_w * d.kernel_h * d.kernel_w;
-  for_each_row<C>(d.planes, d.out_h, work, d.out_w, d.out_w, [&](int64_t p, int64_t oh, RowScratch<C>& scratch) {
+  for_each_row<C>(d.planes, d.out_h, work, 0, 0, [&](int64_t p, int64_t oh, RowScratch<C>&) {
     const T* plane = x + p * d.in_h * d.in_w;  // (in_h, in_w)
     T* y_row = y + (p * d.out_h + oh) * d.out_w;
     int64_t* index_row = indices + (p * d.out_h + oh) * d.out_w;
-    const pool_ops::IndexRange rows =
-        pool_ops::max_window_span(oh, d.in_h, d.kernel_h, d.stride_h, d.pad_h, d.dilation_h);
-    const pool_ops::IndexRange sweep = rows.first < rows.last ? inner : pool_ops::IndexRange{0, 0};
-    auto scan = [&](int64_t ow) {
+    const MaxWindow w{pool_ops::max_window_span(oh, d.in_h, d.kernel_h, d.stride_h, d.pad_h, d.dilation_h),
+                      d.dilation_h, d.kernel_w, d.dilation_w, d.stride_w, d.pad_w};
+    const pool_ops::IndexRange swept =
+        blocks && w.rows.first < w.rows.last ? inner : pool_ops::IndexRange{d.out_w, d.out_w};
+    for (int64_t ow = 0; ow < d.out_w; ++ow) {
+      if (ow == swept.first) ow = swept.last;
+      if (ow == d.out_w) break;
       const pool_ops::IndexRange cols =
           pool_ops::max_window_span(ow, d.in_w, d.kernel_w, d.stride_w, d.pad_w, d.dilation_w);
-      y_row[ow] = pool_ops::max_window_scan(plane, d.in_w, rows, cols, d.dilation_h, d.dilation_w, &index_row[ow]);
-    };
-    for (int64_t ow = 0; ow < sweep.first; ++ow) scan(ow);
-    for (int64_t ow = sweep.last; ow < d.out_w; ++ow) scan(ow);
-    C* best = scratch.values.data();
-    int32_t* best_position = scratch.positions.data();
-    std::fill(best + sweep.first, best + sweep.last, -static_cast<C>(INFINITY));
-    std::fill(best_position + sweep.first, best_position + sweep.last, 0);
-    int32_t position = 0;
-    for (int64_t h = rows.first; h < rows.last; h += d.dilation_h) {
-      for (int64_t kw = 0; kw < d.kernel_w; ++kw, ++position) {
-        const T* cells = plane + h * d.in_w + kw * d.dilation_w;  // cells[ow * stride - pad]: output ow's cell
-        for (int64_t ow = sweep.first; ow < sweep.last; ++ow) {
-          const C v = static_cast<C>(cells[ow * d.stride_w - d.pad_w]);
-          const bool take = pool_ops::max_takes(v, best[ow]);
-          best[ow] = take ? v : best[ow];
-          best_position[ow] = take ? position : best_position[ow];
-        }
-      }
+      y_row[ow] = pool_ops::max_window_scan(plane, d.in_w, w.rows, cols, d.dilation_h, d.dilation_w, &index_row[ow]);
     }
-    for (int64_t ow = sweep.first; ow < sweep.last; ++ow) {
-      const int64_t index = rows.first * d.in_w + ow * d.stride_w - d.pad_w + cell_offset[best_position[ow]];
-      index_row[ow] = index;
-      y_row[ow] = plane[index];
+    if (swept.first < swept.last) {
+      if constexpr (std::is_same_v<T, float>) {
+        static const MaxInnerRowF32 f32_row = pick_max_inner_row_f32();
+        f32_row(y_row, index_row, plane, d.in_w, w, swept.first, swept.last);
+      } else {
+        max_inner_row(y_row, index_row, plane, d.in_w, w, swept.first, swept.last);
+      }
     }
   });
 }

@@ -34,6 +34,10 @@ const PoolCase kCases[] = {
     {1, 11, 6, 2, 3, 3, 2, 1, 1, 2, 1, true},  {2, 9, 9, 3, 3, 2, 2, 2, 2, 2, 2, false},
     {2, 9, 37, 3, 3, 2, 2, 1, 1, 1, 1, false}, {1, 6, 40, 2, 2, 2, 2, 0, 0, 1, 1, false},
     {1, 8, 33, 3, 3, 2, 2, 2, 2, 2, 2, true},  {1, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, false},
+    // Rows wide enough for the CPU's 16-output blocks: stride 1, 2 and 3 (a gather), dilated, a
+    // partial last group of four blocks, ceil mode with a window hanging over the right edge.
+    {2, 5, 50, 3, 3, 1, 1, 1, 1, 1, 1, false}, {1, 7, 70, 3, 3, 3, 3, 1, 1, 1, 2, true},
+    {1, 5, 151, 3, 3, 2, 2, 1, 1, 1, 1, true}, {1, 4, 140, 2, 2, 1, 1, 0, 0, 1, 1, false},
 };
 
 Pool2dDesc desc_of(const PoolCase& c, bool count_include_pad) {
