@@ -66,13 +66,19 @@ void bm_cudnn_softmax(benchmark::State& state, bool backward_pass) {
 
 constexpr int64_t kClasses = 19, kPixels = 512 * 512;
 
-// Forward reads logits and targets and writes the per-pixel loss, weight and log-sum-exp; backward (one
+// Cross-entropy, or focal loss (gamma 2, the usual setting), of 512x512 pixels, 19 classes. Forward reads
+// logits and targets and writes the per-pixel loss, weight (or validity) and log-sum-exp; backward (one
 // gradient for all pixels, as the mean gives) reads logits, log-sum-exp and targets and writes the gradient.
-void bm_cross_entropy(benchmark::State& state, Backend backend, bool backward_pass) {
+void bm_pixel_loss(benchmark::State& state, Backend backend, bool backward_pass, bool focal) {
   CrossEntropyDesc d;
   d.classes = kClasses;
   d.spatial = kPixels;
   d.ignore_index = 255;
+  FocalLossDesc focal_desc;
+  focal_desc.classes = kClasses;
+  focal_desc.spatial = kPixels;
+  focal_desc.ignore_index = 255;
+  focal_desc.gamma = 2.0;
   Buffer<float> logits(backend, random_values(kClasses * kPixels, -4.0f, 4.0f));          // (1, C, S)
   Buffer<float> grad_logits(backend, kClasses * kPixels);                                 // (1, C, S)
   Buffer<int64_t> target(backend, class_indices(kPixels, kClasses));                      // (1, S)
@@ -80,8 +86,13 @@ void bm_cross_entropy(benchmark::State& state, Backend backend, bool backward_pa
   Buffer<int64_t> bad_target(backend, std::vector<int64_t>{d.ignore_index});              // (1)
   Buffer<float> one(backend, std::vector<float>{1.0f});                                   // (1)
   auto forward = [&] {
-    SE_BENCH_CALL(backend, cross_entropy_forward<float>, loss.data(), weight.data(), lse.data(), bad_target.data(),
-                  logits.data(), target.data(), nullptr, d);
+    if (focal) {
+      SE_BENCH_CALL(backend, focal_loss_forward<float>, loss.data(), weight.data(), lse.data(), bad_target.data(),
+                    logits.data(), target.data(), nullptr, focal_desc);
+    } else {
+      SE_BENCH_CALL(backend, cross_entropy_forward<float>, loss.data(), weight.data(), lse.data(), bad_target.data(),
+                    logits.data(), target.data(), nullptr, d);
+    }
   };
   const double logits_bytes = kF32 * kClasses * kPixels;
   if (!backward_pass) {
@@ -92,8 +103,13 @@ void bm_cross_entropy(benchmark::State& state, Backend backend, bool backward_pa
   time_calls(
       state, backend,
       [&] {
-        SE_BENCH_CALL(backend, cross_entropy_backward<float>, grad_logits.data(), one.data(), 0, logits.data(),
-                      lse.data(), target.data(), nullptr, d);
+        if (focal) {
+          SE_BENCH_CALL(backend, focal_loss_backward<float>, grad_logits.data(), one.data(), 0, logits.data(),
+                        lse.data(), target.data(), nullptr, focal_desc);
+        } else {
+          SE_BENCH_CALL(backend, cross_entropy_backward<float>, grad_logits.data(), one.data(), 0, logits.data(),
+                        lse.data(), target.data(), nullptr, d);
+        }
       },
       "GB/s", 2 * logits_bytes + (8 + kF32) * kPixels);
 }
@@ -224,7 +240,12 @@ void register_benchmarks() {
                     [backward](benchmark::State& s) { bm_cudnn_softmax(s, backward); });
   }
 #endif
-  register_directions("cross_entropy", "19x512x512", bm_cross_entropy);
+  register_directions("cross_entropy", "19x512x512", [](benchmark::State& s, Backend b, bool backward_pass) {
+    bm_pixel_loss(s, b, backward_pass, false);
+  });
+  register_directions("focal_loss", "19x512x512", [](benchmark::State& s, Backend b, bool backward_pass) {
+    bm_pixel_loss(s, b, backward_pass, true);
+  });
   register_on_backends("metrics/argmax_confusion/19x512x512",
                        [](benchmark::State& s, Backend b) { bm_confusion(s, b, true); });
   register_on_backends("metrics/confusion/19x512x512",

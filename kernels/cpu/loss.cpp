@@ -2,8 +2,9 @@
 // one sample: every pass walks the classes in the outer loop and the block's pixels in the inner loop, which
 // reads each class plane contiguously and vectorizes (exp is fast_exp, kernels/cpu/vector_math.h). Each
 // pixel still sees its classes in order, so the sums are those of the per-pixel formulas in
-// kernels/loss_math.h, which also finishes every pixel. Blocks are split over OpenMP threads; the f32 block
-// loops are compiled per ISA (BlockLoops). Binary cross-entropy is elementwise.
+// kernels/loss_math.h, which also finishes every pixel (the focal term with fast_expm1 for expm1, and its
+// backward factor in a vector loop for gamma 0, 1 and 2). Blocks are split over OpenMP threads; the f32
+// block loops are compiled per ISA (BlockLoops). Binary cross-entropy is elementwise.
 #include "kernels/loss.h"
 
 #include <algorithm>
@@ -104,6 +105,27 @@ void focal_block_grad(T* grad, const T* z, int64_t spatial, int64_t classes, int
   });
 }
 
+// The focal loss of a pixel from log p, as loss::focal_pixel with fast_expm1 for libm's expm1.
+template <typename C>
+C focal_pixel_cpu(C log_p, C alpha, C gamma) {
+  return -alpha * loss::focal_power(-fast_expm1(log_p), gamma) * log_p;
+}
+
+// scale_j *= focal_factor(log_p_j, alpha_j) for the block's pixels, gamma = kGamma in {0, 1, 2}: the formula
+// of loss::focal_factor with its powers as products and fast_expm1 / fast_exp, so that the loop vectorizes.
+template <int kGamma, typename C>
+void focal_block_scale(C* scale, const C* log_p, const C* alpha, int64_t pixels) {
+  static_assert(kGamma >= 0 && kGamma <= 2);
+  for (int64_t j = 0; j < pixels; ++j) {
+    const C one_minus_p = -fast_expm1(log_p[j]);
+    const C power = kGamma == 2 ? one_minus_p * one_minus_p : kGamma == 1 ? one_minus_p : C(1);  // (1 - p)^gamma
+    const C lower_power = kGamma == 2 ? one_minus_p : C(1);                                   // (1 - p)^(gamma - 1)
+    const C first = select(kGamma != 0 && one_minus_p > C(0),
+                           C(kGamma) * lower_power * fast_exp(log_p[j]) * log_p[j], C(0));
+    scale[j] *= alpha[j] * (first - power);
+  }
+}
+
 // The f32 block loops per ISA (per_isa.h); other dtypes call the templates directly.
 struct BlockLoops {
   void (*class_sums)(BlockSums<float>& b, const float* z, int64_t spatial, int64_t classes, int64_t pixels,
@@ -112,6 +134,7 @@ struct BlockLoops {
                              const BlockGradTerms<float>& t, const float* class_q);
   void (*focal_grad)(float* grad, const float* z, int64_t spatial, int64_t classes, int64_t pixels,
                      const BlockGradTerms<float>& t);
+  void (*focal_scale[3])(float* scale, const float* log_p, const float* alpha, int64_t pixels);  // gamma 0, 1, 2
 };
 
 #define SE_DEFINE_BLOCK_LOOPS(suffix, attribute)                                                                       \
@@ -129,7 +152,16 @@ struct BlockLoops {
       float* grad, const float* z, int64_t spatial, int64_t classes, int64_t pixels, const BlockGradTerms<float>& t) { \
     focal_block_grad(grad, z, spatial, classes, pixels, t);                                                            \
   }                                                                                                                    \
-  constexpr BlockLoops kBlockLoops_##suffix{class_sums_##suffix, cross_entropy_grad_##suffix, focal_grad_##suffix};
+  template <int kGamma>                                                                                                \
+  attribute __attribute__((flatten)) void focal_scale_##suffix(float* scale, const float* log_p, const float* alpha,   \
+                                                               int64_t pixels) {                                       \
+    focal_block_scale<kGamma>(scale, log_p, alpha, pixels);                                                            \
+  }                                                                                                                    \
+  constexpr BlockLoops kBlockLoops_##suffix{                                                                           \
+      class_sums_##suffix,                                                                                             \
+      cross_entropy_grad_##suffix,                                                                                     \
+      focal_grad_##suffix,                                                                                             \
+      {focal_scale_##suffix<0>, focal_scale_##suffix<1>, focal_scale_##suffix<2>}};
 
 SE_STAMP_PER_ISA(SE_DEFINE_BLOCK_LOOPS)
 #undef SE_DEFINE_BLOCK_LOOPS
@@ -248,7 +280,7 @@ void focal_loss_forward(T* loss, T* valid, loss_compute_t<T>* lse, int64_t* bad_
       [&](int64_t i, int64_t y, const T* z, const loss::ClassSums<C>& sums) {
         const C l = sums.max + loss::math_log(sums.sum);  // loss::log_sum_exp_pixel
         const C a = alpha ? static_cast<C>(alpha[y]) : C(1);
-        loss[i] = static_cast<T>(loss::focal_pixel<C>(static_cast<C>(z[y * d.spatial]) - l, a, gamma));
+        loss[i] = static_cast<T>(focal_pixel_cpu<C>(static_cast<C>(z[y * d.spatial]) - l, a, gamma));
         valid[i] = T(1.0f);
         lse[i] = l;
       });
@@ -264,15 +296,26 @@ void focal_loss_backward(T* grad_logits, const T* grad_loss, int64_t grad_loss_s
     const int64_t offset = n * d.classes * d.spatial + s0;
     const T* z = logits + offset;
     BlockGradTerms<C> t;
+    C log_p[kPixelBlock], pixel_alpha[kPixelBlock];  // of the target class; 0 and 1 where the pixel is ignored
     for (int64_t j = 0; j < pixels; ++j) {
       const int64_t i = n * d.spatial + s0 + j, y = target[i];
       const bool valid = y >= 0 && y < d.classes;
       t.target[j] = valid ? static_cast<int32_t>(y) : -1;
       t.lse[j] = lse[i];
-      t.scale[j] = valid ? static_cast<C>(grad_loss[i * grad_loss_stride]) *
-                               loss::focal_factor<C>(static_cast<C>(z[y * d.spatial + j]) - lse[i],
-                                                     alpha ? static_cast<C>(alpha[y]) : C(1), gamma)
-                         : C(0);
+      t.scale[j] = valid ? static_cast<C>(grad_loss[i * grad_loss_stride]) : C(0);
+      log_p[j] = valid ? static_cast<C>(z[y * d.spatial + j]) - lse[i] : C(0);
+      pixel_alpha[j] = valid && alpha ? static_cast<C>(alpha[y]) : C(1);
+    }
+    // scale_j *= focal_factor: gamma 0, 1 and 2 in a vector loop, others with pow.
+    const int small_gamma = gamma == C(0) ? 0 : gamma == C(1) ? 1 : gamma == C(2) ? 2 : -1;
+    if (small_gamma < 0) {
+      for (int64_t j = 0; j < pixels; ++j) t.scale[j] *= loss::focal_factor<C>(log_p[j], pixel_alpha[j], gamma);
+    } else if constexpr (std::is_same_v<T, float>) {
+      block_loops().focal_scale[small_gamma](t.scale, log_p, pixel_alpha, pixels);
+    } else {
+      constexpr void (*kScale[])(C*, const C*, const C*, int64_t) = {focal_block_scale<0, C>, focal_block_scale<1, C>,
+                                                                      focal_block_scale<2, C>};
+      kScale[small_gamma](t.scale, log_p, pixel_alpha, pixels);
     }
     if constexpr (std::is_same_v<T, float>) {
       block_loops().focal_grad(grad_logits + offset, z, d.spatial, d.classes, pixels, t);

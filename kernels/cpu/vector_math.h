@@ -34,10 +34,9 @@ S select(bool pick, S a, S b) {
   return out;
 }
 
-inline float fast_exp(float x) {
-  // e^x is 0 below -104 and inf above 89 in float; clamping keeps k in [-150, 128].
-  x = select(x < -104.0f, -104.0f, x);
-  x = select(x > 89.0f, 89.0f, x);
+// e^r - 1 of the reduction x = k ln2 + r, k = round(x / ln2), |r| <= ln2 / 2, for x (already clamped to
+// [-104, 89]), and k. The shared core of fast_exp and fast_expm1.
+inline float exp_reduced_minus_one(float x, int32_t* k_out) {
   constexpr float kRoundShift = 12582912.0f;  // 1.5 * 2^23: adding it rounds |v| < 2^22 to an integer
   const float shifted = x * 1.44269504088896341f + kRoundShift;
   const float k = shifted - kRoundShift;
@@ -49,22 +48,62 @@ inline float fast_exp(float x) {
   p = p * r + 0.0416664853692054748535156f;
   p = p * r + 0.166666671633720397949219f;
   p = p * r + 0.5f;
-  const float e = 1.0f + ((r * r) * p + r);
-  // k from the low bits of `shifted` (a NaN gives some k, and e is NaN anyway).
+  // k from the low bits of `shifted` (a NaN gives some k, and the result is NaN anyway).
   uint32_t shifted_bits;
   std::memcpy(&shifted_bits, &shifted, sizeof(shifted_bits));
-  const int32_t k_int = static_cast<int32_t>(shifted_bits - 0x4B400000u);
-  const int32_t k_low = k_int >> 1, k_high = k_int - k_low;
-  const uint32_t low_bits = static_cast<uint32_t>(k_low + 127) << 23, high_bits = static_cast<uint32_t>(k_high + 127)
-                                                                                  << 23;
+  *k_out = static_cast<int32_t>(shifted_bits - 0x4B400000u);
+  return (r * r) * p + r;
+}
+
+// 2^k as two float factors (each a normal number for k in [-252, 254]), for results that round once down to
+// the subnormal range or reach 2^128.
+inline void power_of_two_factors(int32_t k, float* low_scale, float* high_scale) {
+  const int32_t k_low = k >> 1, k_high = k - k_low;
+  const uint32_t low_bits = static_cast<uint32_t>(k_low + 127) << 23;
+  const uint32_t high_bits = static_cast<uint32_t>(k_high + 127) << 23;
+  std::memcpy(low_scale, &low_bits, sizeof(*low_scale));
+  std::memcpy(high_scale, &high_bits, sizeof(*high_scale));
+}
+
+inline float fast_exp(float x) {
+  // e^x is 0 below -104 and inf above 89 in float; clamping keeps k in [-150, 128].
+  x = select(x < -104.0f, -104.0f, x);
+  x = select(x > 89.0f, 89.0f, x);
+  int32_t k;
+  const float e = 1.0f + exp_reduced_minus_one(x, &k);
   float low_scale, high_scale;
-  std::memcpy(&low_scale, &low_bits, sizeof(low_scale));
-  std::memcpy(&high_scale, &high_bits, sizeof(high_scale));
+  power_of_two_factors(k, &low_scale, &high_scale);
   return e * low_scale * high_scale;
 }
 
 inline double fast_exp(double x) {
   return std::exp(x);
+}
+
+// fast_expm1: e^x - 1 without the cancellation of fast_exp(x) - 1 near 0, vectorizable the same way
+// (libm's expm1f is a call). With fast_exp's x = k ln2 + r and q = e^r - 1 = r + r^2 P(r) (its
+// polynomial without the leading 1, so q keeps r's relative accuracy), e^x - 1 = (q + (1 - 2^-k)) 2^k:
+// for k = 0 that is q itself; 1 - 2^-k is exact for |k| <= 24 and rounds to 1 beyond (k <= 24 is
+// taken for it), 2^k applied as two factors. x is clamped to [-20, 89]: below -17.4 the result rounds
+// to -1, above 88.73 it overflows.
+// Max error 2 ulp against the correctly rounded e^x - 1 (tests/kernels/test_vector_math.cpp samples it
+// densely); +-0 stays +-0, -inf gives -1, +inf gives inf, NaN stays NaN. double keeps libm's expm1.
+inline float fast_expm1(float x) {
+  float c = select(x < -20.0f, -20.0f, x);
+  c = select(c > 89.0f, 89.0f, c);
+  int32_t k;  // in [-29, 128]
+  const float q = exp_reduced_minus_one(c, &k);
+  const int32_t k_small = k < 24 ? k : 24;
+  const uint32_t inverse_bits = static_cast<uint32_t>(127 - k_small) << 23;  // 2^-k
+  float inverse, low_scale, high_scale;
+  std::memcpy(&inverse, &inverse_bits, sizeof(inverse));
+  power_of_two_factors(k, &low_scale, &high_scale);
+  const float y = (q + (1.0f - inverse)) * low_scale * high_scale;
+  return select(x == 0.0f, x, y);  // keeps the sign of zero
+}
+
+inline double fast_expm1(double x) {
+  return std::expm1(x);
 }
 
 // fast_erf: erf(x), vectorizable like fast_exp (libm's erff is a call). With t = |x|:

@@ -153,6 +153,43 @@ TEST(FocalLossCpu, NearCertainPixelsStayFinite) {  // p == 1 in f32: (1 - p)^(ga
   EXPECT_NEAR(g[0], 0.0f, 1e-12f);
 }
 
+// Confident pixels, 1 - p from 3e-7 to 2e-6, keep their relative accuracy given log p = z_y - lse (which
+// carries lse's rounding), for gamma on both the product path (1, 2) and the pow path (0.5, 3.5), loss and
+// gradient. The target class's gradient holds 1 - p_y computed as such, so it gets a looser bound.
+TEST(FocalLossCpu, ConfidentPixelsKeepRelativeAccuracy) {
+  constexpr int64_t kPixels = 64;
+  std::vector<float> logits(3 * kPixels, -17.0f);  // (3, S): class 0 wins by 13 to 15 over class 1
+  for (int64_t s = 0; s < kPixels; ++s) logits[s] = 0.0f, logits[kPixels + s] = -13.0f - 2.0f * s / kPixels;
+  const std::vector<int64_t> target(kPixels, 0);
+  const std::vector<float> grad = {1.0f};
+  for (const double gamma : {0.5, 1.0, 2.0, 3.5}) {
+    FocalLossDesc d;
+    d.classes = 3;
+    d.spatial = kPixels;
+    d.gamma = gamma;
+    std::vector<float> loss(kPixels), valid(kPixels), lse(kPixels), g(3 * kPixels);
+    int64_t bad = d.ignore_index;
+    cpu::focal_loss_forward<float>(loss.data(), valid.data(), lse.data(), &bad, logits.data(), target.data(), nullptr,
+                                   d, nullptr);
+    cpu::focal_loss_backward<float>(g.data(), grad.data(), 0, logits.data(), lse.data(), target.data(), nullptr, d,
+                                    nullptr);
+    for (int64_t s = 0; s < kPixels; ++s) {
+      const double log_p = -static_cast<double>(lse[s]), p = std::exp(log_p), one_minus_p = -std::expm1(log_p);
+      ASSERT_LT(one_minus_p, 3e-6);
+      ASSERT_GT(one_minus_p, 1e-7);
+      const double want_loss = -std::pow(one_minus_p, gamma) * log_p;
+      EXPECT_NEAR(loss[s], want_loss, 1e-5 * want_loss) << "gamma " << gamma << " pixel " << s;
+      const double factor = gamma * std::pow(one_minus_p, gamma - 1) * p * log_p - std::pow(one_minus_p, gamma);
+      for (int64_t c = 0; c < 3; ++c) {
+        const double p_c = std::exp(logits[c * kPixels + s] - static_cast<double>(lse[s]));
+        const double want = factor * ((c == 0 ? 1.0 : 0.0) - p_c);
+        EXPECT_NEAR(g[c * kPixels + s], want, (c == 0 ? 0.2 : 1e-4) * std::abs(want))
+            << "gamma " << gamma << " pixel " << s << " class " << c;
+      }
+    }
+  }
+}
+
 TEST(FocalLossCpu, ReportsBadTargets) {
   FocalLossDesc d;
   d.classes = 3;
