@@ -41,6 +41,20 @@ struct Axis {
         scale_factor > 0 ? static_cast<float>(1.0 / scale_factor) : static_cast<float>(in) / static_cast<float>(out);
   }
 
+  // a * b rounded on its own: nvcc fuses a product and the subtraction after it into one FMA (one rounding)
+  // unless told not to, g++ without FMA does not, and the source index would move at exact boundaries.
+  static SE_HOST_DEVICE C product_rounded(C a, C b) {
+#ifdef __CUDA_ARCH__
+    if constexpr (std::is_same_v<C, float>) {
+      return __fmul_rn(a, b);
+    } else {
+      return __dmul_rn(a, b);
+    }
+#else
+    return a * b;
+#endif
+  }
+
   SE_HOST_DEVICE Taps<C> taps(int64_t dst) const {
     Taps<C> t;
     if (!bilinear) {
@@ -48,7 +62,8 @@ struct Axis {
       t.i0 = t.i1 = src < in - 1 ? src : in - 1;
       return t;
     }
-    C src = align_corners ? scale * static_cast<C>(dst) : scale * (static_cast<C>(dst) + C(0.5)) - C(0.5);
+    C src = align_corners ? scale * static_cast<C>(dst)
+                          : product_rounded(scale, static_cast<C>(dst) + C(0.5)) - C(0.5);
     if (src < C(0)) src = C(0);
     const auto i0 = static_cast<int64_t>(src);
     t.i0 = i0 < in - 1 ? i0 : in - 1;

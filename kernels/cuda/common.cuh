@@ -61,6 +61,13 @@ void dispatch_floating_cuda(DType dtype, const char* op, F&& f) {
   dispatch_floating(dtype, op, [&](auto tag) { f(TypeTag<cuda_t<typename decltype(tag)::type>>{}); });
 }
 
-inline unsigned int ceil_div(long long a, long long b) { return static_cast<unsigned int>((a + b - 1) / b); }
+// ceil(a / b) as a grid dimension. Past 2^31 - 1, the most any grid axis takes, it throws rather than
+// let the narrowing wrap a huge count into a small grid that silently skips work.
+inline unsigned int ceil_div(long long a, long long b) {
+  const long long blocks = (a + b - 1) / b;
+  SE_CHECK(blocks <= 0x7fffffffLL, "CUDA launch: ", blocks, " blocks along one grid axis (", a, " items, ", b,
+           " per block); at most 2^31 - 1");
+  return static_cast<unsigned int>(blocks);
+}
 
 }  // namespace se::kernels::cuda

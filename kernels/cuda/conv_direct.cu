@@ -225,7 +225,7 @@ SE_CONV_DIRECT_KERNELS_INSTANTIATE(__nv_bfloat16)
 #undef SE_CONV_DIRECT_KERNELS_INSTANTIATE
 
 unsigned int elementwise_blocks(int64_t total) {
-  return static_cast<unsigned int>(std::min<int64_t>(ceil_div(total, kEltThreads), 65536));
+  return static_cast<unsigned int>(std::min<int64_t>((total + kEltThreads - 1) / kEltThreads, 65536));
 }
 
 dim3 channels_last_reduce_grid(const ConvArgs& s, int64_t taps) {

@@ -238,7 +238,7 @@ SE_SORT_KEY_INSTANTIATE(uint64_t)
 #undef SE_SORT_KEY_INSTANTIATE
 
 unsigned int grid_for(int64_t total) {
-  return static_cast<unsigned int>(std::clamp<int64_t>(ceil_div(total, kThreads), 1, 65536));
+  return static_cast<unsigned int>(std::clamp<int64_t>((total + kThreads - 1) / kThreads, 1, 65536));
 }
 
 template <typename T>

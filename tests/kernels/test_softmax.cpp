@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "kernels/softmax.h"
 #include "kernel_test_util.h"
 
@@ -196,6 +197,17 @@ void check_cuda_against_cpu(bool log, uint32_t seed) {
           << (log ? "log_softmax" : "softmax") << "_backward " << describe(d) << " at " << k;
     }
   }
+}
+
+// Rows of one element, one warp each: 8 * (2^32 + 1) rows need 2^32 + 1 blocks, which a 32-bit grid
+// dimension would wrap to 1 (a launch that silently skips all but 8 rows, here reading through null).
+// The launch must refuse the shape before touching memory.
+TEST(SoftmaxCuda, GridBeyondItsLimitThrows) {
+  SE_SKIP_WITHOUT_CUDA();
+  SoftmaxDesc d;
+  d.outer = 8 * ((int64_t{1} << 32) + 1);
+  EXPECT_THROW(cuda::softmax_forward<float>(nullptr, nullptr, d, nullptr), Error);
+  EXPECT_THROW(cuda::log_softmax_backward<float>(nullptr, nullptr, nullptr, d, nullptr), Error);
 }
 
 TEST(SoftmaxCuda, F32MatchesCpu) { SE_SKIP_WITHOUT_CUDA(); check_cuda_against_cpu<float>(false, 1); check_cuda_against_cpu<float>(true, 2); }
