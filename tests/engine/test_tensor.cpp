@@ -160,6 +160,28 @@ TEST(TensorCopies, ContiguousChannelsLastCastAndCopy) {
   EXPECT_GT(dst.storage()->version(), version);
 }
 
+// A source overlapping its destination in one storage is read whole before anything is written (NumPy's
+// semantics): shifts both ways, a transpose onto itself and a cast in place of its neighbour, on every
+// device this build has.
+TEST(TensorConversion, CopyFromAnOverlappingViewReadsTheSourceFirst) {
+  std::vector<Device> devices = {Device::cpu()};
+  if (cuda_available()) devices.push_back(Device::cuda());
+  for (const Device& device : devices) {
+    Tensor x = arange(8, {DType::f32, device});
+    x.slice(0, 1, 8).copy_(x.slice(0, 0, 7));  // shift right: a forward loop would smear x[0]
+    EXPECT_EQ(values<float>(x), (std::vector<float>{0, 0, 1, 2, 3, 4, 5, 6})) << device.str();
+    Tensor y = arange(8, {DType::f32, device});
+    y.slice(0, 0, 7).copy_(y.slice(0, 1, 8));  // shift left
+    EXPECT_EQ(values<float>(y), (std::vector<float>{1, 2, 3, 4, 5, 6, 7, 7})) << device.str();
+    Tensor square = arange(9, {DType::f32, device}).reshape({3, 3});
+    square.copy_(square.t());  // every off-diagonal element is read and written by different threads
+    EXPECT_EQ(values<float>(square), (std::vector<float>{0, 3, 6, 1, 4, 7, 2, 5, 8})) << device.str();
+    Tensor same = arange(4, {DType::f32, device});
+    same.copy_(same);  // the same elements: nothing to stage, nothing changes
+    EXPECT_EQ(values<float>(same), (std::vector<float>{0, 1, 2, 3})) << device.str();
+  }
+}
+
 TEST(TensorPrinting, LooksLikePyTorch) {
   EXPECT_EQ(from_vector<float>({1, 2, 3, 4}, {2, 2}).str(), "tensor([[1., 2.],\n        [3., 4.]])");
   EXPECT_EQ(from_vector<float>({0.5f, -1.25f}, {2}).str(), "tensor([ 0.5000, -1.2500])");
