@@ -167,6 +167,28 @@ TEST(SortCpu, LongRowsSortedByAllThreadsMatchStableSort) {
   omp_set_num_threads(threads);
 }
 
+// Rows whose keys are all one key (here +0.0 and -0.0, which sort as equals) skip every radix pass: the
+// positions are the identity, and the values keep each zero's sign. Also a row where only the lowest
+// digit varies (every pass but the first skipped).
+TEST(SortCpu, RowsOfOneKeySkipEveryPass) {
+  for (const bool descending : {false, true}) {
+    SortDesc d;
+    d.rows = 2;
+    d.length = 300;  // past the std::stable_sort cut-off
+    d.descending = descending;
+    d.dtype = DType::f32;
+    std::vector<float> x(static_cast<size_t>(d.rows * d.length));
+    for (int64_t i = 0; i < d.length; ++i) x[i] = i % 3 == 0 ? -0.0f : 0.0f;  // row 0: one key
+    for (int64_t i = 0; i < d.length; ++i) x[d.length + i] = 1.0f + static_cast<float>((i * 7) % 5) * 0x1p-23f;
+    std::vector<float> values(x.size());
+    std::vector<int64_t> indices(x.size());
+    cpu::sort(d, x.data(), values.data(), indices.data(), nullptr, nullptr);
+    ASSERT_EQ(indices, reference_indices(x, d.rows, d.length, descending)) << (descending ? "descending" : "ascending");
+    for (int64_t i = 0; i < d.length; ++i) ASSERT_EQ(indices[i], i);
+    expect_values_match(x, values, indices, d.length, "one key");
+  }
+}
+
 TEST(SortCpu, RejectsUnsupportedDtype) {
   SortDesc d;
   d.dtype = DType::f16;
