@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <mutex>
+#include <utility>
 
 #include "engine/autograd.h"
 #include "engine/dispatch.h"
@@ -127,6 +128,39 @@ bool Tensor::is_non_overlapping_and_dense() const {
     expected *= sizes[i];
   }
   return true;
+}
+
+bool Tensor::has_internal_overlap() const {
+  for (size_t i = 0; i < shape().size(); ++i) {
+    if (shape()[i] > 1 && strides()[i] == 0) return true;
+  }
+  return false;
+}
+
+namespace {
+
+// The bytes [first, last) that a tensor's elements span in its storage (numel > 0).
+std::pair<const char*, const char*> byte_span(const Tensor& t) {
+  const char* base = static_cast<const char*>(t.data_ptr());
+  int64_t low = 0, high = 0;  // element offsets from data_ptr
+  for (size_t i = 0; i < t.shape().size(); ++i) {
+    const int64_t reach = (t.shape()[i] - 1) * t.strides()[i];
+    (reach < 0 ? low : high) += reach;
+  }
+  const auto element = static_cast<int64_t>(t.element_size());
+  return {base + low * element, base + (high + 1) * element};
+}
+
+}  // namespace
+
+bool partially_overlaps(const Tensor& a, const Tensor& b) {
+  if (a.numel() == 0 || b.numel() == 0 || a.storage() != b.storage()) return false;
+  if (a.data_ptr() == b.data_ptr() && a.shape() == b.shape() && a.strides() == b.strides() && a.dtype() == b.dtype()) {
+    return false;
+  }
+  const auto [a_first, a_last] = byte_span(a);
+  const auto [b_first, b_last] = byte_span(b);
+  return a_first < b_last && b_first < a_last;
 }
 
 // ---- creation

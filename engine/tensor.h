@@ -74,6 +74,9 @@ class Tensor {
   bool is_contiguous(MemoryFormat format = MemoryFormat::contiguous) const;
   // True when the elements cover a dense block without gaps or overlap, in any order of dims.
   bool is_non_overlapping_and_dense() const;
+  // True when some elements share one memory location: a stride 0 over a size above 1 (an expanded
+  // view). Such a tensor cannot be written element by element.
+  bool has_internal_overlap() const;
   const std::shared_ptr<Storage>& storage() const;
   void* data_ptr() const;  // address of the first element (device memory for CUDA tensors)
   template <typename T> T* data() const {
@@ -160,6 +163,10 @@ Shape channels_last_strides(const Shape& shape);  // 4-d
 int64_t wrap_dim(int64_t dim, int64_t ndim, const char* op);
 // The broadcast of two shapes (numpy rules); throws naming `op` and both shapes.
 Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op);
+
+// Whether a and b view one storage with intersecting bytes, other than as the very same elements in the
+// same dtype: writing one element by element while reading the other would read overwritten values.
+bool partially_overlaps(const Tensor& a, const Tensor& b);
 
 // ---- creation
 Tensor empty(const Shape& shape, const TensorOptions& options = {});

@@ -1,6 +1,5 @@
 // Copies between layouts, dtypes and devices: contiguous(), clone(), to(), copy_(), fill_(), zero_().
 #include <cstring>
-#include <utility>
 
 #include "engine/autograd.h"
 #include "engine/dispatch.h"
@@ -27,34 +26,11 @@ kernels::StridedLayout layout_of(const Shape& sizes, const Shape& strides) {
   return layout;
 }
 
-// The bytes [first, last) that a tensor's elements span in its storage (numel > 0).
-std::pair<const char*, const char*> byte_span(const Tensor& t) {
-  const char* base = static_cast<const char*>(t.data_ptr());
-  int64_t low = 0, high = 0;  // element offsets from data_ptr
-  for (size_t i = 0; i < t.shape().size(); ++i) {
-    const int64_t reach = (t.shape()[i] - 1) * t.strides()[i];
-    (reach < 0 ? low : high) += reach;
-  }
-  const auto element = static_cast<int64_t>(t.element_size());
-  return {base + low * element, base + (high + 1) * element};
-}
-
-// Whether writing dst element by element could overwrite src elements not read yet: both view one storage,
-// their bytes intersect, and they are not the same elements in the same dtype (where each element is read
-// before the thread that reads it writes it).
-bool copy_needs_staging(const Tensor& dst, const Tensor& src) {
-  if (dst.storage() != src.storage()) return false;
-  if (dst.data_ptr() == src.data_ptr() && dst.strides() == src.strides() && dst.dtype() == src.dtype()) return false;
-  const auto [dst_first, dst_last] = byte_span(dst);
-  const auto [src_first, src_last] = byte_span(src);
-  return dst_first < src_last && src_first < dst_last;
-}
-
 // Same-device strided copy with conversion; `src` already has dst's shape (possibly expanded). A source
 // that overlaps the destination (x[1:].copy_(x[:-1])) is read whole into a temporary first, so the copy
 // has the values src held before it (NumPy's semantics; the kernels alone would race).
 void copy_same_device(const Tensor& dst, const Tensor& src) {
-  if (copy_needs_staging(dst, src)) {
+  if (partially_overlaps(dst, src)) {
     Tensor staged = empty(src.shape(), {src.dtype(), src.device()});
     copy_same_device(staged, src);
     copy_same_device(dst, staged);
@@ -132,6 +108,8 @@ Tensor Tensor::pin_memory() const {
 
 Tensor& Tensor::copy_(const Tensor& src, bool non_blocking) {
   SE_CHECK(src.defined(), "copy_: source tensor is undefined");
+  SE_CHECK(!has_internal_overlap(), "copy_: the destination of shape ", shape_str(shape()), " and strides ",
+           shape_str(strides()), " has several elements at one memory location (an expanded view); clone() it first");
   autograd::prepare_inplace(*this, "copy_");
   SE_CHECK(broadcast_shapes(shape(), src.shape(), "copy_") == shape(), "copy_: source of shape ",
            shape_str(src.shape()), " does not broadcast to destination shape ", shape_str(shape()));

@@ -233,13 +233,27 @@ void check_inplace_other(const char* op, const Tensor& self, const Tensor& other
            shape_str(other.shape()), " does not broadcast to the destination shape ", shape_str(self.shape()));
 }
 
-// The kernels write contiguous outputs: a strided `self` gets the result through a copy.
+// A destination with several elements at one location cannot be written element by element.
+void check_writable(const char* op, const Tensor& self) {
+  SE_CHECK(!self.has_internal_overlap(), op, ": the written-to tensor of shape ", shape_str(self.shape()),
+           " and strides ", shape_str(self.strides()),
+           " has several elements at one memory location (an expanded view); clone() it first");
+}
+
+// The kernels write contiguous outputs: a strided `self` gets the result through a copy. An `other`
+// overlapping `self` otherwise than element for element (x[1:].add_(x[:-1])) is read whole first.
 Tensor& binary_inplace(const char* name, BinaryOp op, Tensor& self, const Tensor& other) {
   check_inplace_other(name, self, other);
   check_supported(name, kernels::supports(op, self.dtype()), self);
+  check_writable(name, self);
   autograd::prepare_inplace(self, name);
   if (self.is_contiguous()) {
-    binary_into(name, op, self, self, other);
+    if (partially_overlaps(self, other)) {
+      NoGradGuard no_grad;
+      binary_into(name, op, self, self, other.clone());
+    } else {
+      binary_into(name, op, self, self, other);
+    }
   } else {
     NoGradGuard no_grad;
     self.copy_(binary_forward(name, op, self, other));
@@ -250,6 +264,7 @@ Tensor& binary_inplace(const char* name, BinaryOp op, Tensor& self, const Tensor
 Tensor& unary_inplace(const char* name, UnaryOp op, Tensor& self, const UnaryParams& params) {
   check_defined(name, self);
   check_supported(name, kernels::supports(op, self.dtype()), self);
+  check_writable(name, self);
   autograd::prepare_inplace(self, name);
   if (self.is_contiguous()) {
     unary_into(name, op, self, params);

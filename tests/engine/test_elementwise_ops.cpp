@@ -178,6 +178,27 @@ TEST(ElementwiseOps, InPlaceOpsBumpVersionAndHandleStridedSelf) {
   EXPECT_EQ(i.to_vector<int32_t>(), (std::vector<int32_t>{15, -15}));
 }
 
+// An operand overlapping the destination otherwise than element for element is read whole before the
+// destination is written (a forward loop would carry x[0] along the row); the very same elements need no
+// copy. A destination with several elements at one location (an expanded view) is refused.
+TEST(ElementwiseOps, InPlaceOpsReadOverlappingOperandsFirst) {
+  Tensor x = arange(6);
+  Tensor tail = x.slice(0, 1, 6);
+  add_(tail, x.slice(0, 0, 5));
+  EXPECT_EQ(x.to_vector<float>(), (std::vector<float>{0, 1, 3, 5, 7, 9}));
+  Tensor square = arange(9).reshape({3, 3});
+  mul_(square, square.t());
+  EXPECT_EQ(square.to_vector<float>(), (std::vector<float>{0, 3, 12, 3, 16, 35, 12, 35, 64}));
+  Tensor same = arange(4);
+  add_(same, same);
+  EXPECT_EQ(same.to_vector<float>(), (std::vector<float>{0, 2, 4, 6}));
+  Tensor expanded = zeros({1, 3}).expand({4, 3});
+  expect_error([&] { add_(expanded, 1.0); },
+               "add_: the written-to tensor of shape (4, 3) and strides (0, 1) has several elements");
+  expect_error([&] { mul_(expanded, ones({4, 3})); }, "mul_: the written-to tensor");
+  expect_error([&] { expanded.copy_(ones({4, 3})); }, "copy_: the destination of shape (4, 3)");
+}
+
 TEST(ElementwiseOps, InPlaceErrors) {
   Tensor leaf = ones({3}).requires_grad_(true);
   expect_error([&] { add_(leaf, 1.0); }, "in-place operation on a leaf tensor that requires grad");
