@@ -597,6 +597,14 @@ int64_t l2_bytes() {
 // backward data 124 -> 91 ms; 128 ch at 256, 110 -> 98 and 107 -> 99 ms; 256 ch at 128 even (its ring
 // is over 3/4 of L2 anyway); 512 ch at 64 wide, 94 -> 135 ms (the GEMM path keeps those).
 constexpr int64_t kMinWideRow = 128;
+// Convs of at most kNarrowDepth (Cg * KH * KW: 32 channels of a 3x3) run directly from half that row
+// width: their GEMMs are short in K, and im2col and packing weigh more. Measured on the demo U-Net's
+// layers (2 threads, 64 x 64, batch 8, min of rounds): 16 -> 16 ch forward 0.64 -> 0.54 ms and backward
+// data 0.62 -> 0.53 ms, 32 -> 16 ch forward 1.34 -> 1.05 ms and backward data 0.97 -> 1.02 / 1.19 ->
+// 1.10 ms (noise); at 32 wide, 16 -> 32 and 64 -> 32 ch lose 3 to 17 %. Backward weight keeps
+// kMinWideRow (directly, 32 -> 16 ch at 64 wide took 1.56 -> 2.59 ms).
+constexpr int64_t kNarrowDepth = 288;
+constexpr int64_t kMinNarrowConvRow = 64;
 
 // Below this many outputs per group, deep convs' backward weight runs directly too (where its rows are
 // wide and its staged rows and lanes fit in L2). Measured on the demo U-Net's layers (2 threads, 512 x
@@ -626,7 +634,8 @@ bool conv2d_runs_direct(const Conv2dDesc& d, DirectPass pass) {
            staging_bytes(s) + lane_bytes <= l2_bytes() * 3 / 4;
   }
   const DirectConvShape s = pass == DirectPass::forward ? forward_shape(d) : backward_data_shape(d);
-  return s.ow >= kMinWideRow && staging_bytes(s) <= l2_bytes() * 3 / 4;
+  const int64_t min_row = s.c_in / s.groups * s.kh * s.kw <= kNarrowDepth ? kMinNarrowConvRow : kMinWideRow;
+  return s.ow >= min_row && staging_bytes(s) <= l2_bytes() * 3 / 4;
 #else
   (void)d, (void)pass;
   return false;

@@ -25,9 +25,9 @@ enum class DirectPass { forward, backward_data, backward_weight };
 // wide, an x86-64 CPU with AVX-512 whose GEMM has not been switched to another micro-kernel family
 // (set_gemm_isa: tests use it to run the GEMM path of the same convs); and either shallow
 // (K < kShallowConvDepth), or for forward and backward data, output rows of the pass at least 128 wide
-// whose staged input rows (Cg * ((KH - 1) * dh + 1) rows per thread) fit in 3/4 of the L2 cache; for
-// backward weight, fewer than 32 outputs per group and rows as wide, whose staged rows and f32 sums
-// (C_out * (K + 1) * 16) fit there.
+// (64 for a K of the pass up to 288) whose staged input rows (Cg * ((KH - 1) * dh + 1) rows per thread)
+// fit in 3/4 of the L2 cache; for backward weight, fewer than 32 outputs per group and rows at least
+// 128 wide, whose staged rows and f32 sums (C_out * (K + 1) * 16) fit there.
 bool conv2d_runs_direct(const Conv2dDesc& d, DirectPass pass);
 
 // As conv2d_forward (bias nullptr when none, the fused activation of d); `stream` writes y with

@@ -282,6 +282,24 @@ TEST(ConvCpu, DirectBackwardWeightTakesShallowConvsAndDeepOnesWithFewOutputs) {
   EXPECT_FALSE(direct("deep_dilated_channel_slices"));  // rows 32 wide
 }
 
+// Forward and backward data of deep convs run directly from rows 128 wide, or 64 where their K is at
+// most 288 (32 channels of a 3x3); backward weight keeps 128.
+TEST(ConvCpu, DirectForwardTakesNarrowerRowsWhenKIsShort) {
+  if (cpu::gemm_isa() != cpu::GemmIsa::avx512) GTEST_SKIP() << "no AVX-512: no direct kernel";
+  Conv2dDesc d = make_desc({"narrow", 2, 16, 5, 70, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, true}, DType::f32);
+  EXPECT_TRUE(cpu::conv2d_runs_direct(d, cpu::DirectPass::forward));
+  EXPECT_TRUE(cpu::conv2d_runs_direct(d, cpu::DirectPass::backward_data));
+  EXPECT_FALSE(cpu::conv2d_runs_direct(d, cpu::DirectPass::backward_weight));
+  d.c_in = 33;  // K = 297
+  EXPECT_FALSE(cpu::conv2d_runs_direct(d, cpu::DirectPass::forward));
+  d.c_in = 32, d.w = 63;  // K = 288, rows of 63 (padding 1)
+  EXPECT_FALSE(cpu::conv2d_runs_direct(d, cpu::DirectPass::forward));
+  EXPECT_FALSE(cpu::conv2d_runs_direct(d, cpu::DirectPass::backward_data));
+  d.w = 64;
+  EXPECT_TRUE(cpu::conv2d_runs_direct(d, cpu::DirectPass::forward));
+  EXPECT_TRUE(cpu::conv2d_runs_direct(d, cpu::DirectPass::backward_data));
+}
+
 // The GEMM path's forward and backward data (as the dual's forward, chunked, or by channel slices) sum
 // each output in an order fixed by the shape, however the images and rows are split into tasks: the
 // same bits with one thread as with all of them.
