@@ -27,7 +27,7 @@ enum class DirectPass { forward, backward_data, backward_weight };
 // (K < kShallowConvDepth), or for forward and backward data, output rows of the pass at least 128 wide
 // (64 for a K of the pass up to 288) whose staged input rows (Cg * ((KH - 1) * dh + 1) rows per thread)
 // fit in 3/4 of the L2 cache; for backward weight, fewer than 32 outputs per group and rows at least
-// 128 wide, whose staged rows and f32 sums (C_out * (K + 1) * 16) fit there.
+// 64 wide, whose staged rows (of a band of output rows) and f32 sums (C_out * (K + 1) * 16) fit there.
 bool conv2d_runs_direct(const Conv2dDesc& d, DirectPass pass);
 
 // As conv2d_forward (bias nullptr when none, the fused activation of d); `stream` writes y with
@@ -43,9 +43,10 @@ void conv2d_backward_data_direct(const Conv2dDesc& d, const float* dy,  // (N, C
                                  const float* w,                        // (C_out, Cg, KH, KW)
                                  bool stream, float* dx);               // (N, C_in, H, W)
 
-// As conv2d_backward_weight (db nullptr when not wanted). Output rows go in slots, ranges fixed by the
-// shape: each slot's products are summed in f32 vector lanes, folded into the slot's f64 sums every few
-// rows, and the slots' sums added in slot order, so dW and db do not depend on the thread count.
+// As conv2d_backward_weight (db nullptr when not wanted). Bands of output rows go in slots, ranges fixed
+// by the shape (and the L2 size): each slot's products are summed in f32 vector lanes, folded into the
+// slot's f64 sums every few bands, and the slots' sums added in slot order, so dW and db do not depend
+// on the thread count.
 void conv2d_backward_weight_direct(const Conv2dDesc& d, const float* x,  // (N, C_in, H, W)
                                    const float* dy,                      // (N, C_out, OH, OW)
                                    float* dw,                            // (C_out, Cg, KH, KW)

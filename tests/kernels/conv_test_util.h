@@ -61,15 +61,18 @@ inline const std::vector<Case> kCases = {
     // a kernel width run as a loop (5), and a padding beyond the kernel's reach, which makes the
     // padding of backward data (run as a direct conv of dy) negative. Then deeper convs (K = 144) whose
     // rows are wide enough for the direct forward and backward data, and with fewer than 32 outputs per
-    // group, backward weight (two groups of 12 outputs: each group's taps in its own lanes); and one whose
-    // rows (70) are direct for forward and backward data only (K <= 288), backward weight on the GEMM.
+    // group, backward weight (two groups of 12 outputs: each group's taps in its own lanes); one whose
+    // rows (70) are direct only with K <= 288 (forward and backward data) or fewer than 32 outputs
+    // (backward weight, in bands of 7 rows: 7, 7, 6); and a shallow conv whose backward weight goes by
+    // bands of 12 rows, the last 11, through a 5x3 kernel dilated in height and padded by 2 in width.
     {"shallow_8_and_5_outputs", 1, 2, 5, 70, 13, 3, 3, 1, 1, 1, 1, 1, 1, 1, true},
     {"shallow_groups2_6_and_7_outputs", 2, 4, 4, 66, 26, 3, 3, 1, 1, 1, 1, 1, 1, 2, false},
     {"shallow_5x5", 1, 2, 8, 37, 4, 5, 5, 1, 1, 2, 2, 1, 1, 1, true},
     {"shallow_pad_beyond_reach", 1, 2, 6, 20, 3, 3, 3, 1, 1, 3, 3, 1, 1, 1, true},
     {"deep_wide_rows", 1, 16, 3, 130, 10, 3, 3, 1, 1, 1, 1, 1, 1, 1, true},
     {"deep_wide_rows_groups2", 2, 32, 4, 140, 24, 3, 3, 1, 1, 1, 1, 1, 1, 2, true},
-    {"deep_narrow_rows", 2, 16, 5, 70, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, true},
+    {"deep_narrow_rows", 2, 16, 20, 70, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, true},
+    {"shallow_dilated_bands", 2, 3, 23, 40, 6, 5, 3, 1, 1, 4, 2, 2, 1, 1, true},
     // Deeper stride-1 convs over narrow rows, on the GEMM path: the forward's implicit GEMM (col packed
     // from x, never stored), and backward data as the forward of the dual conv (w flipped, channels
     // swapped): its padding negative (3 > the kernel's reach of 2), a 2x3 kernel with uneven padding and

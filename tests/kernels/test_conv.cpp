@@ -266,7 +266,7 @@ TEST(ConvCpu, DepthwiseWeightLanesSumAsTheGenericLoop) {
 }
 
 // Which convs the direct kernel takes for backward weight: shallow ones, and deep ones with fewer than
-// 32 outputs per group over wide rows (the cases the tests above then check on that path).
+// 32 outputs per group over rows at least 64 wide (the cases the tests above then check on that path).
 TEST(ConvCpu, DirectBackwardWeightTakesShallowConvsAndDeepOnesWithFewOutputs) {
   if (cpu::gemm_isa() != cpu::GemmIsa::avx512) GTEST_SKIP() << "no AVX-512: no direct kernel";
   auto direct = [](const char* name) {
@@ -278,19 +278,26 @@ TEST(ConvCpu, DirectBackwardWeightTakesShallowConvsAndDeepOnesWithFewOutputs) {
   EXPECT_TRUE(direct("shallow_rgb_chunks"));
   EXPECT_TRUE(direct("deep_wide_rows"));
   EXPECT_TRUE(direct("deep_wide_rows_groups2"));
+  EXPECT_TRUE(direct("deep_narrow_rows"));
+  EXPECT_TRUE(direct("shallow_dilated_bands"));
   EXPECT_FALSE(direct("many_channels"));                // 80 outputs
   EXPECT_FALSE(direct("deep_dilated_channel_slices"));  // rows 32 wide
 }
 
 // Forward and backward data of deep convs run directly from rows 128 wide, or 64 where their K is at
-// most 288 (32 channels of a 3x3); backward weight keeps 128.
-TEST(ConvCpu, DirectForwardTakesNarrowerRowsWhenKIsShort) {
+// most 288 (32 channels of a 3x3); backward weight from rows 64 wide where a group has fewer than 32
+// outputs.
+TEST(ConvCpu, DirectKernelTakesNarrowerRowsWhenKOrOutputsAreFew) {
   if (cpu::gemm_isa() != cpu::GemmIsa::avx512) GTEST_SKIP() << "no AVX-512: no direct kernel";
   Conv2dDesc d = make_desc({"narrow", 2, 16, 5, 70, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, true}, DType::f32);
   EXPECT_TRUE(cpu::conv2d_runs_direct(d, cpu::DirectPass::forward));
   EXPECT_TRUE(cpu::conv2d_runs_direct(d, cpu::DirectPass::backward_data));
+  EXPECT_TRUE(cpu::conv2d_runs_direct(d, cpu::DirectPass::backward_weight));
+  d.c_out = 32;
   EXPECT_FALSE(cpu::conv2d_runs_direct(d, cpu::DirectPass::backward_weight));
-  d.c_in = 33;  // K = 297
+  d.c_out = 16, d.w = 63;
+  EXPECT_FALSE(cpu::conv2d_runs_direct(d, cpu::DirectPass::backward_weight));
+  d.w = 70, d.c_in = 33;  // K = 297
   EXPECT_FALSE(cpu::conv2d_runs_direct(d, cpu::DirectPass::forward));
   d.c_in = 32, d.w = 63;  // K = 288, rows of 63 (padding 1)
   EXPECT_FALSE(cpu::conv2d_runs_direct(d, cpu::DirectPass::forward));
@@ -319,7 +326,7 @@ TEST(ConvCpu, GemmForwardAndBackwardDataDoNotDependOnTheThreadCount) {
 }
 
 // Backward weight sums each dW and db element in an order fixed by the shape on every path: the direct
-// kernel's slots of rows, the chunked GEMM path's slots of tasks, the channel slices. The same bits
+// kernel's slots of bands of rows, the chunked GEMM path's slots of tasks, the channel slices. The same bits
 // with one thread as with several; a shallow conv over more rows than the direct kernel has slots too.
 TEST(ConvCpu, BackwardWeightDoesNotDependOnTheThreadCount) {
   std::vector<Case> cases = kCases;
