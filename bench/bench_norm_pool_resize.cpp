@@ -179,13 +179,24 @@ Pool2dDesc max_pool_desc() {
   return d;
 }
 
+// The demo U-Net's third 2x2 pooling (configs/unet.json: 8 images, 64 channels of 16x16): output rows
+// narrower than a vector.
+Pool2dDesc small_max_pool_desc() {
+  Pool2dDesc d;
+  d.planes = 8 * 64;
+  d.in_h = d.in_w = 16;
+  d.kernel_h = d.kernel_w = 2;
+  d.stride_h = d.stride_w = 2;
+  d.out_h = d.out_w = 8;
+  return d;
+}
+
 // x read, y and the i64 argmax indices written; backward reads grad_y and the indices and writes grad_x.
 double max_pool_bytes(const Pool2dDesc& d) {
   return kF32 * double(d.planes * d.in_h * d.in_w) + (kF32 + 8.0) * double(d.planes * d.out_h * d.out_w);
 }
 
-void bm_max_pool(benchmark::State& state, Backend backend, bool backward_pass) {
-  const Pool2dDesc d = max_pool_desc();
+void bm_max_pool(benchmark::State& state, Backend backend, const Pool2dDesc& d, bool backward_pass) {
   const int64_t in = d.planes * d.in_h * d.in_w, out = d.planes * d.out_h * d.out_w;
   Buffer<float> x(backend, random_values(in)), grad_x(backend, in);    // (planes, in_h, in_w)
   Buffer<float> y(backend, out), grad_y(backend, random_values(out));  // (planes, out_h, out_w)
@@ -309,7 +320,12 @@ void register_benchmarks() {
   }
   register_directions("layer_norm", "16384x32", bm_layer_norm);
   register_directions("group_norm", "256x128x128_g32", bm_group_norm);
-  register_directions("max_pool2d", "64x256x256_k3s2p1", bm_max_pool);
+  register_directions("max_pool2d", "64x256x256_k3s2p1", [](benchmark::State& s, Backend b, bool backward) {
+    bm_max_pool(s, b, max_pool_desc(), backward);
+  });
+  register_directions("max_pool2d", "512x16x16_k2s2", [](benchmark::State& s, Backend b, bool backward) {
+    bm_max_pool(s, b, small_max_pool_desc(), backward);
+  });
   register_directions("avg_pool2d", "64x256x256_k2s2", bm_avg_pool);
   for (int64_t bins : {1, 2, 3, 6}) {
     register_directions(
@@ -324,6 +340,9 @@ void register_benchmarks() {
   const Pool2dDesc max_pool = max_pool_desc(), avg_pool = avg_pool_desc();
   register_cudnn_pool_directions("max_pool2d", "64x256x256_k3s2p1", vendor::cudnn_max_pool_args(max_pool),
                                  max_pool_bytes(max_pool));
+  const Pool2dDesc small_max_pool = small_max_pool_desc();
+  register_cudnn_pool_directions("max_pool2d", "512x16x16_k2s2", vendor::cudnn_max_pool_args(small_max_pool),
+                                 max_pool_bytes(small_max_pool));
   register_cudnn_pool_directions("avg_pool2d", "64x256x256_k2s2", vendor::cudnn_avg_pool_args(avg_pool),
                                  plane_map_bytes({64 * 256 * 256, 64 * 128 * 128}));
   for (int64_t bins : {1, 2}) {  // PSPNet's 3 and 6 bins overlap: no cuDNN pooling does that

@@ -212,10 +212,70 @@ __attribute__((target("avx512f"))) void max_inner_row_f32_avx512(float* y_row, i
     if (at + kMaxBlock >= last) return;
   }
 }
+
+// max_pool2d in f32 where output rows are narrower than a block (U-Net's 2x2 pooling of 16 x 16 and
+// smaller maps: the row sweep would leave every output to max_window_scan) and every window lies inside
+// the input: 16 consecutive outputs of the flattened (plane, oh, ow) at a time, across rows and planes,
+// each lane gathering its window's cells in max_window_scan's order (rows, then columns) with the same
+// selects as above. Blocks [block0, block1) of 16, the last one ending at the last output and
+// recomputing outputs of the one before it (the same values).
+__attribute__((target("avx512f"))) void max_pool_flat_f32_avx512(float* y, int64_t* indices, const float* x,
+                                                                 const Pool2dDesc& d, int64_t block0, int64_t block1) {
+  const int64_t out_plane = d.out_h * d.out_w, in_plane = d.in_h * d.in_w, outputs = d.planes * out_plane;
+  for (int64_t block = block0; block < block1; ++block) {
+    const int64_t q = std::min(block * kMaxBlock, outputs - kMaxBlock);
+    // Lane l: output q + l, its window's first cell in its plane, and that cell's offset from plane p0.
+    const int64_t p0 = q / out_plane;
+    int64_t p = p0, oh = q % out_plane / d.out_w, ow = q % d.out_w;
+    alignas(64) int32_t first_cell[kMaxBlock], lane_offset[kMaxBlock];
+    for (int l = 0; l < kMaxBlock; ++l) {
+      first_cell[l] = static_cast<int32_t>(oh * d.stride_h * d.in_w + ow * d.stride_w);
+      lane_offset[l] = static_cast<int32_t>((p - p0) * in_plane) + first_cell[l];
+      if (++ow == d.out_w) ow = 0, oh = oh + 1 == d.out_h ? (++p, 0) : oh + 1;
+    }
+    const __m512i offsets = _mm512_load_si512(lane_offset);
+    const float* base = x + p0 * in_plane;
+    __m512 best = _mm512_set1_ps(-INFINITY);
+    __m512i best_offset = _mm512_setzero_si512();
+    for (int64_t kh = 0; kh < d.kernel_h; ++kh) {
+      for (int64_t kw = 0; kw < d.kernel_w; ++kw) {
+        const int32_t tap = static_cast<int32_t>(kh * d.dilation_h * d.in_w + kw * d.dilation_w);
+        const __m512i taps = _mm512_set1_epi32(tap);
+        const __m512 v = _mm512_i32gather_ps(_mm512_add_epi32(offsets, taps), base, 4);
+        const __mmask16 take = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ) |
+                               (_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) & _mm512_cmp_ps_mask(best, best, _CMP_ORD_Q));
+        best = _mm512_mask_mov_ps(best, take, v);
+        best_offset = _mm512_mask_mov_epi32(best_offset, take, taps);
+      }
+    }
+    _mm512_storeu_ps(y + q, best);
+    const __m512i index = _mm512_add_epi32(_mm512_load_si512(first_cell), best_offset);  // in its plane
+    _mm512_storeu_si512(indices + q, _mm512_cvtepi32_epi64(_mm512_castsi512_si256(index)));
+    _mm512_storeu_si512(indices + q + 8, _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(index, 1)));
+  }
+}
 #pragma GCC diagnostic pop
 #endif
 
 using MaxInnerRowF32 = void (*)(float*, int64_t*, const float*, int64_t, const MaxWindow&, int64_t, int64_t);
+using MaxPoolFlatF32 = void (*)(float*, int64_t*, const float*, const Pool2dDesc&, int64_t, int64_t);
+
+MaxPoolFlatF32 pick_max_pool_flat_f32() {
+#if defined(__x86_64__)
+  if (__builtin_cpu_supports("avx512f")) return max_pool_flat_f32_avx512;
+#endif
+  return nullptr;
+}
+
+// Whether max_pool_flat_f32_avx512 takes d: rows narrower than a block, at least one block of outputs,
+// every window inside the input (no padding, no ceil-mode window over the edge), and the offsets of a
+// block's cells (within 17 planes) in int32.
+bool max_pool_runs_flat(const Pool2dDesc& d) {
+  const int64_t extent_h = (d.kernel_h - 1) * d.dilation_h + 1, extent_w = (d.kernel_w - 1) * d.dilation_w + 1;
+  return d.out_w < kMaxBlock && d.planes * d.out_h * d.out_w >= kMaxBlock && d.pad_h == 0 && d.pad_w == 0 &&
+         (d.out_h - 1) * d.stride_h + extent_h <= d.in_h && (d.out_w - 1) * d.stride_w + extent_w <= d.in_w &&
+         (kMaxBlock + 1) * d.in_h * d.in_w < INT32_MAX;
+}
 
 MaxInnerRowF32 pick_max_inner_row_f32() {
 #if defined(__x86_64__)
@@ -240,6 +300,20 @@ void max_pool2d_forward(T* y, int64_t* indices, const T* x, const Pool2dDesc& de
   const bool offsets_fit = (d.kernel_h - 1) * d.dilation_h * d.in_w + (d.kernel_w - 1) * d.dilation_w < INT32_MAX;
   const bool blocks = offsets_fit && inner.last - inner.first >= kMaxBlock;
   const int64_t work = d.planes * d.out_h * d.out_w * d.kernel_h * d.kernel_w;
+  if constexpr (std::is_same_v<T, float>) {
+    static const MaxPoolFlatF32 flat = pick_max_pool_flat_f32();
+    if (flat != nullptr && max_pool_runs_flat(d)) {
+      // Whole blocks in runs of 64; a last, overlapping block goes with the run of the block it overlaps,
+      // so that no two threads write the same outputs.
+      const int64_t outputs = d.planes * d.out_h * d.out_w, whole = outputs / kMaxBlock;
+      const int64_t tail = outputs % kMaxBlock != 0 ? 1 : 0;
+#pragma omp parallel for schedule(static) if (work >= kParallelWork)
+      for (int64_t b = 0; b < whole; b += 64) {
+        flat(y, indices, x, d, b, b + 64 >= whole ? whole + tail : b + 64);
+      }
+      return;
+    }
+  }
   for_each_row<C>(d.planes, d.out_h, work, 0, 0, [&](int64_t p, int64_t oh, RowScratch<C>&) {
     const T* plane = x + p * d.in_h * d.in_w;  // (in_h, in_w)
     T* y_row = y + (p * d.out_h + oh) * d.out_w;

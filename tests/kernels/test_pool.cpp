@@ -38,6 +38,11 @@ const PoolCase kCases[] = {
     // partial last group of four blocks, ceil mode with a window hanging over the right edge.
     {2, 5, 50, 3, 3, 1, 1, 1, 1, 1, 1, false}, {1, 7, 70, 3, 3, 3, 3, 1, 1, 1, 2, true},
     {1, 5, 151, 3, 3, 2, 2, 1, 1, 1, 1, true}, {1, 4, 140, 2, 2, 1, 1, 0, 0, 1, 1, false},
+    // Rows narrower than a block, every window inside the input: the CPU's f32 blocks of 16 outputs
+    // across rows and planes (U-Net's 2x2 on 16 x 16 maps; a dilated 3x2 kernel, 20 outputs per plane;
+    // one output per plane, a block over 16 planes), the last block overlapping the one before.
+    {5, 16, 16, 2, 2, 2, 2, 0, 0, 1, 1, false}, {3, 9, 7, 3, 2, 2, 1, 0, 0, 1, 2, false},
+    {20, 2, 3, 2, 2, 2, 2, 0, 0, 1, 1, false},
 };
 
 Pool2dDesc desc_of(const PoolCase& c, bool count_include_pad) {
