@@ -126,14 +126,21 @@ void register_benchmarks() {
   const double peak = machine::cpu_f32_peak_gflops(threads);
   benchmark::AddCustomContext("threads (OpenMP)", std::to_string(threads));
   benchmark::AddCustomContext("f32 peak GFLOP/s", machine::cpu_f32_peak_description(threads));
-  for (int64_t size : {32, 64, 128, 256}) {  // U-Net up-convolutions at a 512x512 input
+  // U-Net's up-convolutions at a 512x512 input, then the demo's (configs/unet.json: base width 16, 8
+  // images of 64x64, maps from 4x4): small images, several to a GEMM.
+  std::vector<std::pair<int64_t, int64_t>> up_convs;  // (input size, batch)
+  for (int64_t size : {32, 64, 128, 256}) up_convs.emplace_back(size, 1);
+  for (int64_t size : {4, 8, 16, 32}) up_convs.emplace_back(size, 8);
+  for (auto [size, batch] : up_convs) {
     ConvTranspose2dDesc d;
-    d.c_in = 64 * 512 / size;
+    d.n = batch;
+    d.c_in = (batch == 1 ? 64 * 512 : 16 * 64) / size;
     d.c_out = d.c_in / 2;
     d.h = d.w = size;
     d.kernel_h = d.kernel_w = d.stride_h = d.stride_w = 2;
     d.has_bias = true;
-    const std::string name = "unet_up_" + std::to_string(d.c_in) + "ch_" + std::to_string(size);
+    const std::string name = std::string(batch == 1 ? "unet_up_" : "demo_unet_up_") + std::to_string(d.c_in) + "ch_" +
+                             std::to_string(size) + (batch == 1 ? "" : "_n8");
     for (auto [p, pass] : {std::pair{Pass::forward, "forward"}, std::pair{Pass::backward_data, "backward_data"},
                            std::pair{Pass::backward_weight, "backward_weight"}}) {
       benchmark::RegisterBenchmark(("conv_transpose2d/" + std::string(pass) + "/" + name).c_str(), bm_conv_transpose, d,

@@ -269,7 +269,6 @@ DirectConvShape backward_data_shape(const Conv2dDesc& d) {
           .groups = d.groups};
 }
 
-
 // Rows at least this wide let a deep conv (K >= kShallowConvDepth) run directly: narrower rows leave the
 // strips' last vectors partly empty, and the staged rows carry a strip's width of padding each. Measured
 // on U-Net's 3x3 layers (2 threads, 512 x 512 input): 64 ch at 512 wide, forward 124 -> 94 ms and

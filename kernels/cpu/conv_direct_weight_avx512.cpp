@@ -209,8 +209,8 @@ SE_AVX512 void weight_band_tile_3x3(const DirectConvShape& s, const float* dy_o,
 
 // Up to 3 kernel columns at a time: CO * TJ <= 24 accumulators.
 template <int CO>
-SE_AVX512 void weight_band_tiles(const DirectConvShape& s, const float* dy_o, int64_t plane, BandRows b,
-                                 float* lanes_o, int64_t lanes_ld) {
+SE_AVX512 void weight_band_tiles(const DirectConvShape& s, const float* dy_o, int64_t plane, BandRows b, float* lanes_o,
+                                 int64_t lanes_ld) {
   if (s.kw == 3 && s.dw == 1 && s.pw == 1) return weight_band_tile_3x3<CO>(s, dy_o, plane, b, lanes_o, lanes_ld);
   for (int64_t j0 = 0; j0 < s.kw; j0 += 3) {
     float* lanes_j = lanes_o + j0 * kLanes;

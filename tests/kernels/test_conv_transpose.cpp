@@ -36,9 +36,11 @@ const std::vector<Case> kCases = {
     {"1x1", 2, 7, 3, 4, 5, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, true},
     {"wide_odd", 1, 2, 3, 41, 3, 2, 3, 2, 3, 0, 1, 1, 2, 1, 1, 1, true},
     // kernel == stride runs as a GEMM and a pixel shuffle (as do unet_up_k2_s2 and 1x1 above): a 2x3
-    // kernel, and 64 outputs x 4 taps over rows of 40, which take chunks of 16, 16 and 8 input rows.
+    // kernel, and 64 outputs x 4 taps over rows of 40, which take chunks of 16, 16 and 8 input rows;
+    // then 5 small images, several to a task (3 and 2 with two threads, 5 with one).
     {"shuffle_k2x3_s2x3", 2, 4, 5, 6, 3, 2, 3, 2, 3, 0, 0, 0, 0, 1, 1, 1, true},
     {"shuffle_row_chunks", 2, 3, 40, 64, 64, 2, 2, 2, 2, 0, 0, 0, 0, 1, 1, 1, false},
+    {"shuffle_small_images", 5, 6, 3, 5, 4, 2, 2, 2, 2, 0, 0, 0, 0, 1, 1, 1, true},
 };
 
 ConvTranspose2dDesc make_desc(const Case& c, DType dtype) {
