@@ -4,11 +4,12 @@
 #   make demo    build, then train configs/unet.json on the built-in synthetic data and evaluate it
 #   make test    build the real-CUDA and the emulated-CUDA configurations and run the whole suite,
 #                the CUDA tests a second time under the emulator's random thread schedule
+#   make sanitize  the emulated build under ASan + UBSan, all tests (not part of make test)
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 EMU_SEED ?= 20261121
 
-.PHONY: deps build demo test test-real test-emu clean
+.PHONY: deps build demo test test-real test-emu sanitize clean
 
 deps:
 	./scripts/install_deps.sh
@@ -40,5 +41,16 @@ test-emu: deps
 
 test: test-real test-emu
 
+# The emulated build under AddressSanitizer and UndefinedBehaviorSanitizer, every test: the CPU kernels and,
+# through the emulator, the CUDA kernels (compute-sanitizer's memcheck for a machine without a GPU). Our
+# allocators mark the rounding past each tensor and their cached free blocks unaddressable, and the emulator
+# the dynamic shared memory past a launch's size, so an overrun or a use after free is reported where it
+# happens; any report fails its test. Not part of `make test` (a third build, tests ~4x slower); CI runs it after.
+sanitize: deps
+	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSEGENGINE_CUDA=emulated \
+	  -DSEGENGINE_SANITIZE=address,undefined -DSEGENGINE_WERROR=ON -DSEGENGINE_BUILD_BENCH=OFF $(CMAKE_FLAGS)
+	cmake --build build-asan -j $(JOBS)
+	SEGENGINE_POISON=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --test-dir build-asan --output-on-failure -j $(JOBS)
+
 clean:
-	rm -rf build build-emu
+	rm -rf build build-emu build-asan

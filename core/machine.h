@@ -9,6 +9,8 @@
 #include <fstream>
 #include <string>
 
+#include "core/sanitizer.h"
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
@@ -82,7 +84,7 @@ inline double fma_flops(int64_t iterations, int lanes, std::chrono::steady_clock
   return static_cast<double>(iterations) * kFmaChains * lanes * 2.0 / seconds;
 }
 
-__attribute__((target("avx512f"))) inline double avx512_fma_flops(int64_t iterations) {
+__attribute__((target("avx512f"))) SE_NO_SANITIZE inline double avx512_fma_flops(int64_t iterations) {
   __m512 acc[kFmaChains];
   for (int i = 0; i < kFmaChains; ++i) acc[i] = _mm512_set1_ps(1.0f + 0.01f * static_cast<float>(i));
   const __m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-6f);
@@ -98,7 +100,7 @@ __attribute__((target("avx512f"))) inline double avx512_fma_flops(int64_t iterat
   return fma_flops(iterations, 16, begin, lanes[0] + lanes[15]);
 }
 
-__attribute__((target("avx2,fma"))) inline double avx2_fma_flops(int64_t iterations) {
+__attribute__((target("avx2,fma"))) SE_NO_SANITIZE inline double avx2_fma_flops(int64_t iterations) {
   __m256 acc[kFmaChains];
   for (int i = 0; i < kFmaChains; ++i) acc[i] = _mm256_set1_ps(1.0f + 0.01f * static_cast<float>(i));
   const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-6f);

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "core/sanitizer.h"
 #ifdef SEGENGINE_HAS_CUDA
 #include "kernels/cuda/runtime.h"
 #endif
@@ -37,7 +38,13 @@ size_t CudaCachingAllocator::round_size(size_t bytes) {
 CudaCachingAllocator::CudaCachingAllocator(int device) : device_(device) {}
 
 CudaCachingAllocator::~CudaCachingAllocator() {
-  // Process exit: the driver reclaims device memory; freeing here could race with runtime teardown.
+  // The device memory is left to the driver (the process-wide allocators are never destroyed; freeing
+  // could race with runtime teardown); only the bookkeeping goes.
+  for (auto& [ptr, block] : live_) delete block;
+  for (auto& [stream, pool] : pools_) {
+    for (auto& [size, block] : pool) delete block;
+  }
+  for (auto& [block, events] : pending_) delete block;
 }
 
 void* CudaCachingAllocator::take_cached(size_t size, kernels::Stream stream) {
@@ -86,7 +93,9 @@ void* CudaCachingAllocator::allocate(size_t bytes, kernels::Stream stream) {
   stats_.allocated_bytes += live_[ptr]->size;  // a cached block may be larger than `size`
   stats_.peak_allocated_bytes = std::max(stats_.peak_allocated_bytes, stats_.allocated_bytes);
   static const bool poison = poison_from_environment();
+  asan::unpoison(ptr, live_[ptr]->size);  // (the emulator's device memory is host memory) a cached block is poisoned
   if (poison) kernels::cuda::memset_device(ptr, 0xFF, live_[ptr]->size, stream);
+  asan::hand_out(ptr, bytes, live_[ptr]->size);
   return ptr;
 #endif
 }
@@ -99,6 +108,9 @@ void CudaCachingAllocator::free(void* ptr) {
   Block* block = it->second;
   live_.erase(it);
   stats_.allocated_bytes -= block->size;
+  // ASan builds are emulated, where every launch has finished by now: a later use of the block is a
+  // use after free.
+  asan::poison(block->ptr, block->size);
 #ifdef SEGENGINE_HAS_CUDA
   if (!block->other_streams.empty()) {
     // Used on other streams too: reusable only when their work up to now has finished.
@@ -157,6 +169,7 @@ void CudaCachingAllocator::release_cached_blocks() {
   kernels::cuda::set_device(device_);
   for (auto& [stream, pool] : pools_) {
     for (auto& [size, block] : pool) {
+      asan::unpoison(block->ptr, block->size);
       kernels::cuda::device_free(block->ptr);
       ++stats_.device_frees;
       stats_.reserved_bytes -= block->size;
@@ -203,11 +216,14 @@ void CudaCachingAllocator::set_memory_limit(size_t bytes) {
 CudaCachingAllocator& cuda_allocator(int device) {
   check_device(Device::cuda(device), "cuda_allocator");
   static std::mutex mutex;
-  static std::vector<std::unique_ptr<CudaCachingAllocator>> allocators;
+  // Never destroyed (as the pinned host allocator): tensors in static storage are freed during static
+  // destruction, maybe after a static allocator would have gone; and the blocks they and the cache hold
+  // stay reachable, not leaks, for LeakSanitizer.
+  static auto* allocators = new std::vector<CudaCachingAllocator*>();
   std::lock_guard<std::mutex> lock(mutex);
-  if (allocators.size() <= static_cast<size_t>(device)) allocators.resize(device + 1);
-  if (!allocators[device]) allocators[device] = std::make_unique<CudaCachingAllocator>(device);
-  return *allocators[device];
+  if (allocators->size() <= static_cast<size_t>(device)) allocators->resize(device + 1, nullptr);
+  if ((*allocators)[device] == nullptr) (*allocators)[device] = new CudaCachingAllocator(device);
+  return *(*allocators)[device];
 }
 
 }  // namespace se

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "core/sanitizer.h"
 #include "engine/allocator.h"
 
 namespace se {
@@ -33,7 +34,9 @@ void* CpuCachingAllocator::allocate(size_t bytes) {
     system_allocations_.fetch_add(1);
   }
   note_allocated(size);
+  asan::unpoison(ptr, size);  // a cached block is poisoned while it waits
   if (poison_) std::memset(ptr, 0xFF, size);
+  asan::hand_out(ptr, bytes, size);  // ASan: the rounding past `bytes` is out of bounds
   return ptr;
 }
 
@@ -100,6 +103,7 @@ size_t CpuCachingAllocator::free_large(void* ptr) {
     cached_by_age_.emplace(age, CachedBlock{ptr, block_size});
     cached_by_size_.emplace(block_size, age);
     cached_bytes_.fetch_add(block_size);
+    asan::poison(ptr, block_size);  // a use after free lands in a cached block
   } else {
     unmap_block(ptr, block_size);
   }
@@ -135,6 +139,7 @@ void* CpuCachingAllocator::map_block(size_t size) {
 }
 
 void CpuCachingAllocator::unmap_block(void* ptr, size_t size) {
+  asan::unpoison(ptr, size);
   munmap(ptr, size);  // fails only for arguments that map_block did not produce
   system_frees_.fetch_add(1);
 }

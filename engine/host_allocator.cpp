@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "core/sanitizer.h"
 #ifdef SEGENGINE_HAS_CUDA
 #include "kernels/cuda/runtime.h"
 #endif
@@ -63,6 +64,7 @@ void* PinnedHostAllocator::allocate(size_t bytes) {
   live_[block->ptr] = block;
   stats_.allocated_bytes += block->size;
   stats_.peak_allocated_bytes = std::max(stats_.peak_allocated_bytes, stats_.allocated_bytes);
+  asan::hand_out(block->ptr, bytes, block->size);
   return block->ptr;
 #endif
 }
@@ -75,6 +77,7 @@ void PinnedHostAllocator::free(void* ptr) {
   Block* block = it->second;
   live_.erase(it);
   stats_.allocated_bytes -= block->size;
+  asan::poison(block->ptr, block->size);  // ASan builds are emulated: queued copies have run
 #ifdef SEGENGINE_HAS_CUDA
   if (!block->streams.empty()) {
     // Copies from this block may still be queued: reusable only once the streams pass this point.
@@ -134,6 +137,7 @@ void PinnedHostAllocator::release_cached() {
   }
   process_pending();
   for (auto& [size, block] : cached_) {
+    asan::unpoison(block->ptr, block->size);
     kernels::cuda::pinned_host_free(block->ptr);
     ++stats_.device_frees;
     stats_.reserved_bytes -= block->size;

@@ -61,7 +61,8 @@ std::vector<uint8_t> make_png(int width, int height, int bit_depth, int colour_t
       int c = (y > 0 && i >= static_cast<size_t>(bpp)) ? rows[(y - 1) * row_bytes + i - bpp] : 0;
       int p = a + b - c, pa = std::abs(p - a), pb = std::abs(p - b), pc = std::abs(p - c);
       int pred[5] = {0, a, b, (a + b) / 2, (pa <= pb && pa <= pc) ? a : (pb <= pc ? b : c)};
-      raw.push_back(static_cast<uint8_t>(rows[y * row_bytes + i] - pred[f]));
+      // An invalid filter type (a test of the decoder's error) gets the samples unfiltered.
+      raw.push_back(static_cast<uint8_t>(rows[y * row_bytes + i] - (f >= 0 && f < 5 ? pred[f] : 0)));
     }
   }
   std::vector<uint8_t> png = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};

@@ -86,6 +86,9 @@ void run_deadlock();                 // half the block exits before a __syncthre
 void run_divergent_barriers();       // threads meet at two different __syncthreads
 void run_collective_lane_exited();   // lane 31 exits, the rest shuffle with the full mask
 void run_collective_mask_mismatch(); // lanes disagree about the mask
+// Planted overruns, reported by AddressSanitizer builds (make sanitize); elsewhere they run without a report.
+void run_global_overrun();  // the last thread reads one float past a cudaMalloc'ed buffer
+void run_shared_overrun();  // the last thread reads one float past the launch's dynamic shared memory
 // Planted bug: thread t writes smem[t] and reads smem[t - 1] with no barrier in between. Returns
 // true when the output is right (out[t] = in[t - 1], out[0] = in[0]).
 bool run_missing_barrier(unsigned block, int salt);

@@ -42,6 +42,21 @@ __global__ void missing_barrier_kernel(const int* in, int* out) {
   out[t] = values[t > 0 ? t - 1 : 0];
 }
 
+// BUG: the last thread reads one element past `in` (n elements).
+__global__ void global_overrun_kernel(const float* in, float* out, int n) {
+  const int t = static_cast<int>(threadIdx.x);
+  if (t < n) out[t] = in[t + 1];
+}
+
+// BUG: the last thread reads one element past the launch's dynamic shared memory (blockDim.x floats).
+__global__ void shared_overrun_kernel(float* out) {
+  DYN_SHARED(float, buffer);
+  const unsigned t = threadIdx.x;
+  buffer[t] = static_cast<float>(t);
+  __syncthreads();
+  out[t] = buffer[t + 1];
+}
+
 // Thread 0 of each block appends the block's index to `order`.
 __global__ void block_order_kernel(unsigned* counter, unsigned* order) {
   if (threadIdx.x == 0) order[atomicAdd(counter, 1u)] = blockIdx.x;
@@ -73,6 +88,18 @@ void run_collective_lane_exited() {
 void run_collective_mask_mismatch() {
   DeviceArray<int> out(32);
   SE_LAUNCH(mask_mismatch_kernel, 1, 32, 0, nullptr, out.get());
+}
+
+void run_global_overrun() {
+  DeviceArray<float> in(std::vector<float>(64, 1.0f)), out(64);
+  SE_LAUNCH(global_overrun_kernel, 1, 64, 0, nullptr, in.get(), out.get(), 64);
+}
+
+void run_shared_overrun() {
+  DeviceArray<float> out(64);
+  // A larger launch first, so the emulator's shared buffer extends past the next launch's size.
+  SE_LAUNCH(shared_overrun_kernel, 1, 64, 4096, nullptr, out.get());
+  SE_LAUNCH(shared_overrun_kernel, 1, 64, 64 * sizeof(float), nullptr, out.get());
 }
 
 bool run_missing_barrier(unsigned block, int salt) {

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <vector>
 
+#include "core/sanitizer.h"
 #include "kernels/emu/emu.h"
 #include "tests/emu/emu_test_kernels.h"
 
@@ -35,6 +36,18 @@ TEST_F(CudaEmuDeathTest, CollectiveWithAnExitedLane) {
 
 TEST_F(CudaEmuDeathTest, CollectiveWithDisagreeingMasks) {
   EXPECT_DEATH(run_collective_mask_mismatch(), "collective mismatch: __shfl_xor_sync in kernel 'mask_mismatch_kernel'");
+}
+
+// ASan builds: an overrun in a kernel is reported at the access, also where the emulator's allocation is
+// larger than the request (cudaMalloc's 256-byte rounding, a shared buffer an earlier launch grew).
+TEST_F(CudaEmuDeathTest, AsanReportsAKernelReadingPastAGlobalBuffer) {
+  if (!asan::kEnabled) GTEST_SKIP() << "not an AddressSanitizer build";
+  EXPECT_DEATH(run_global_overrun(), "AddressSanitizer: (use-after-poison|heap-buffer-overflow)");
+}
+
+TEST_F(CudaEmuDeathTest, AsanReportsAKernelReadingPastItsDynamicSharedMemory) {
+  if (!asan::kEnabled) GTEST_SKIP() << "not an AddressSanitizer build";
+  EXPECT_DEATH(run_shared_overrun(), "AddressSanitizer: (use-after-poison|heap-buffer-overflow)");
 }
 
 TEST(CudaEmuSchedule, MissingBarrierIsCaughtByReverseAndRandomSchedules) {

@@ -8,6 +8,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/sanitizer.h"
 #include "engine/allocator.h"
 #include "engine/autograd.h"
 #include "engine/host_allocator.h"
@@ -209,6 +210,27 @@ TEST(CpuCachingAllocator, PoisonFillsEveryBlockHandedOutFreshOrCached) {
   EXPECT_TRUE(std::isnan(nan_bits));
 }
 
+// ASan builds (make sanitize): a block's rounding past the request, and a cached freed block, are
+// unaddressable, so a kernel's overrun or use after free is reported at the access.
+TEST(CpuCachingAllocator, UnderAsanTheRoundingAndCachedBlocksAreUnaddressable) {
+  if (!asan::kEnabled) GTEST_SKIP() << "not an AddressSanitizer build";
+  CpuCachingAllocator allocator(true, true);
+  for (size_t bytes : {size_t{100}, 3 * kMiB + 4}) {
+    for (int round = 0; round < 2; ++round) {  // the second large block comes from the cache
+      auto* p = static_cast<unsigned char*>(allocator.allocate(bytes));
+      EXPECT_FALSE(asan::is_poisoned(p)) << bytes;
+      EXPECT_FALSE(asan::is_poisoned(p + bytes - 1)) << bytes;
+      EXPECT_TRUE(asan::is_poisoned(p + bytes)) << bytes;
+      std::memset(p, 0, bytes);
+      allocator.free(p, bytes);
+      if (bytes >= kMiB) {
+        EXPECT_TRUE(asan::is_poisoned(p)) << "a cached block";
+      }
+    }
+  }
+  EXPECT_EQ(allocator.stats().cache_hits, 1u);
+}
+
 // Sets or unsets an environment variable for a test's scope, then restores it.
 class ScopedEnvironment {
  public:
@@ -285,6 +307,19 @@ TEST_F(CudaAllocator, PoisonFillsEveryBlockHandedOut) {
     for (float v : values) nans += std::isnan(v);
     EXPECT_EQ(nans, values.size()) << "round " << round;
     t.fill_(1.0f);
+  }
+}
+
+// ASan builds are emulated: device memory is host memory, poisoned as the CPU allocator's.
+TEST_F(CudaAllocator, UnderAsanTheRoundingAndCachedBlocksAreUnaddressable) {
+  if (!asan::kEnabled) GTEST_SKIP() << "not an AddressSanitizer build";
+  for (int round = 0; round < 2; ++round) {  // the second block comes from the cache
+    auto* p = static_cast<unsigned char*>(allocator_->allocate(1000, nullptr));
+    EXPECT_FALSE(asan::is_poisoned(p));
+    EXPECT_FALSE(asan::is_poisoned(p + 999));
+    EXPECT_TRUE(asan::is_poisoned(p + 1000));
+    allocator_->free(p);
+    EXPECT_TRUE(asan::is_poisoned(p));
   }
 }
 

@@ -14,7 +14,13 @@
 #include <map>
 #include <sstream>
 
+#include "core/sanitizer.h"
 #include "kernels/emu/src/internal.h"
+
+#if defined(SEGENGINE_ASAN)
+#include <pthread.h>
+#include <sanitizer/common_interface_defs.h>
+#endif
 
 thread_local constinit uint3 threadIdx{};
 thread_local constinit uint3 blockIdx{};
@@ -78,6 +84,17 @@ BlockRunner& BlockRunner::for_this_thread() {
   return runner;
 }
 
+BlockRunner::BlockRunner() {
+#if defined(SEGENGINE_ASAN)
+  // The bounds of this OS thread's stack, where run_block waits while fibers run (ASan's switch to it).
+  pthread_attr_t attr;
+  if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+    pthread_attr_getstack(&attr, &os_stack_bottom_, &os_stack_bytes_);
+    pthread_attr_destroy(&attr);
+  }
+#endif
+}
+
 void BlockRunner::outside_kernel() {
   std::fprintf(stderr, "segengine-emu: a device function (barrier, collective, shared memory) was called outside a kernel\n");
   std::abort();
@@ -95,6 +112,10 @@ void BlockRunner::run_block(Launch& launch, uint3 block_index) {
   runnable_.clear();
   runnable_.reserve(thread_count_);  // switches never allocate
   round_.reserve(thread_count_);
+  if (asan::kEnabled && failed_) {
+    // The failed block's waiting fibers never returned: their frames' redzones are still poisoned.
+    for (unsigned i = 0; i < threads_.size(); ++i) asan::unpoison(stack_bottom(i), stacks_.stack_bytes());
+  }
   for (unsigned i = 0; i < thread_count_; ++i) {
     EmuThread& t = threads_[i];
     t.context = fctx::make_fcontext(stacks_.top(i), stacks_.stack_bytes(), &BlockRunner::fiber_entry);
@@ -108,10 +129,13 @@ void BlockRunner::run_block(Launch& launch, uint3 block_index) {
   barrier_count_ = 0;
   exited_count_ = 0;
   failed_ = false;
+  asan::unpoison(shared_.data(), shared_.size());  // the last block's tail, before resize copies it
   if (shared_.size() < launch.shared_bytes) shared_.resize(launch.shared_bytes);
   // Fresh dynamic shared memory holds garbage on a GPU; all-ones bytes (NaN floats, -1 ints) make reads of
   // never-written shared memory show up in results instead of silently reading zeros.
-  std::memset(shared_.data(), 0xff, launch.shared_bytes);
+  if (launch.shared_bytes > 0) std::memset(shared_.data(), 0xff, launch.shared_bytes);  // data() may be null
+  // ASan: past the launch's dynamic shared memory is out of bounds, though earlier launches made it exist.
+  asan::hand_out(shared_.data(), launch.shared_bytes, shared_.size());
   const unsigned long long block_linear =
       block_index.x + static_cast<unsigned long long>(launch.grid.x) * (block_index.y + launch.grid.y * block_index.z);
   rng_.seed(launch.seed ^ (block_linear * 0x9e3779b97f4a7c15ull));
@@ -159,7 +183,28 @@ void BlockRunner::switch_to(EmuThread* next) {
     threadIdx = next->index;
     target = next->context;
   }
+#if defined(SEGENGINE_ASAN)
+  // ASan must know which stack runs (fiber annotations), or it reports the fibers' frames as overflows of the
+  // OS thread's stack. An exiting fiber is never resumed: its frames are unpoisoned (their redzones would
+  // otherwise outlive it into the next block's use of the stack) and its fake stack freed (nullptr save).
+  const bool exiting = switched_from_ != nullptr && switched_from_->state == ThreadState::kExited;
+  if (exiting) __asan_handle_no_return();
+  void* fake_stack = nullptr;
+  if (next != nullptr) {
+    __sanitizer_start_switch_fiber(exiting ? nullptr : &fake_stack, stack_bottom(next->linear), stacks_.stack_bytes());
+  } else {
+    __sanitizer_start_switch_fiber(exiting ? nullptr : &fake_stack, os_stack_bottom_, os_stack_bytes_);
+  }
+  const fctx::transfer_t transfer = fctx::jump_fcontext(target, this);
+  __sanitizer_finish_switch_fiber(fake_stack, nullptr, nullptr);
+  arrived(transfer);
+#else
   arrived(fctx::jump_fcontext(target, this));
+#endif
+}
+
+void* BlockRunner::stack_bottom(unsigned thread) const {
+  return static_cast<char*>(stacks_.top(thread)) - stacks_.stack_bytes();
 }
 
 // Back on a context after a switch: remember where the switching context stopped, so it can be resumed.
@@ -178,6 +223,9 @@ void BlockRunner::yield(EmuThread* self) {
 }
 
 void BlockRunner::fiber_entry(fctx::transfer_t transfer) {
+#if defined(SEGENGINE_ASAN)
+  __sanitizer_finish_switch_fiber(nullptr, nullptr, nullptr);  // a new fiber has no fake stack to restore
+#endif
   auto* runner = static_cast<BlockRunner*>(transfer.data);
   runner->arrived(transfer);
   EmuThread& self = *runner->running_;

@@ -90,6 +90,7 @@ struct EmuThread {
 // done); only the end of the block (all exited, or a kernel threw) switches back to run_block.
 class BlockRunner {
  public:
+  BlockRunner();
   static BlockRunner& for_this_thread();
   // The runner whose block is executing on this OS thread; aborts when called outside a kernel.
   static BlockRunner& current();
@@ -109,6 +110,7 @@ class BlockRunner {
   EmuThread* next_to_run();
   void yield(EmuThread* self);
   void switch_to(EmuThread* next);
+  void* stack_bottom(unsigned thread) const;  // the lowest address of the fiber stack of `thread`
   void arrived(fctx::transfer_t transfer);
   void thread_exited(EmuThread& thread);
   void release_warp(unsigned base, unsigned mask);
@@ -143,6 +145,8 @@ class BlockRunner {
   std::vector<unsigned char> shared_;  // dynamic shared memory; operator new aligns it to 16 bytes
   bool failed_ = false;
   bool in_block_ = false;
+  void* os_stack_bottom_ = nullptr;  // ASan builds: the OS thread's stack, for switches back to run_block
+  size_t os_stack_bytes_ = 0;
 };
 
 const char* wait_kind_name(WaitKind kind);

@@ -6,6 +6,7 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "core/sanitizer.h"
 #include "kernels/emu/src/internal.h"
 
 namespace se::emu::detail {
@@ -25,8 +26,12 @@ Allocations& allocations() {
   return *state;
 }
 
+// ASan builds: the rounding past `bytes` is out of bounds, as past a cudaMalloc block for compute-sanitizer.
 void* aligned_block(size_t bytes) {
-  return std::aligned_alloc(kAlignment, (bytes + kAlignment - 1) / kAlignment * kAlignment);
+  const size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
+  void* block = std::aligned_alloc(kAlignment, rounded);
+  if (block != nullptr) se::asan::hand_out(block, bytes, rounded);
+  return block;
 }
 
 bool valid_kind(cudaMemcpyKind kind) {
