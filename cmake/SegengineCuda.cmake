@@ -19,6 +19,19 @@ function(se_add_cuda_library name)
     add_library(${name} STATIC ${sources})
     set_target_properties(${name} PROPERTIES CUDA_SEPARABLE_COMPILATION OFF CUDA_RESOLVE_DEVICE_SYMBOLS ON)
     target_compile_options(${name} PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr>)
+    # ptxas reports register spills and any local memory (a spill, or a per-thread array indexed at run
+    # time): each access is then a load or store to device memory (cached in L1/L2) instead of a register,
+    # a slowdown no CPU test can see. Under SEGENGINE_WERROR (CI) nvcc's -Werror=all-warnings turns the
+    # reports into errors. A source whose local memory is deliberate sets the source property
+    # SE_CUDA_LOCAL_MEMORY_OK and keeps the spill check. tools/dev/cuda_resources.py lists every kernel's
+    # registers, shared memory and stack.
+    target_compile_options(${name} PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-Xptxas=--warn-on-spills>)
+    foreach(src IN LISTS sources)
+      get_source_file_property(local_memory_ok "${src}" SE_CUDA_LOCAL_MEMORY_OK)
+      if(NOT local_memory_ok)
+        set_property(SOURCE "${src}" APPEND PROPERTY COMPILE_OPTIONS -Xptxas=--warn-on-local-memory-usage)
+      endif()
+    endforeach()
     target_link_libraries(${name} PUBLIC CUDA::cudart PRIVATE se_warnings)
   elseif(SEGENGINE_CUDA_MODE STREQUAL "emulated")
     set(wrappers)

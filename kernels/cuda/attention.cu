@@ -12,6 +12,8 @@
 // deterministic; the price is computing p twice in the backward. No warp collectives are used: row
 // statistics are computed by one thread per row between barriers (kB <= 32 rows, cheap next to the
 // O(kB^2 * d) tile products). Plain FMA loops, no tensor cores (WMMA would need f16 operands of p).
+// The loops over a thread's kCols columns are unrolled (SE_UNROLL) and skip columns past d rather than
+// leave the loop: the accumulators then stay in registers (a rolled loop put them in local memory).
 #include "kernels/attention.h"
 #include "kernels/cuda/common.cuh"
 
@@ -133,9 +135,10 @@ __global__ void attention_forward_kernel(cuda_t<T>* out,           // (batch * h
     }
     __syncthreads();
     const C alpha = row_alpha[row];
+    SE_UNROLL
     for (int j = 0; j < Tl::kCols; ++j) {
       const int col = col0 + j * Tl::kThreadsPerRow;
-      if (col >= d) break;
+      if (col >= d) continue;
       C sum = acc[j] * alpha;
       for (int c = 0; c < kB; ++c) sum += ss[row * kSLd + c] * vs[c * kLd + col];
       acc[j] = sum;
@@ -145,9 +148,10 @@ __global__ void attention_forward_kernel(cuda_t<T>* out,           // (batch * h
   if (r0 + row >= a.lq) return;
   const int64_t out_row = bh * a.lq + r0 + row;
   const C inv_sum = C(1) / row_sum[row];
+  SE_UNROLL
   for (int j = 0; j < Tl::kCols; ++j) {
     const int col = col0 + j * Tl::kThreadsPerRow;
-    if (col >= d) break;
+    if (col >= d) continue;
     out[out_row * d + col] = static_cast<cuda_t<T>>(acc[j] * inv_sum);
   }
   if (col0 == 0) lse[out_row] = row_max[row] + log_of(row_sum[row]);
@@ -229,9 +233,10 @@ __global__ void attention_backward_kv_kernel(cuda_t<T>* grad_k,              // 
     __syncthreads();
     compute_grad_s<kB, kLd, kSLd>(ps, dss, qs, dos, ks, vs, lse_s, delta_s, r0, c0, a);
     __syncthreads();
+    SE_UNROLL
     for (int j = 0; j < Tl::kCols; ++j) {
       const int col = col0 + j * Tl::kThreadsPerRow;
-      if (col >= d) break;
+      if (col >= d) continue;
       C sum_k = dk[j], sum_v = dv[j];
       for (int r = 0; r < kB; ++r) {
         sum_v += ps[r * kSLd + key] * dos[r * kLd + col];
@@ -245,9 +250,10 @@ __global__ void attention_backward_kv_kernel(cuda_t<T>* grad_k,              // 
   if (c0 + key >= a.lk) return;
   const int64_t out_row = bh * a.lk + c0 + key;
   const C scale = static_cast<C>(a.scale);
+  SE_UNROLL
   for (int j = 0; j < Tl::kCols; ++j) {
     const int col = col0 + j * Tl::kThreadsPerRow;
-    if (col >= d) break;
+    if (col >= d) continue;
     grad_k[out_row * d + col] = static_cast<cuda_t<T>>(scale * dk[j]);
     grad_v[out_row * d + col] = static_cast<cuda_t<T>>(dv[j]);
   }
@@ -293,9 +299,10 @@ __global__ void attention_backward_q_kernel(cuda_t<T>* grad_q,              // (
     __syncthreads();
     compute_grad_s<kB, kLd, kSLd>(static_cast<C*>(nullptr), dss, qs, dos, ks, vs, lse_s, delta_s, r0, c0, a);
     __syncthreads();
+    SE_UNROLL
     for (int j = 0; j < Tl::kCols; ++j) {
       const int col = col0 + j * Tl::kThreadsPerRow;
-      if (col >= d) break;
+      if (col >= d) continue;
       C sum = dq[j];
       for (int c = 0; c < kB; ++c) sum += dss[row * kSLd + c] * ks[c * kLd + col];
       dq[j] = sum;
@@ -305,9 +312,10 @@ __global__ void attention_backward_q_kernel(cuda_t<T>* grad_q,              // (
   if (r0 + row >= a.lq) return;
   const int64_t out_row = bh * a.lq + r0 + row;
   const C scale = static_cast<C>(a.scale);
+  SE_UNROLL
   for (int j = 0; j < Tl::kCols; ++j) {
     const int col = col0 + j * Tl::kThreadsPerRow;
-    if (col >= d) break;
+    if (col >= d) continue;
     grad_q[out_row * d + col] = static_cast<cuda_t<T>>(scale * dq[j]);
   }
 }

@@ -47,6 +47,16 @@
   type* name = reinterpret_cast<type*>(se_dynamic_smem_)
 #endif
 
+// SE_UNROLL before a loop with a constant trip count: nvcc unrolls it fully, so a per-thread array it
+// indexes keeps its elements in registers. A loop left rolled indexes the array at run time, which puts
+// it in local memory (device memory, cached in L1/L2); the real build rejects any local memory (SE_CUDA_LOCAL_MEMORY_OK in
+// cmake/SegengineCuda.cmake). g++ in the emulated build unrolls on its own judgement.
+#ifdef SEGENGINE_CUDA_EMU
+#define SE_UNROLL
+#else
+#define SE_UNROLL _Pragma("unroll")
+#endif
+
 namespace se::kernels::cuda {
 
 // Host element type -> the type CUDA kernels compute with (same bits).

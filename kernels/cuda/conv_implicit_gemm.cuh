@@ -116,12 +116,14 @@ __global__ void conv_gemm_kernel(P p, int64_t k_per_split) {
     }
     __syncthreads();  // the next k step overwrites the tiles
   }
+  // Unrolled: a rolled loop (the epilogue's activation makes it long) would index acc at run time.
+  SE_UNROLL
   for (int i = 0; i < kTM; ++i) {
     const int64_t row = m0 + ty + i * (kBM / kTM);
-    if (row >= m_size) continue;
+    SE_UNROLL
     for (int j = 0; j < kTN; ++j) {
       const int64_t col = n0 + tx + j * (kBN / kTN);
-      if (col < n_size) p.store(g, row, col, acc[i][j]);
+      if (row < m_size && col < n_size) p.store(g, row, col, acc[i][j]);
     }
   }
 }

@@ -1,9 +1,8 @@
-// CUDA copy/cast, fill, arange and random kernels. The 16-bit types are stored as se::f16/se::bf16,
-// whose conversions are host-device code, so the values match the CPU kernels bit for bit.
+// CUDA copy/cast, fill and arange kernels (random fill: random.cu). The 16-bit types are stored as
+// se::f16/se::bf16, whose conversions are host-device code, so the values match the CPU kernels bit for bit.
 #include "kernels/copy.h"
 #include "kernels/cuda/common.cuh"
 
-#include "core/philox.h"
 #include "kernels/convert.h"
 
 namespace se::kernels::cuda {
@@ -49,18 +48,6 @@ __global__ void arange_kernel(double start, double step, T* __restrict__ out, in
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     out[i] = convert<T>(start + static_cast<double>(i) * step);
-  }
-}
-
-template <typename T>
-__global__ void random_kernel(RandomDesc desc, T* __restrict__ out) {
-  const bool uniform = desc.distribution == Distribution::uniform;
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < desc.count;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    uint64_t index = desc.offset + static_cast<uint64_t>(i);
-    double v = uniform ? desc.a + (desc.b - desc.a) * philox::uniform_at(desc.seed, index)
-                       : desc.a + desc.b * philox::normal_at(desc.seed, index);
-    out[i] = convert<T>(v);
   }
 }
 
@@ -110,14 +97,6 @@ void arange(const ArangeDesc& desc, void* out, Stream stream) {
     using T = typename decltype(tag)::type;
     SE_LAUNCH((arange_kernel<T>), grid_for(desc.count), kThreads, 0, stream, desc.start, desc.step,
               static_cast<T*>(out), desc.count);
-  });
-}
-
-void random(const RandomDesc& desc, void* out, Stream stream) {
-  if (desc.count == 0) return;
-  dispatch_floating(desc.dtype, "random", [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    SE_LAUNCH((random_kernel<T>), grid_for(desc.count), kThreads, 0, stream, desc, static_cast<T*>(out));
   });
 }
 
