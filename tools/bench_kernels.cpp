@@ -232,7 +232,7 @@ int bench_kernels(const std::vector<std::string_view>& args) {
   if (o.vendor) {
     // A vendor output that differs from ours, or a vendor call that failed, fails the run (exit code 1).
     const VendorSummary summary = vendor_summary(rows);
-    std::printf("\n%s", summary.text.c_str());
+    std::printf("\n%s%s", summary.text.c_str(), vendor_share_table(rows).c_str());
     if (summary.failed) return 1;
   }
   return 0;

@@ -1,5 +1,6 @@
 #include "tools/bench_report.h"
 
+#include <algorithm>
 #include <cstdarg>
 #include <cstdio>
 #include <sstream>
@@ -119,6 +120,41 @@ VendorSummary vendor_summary(const std::vector<ReportRow>& rows) {
     summary.text.back() = '\n';
   }
   return summary;
+}
+
+std::string vendor_share_table(const std::vector<ReportRow>& rows) {
+  struct Group {
+    std::string name;
+    int cases = 0;
+    double our_ms = 0, vendor_ms = 0;
+    const ReportRow* lowest = nullptr;  // the case with the smallest share
+  };
+  std::vector<Group> groups;  // in the order the rows first name them: kernels, then their family
+  const auto add = [&](const std::string& name, const ReportRow& row) {
+    auto it = std::find_if(groups.begin(), groups.end(), [&](const Group& g) { return g.name == name; });
+    if (it == groups.end()) it = groups.insert(groups.end(), Group{name});
+    ++it->cases;
+    it->our_ms += row.median_ms;
+    it->vendor_ms += row.vendor->median_ms;
+    const auto share = [](const ReportRow& r) { return r.vendor->median_ms / r.median_ms; };
+    if (it->lowest == nullptr || share(row) < share(*it->lowest)) it->lowest = &row;
+  };
+  for (const ReportRow& row : rows) {
+    if (!row.vendor || !row.vendor->timed || row.vendor->check_failed || row.median_ms <= 0) continue;
+    add(row.kernel, row);
+    const size_t slash = row.kernel.find('/');
+    if (slash != std::string::npos) add(row.kernel.substr(0, slash) + " (all)", row);
+  }
+  if (groups.empty()) return "";
+  std::stable_partition(groups.begin(), groups.end(),
+                        [](const Group& g) { return g.name.find(" (all)") == std::string::npos; });
+  std::string text = "share of the vendor's throughput (sum of its times / sum of ours):\n";
+  for (const Group& g : groups) {
+    const ReportRow& low = *g.lowest;
+    text += format("  %-32s %3d cases %6.2fx   lowest %5.2fx: %s %s\n", g.name.c_str(), g.cases, g.vendor_ms / g.our_ms,
+                   low.vendor->median_ms / low.median_ms, low.model.c_str(), low.shape.c_str());
+  }
+  return text;
 }
 
 std::string json_report(const ReportHeader& header, const std::vector<ReportRow>& rows, bool vendor_columns) {

@@ -58,6 +58,12 @@ struct VendorSummary {
 };
 VendorSummary vendor_summary(const std::vector<ReportRow>& rows);
 
+// Our throughput as a share of the vendor's over whole groups of cases, the way a model sees it: the sum
+// of the vendor's times over the sum of ours, per kernel ("conv2d/forward") and per family ("conv2d", all
+// directions), with each group's lowest case. Only cases timed on both sides whose outputs agreed count;
+// "" when there are none. These are the GPU targets' measure (conv >= 0.8x cuDNN, GEMM >= 0.85x cuBLAS).
+std::string vendor_share_table(const std::vector<ReportRow>& rows);
+
 // The whole report as JSON; vendor_columns adds a "vendor" object (or null) to every result.
 std::string json_report(const ReportHeader& header, const std::vector<ReportRow>& rows, bool vendor_columns);
 

@@ -97,6 +97,35 @@ TEST(BenchReport, VendorSummaryOfAPassingRun) {
             "(conv2d/forward, tolerance 0.001)\n");
 }
 
+TEST(BenchReport, VendorShareByKernelAndFamily) {
+  const auto timed = [](std::string kernel, std::string shape, double ours, double vendor) {
+    ReportRow row{std::move(kernel), "unet", std::move(shape), ours, 1.0e9, 1.0e6, timed_vendor(vendor)};
+    return row;
+  };
+  ReportRow mismatch = timed("conv2d/forward", "c", 1.0, 100.0);
+  mismatch.vendor->check_failed = true;
+  const std::vector<ReportRow> rows = {
+      timed("conv2d/forward", "a", 2.0, 1.0),        // 0.5x
+      timed("conv2d/forward", "b", 1.0, 1.0),        // 1x: forward 2 / 3 ms
+      mismatch,                                      // not counted
+      timed("conv2d/backward_data", "d", 1.0, 2.0),  // 2x
+      conv_row(),                                    // no vendor: not counted
+      timed("gemm/nn", "e", 4.0, 3.0),               // 0.75x
+  };
+  const std::string text = vendor_share_table(rows);
+  const auto line = [](const char* name, int cases, double share, double lowest, const char* shape) {
+    char buffer[256];
+    std::snprintf(buffer, sizeof(buffer), "  %-32s %3d cases %6.2fx   lowest %5.2fx: unet %s\n", name, cases, share,
+                  lowest, shape);
+    return std::string(buffer);
+  };
+  EXPECT_EQ(text, "share of the vendor's throughput (sum of its times / sum of ours):\n" +
+                      line("conv2d/forward", 2, 2.0 / 3.0, 0.5, "a") + line("conv2d/backward_data", 1, 2.0, 2.0, "d") +
+                      line("gemm/nn", 1, 0.75, 0.75, "e") + line("conv2d (all)", 3, 4.0 / 4.0, 0.5, "a") +
+                      line("gemm (all)", 1, 0.75, 0.75, "e"));
+  EXPECT_EQ(vendor_share_table({conv_row(), mismatch}), "");
+}
+
 TEST(BenchReport, Json) {
   ReportHeader header{"cuda:0",
                       "f16",
