@@ -14,6 +14,10 @@
 // O(kB^2 * d) tile products). Plain FMA loops, no tensor cores (WMMA would need f16 operands of p).
 // The loops over a thread's kCols columns are unrolled (SE_UNROLL) and skip columns past d rather than
 // leave the loop: the accumulators then stay in registers (a rolled loop put them in local memory).
+// Shared-memory reads are the kernels' bottleneck, so each value read serves several multiply-adds: a
+// thread's score entries share their key (column) value (dot_rows), and its output columns share their
+// probability or score-gradient value. Every sum keeps the order of the plain loops (over i, then over
+// keys or queries), so the results are those of a dot product per entry.
 #include "kernels/attention.h"
 #include "kernels/cuda/common.cuh"
 
@@ -35,6 +39,11 @@ struct Tiling {
   static constexpr int kThreadsPerRow = kThreads / kB;
   static constexpr int kCols = DMAX / kThreadsPerRow;  // output columns per thread
   static_assert(shared_bytes(kB) <= kSharedBudget, "attention tiles do not fit in shared memory");
+  // Blocks per SM that pass 1's shared memory allows on sm_90 (228 KiB, 1 KiB reserved per block), at most
+  // 8: the backward kernels' __launch_bounds__, so that their registers never allow fewer (unbounded, pass 1
+  // at d 64 took 146 registers, 3 blocks of 128 threads where shared memory allows 5; bounded, 96).
+  static constexpr int kBlocksBySharedMemory = 228 * 1024 / (shared_bytes(kB) + 1024);
+  static constexpr int kBlocksPerSm = kBlocksBySharedMemory < 8 ? kBlocksBySharedMemory : 8;
   static_assert(DMAX % kThreadsPerRow == 0, "columns must split evenly over a row's threads");
 };
 
@@ -70,11 +79,30 @@ __device__ void load_tile(C* s, const T* x, int64_t row0, int64_t total, int d) 
   }
 }
 
-template <typename C>
-__device__ C dot(const C* a, const C* b, int d) {
-  C s = 0;
-  for (int i = 0; i < d; ++i) s += a[i] * b[i];
-  return s;
+// A thread's entries of a (kB, kB) score tile: column tid % kB of the rows tid / kB + j * kThreads / kB,
+// j < score_rows(kB) (with kB * kB < kThreads, threads from kB * kB on have none).
+constexpr int score_rows(int b) {
+  return b * b >= kThreads ? b * b / kThreads : 1;
+}
+constexpr int score_row_step(int b) {
+  return kThreads / b;
+}
+
+// dots[j] = sum over i < d, in order, of rows[(row0 + j * score_row_step(kB)) * kLd + i] * cols[col * kLd + i]:
+// the thread's dot products of a score tile. The column's value is read from shared memory once for all
+// its rows (a dot product per entry read both operands for every multiply-add).
+template <int kB, int kLd, typename C>
+__device__ void dot_rows(C (&dots)[score_rows(kB)], const C* rows, const C* cols, int row0, int col, int d) {
+  SE_UNROLL
+  for (int j = 0; j < score_rows(kB); ++j) dots[j] = 0;
+  for (int i = 0; i < d; ++i) {
+    const C x = cols[col * kLd + i];
+    SE_UNROLL
+    for (int j = 0; j < score_rows(kB); ++j) {
+      const int row = row0 + j * score_row_step(kB);
+      dots[j] += rows[row * kLd + i] * x;
+    }
+  }
 }
 
 template <typename T, int DMAX>
@@ -113,9 +141,15 @@ __global__ void attention_forward_kernel(cuda_t<T>* out,           // (batch * h
     load_tile<kB, kLd>(ks, k, c0, a.lk, d);
     load_tile<kB, kLd>(vs, v, c0, a.lk, d);
     __syncthreads();
-    for (int e = tid; e < kB * kB; e += kThreads) {
-      const int r = e / kB, c = e % kB;
-      ss[r * kSLd + c] = c0 + c < a.lk ? scale * dot(qs + r * kLd, ks + c * kLd, d) : C(-INFINITY);
+    if (tid < kB * kB) {
+      const int c = tid % kB, r_first = tid / kB;
+      C s[score_rows(kB)];
+      dot_rows<kB, kLd>(s, qs, ks, r_first, c, d);
+      SE_UNROLL
+      for (int j = 0; j < score_rows(kB); ++j) {
+        const int r = r_first + j * score_row_step(kB);
+        ss[r * kSLd + c] = c0 + c < a.lk ? scale * s[j] : C(-INFINITY);
+      }
     }
     __syncthreads();
     if (tid < kB) {  // online softmax: rescale what was accumulated under the old maximum
@@ -136,12 +170,14 @@ __global__ void attention_forward_kernel(cuda_t<T>* out,           // (batch * h
     __syncthreads();
     const C alpha = row_alpha[row];
     SE_UNROLL
-    for (int j = 0; j < Tl::kCols; ++j) {
-      const int col = col0 + j * Tl::kThreadsPerRow;
-      if (col >= d) continue;
-      C sum = acc[j] * alpha;
-      for (int c = 0; c < kB; ++c) sum += ss[row * kSLd + c] * vs[c * kLd + col];
-      acc[j] = sum;
+    for (int j = 0; j < Tl::kCols; ++j) acc[j] *= alpha;
+    for (int c = 0; c < kB; ++c) {  // p read once for all the thread's columns
+      const C p = ss[row * kSLd + c];
+      SE_UNROLL
+      for (int j = 0; j < Tl::kCols; ++j) {
+        const int col = col0 + j * Tl::kThreadsPerRow;
+        if (col < d) acc[j] += p * vs[c * kLd + col];
+      }
     }
     __syncthreads();  // the next key tile overwrites ks, vs and ss
   }
@@ -179,12 +215,19 @@ template <int kB, int kLd, int kSLd, typename C>
 __device__ void compute_grad_s(C* ps, C* dss, const C* qs, const C* dos, const C* ks, const C* vs, const C* lse_s,
                                const C* delta_s, int64_t r0, int64_t c0, AttentionArgs a) {
   const C scale = static_cast<C>(a.scale);
-  for (int e = static_cast<int>(threadIdx.x); e < kB * kB; e += kThreads) {
-    const int r = e / kB, c = e % kB;
+  const int tid = static_cast<int>(threadIdx.x);
+  if (tid >= kB * kB) return;
+  const int c = tid % kB, r_first = tid / kB;
+  C s[score_rows(kB)], t[score_rows(kB)];  // q k^T and grad_out v^T
+  dot_rows<kB, kLd>(s, qs, ks, r_first, c, a.d);
+  dot_rows<kB, kLd>(t, dos, vs, r_first, c, a.d);
+  SE_UNROLL
+  for (int j = 0; j < score_rows(kB); ++j) {
+    const int r = r_first + j * score_row_step(kB);
     C p = 0, ds = 0;
     if (r0 + r < a.lq && c0 + c < a.lk) {
-      p = exp_of(scale * dot(qs + r * kLd, ks + c * kLd, a.d) - lse_s[r]);
-      ds = p * (dot(dos + r * kLd, vs + c * kLd, a.d) - delta_s[r]);
+      p = exp_of(scale * s[j] - lse_s[r]);
+      ds = p * (t[j] - delta_s[r]);
     }
     if (ps != nullptr) ps[r * kSLd + c] = p;
     dss[r * kSLd + c] = ds;
@@ -192,15 +235,16 @@ __device__ void compute_grad_s(C* ps, C* dss, const C* qs, const C* dos, const C
 }
 
 template <typename T, int DMAX>
-__global__ void attention_backward_kv_kernel(cuda_t<T>* grad_k,              // (batch * heads, lk, d)
-                                             cuda_t<T>* grad_v,              // (batch * heads, lk, d)
-                                             const cuda_t<T>* grad_out,      // (batch * heads, lq, d)
-                                             const cuda_t<T>* q,             // (batch * heads, lq, d)
-                                             const cuda_t<T>* k,             // (batch * heads, lk, d)
-                                             const cuda_t<T>* v,             // (batch * heads, lk, d)
-                                             const cuda_t<T>* out,           // (batch * heads, lq, d)
-                                             const attention_acc_t<T>* lse,  // (batch * heads, lq)
-                                             AttentionArgs a) {
+__global__ void __launch_bounds__(kThreads, (Tiling<attention_acc_t<T>, DMAX>::kBlocksPerSm))
+    attention_backward_kv_kernel(cuda_t<T>* grad_k,              // (batch * heads, lk, d)
+                                 cuda_t<T>* grad_v,              // (batch * heads, lk, d)
+                                 const cuda_t<T>* grad_out,      // (batch * heads, lq, d)
+                                 const cuda_t<T>* q,             // (batch * heads, lq, d)
+                                 const cuda_t<T>* k,             // (batch * heads, lk, d)
+                                 const cuda_t<T>* v,             // (batch * heads, lk, d)
+                                 const cuda_t<T>* out,           // (batch * heads, lq, d)
+                                 const attention_acc_t<T>* lse,  // (batch * heads, lq)
+                                 AttentionArgs a) {
   using C = attention_acc_t<T>;
   using Tl = Tiling<C, DMAX>;
   constexpr int kB = Tl::kB, kLd = Tl::kLd, kSLd = Tl::kSLd;
@@ -233,17 +277,15 @@ __global__ void attention_backward_kv_kernel(cuda_t<T>* grad_k,              // 
     __syncthreads();
     compute_grad_s<kB, kLd, kSLd>(ps, dss, qs, dos, ks, vs, lse_s, delta_s, r0, c0, a);
     __syncthreads();
-    SE_UNROLL
-    for (int j = 0; j < Tl::kCols; ++j) {
-      const int col = col0 + j * Tl::kThreadsPerRow;
-      if (col >= d) continue;
-      C sum_k = dk[j], sum_v = dv[j];
-      for (int r = 0; r < kB; ++r) {
-        sum_v += ps[r * kSLd + key] * dos[r * kLd + col];
-        sum_k += dss[r * kSLd + key] * qs[r * kLd + col];
+    for (int r = 0; r < kB; ++r) {  // p and grad_s read once for all the thread's columns
+      const C p = ps[r * kSLd + key], ds = dss[r * kSLd + key];
+      SE_UNROLL
+      for (int j = 0; j < Tl::kCols; ++j) {
+        const int col = col0 + j * Tl::kThreadsPerRow;
+        if (col >= d) continue;
+        dv[j] += p * dos[r * kLd + col];
+        dk[j] += ds * qs[r * kLd + col];
       }
-      dk[j] = sum_k;
-      dv[j] = sum_v;
     }
     __syncthreads();  // the next query tile overwrites the shared tiles
   }
@@ -260,14 +302,15 @@ __global__ void attention_backward_kv_kernel(cuda_t<T>* grad_k,              // 
 }
 
 template <typename T, int DMAX>
-__global__ void attention_backward_q_kernel(cuda_t<T>* grad_q,              // (batch * heads, lq, d)
-                                            const cuda_t<T>* grad_out,      // (batch * heads, lq, d)
-                                            const cuda_t<T>* q,             // (batch * heads, lq, d)
-                                            const cuda_t<T>* k,             // (batch * heads, lk, d)
-                                            const cuda_t<T>* v,             // (batch * heads, lk, d)
-                                            const cuda_t<T>* out,           // (batch * heads, lq, d)
-                                            const attention_acc_t<T>* lse,  // (batch * heads, lq)
-                                            AttentionArgs a) {
+__global__ void __launch_bounds__(kThreads, (Tiling<attention_acc_t<T>, DMAX>::kBlocksPerSm))
+    attention_backward_q_kernel(cuda_t<T>* grad_q,              // (batch * heads, lq, d)
+                                const cuda_t<T>* grad_out,      // (batch * heads, lq, d)
+                                const cuda_t<T>* q,             // (batch * heads, lq, d)
+                                const cuda_t<T>* k,             // (batch * heads, lk, d)
+                                const cuda_t<T>* v,             // (batch * heads, lk, d)
+                                const cuda_t<T>* out,           // (batch * heads, lq, d)
+                                const attention_acc_t<T>* lse,  // (batch * heads, lq)
+                                AttentionArgs a) {
   using C = attention_acc_t<T>;
   using Tl = Tiling<C, DMAX>;
   constexpr int kB = Tl::kB, kLd = Tl::kLd, kSLd = Tl::kSLd;
@@ -299,13 +342,13 @@ __global__ void attention_backward_q_kernel(cuda_t<T>* grad_q,              // (
     __syncthreads();
     compute_grad_s<kB, kLd, kSLd>(static_cast<C*>(nullptr), dss, qs, dos, ks, vs, lse_s, delta_s, r0, c0, a);
     __syncthreads();
-    SE_UNROLL
-    for (int j = 0; j < Tl::kCols; ++j) {
-      const int col = col0 + j * Tl::kThreadsPerRow;
-      if (col >= d) continue;
-      C sum = dq[j];
-      for (int c = 0; c < kB; ++c) sum += dss[row * kSLd + c] * ks[c * kLd + col];
-      dq[j] = sum;
+    for (int c = 0; c < kB; ++c) {  // grad_s read once for all the thread's columns
+      const C ds = dss[row * kSLd + c];
+      SE_UNROLL
+      for (int j = 0; j < Tl::kCols; ++j) {
+        const int col = col0 + j * Tl::kThreadsPerRow;
+        if (col < d) dq[j] += ds * ks[c * kLd + col];
+      }
     }
     __syncthreads();  // the next key tile overwrites ks, vs and dss
   }
