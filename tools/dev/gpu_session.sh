@@ -8,14 +8,16 @@
 #   tools/dev/gpu_session.sh build        there: unpack .gpu-debs, configure and build build-gpu/ for sm_90
 #                                         with the cuDNN/cuBLAS comparison; kept between calls while warm
 #   tools/dev/gpu_session.sh test         there: the CUDA tests on the GPU (ctest -L cuda)
-#   tools/dev/gpu_session.sh bench        there: `segengine bench kernels --device cuda` in f32, f16, bf16
+#   tools/dev/gpu_session.sh bench [DTYPE...]  there: `segengine bench kernels --device cuda` in the dtypes
+#                                         given (default f32 f16 bf16)
 #   tools/dev/gpu_session.sh sanitize     there: compute-sanitizer memcheck and racecheck over the CUDA
 #                                         kernel tests
 #
 # Each step writes its log (and the benchmarks their JSON) under $OUT, at most 8 files in all, and exits
 # non-zero when it fails. A device call: `run` with carry [".gpu-debs"] and the command
 #   tools/dev/gpu_session.sh build && tools/dev/gpu_session.sh test
-# then, in a second call on the still warm machine, `bench` (about 10 minutes for the three dtypes).
+# then, in a second call on the still warm machine, `bench` (its time on a GPU is not known yet: if the
+# 10-minute limit is near, name one dtype per call).
 # Written without a GPU to try it on: the first lent session checks it and fixes what the image differs in.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -75,7 +77,9 @@ test_cuda() {
 
 bench() {
   local status=0
-  for dtype in f32 f16 bf16; do
+  local dtypes=("$@")
+  [ ${#dtypes[@]} -gt 0 ] || dtypes=(f32 f16 bf16)
+  for dtype in "${dtypes[@]}"; do
     "$build/segengine" bench kernels --device cuda --dtype "$dtype" --json "$out/kernels_$dtype.json" \
       >"$out/kernels_$dtype.txt" 2>&1 || status=1
     sed -n '/^vendor check/,$p' "$out/kernels_$dtype.txt"
@@ -101,7 +105,7 @@ case "${1:-}" in
   fetch) fetch ;;
   build) build ;;
   test) test_cuda ;;
-  bench) bench ;;
+  bench) shift; bench "$@" ;;
   sanitize) sanitize ;;
-  *) sed -n '2,19p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,21p' "$0" >&2; exit 2 ;;
 esac
