@@ -283,6 +283,29 @@ void split_range(int64_t total, int64_t unit, int count, int index, int64_t& beg
   end = std::min(total, (index + 1) * per * unit);
 }
 
+// Operands read in place rather than packed (GemmKernel::rows_of_a, columns_of_a): A in products with at most
+// this many columns, B in products with at most this many rows. Each value of such an operand serves only n
+// (or m) FMAs, and a pass that copies all of it costs about as much as they do.
+constexpr int64_t kInPlaceAMaxColumns = 64;
+constexpr int64_t kInPlaceBMaxRows = 128;
+
+// Which operands of this product the micro-kernels read in place. Only where they are stored as the
+// micro-kernels read them (B row-major; A either way) in the accumulation type, and given in memory.
+struct InPlace {
+  bool a = false, b = false;
+};
+
+template <typename T, typename Acc>
+InPlace in_place_operands(const GemmKernel<Acc>& kern, const Problem<T, Acc>& pr) {
+  InPlace in_place;
+  if constexpr (std::is_same_v<T, Acc>) {
+    if (kern.rows_of_a == nullptr || kern.columns_of_a == nullptr) return in_place;
+    in_place.a = pr.a_rows == nullptr && pr.n <= kInPlaceAMaxColumns;
+    in_place.b = pr.b_packer == nullptr && pr.b_rows == nullptr && !pr.trans_b && pr.m <= kInPlaceBMaxRows;
+  }
+  return in_place;
+}
+
 // Thread `tid`'s share of one product on a (grid_m x grid_n) grid of `nthreads`: its rows of every block
 // of A, and its columns of every block of B. kSharedB: the team packs each block of B once into the shared
 // pack_b, each thread a part, and waits for the others around it; else the thread packs the panels of its
@@ -293,11 +316,14 @@ template <bool kSharedB, typename T, typename Acc>
 void gemm_share(const GemmKernel<Acc>& kern, const Problem<T, Acc>& pr, int tid, int nthreads, int grid_m, int grid_n,
                 int64_t mc, int64_t kc, int64_t nc, Acc* pack_b) {
   Acc* pack_a_buf = t_pack_a.get<Acc>(static_cast<size_t>(mc * kc));
+  const InPlace in_place = in_place_operands(kern, pr);
   int64_t row_begin, row_end;
   split_range(pr.m, kern.mr, grid_m, tid % grid_m, row_begin, row_end);
   for (int64_t jc = 0; jc < pr.n; jc += nc) {
     const int64_t nb = std::min(nc, pr.n - jc);
     const int64_t panels_b = (nb + kern.nr - 1) / kern.nr;
+    // Read in place, B still has its last panel packed where that has fewer than nr columns.
+    const int64_t whole_b = in_place.b ? nb / kern.nr * kern.nr : 0;
     int64_t col_begin, col_end;
     split_range(nb, kern.nr, grid_n, tid / grid_m, col_begin, col_end);
     for (int64_t pc = 0; pc < pr.k; pc += kc) {
@@ -308,20 +334,40 @@ void gemm_share(const GemmKernel<Acc>& kern, const Problem<T, Acc>& pr, int tid,
         pack_b_panels(pr, pc, jc, nb, kb, kern.nr, s_begin, s_end, pack_b);
 #pragma omp barrier
       } else {
-        pack_b_panels(pr, pc, jc, nb, kb, kern.nr, col_begin / kern.nr, (col_end + kern.nr - 1) / kern.nr, pack_b);
+        pack_b_panels(pr, pc, jc, nb, kb, kern.nr, std::max(col_begin, whole_b) / kern.nr,
+                      (col_end + kern.nr - 1) / kern.nr, pack_b);
       }
       // Later k blocks add to what the first one stored.
       const Acc beta = pc == 0 ? pr.beta : Acc(1);
       for (int64_t ic = row_begin; ic < row_end; ic += mc) {
         const int64_t mb = std::min(mc, row_end - ic);
-        pack_a(pr, ic, pc, mb, kb, kern.mr, pack_a_buf);
+        // Read in place, A still has its last panel packed where that has fewer than mr rows.
+        const int64_t whole_a = in_place.a ? mb / kern.mr * kern.mr : 0;
+        if (whole_a < mb) pack_a(pr, ic + whole_a, pc, mb - whole_a, kb, kern.mr, pack_a_buf + whole_a * kb);
         for (int64_t jr = col_begin; jr < col_end; jr += kern.nr) {
           const int nr = static_cast<int>(std::min<int64_t>(kern.nr, col_end - jr));
-          const Acc* b_panel = pack_b + jr * kb;
+          const bool b_in_place = jr < whole_b;
           for (int64_t ir = 0; ir < mb; ir += kern.mr) {
             const int mr = static_cast<int>(std::min<int64_t>(kern.mr, mb - ir));
-            kern.run(kb, pack_a_buf + ir * kb, b_panel, pr.c + (ic + ir) * pr.ldc + jc + jr, pr.ldc, pr.alpha, beta, mr,
-                     nr);
+            const bool a_in_place = ir < whole_a;
+            Acc* c_tile = pr.c + (ic + ir) * pr.ldc + jc + jr;
+            if (!a_in_place && !b_in_place) {
+              kern.run(kb, pack_a_buf + ir * kb, pack_b + jr * kb, c_tile, pr.ldc, pr.alpha, beta, mr, nr);
+              continue;
+            }
+            if constexpr (std::is_same_v<T, Acc>) {
+              const Acc* b = b_in_place ? pr.b + pc * pr.ldb + jc + jr : pack_b + jr * kb;
+              const int64_t b_step = b_in_place ? pr.ldb : kern.nr;
+              if (!a_in_place) {
+                kern.columns_of_a(kb, pack_a_buf + ir * kb, kern.mr, b, b_step, c_tile, pr.ldc, pr.alpha, beta, mr, nr);
+              } else if (pr.trans_a) {
+                kern.columns_of_a(kb, pr.a + pc * pr.lda + ic + ir, pr.lda, b, b_step, c_tile, pr.ldc, pr.alpha, beta,
+                                  mr, nr);
+              } else {
+                kern.rows_of_a(kb, pr.a + (ic + ir) * pr.lda + pc, pr.lda, b, b_step, c_tile, pr.ldc, pr.alpha, beta,
+                               mr, nr);
+              }
+            }
           }
         }
       }
@@ -354,7 +400,7 @@ void gemm_problem(const GemmKernel<Acc>& kern, const Problem<T, Acc>& pr, int nt
     int grid_m = 1, grid_n = 1;
     thread_grid(pr.m, std::min(nc, pr.n), kern.mr, kern.nr, team, grid_m, grid_n);
     // With the columns split alone, every thread packs only its own panels of B anyway.
-    if (grid_m == 1 || pr.m * pr.n <= kPrivateBMaxOutputs) {
+    if (grid_m == 1 || pr.m * pr.n <= kPrivateBMaxOutputs || in_place_operands(kern, pr).b) {
       gemm_share<false>(kern, pr, omp_get_thread_num(), team, grid_m, grid_n, mc, kc, nc,
                         t_pack_b.get<Acc>(static_cast<size_t>(kc * nc)));
     } else {

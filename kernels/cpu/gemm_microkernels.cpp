@@ -5,6 +5,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <type_traits>
 
 #include "kernels/cpu/gemm_microkernels.h"
 
@@ -123,78 +124,100 @@ template <> struct Avx512<double> {
 };
 #pragma GCC diagnostic pop
 
-// The vector kernel: MR rows x 2 vectors of `Ops` (one of the structs above). GCC inlines intrinsics
-// only into functions compiled for the same ISA, so the one body is stamped out per ISA by this macro.
-#define SE_DEFINE_VECTOR_MICROKERNEL(name, isa, OpsTemplate, MR)                                              \
-  template <typename Acc>                                                                                    \
-  __attribute__((target(isa))) void name(int64_t kc, const Acc* __restrict ap, const Acc* __restrict bp,     \
-                                         Acc* c, int64_t ldc, Acc alpha, Acc beta, int mr, int nr) {         \
-    using Ops = OpsTemplate<Acc>;                                                                            \
-    using Vec = typename Ops::Vec;                                                                           \
-    constexpr int L = Ops::kLanes;                                                                           \
-    constexpr int NR = 2 * L;                                                                                \
-    /* Handled first so that GCC keeps acc in registers: with a zero-trip loop possible it also keeps a   \
-       copy of acc on the stack, zeroed on entry and stored after the loop, which costs a short-K product \
-       (K = 27 for an RGB 3x3 conv) about 15 % of its time. */                                             \
-    if (kc <= 0) {                                                                                           \
-      alignas(64) Acc zeros[MR * NR] = {};                                                                   \
-      store_tile(zeros, NR, c, ldc, alpha, beta, mr, nr);                                                    \
-      return;                                                                                                \
-    }                                                                                                        \
-    Vec acc[MR][2];                                                                                          \
-    _Pragma("GCC unroll 16") for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = Ops::zero();               \
-    _Pragma("GCC unroll 2") for (int64_t p = 0; p < kc; ++p) {                                               \
-      const Vec b0 = Ops::load(bp);                                                                          \
-      const Vec b1 = Ops::load(bp + L);                                                                      \
-      _Pragma("GCC unroll 16") for (int i = 0; i < MR; ++i) {                                                \
-        const Vec a = Ops::set1(ap[i]);                                                                      \
-        acc[i][0] = Ops::fmadd(a, b0, acc[i][0]);                                                            \
-        acc[i][1] = Ops::fmadd(a, b1, acc[i][1]);                                                            \
-      }                                                                                                      \
-      ap += MR;                                                                                              \
-      bp += NR;                                                                                              \
-    }                                                                                                        \
-    const Vec va = Ops::set1(alpha);                                                                         \
-    if (mr == MR && nr == NR) {                                                                              \
-      const Vec vb = Ops::set1(beta);                                                                        \
-      _Pragma("GCC unroll 16") for (int i = 0; i < MR; ++i) {                                                \
-        Acc* row = c + i * ldc;                                                                              \
-        Vec r0 = Ops::mul(va, acc[i][0]);                                                                    \
-        Vec r1 = Ops::mul(va, acc[i][1]);                                                                    \
-        if (beta != Acc(0)) {                                                                                \
-          r0 = Ops::fmadd(vb, Ops::loadu(row), r0);                                                          \
-          r1 = Ops::fmadd(vb, Ops::loadu(row + L), r1);                                                      \
-        }                                                                                                    \
-        Ops::storeu(row, r0);                                                                                \
-        Ops::storeu(row + L, r1);                                                                            \
-      }                                                                                                      \
-      return;                                                                                                \
-    }                                                                                                        \
-    alignas(64) Acc tile[MR * NR];                                                                           \
-    for (int i = 0; i < MR; ++i) {                                                                           \
-      Ops::store(tile + i * NR, acc[i][0]);                                                                  \
-      Ops::store(tile + i * NR + L, acc[i][1]);                                                              \
-    }                                                                                                        \
-    store_tile(tile, NR, c, ldc, alpha, beta, mr, nr);                                                       \
+// The vector kernel: MR rows x 2 vectors of `Ops` (one of the structs above), either operand from a packed
+// panel or read where it lies. B: op(B)(p, j) = b[p * b_step + j] (a packed panel: b_step = NR; a row-major B
+// in place: its ldb). A, kRowMajorA: op(A)(i, p) = a[i * a_step + p], MR whole rows of a row-major A read
+// along p; else op(A)(i, p) = a[p * a_step + i], a packed panel (a_step = MR) or MR adjacent values of each
+// stored row of a transposed A. Products with few rows or columns read an operand in place (gemm.cpp):
+// packing is a pass over all of it, and when each of its values serves only m (or n) FMAs, that pass costs
+// about as much as the FMAs (SegFormer's Linear layers: 32768 tokens of 32 to 256 features, and their weight
+// gradients). GCC inlines intrinsics only into functions compiled for the same ISA, so the one body is
+// stamped out per ISA by this macro.
+#define SE_DEFINE_IN_PLACE_MICROKERNEL(name, isa, OpsTemplate, MR, kRowMajorA)                                         \
+  template <typename Acc>                                                                                              \
+  __attribute__((target(isa))) void name(int64_t kc, const Acc* __restrict a, int64_t a_step, const Acc* __restrict b, \
+                                         int64_t b_step, Acc* c, int64_t ldc, Acc alpha, Acc beta, int mr, int nr) {   \
+    using Ops = OpsTemplate<Acc>;                                                                                      \
+    using Vec = typename Ops::Vec;                                                                                     \
+    constexpr int L = Ops::kLanes;                                                                                     \
+    constexpr int NR = 2 * L;                                                                                          \
+    /* Handled first so that GCC keeps acc in registers: with a zero-trip loop possible it also keeps a                \
+       copy of acc on the stack, zeroed on entry and stored after the loop, which costs a short-K product              \
+       (K = 27 for an RGB 3x3 conv) about 15 % of its time. */                                                         \
+    if (kc <= 0) {                                                                                                     \
+      alignas(64) Acc zeros[MR * NR] = {};                                                                             \
+      store_tile(zeros, NR, c, ldc, alpha, beta, mr, nr);                                                              \
+      return;                                                                                                          \
+    }                                                                                                                  \
+    Vec acc[MR][2];                                                                                                    \
+    _Pragma("GCC unroll 16") for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = Ops::zero();                         \
+    _Pragma("GCC unroll 2") for (int64_t p = 0; p < kc; ++p) {                                                         \
+      const Vec b0 = Ops::loadu(b);                                                                                    \
+      const Vec b1 = Ops::loadu(b + L);                                                                                \
+      _Pragma("GCC unroll 16") for (int i = 0; i < MR; ++i) {                                                          \
+        const Vec av = Ops::set1(kRowMajorA ? a[i * a_step + p] : a[p * a_step + i]);                                  \
+        acc[i][0] = Ops::fmadd(av, b0, acc[i][0]);                                                                     \
+        acc[i][1] = Ops::fmadd(av, b1, acc[i][1]);                                                                     \
+      }                                                                                                                \
+      b += b_step;                                                                                                     \
+    }                                                                                                                  \
+    const Vec va = Ops::set1(alpha);                                                                                   \
+    if (mr == MR && nr == NR) {                                                                                        \
+      const Vec vb = Ops::set1(beta);                                                                                  \
+      _Pragma("GCC unroll 16") for (int i = 0; i < MR; ++i) {                                                          \
+        Acc* row = c + i * ldc;                                                                                        \
+        Vec r0 = Ops::mul(va, acc[i][0]);                                                                              \
+        Vec r1 = Ops::mul(va, acc[i][1]);                                                                              \
+        if (beta != Acc(0)) {                                                                                          \
+          r0 = Ops::fmadd(vb, Ops::loadu(row), r0);                                                                    \
+          r1 = Ops::fmadd(vb, Ops::loadu(row + L), r1);                                                                \
+        }                                                                                                              \
+        Ops::storeu(row, r0);                                                                                          \
+        Ops::storeu(row + L, r1);                                                                                      \
+      }                                                                                                                \
+      return;                                                                                                          \
+    }                                                                                                                  \
+    alignas(64) Acc tile[MR * NR];                                                                                     \
+    for (int i = 0; i < MR; ++i) {                                                                                     \
+      Ops::store(tile + i * NR, acc[i][0]);                                                                            \
+      Ops::store(tile + i * NR + L, acc[i][1]);                                                                        \
+    }                                                                                                                  \
+    store_tile(tile, NR, c, ldc, alpha, beta, mr, nr);                                                                 \
   }
 
 // AVX2 + FMA: 6 rows x 2 ymm = 12 accumulators, 2 B vectors and 1 broadcast: 15 of 16 ymm registers.
 constexpr int kAvx2Mr = 6;
-SE_DEFINE_VECTOR_MICROKERNEL(microkernel_avx2, "avx2,fma", Avx2, kAvx2Mr)
+SE_DEFINE_IN_PLACE_MICROKERNEL(rows_of_a_avx2, "avx2,fma", Avx2, kAvx2Mr, true)
+SE_DEFINE_IN_PLACE_MICROKERNEL(columns_of_a_avx2, "avx2,fma", Avx2, kAvx2Mr, false)
 
 // AVX-512: 12 rows x 2 zmm = 24 accumulators, 2 B vectors and broadcasts: 27 of 32 zmm registers.
 // Zen 4 runs a 512-bit FMA as two 256-bit halves, so the peak equals AVX2's, but half the
 // instructions leave more room for the loads.
 constexpr int kAvx512Mr = 12;
-SE_DEFINE_VECTOR_MICROKERNEL(microkernel_avx512, "avx512f", Avx512, kAvx512Mr)
+SE_DEFINE_IN_PLACE_MICROKERNEL(rows_of_a_avx512, "avx512f", Avx512, kAvx512Mr, true)
+SE_DEFINE_IN_PLACE_MICROKERNEL(columns_of_a_avx512, "avx512f", Avx512, kAvx512Mr, false)
 // 8 rows x 2 zmm, for products whose row count is a multiple of 8 but not of 12 (16, 32, 64, 128 output
 // channels ...): 12-row panels would leave up to a third of their rows as zero padding.
 constexpr int kAvx512ShortMr = 8;
-SE_DEFINE_VECTOR_MICROKERNEL(microkernel_avx512_short, "avx512f", Avx512, kAvx512ShortMr)
+SE_DEFINE_IN_PLACE_MICROKERNEL(rows_of_a_avx512_short, "avx512f", Avx512, kAvx512ShortMr, true)
+SE_DEFINE_IN_PLACE_MICROKERNEL(columns_of_a_avx512_short, "avx512f", Avx512, kAvx512ShortMr, false)
 // 9 rows x 2 zmm, for row counts that are multiples of 9 but not of 8 or 12: a 3x3 conv's K = Cg * 9, the
 // rows of its backward-data GEMM (27 for an RGB input, where 8- and 12-row panels pad 5 and 9 rows).
 constexpr int kAvx512NineMr = 9;
-SE_DEFINE_VECTOR_MICROKERNEL(microkernel_avx512_nine, "avx512f", Avx512, kAvx512NineMr)
+SE_DEFINE_IN_PLACE_MICROKERNEL(rows_of_a_avx512_nine, "avx512f", Avx512, kAvx512NineMr, true)
+SE_DEFINE_IN_PLACE_MICROKERNEL(columns_of_a_avx512_nine, "avx512f", Avx512, kAvx512NineMr, false)
+
+// The packed micro-kernel of a vector ISA: its columns-of-A kernel over packed panels of A and B.
+template <typename Acc, InPlaceKernel<Acc> kColumnsOfA, int MR, int NR>
+void packed_panels(int64_t kc, const Acc* ap, const Acc* bp, Acc* c, int64_t ldc, Acc alpha, Acc beta, int mr, int nr) {
+  kColumnsOfA(kc, ap, MR, bp, NR, c, ldc, alpha, beta, mr, nr);
+}
+
+// The kernels of one vector tile with its cache blocks.
+template <typename Acc, InPlaceKernel<Acc> kRowsOfA, InPlaceKernel<Acc> kColumnsOfA, int MR, int NR>
+GemmKernel<Acc> vector_kernel(int64_t mc, int64_t kc, int64_t nc) {
+  return {packed_panels<Acc, kColumnsOfA, MR, NR>, MR, NR, mc, kc, nc, kRowsOfA, kColumnsOfA};
+}
 
 // The dot-product kernel: DW rows of w against DN rows of v, each pair's products summed lane-wise
 // over kc (DW * DN accumulators; the DN vectors of v are loaded once per step and each of w streams
@@ -270,7 +293,7 @@ int64_t padded_rows(int64_t m, int mr) {
   return (m + mr - 1) / mr * mr;
 }
 
-#undef SE_DEFINE_VECTOR_MICROKERNEL
+#undef SE_DEFINE_IN_PLACE_MICROKERNEL
 #undef SE_AVX2
 #undef SE_AVX512
 
@@ -315,18 +338,37 @@ int avx512_rows(int64_t m) {
   return best;
 }
 
-GemmKernel<float> f32_kernel(GemmIsa isa, int64_t m) {
+// The kernel of an ISA and element type: B panels of two vectors (NR = 32 f32 or 16 f64 lanes with AVX-512,
+// 16 or 8 with AVX2). f64 panels take twice the bytes: half the kc keeps the same L1/L2 footprint.
+template <typename Acc>
+GemmKernel<Acc> kernel_of(GemmIsa isa, int64_t m) {
+  constexpr bool kF32 = std::is_same_v<Acc, float>;
+  constexpr int kZmmPair = 2 * 64 / sizeof(Acc), kYmmPair = 2 * 32 / sizeof(Acc);
+  constexpr int64_t kc = kF32 ? 256 : 128;
   switch (isa) {
     case GemmIsa::avx512:
       switch (avx512_rows(m)) {
-        case kAvx512ShortMr: return {microkernel_avx512_short<float>, kAvx512ShortMr, 32, 192, 256, 4096};
-        case kAvx512NineMr: return {microkernel_avx512_nine<float>, kAvx512NineMr, 32, 189, 256, 4096};
-        default: return {microkernel_avx512<float>, kAvx512Mr, 32, 192, 256, 4096};
+        case kAvx512ShortMr:
+          return vector_kernel<Acc, rows_of_a_avx512_short, columns_of_a_avx512_short, kAvx512ShortMr, kZmmPair>(
+              192, kc, 4096);
+        case kAvx512NineMr:
+          return vector_kernel<Acc, rows_of_a_avx512_nine, columns_of_a_avx512_nine, kAvx512NineMr, kZmmPair>(189, kc,
+                                                                                                              4096);
+        default: return vector_kernel<Acc, rows_of_a_avx512, columns_of_a_avx512, kAvx512Mr, kZmmPair>(192, kc, 4096);
       }
-    case GemmIsa::avx2: return {microkernel_avx2<float>, kAvx2Mr, 16, 192, 256, 4096};
-    case GemmIsa::generic: return {microkernel_generic<float, 4, 16>, 4, 16, 128, 256, 4096};
+    case GemmIsa::avx2: return vector_kernel<Acc, rows_of_a_avx2, columns_of_a_avx2, kAvx2Mr, kYmmPair>(192, kc, 4096);
+    case GemmIsa::generic:
+      if constexpr (kF32) {
+        return {microkernel_generic<float, 4, 16>, 4, 16, 128, 256, 4096};
+      } else {
+        return {microkernel_generic<double, 4, 8>, 4, 8, 96, 128, 2048};
+      }
   }
   SE_THROW("gemm: unknown micro-kernel ISA ", static_cast<int>(isa));
+}
+
+GemmKernel<float> f32_kernel(GemmIsa isa, int64_t m) {
+  return kernel_of<float>(isa, m);
 }
 
 // kc keeps the DW rows of w of one block (plus DN rows of v) within a 32 KB L1; f64 takes half.
@@ -348,19 +390,8 @@ DotKernel<double> f64_dot_kernel(GemmIsa isa) {
   SE_THROW("gemm: unknown micro-kernel ISA ", static_cast<int>(isa));
 }
 
-// f64 panels take twice the bytes: half the kc keeps the same L1/L2 footprint.
 GemmKernel<double> f64_kernel(GemmIsa isa, int64_t m) {
-  switch (isa) {
-    case GemmIsa::avx512:
-      switch (avx512_rows(m)) {
-        case kAvx512ShortMr: return {microkernel_avx512_short<double>, kAvx512ShortMr, 16, 192, 128, 4096};
-        case kAvx512NineMr: return {microkernel_avx512_nine<double>, kAvx512NineMr, 16, 189, 128, 4096};
-        default: return {microkernel_avx512<double>, kAvx512Mr, 16, 192, 128, 4096};
-      }
-    case GemmIsa::avx2: return {microkernel_avx2<double>, kAvx2Mr, 8, 192, 128, 4096};
-    case GemmIsa::generic: return {microkernel_generic<double, 4, 8>, 4, 8, 96, 128, 2048};
-  }
-  SE_THROW("gemm: unknown micro-kernel ISA ", static_cast<int>(isa));
+  return kernel_of<double>(isa, m);
 }
 
 }  // namespace se::kernels::cpu::detail

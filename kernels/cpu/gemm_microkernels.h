@@ -15,6 +15,14 @@ template <typename Acc>
 using MicroKernel = void (*)(int64_t kc, const Acc* ap, const Acc* bp, Acc* c, int64_t ldc, Acc alpha, Acc beta,
                              int mr, int nr);
 
+// The micro-kernel reading either operand in place (gemm_microkernels.cpp): op(B)(p, j) = b[p * b_step + j]
+// (a packed panel, b_step = NR, or a row-major B), and op(A)(i, p) = a[i * a_step + p] (GemmKernel::rows_of_a:
+// whole MR rows of a row-major A, so mr == MR) or a[p * a_step + i] (columns_of_a: a packed panel, a_step = MR,
+// or a transposed A). Stores C[0:mr, 0:nr] like MicroKernel; columns of B past nr are read.
+template <typename Acc>
+using InPlaceKernel = void (*)(int64_t kc, const Acc* a, int64_t a_step, const Acc* b, int64_t b_step, Acc* c,
+                               int64_t ldc, Acc alpha, Acc beta, int mr, int nr);
+
 // Register tile (mr x nr) and cache blocks: an (mc, kc) block of A stays in L2, a (kc, nc) block of B
 // in L3, and one (kc, nr) micro-panel of B in L1 while the micro-panels of A stream past it.
 template <typename Acc>
@@ -22,6 +30,7 @@ struct GemmKernel {
   MicroKernel<Acc> run = nullptr;
   int mr = 0, nr = 0;
   int64_t mc = 0, kc = 0, nc = 0;
+  InPlaceKernel<Acc> rows_of_a = nullptr, columns_of_a = nullptr;  // null: operands are always packed
 };
 
 // The kernel of an ISA for a product of m rows (the row tile is picked to waste the fewest padded rows;

@@ -227,6 +227,27 @@ TEST_P(GemmCpu, F32ManyColumnBlocks) {  // n beyond one nc block, and threads sp
   EXPECT_LE(run_cpu_case<float>(c, DType::f32, 99), 1e-5) << describe(c, DType::f32);
 }
 
+// Products with few columns read A in place and products with few rows read a row-major B in place
+// (gemm.cpp, in_place_operands); partial last panels are still packed. Tall and short operands, A either
+// way, row tiles of 8, 9 and 12 (m % 8, 9, 12), several row and k blocks (mc 192, kc 256), partial panels on
+// both sides, padded rows, alpha and beta.
+TEST_P(GemmCpu, F32InPlaceOperandsMatchReference) {
+  const std::vector<Case> cases = {
+      {{1001, 40, 300}, false, true},                                 // A's rows in place, Linear's y = x W^T
+      {{1001, 40, 300}, true, true, 0.5f, 0.75f},                     // A's columns (a transposed A) in place
+      {{963, 64, 33}, false, false, 1.0f, 0.0f, 1, false, false, 3},  // 9-row tiles, B 2 panels, padded
+      {{600, 17, 520}, true, false, -1.0f, 1.0f},                     // 12-row tiles, A and B in place, 3 k blocks
+      {{100, 70, 600}, true, false},                                  // B in place but its partial third panel
+      {{100, 70, 600}, false, false, 2.0f, 0.5f, 1, false, false, 5},
+      {{128, 4200, 40}, false, false},  // B in place over two column blocks (nc 4096)
+      {{7, 33, 1000}, true, false},     // one partial row panel: packed, B in place
+  };
+  uint32_t seed = 900;
+  for (const Case& c : cases) {
+    EXPECT_LE(run_cpu_case<float>(c, DType::f32, seed += 3), 1e-5) << describe(c, DType::f32);
+  }
+}
+
 // A @ B^T with few outputs over a long k takes the unpacked dot-product path (AVX2 and AVX-512): tiles
 // cut at odd row counts on either side (the wider tile goes to A or to B), k with a partial last
 // vector and several k blocks, alpha and beta, padded rows.
