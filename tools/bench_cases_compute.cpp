@@ -139,23 +139,32 @@ void add_gemm_cases(std::vector<Case>& cases, const Options& o) {
     const char* model;
     const char* what;
     int64_t m, n, k;
+    bool trans_a = false, trans_b = false;
   };
   const GemmShape shapes[] = {
       {"segformer-b0", "mix-ffn fc1 (128x128 tokens)", 16384, 128, 32},
       {"segformer-b0", "decoder linear fuse", 16384, 256, 1024},
       {"segformer-b0", "attention q k^T (stage 1)", 16384, 256, 32},
+      // Linear layers as the engine calls them: y = x W^T, dx = dy W, dW = dy^T x over the tokens.
+      {"segformer-b0", "stage-1 Linear 32 -> 32, y = x W^T", 16384, 32, 32, false, true},
+      {"segformer-b0", "mix-ffn fc2 128 -> 32, y = x W^T", 16384, 32, 128, false, true},
+      {"segformer-b0", "mix-ffn fc1 dx = dy W", 16384, 32, 128},
+      {"segformer-b0", "stage-1 Linear dW = dy^T x", 32, 32, 16384, true, false},
+      {"segformer-b0", "mix-ffn fc1 dW = dy^T x", 128, 32, 16384, true, false},
       {"resnet50-os8", "1x1 conv 1024->256 at 64x64 as GEMM", 256, 4096, 1024},
       {"square", "1024^3", 1024, 1024, 1024},
   };
   for (const GemmShape& s : shapes) {
-    const kernels::GemmDesc d = gemm_desc(s.m, s.n, s.k, false, false, 1.0, o.dtype);
+    const kernels::GemmDesc d = gemm_desc(s.m, s.n, s.k, s.trans_a, s.trans_b, 1.0, o.dtype);
     const double elem = static_cast<double>(dtype_size(o.dtype));
     const Device device = o.device;
+    const Shape a_shape = s.trans_a ? Shape{s.k, s.m} : Shape{s.m, s.k};
+    const Shape b_shape = s.trans_b ? Shape{s.n, s.k} : Shape{s.k, s.n};
     cases.push_back(
-        {"gemm/nn", s.model,
+        {std::string("gemm/") + (s.trans_a ? "t" : "n") + (s.trans_b ? "t" : "n"), s.model,
          std::string(s.what) + ": " + std::to_string(s.m) + "x" + std::to_string(s.n) + "x" + std::to_string(s.k),
          2.0 * s.m * s.n * s.k, elem * static_cast<double>(s.m * s.k + s.k * s.n + s.m * s.n), [=] {
-           Tensor a = random_tensor({s.m, s.k}, o), b = random_tensor({s.k, s.n}, o);
+           Tensor a = random_tensor(a_shape, o), b = random_tensor(b_shape, o);
            Tensor c = empty({s.m, s.n}, {o.dtype, o.device});
            return Prepared(Run([=] { SE_DISPATCH(device, gemm, d, a.data_ptr(), b.data_ptr(), c.data_ptr()); }),
                            {VendorOp::gemm, d, {a, b}, {c}});
