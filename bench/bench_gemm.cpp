@@ -176,6 +176,9 @@ void register_benchmarks() {
       {"segformer_fc1_dw_128x32x32768_tA", {128, 32, 32768, true, false}},
       {"segformer_fc2_dw_32x128x32768_tA", {32, 128, 32768, true, false}},
       {"segformer_linear_dw_32x32x32768_tA", {32, 32, 32768, true, false}},
+      // The decode head's stage-1 and stage-2 projections (32 and 64 -> 256): their weight gradients.
+      {"segformer_head_dw_256x32x32768_tA", {256, 32, 32768, true, false}},
+      {"segformer_head_dw_256x64x8192_tA", {256, 64, 8192, true, false}},
   };
   for (const auto& [name, s] : f32_shapes) {
     benchmark::RegisterBenchmark(("sgemm/ours/" + name).c_str(), bm_cpu_gemm<float>, s, DType::f32)->UseRealTime();
