@@ -1,7 +1,8 @@
-// The CPU GEMM micro-kernels: AVX-512 (12, 8 or 9 rows x 2 zmm), AVX2 + FMA (6 x 2 ymm), f32 and f64, and portable
-// C++ (f32 4 x 16, f64 4 x 8); and the dot-product kernels of unpacked A @ B^T (AVX-512 8 x 3, AVX2
-// 4 x 3). The vector kernels carry __attribute__((target)) so this file builds without -march flags and
-// the driver picks one at run time with __builtin_cpu_supports.
+// The CPU GEMM micro-kernels: AVX-512 (12, 8 or 9 rows x 2 zmm), AVX2 + FMA (6 x 2 ymm), f32 and f64, each
+// reading packed panels or either operand in place, and portable C++ (f32 4 x 16, f64 4 x 8, packed only);
+// and the dot-product kernels of unpacked A @ B^T (AVX-512 8 x 3, AVX2 4 x 3). The vector kernels carry
+// __attribute__((target)) so this file builds without -march flags and the driver picks one at run time with
+// __builtin_cpu_supports.
 #include <immintrin.h>
 
 #include <algorithm>

@@ -18,7 +18,9 @@ using MicroKernel = void (*)(int64_t kc, const Acc* ap, const Acc* bp, Acc* c, i
 // The micro-kernel reading either operand in place (gemm_microkernels.cpp): op(B)(p, j) = b[p * b_step + j]
 // (a packed panel, b_step = NR, or a row-major B), and op(A)(i, p) = a[i * a_step + p] (GemmKernel::rows_of_a:
 // whole MR rows of a row-major A, so mr == MR) or a[p * a_step + i] (columns_of_a: a packed panel, a_step = MR,
-// or a transposed A). Stores C[0:mr, 0:nr] like MicroKernel; columns of B past nr are read.
+// or a transposed A). Stores C[0:mr, 0:nr] like MicroKernel and reads NR columns of B (past nr only in
+// a zero-padded packed panel). A vector ISA's MicroKernel is its columns_of_a over packed panels, so both
+// paths sum each output in one order and give the same bits.
 template <typename Acc>
 using InPlaceKernel = void (*)(int64_t kc, const Acc* a, int64_t a_step, const Acc* b, int64_t b_step, Acc* c,
                                int64_t ldc, Acc alpha, Acc beta, int mr, int nr);
