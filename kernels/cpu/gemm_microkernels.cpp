@@ -161,6 +161,17 @@ template <> struct Avx512<double> {
         acc[i][1] = Ops::fmadd(av, b1, acc[i][1]);                                                                     \
       }                                                                                                                \
       b += b_step;                                                                                                     \
+      /* Rows of A in place come from memory as MR short streams that the hardware prefetchers pick up                 \
+         late: the next tile's MR rows (MR * kc / kLineValues lines) are requested, spread over this                   \
+         tile's steps. That doubled a 32768 x 32 x 128 product (100 -> 190 GFLOP/s). A prefetch past                   \
+         the end of A is harmless. */                                                                                  \
+      if constexpr (kRowMajorA) {                                                                                      \
+        constexpr int64_t kLineValues = 64 / sizeof(Acc);                                                              \
+        for (int64_t line = p * MR / kLineValues; line < (p + 1) * MR / kLineValues; ++line) {                         \
+          _mm_prefetch(reinterpret_cast<const char*>(a + (MR + line % MR) * a_step + line / MR * kLineValues),         \
+                       _MM_HINT_T0);                                                                                   \
+        }                                                                                                              \
+      }                                                                                                                \
     }                                                                                                                  \
     const Vec va = Ops::set1(alpha);                                                                                   \
     if (mr == MR && nr == NR) {                                                                                        \
