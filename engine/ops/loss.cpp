@@ -216,6 +216,31 @@ Tensor mse_loss(const Tensor& a_arg, const Tensor& b_arg, Reduction reduction) {
   return reduce_loss(mul(diff, diff), reduction);
 }
 
+namespace {
+
+// ||x||_2 over dim 1, kept: (N, 1, ...) of x (N, C, ...). Its gradient g x / ||x|| is 0 where the norm
+// is 0, as torch.linalg.vector_norm's; through sqrt it would be inf * 0 = NaN there, and a feature
+// vector of zeros (every channel of a pixel cut by a ReLU) would turn the whole gradient to NaN.
+Tensor channel_norm(const Tensor& x) {
+  Tensor norm;
+  {
+    NoGradGuard no_grad;
+    norm = sqrt(sum(mul(x, x), {1}, true));
+  }
+  if (autograd::needs_grad({x})) {
+    autograd::record(
+        "cosine_distance", {x}, {norm},
+        [saved_x = SavedTensor(x), saved_norm = SavedTensor(norm)](const GradOutputs& g, const NeedsGrad&) {
+          const Tensor n = saved_norm.unpack();
+          const Tensor scale = where(eq(n, 0.0), zeros_like(n), div(g[0], n));
+          return GradInputs{mul(saved_x.unpack(), scale)};
+        });
+  }
+  return norm;
+}
+
+}  // namespace
+
 Tensor cosine_distance(const Tensor& a_arg, const Tensor& b_arg, Reduction reduction, double eps) {
   // Autocast (engine/autocast.h): computed in f32.
   const Tensor a = autocast::to_f32(a_arg), b = autocast::to_f32(b_arg);
@@ -224,7 +249,7 @@ Tensor cosine_distance(const Tensor& a_arg, const Tensor& b_arg, Reduction reduc
   SE_CHECK(a.dim() >= 2, op, ": inputs must be (N, C, ...), got ", shape_str(a.shape()));
   // PyTorch clamps the norms without recording the clamp: the gradient flows through the unclamped norm.
   auto unit = [&](const Tensor& x) {
-    Tensor norm = sqrt(sum(mul(x, x), {1}, true));
+    Tensor norm = channel_norm(x);
     Tensor floor;
     {
       NoGradGuard no_grad;

@@ -16,6 +16,8 @@ namespace {
 
 using testing::expect_error;
 using testing::expect_gradients_match;
+using testing::resize_by;
+using testing::resize_to;
 
 Tensor random_f64(const Shape& shape) {
   return randn(shape, {DType::f64}).requires_grad_(true);
@@ -85,22 +87,6 @@ TEST(PoolOps, BadArgumentsAreErrors) {
         max_pool2d(zeros({1, 1, 4, 4}, {DType::i32}), pool(2, 2, 0));
       },
       "max_pool2d: dtype i32 is not supported");
-}
-
-InterpolateParams resize_to(std::array<int64_t, 2> size, InterpolateMode mode, bool align_corners = false) {
-  InterpolateParams p;
-  p.size = size;
-  p.mode = mode;
-  p.align_corners = align_corners;
-  return p;
-}
-
-InterpolateParams resize_by(std::array<double, 2> scale, InterpolateMode mode, bool align_corners = false) {
-  InterpolateParams p;
-  p.scale_factor = scale;
-  p.mode = mode;
-  p.align_corners = align_corners;
-  return p;
 }
 
 TEST(ResizeOps, ValuesAndShapes) {

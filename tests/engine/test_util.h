@@ -14,6 +14,23 @@
 
 namespace se::testing {
 
+// interpolate() to a size, or by a scale factor.
+inline InterpolateParams resize_to(std::array<int64_t, 2> size, InterpolateMode mode, bool align_corners = false) {
+  InterpolateParams p;
+  p.size = size;
+  p.mode = mode;
+  p.align_corners = align_corners;
+  return p;
+}
+
+inline InterpolateParams resize_by(std::array<double, 2> scale, InterpolateMode mode, bool align_corners = false) {
+  InterpolateParams p;
+  p.scale_factor = scale;
+  p.mode = mode;
+  p.align_corners = align_corners;
+  return p;
+}
+
 // The message of the se::Error that `f` throws, or "(no error)".
 inline std::string error_of(const std::function<void()>& f) {
   try {

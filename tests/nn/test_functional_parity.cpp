@@ -1,0 +1,261 @@
+// The engine's functional ops (torch.nn.functional's counterparts) against PyTorch itself:
+// tools/fixtures/make_functional_fixtures.py ran each case below through PyTorch in float64 and saved its
+// inputs, output, an upstream gradient and the inputs' gradients to fixtures/functional_parity.safetensors.
+// Here every case is restated by name with our ops and compared in float64 on the CPU and (tests named
+// Cuda) on the CUDA device, forward and backward, so a difference is one of semantics (coordinates,
+// windows, reductions), not of rounding. The kernel tests check the same ops against references written
+// from PyTorch's formulas; this checks those readings. (Here, not in tests/engine: nn owns safetensors.)
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "engine/autograd.h"
+#include "engine/device.h"
+#include "engine/ops.h"
+#include "nn/safetensors.h"
+#include "tests/engine/test_util.h"
+
+namespace se {
+namespace {
+
+const std::string kFixturePath = std::string(SE_NN_FIXTURES) + "/functional_parity.safetensors";
+
+const std::map<std::string, Tensor>& fixture() {
+  static const std::map<std::string, Tensor> tensors = [] {
+    std::map<std::string, Tensor> by_name;
+    for (auto& [name, tensor] : nn::load_safetensors(kFixturePath).tensors) by_name.emplace(name, tensor);
+    return by_name;
+  }();
+  return tensors;
+}
+
+// One case's view of the fixture on a device, and the state its call leaves to compare after it.
+class CaseContext {
+ public:
+  CaseContext(std::string name, Device device) : name_(std::move(name)), device_(device) {}
+
+  bool has(const std::string& key) const { return fixture().contains(name_ + "." + key); }
+  // The reference tensor "<case>.<key>" on the device (a copy: calls may update it in place).
+  Tensor ref(const std::string& key) const {
+    const auto it = fixture().find(name_ + "." + key);
+    if (it == fixture().end()) {
+      ADD_FAILURE() << kFixturePath << " has no tensor '" << name_ << "." << key
+                    << "' (rerun tools/fixtures/make_functional_fixtures.py)";
+      return Tensor();
+    }
+    return it->second.to(device_).clone();
+  }
+  // After the call, `actual` must equal the reference "<case>.<key>".
+  void compare_after(const std::string& key, const Tensor& actual) { after_.emplace_back(key, actual); }
+  const std::vector<std::pair<std::string, Tensor>>& after() const { return after_; }
+
+ private:
+  std::string name_;
+  Device device_;
+  std::vector<std::pair<std::string, Tensor>> after_;
+};
+
+using CaseFn = std::function<Tensor(const std::vector<Tensor>& in, CaseContext& ctx)>;
+using testing::resize_by;
+using testing::resize_to;
+
+Pool2dParams pool(std::array<int64_t, 2> kernel, std::array<int64_t, 2> stride, std::array<int64_t, 2> padding,
+                  bool ceil_mode = false) {
+  Pool2dParams p;
+  p.kernel_size = kernel;
+  p.stride = stride;
+  p.padding = padding;
+  p.ceil_mode = ceil_mode;
+  return p;
+}
+
+// The cases of make_functional_fixtures.py, in its order, with the same arguments.
+const std::vector<std::pair<std::string, CaseFn>>& cases() {
+  using Mode = InterpolateMode;
+  static const std::vector<std::pair<std::string, CaseFn>> all = [] {
+    std::vector<std::pair<std::string, CaseFn>> c;
+    auto add = [&](const std::string& name, CaseFn fn) { c.emplace_back(name, std::move(fn)); };
+    // resize
+    add("interp_bilinear_size", [](auto& in, auto&) { return interpolate(in[0], resize_to({8, 4}, Mode::bilinear)); });
+    add("interp_bilinear_size_ac", [](auto& in, auto&) {
+      return interpolate(in[0], resize_to({9, 11}, Mode::bilinear, true));
+    });
+    add("interp_bilinear_scale", [](auto& in, auto&) {
+      return interpolate(in[0], resize_by({1.7, 0.6}, Mode::bilinear));
+    });
+    add("interp_bilinear_scale_ac", [](auto& in, auto&) {
+      return interpolate(in[0], resize_by({2.0, 2.5}, Mode::bilinear, true));
+    });
+    add("interp_nearest_size", [](auto& in, auto&) { return interpolate(in[0], resize_to({11, 4}, Mode::nearest)); });
+    add("interp_nearest_scale", [](auto& in, auto&) {
+      return interpolate(in[0], resize_by({2.3, 0.5}, Mode::nearest));
+    });
+    // pooling
+    add("max_pool_ceil", [](auto& in, auto&) { return max_pool2d(in[0], pool({3, 3}, {2, 2}, {1, 1}, true)); });
+    add("max_pool_dilated", [](auto& in, auto&) {
+      Pool2dParams p = pool({2, 2}, {1, 1}, {1, 1});
+      p.dilation = {2, 1};
+      return max_pool2d(in[0], p);
+    });
+    add("avg_pool_ceil_exclude_pad", [](auto& in, auto&) {
+      Pool2dParams p = pool({3, 3}, {2, 2}, {1, 1}, true);
+      p.count_include_pad = false;
+      return avg_pool2d(in[0], p);
+    });
+    add("avg_pool_include_pad", [](auto& in, auto&) { return avg_pool2d(in[0], pool({3, 2}, {2, 1}, {1, 1})); });
+    for (int64_t bins : {1, 2, 3, 6}) {
+      add("adaptive_avg_pool_" + std::to_string(bins), [bins](auto& in, auto&) {
+        return adaptive_avg_pool2d(in[0], {bins, bins});
+      });
+    }
+    add("adaptive_avg_pool_4x13", [](auto& in, auto&) { return adaptive_avg_pool2d(in[0], {4, 13}); });
+    // convolution
+    add("conv_grouped_dilated_strided", [](auto& in, auto&) {
+      Conv2dParams p;
+      p.stride_h = 2;
+      p.pad_h = 2;
+      p.pad_w = 1;
+      p.dilation_h = 2;
+      p.dilation_w = 3;
+      p.groups = 2;
+      return conv2d(in[0], in[1], in[2], p);
+    });
+    add("conv_depthwise", [](auto& in, auto&) {
+      Conv2dParams p;
+      p.pad_h = p.pad_w = 1;
+      p.groups = 4;
+      return conv2d(in[0], in[1], Tensor(), p);
+    });
+    add("conv_transpose_output_padding", [](auto& in, auto&) {
+      ConvTranspose2dParams p;
+      p.stride_h = p.stride_w = 2;
+      p.pad_h = p.pad_w = 1;
+      p.output_padding_h = p.output_padding_w = 1;
+      return conv_transpose2d(in[0], in[1], in[2], p);
+    });
+    add("conv_transpose_grouped_dilated", [](auto& in, auto&) {
+      ConvTranspose2dParams p;
+      p.stride_h = 2;
+      p.stride_w = 3;
+      p.pad_h = 1;
+      p.output_padding_h = 1;
+      p.groups = 2;
+      p.dilation_h = 2;
+      return conv_transpose2d(in[0], in[1], Tensor(), p);
+    });
+    // normalisation
+    add("batch_norm_train", [](auto& in, CaseContext& ctx) {
+      Tensor running_mean = ctx.ref("running_mean_before"), running_var = ctx.ref("running_var_before");
+      Tensor y = batch_norm(in[0], running_mean, running_var, in[1], in[2], true, 0.1, 1e-5);
+      ctx.compare_after("running_mean", running_mean);
+      ctx.compare_after("running_var", running_var);
+      return y;
+    });
+    add("batch_norm_eval", [](auto& in, CaseContext& ctx) {
+      return batch_norm(in[0], ctx.ref("running_mean"), ctx.ref("running_var"), in[1], in[2], false, 0.1, 1e-5);
+    });
+    add("layer_norm", [](auto& in, auto&) { return layer_norm(in[0], {8}, in[1], in[2], 1e-6); });
+    add("layer_norm_2d", [](auto& in, auto&) { return layer_norm(in[0], {4, 6}, in[1], in[2], 1e-5); });
+    add("group_norm", [](auto& in, auto&) { return group_norm(in[0], 3, in[1], in[2], 1e-5); });
+    // activations, softmax, attention
+    add("gelu_erf", [](auto& in, auto&) { return gelu(in[0]); });
+    add("gelu_tanh", [](auto& in, auto&) { return gelu(in[0], true); });
+    add("softmax_dim1", [](auto& in, auto&) { return softmax(in[0], 1); });
+    add("log_softmax_dim1", [](auto& in, auto&) { return log_softmax(in[0], 1); });
+    add("attention_lk_ne_lq", [](auto& in, auto&) { return scaled_dot_product_attention(in[0], in[1], in[2]); });
+    // losses
+    add("cross_entropy_weighted_smoothed", [](auto& in, CaseContext& ctx) {
+      CrossEntropyParams p;
+      p.ignore_index = 255;
+      p.weight = ctx.ref("weight");
+      p.label_smoothing = 0.1;
+      return cross_entropy(in[0], ctx.ref("target"), p);
+    });
+    add("cross_entropy_none", [](auto& in, CaseContext& ctx) {
+      CrossEntropyParams p;
+      p.ignore_index = 255;
+      p.weight = ctx.ref("weight");
+      p.reduction = Reduction::none;
+      return cross_entropy(in[0], ctx.ref("target"), p);
+    });
+    add("cross_entropy_sum_smoothed", [](auto& in, CaseContext& ctx) {
+      CrossEntropyParams p;
+      p.ignore_index = 255;
+      p.label_smoothing = 0.2;
+      p.reduction = Reduction::sum;
+      return cross_entropy(in[0], ctx.ref("target"), p);
+    });
+    add("bce_with_logits_pos_weight", [](auto& in, CaseContext& ctx) {
+      BinaryCrossEntropyParams p;
+      p.pos_weight = ctx.ref("pos_weight");
+      return binary_cross_entropy_with_logits(in[0], ctx.ref("target"), p);
+    });
+    add("mse", [](auto& in, auto&) { return mse_loss(in[0], in[1]); });
+    add("cosine_distance", [](auto& in, auto&) { return cosine_distance(in[0], in[1], Reduction::mean, 1e-8); });
+    return c;
+  }();
+  return all;
+}
+
+// |actual - expected| <= rel_tol * (1 + |expected|) everywhere, shapes equal; names the first miss.
+void expect_matches(const Tensor& actual, const Tensor& expected, double rel_tol, const std::string& what) {
+  ASSERT_TRUE(actual.defined()) << what << " is undefined";
+  ASSERT_EQ(actual.shape(), expected.shape()) << what;
+  const std::vector<double> a = actual.to_vector<double>(), e = expected.to_vector<double>();
+  int64_t misses = 0;
+  for (size_t k = 0; k < a.size(); ++k) {
+    if (std::abs(a[k] - e[k]) <= rel_tol * (1 + std::abs(e[k]))) continue;
+    if (misses++ == 0) ADD_FAILURE() << what << "[" << k << "] = " << a[k] << ", PyTorch " << e[k];
+  }
+  EXPECT_EQ(misses, 0) << what << ": values differing from PyTorch's";
+}
+
+void expect_cases_match_pytorch(Device device, double rel_tol) {
+  ASSERT_EQ(fixture().count("cosine_distance.out"), 1u) << kFixturePath << " lacks the last case";
+  for (const auto& [name, run] : cases()) {
+    SCOPED_TRACE(name);
+    CaseContext ctx(name, device);
+    std::vector<Tensor> inputs;
+    for (int k = 0; ctx.has("in" + std::to_string(k)); ++k) {
+      inputs.push_back(ctx.ref("in" + std::to_string(k)).requires_grad_(true));
+    }
+    ASSERT_FALSE(inputs.empty()) << kFixturePath << " has no inputs for " << name;
+    Tensor out = run(inputs, ctx);
+    expect_matches(out, ctx.ref("out"), rel_tol, name + " output");
+    for (const auto& [key, actual] : ctx.after()) expect_matches(actual, ctx.ref(key), rel_tol, name + " " + key);
+    out.backward(ctx.ref("gout"));
+    for (size_t k = 0; k < inputs.size(); ++k) {
+      expect_matches(inputs[k].grad(), ctx.ref("grad" + std::to_string(k)), rel_tol,
+                     name + " gradient of input " + std::to_string(k));
+    }
+  }
+}
+
+// Every case of the fixture has its restatement here, and the other way round.
+TEST(TorchReference, EveryFixtureCaseIsRestated) {
+  std::map<std::string, bool> restated;
+  for (const auto& [name, run] : cases()) restated[name] = true;
+  for (const auto& [key, tensor] : fixture()) {
+    const std::string name = key.substr(0, key.find('.'));
+    EXPECT_TRUE(restated.contains(name)) << kFixturePath << " case '" << name << "' has no restatement here";
+  }
+  for (const auto& [name, run] : cases()) {
+    EXPECT_EQ(fixture().count(name + ".out"), 1u) << "case '" << name << "' is missing from " << kFixturePath;
+  }
+}
+
+TEST(TorchReference, CpuOpsMatchPyTorch) {
+  expect_cases_match_pytorch(Device::cpu(), 1e-10);
+}
+
+TEST(TorchReferenceCuda, OpsMatchPyTorch) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  expect_cases_match_pytorch(Device::cuda(), 1e-10);
+}
+
+}  // namespace
+}  // namespace se
