@@ -10,12 +10,14 @@
 #include <cmath>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "engine/autograd.h"
 #include "engine/device.h"
 #include "engine/ops.h"
+#include "kernels/optim.h"
 #include "nn/safetensors.h"
 #include "tests/engine/test_util.h"
 
@@ -278,9 +280,74 @@ void expect_cases_match_pytorch(Device device, double rel_tol) {
   }
 }
 
+// torch.optim's optimizers of the script (lr, betas, eps, weight decay, momentum as there), restated as our
+// fused steps; the step number and the momentum buffer's first step are set per step below.
+struct OptimizerCase {
+  std::string name;
+  std::optional<kernels::AdamDesc> adam;
+  std::optional<kernels::SgdDesc> sgd;
+};
+
+const std::vector<OptimizerCase>& optimizer_cases() {
+  static const std::vector<OptimizerCase> all = [] {
+    kernels::AdamDesc adamw{.lr = 0.01f, .beta1 = 0.9f, .beta2 = 0.99f, .eps = 1e-8f, .weight_decay = 0.05f};
+    kernels::AdamDesc adam_l2{.lr = 0.01f, .beta1 = 0.8f, .beta2 = 0.999f, .eps = 1e-6f, .weight_decay = 0.1f};
+    adam_l2.decoupled_weight_decay = false;
+    kernels::SgdDesc nesterov{.lr = 0.1f, .momentum = 0.9f, .weight_decay = 1e-3f, .nesterov = true};
+    kernels::SgdDesc dampening{.lr = 0.05f, .momentum = 0.8f, .dampening = 0.3f, .weight_decay = 0.01f};
+    return std::vector<OptimizerCase>{{"adamw", adamw, std::nullopt},
+                                      {"adam_l2", adam_l2, std::nullopt},
+                                      {"sgd_nesterov", std::nullopt, nesterov},
+                                      {"sgd_dampening", std::nullopt, dampening}};
+  }();
+  return all;
+}
+
+constexpr int kOptimizerTensors = 3, kOptimizerSteps = 3;
+
+// Three steps of each optimizer from the script's parameters and gradients (f32, as torch.optim ran them)
+// end at its parameters, within f32 rounding; and global_norm is clip_grad_norm_'s total norm.
+void expect_optimizers_match_pytorch(Device device) {
+  for (const OptimizerCase& oc : optimizer_cases()) {
+    SCOPED_TRACE(oc.name);
+    CaseContext ctx(oc.name, device);
+    std::vector<Tensor> params, state_a, state_b;
+    for (int k = 0; k < kOptimizerTensors; ++k) {
+      params.push_back(ctx.ref("param" + std::to_string(k)));
+      state_a.push_back(zeros_like(params.back()));
+      state_b.push_back(zeros_like(params.back()));
+    }
+    for (int t = 1; t <= kOptimizerSteps; ++t) {
+      std::vector<Tensor> grads;
+      for (int k = 0; k < kOptimizerTensors; ++k) {
+        grads.push_back(ctx.ref("grad" + std::to_string(k) + ".step" + std::to_string(t)));
+      }
+      if (oc.adam) {
+        kernels::AdamDesc desc = *oc.adam;
+        desc.step = t;
+        adam_step_(params, grads, state_a, state_b, desc);
+      } else {
+        kernels::SgdDesc desc = *oc.sgd;
+        desc.first_step = t == 1;
+        sgd_step_(params, grads, state_a, desc);
+      }
+    }
+    for (int k = 0; k < kOptimizerTensors; ++k) {
+      expect_matches(
+          params[k], ctx.ref("result" + std::to_string(k)), 1e-6,
+          oc.name + " parameter " + std::to_string(k) + " after " + std::to_string(kOptimizerSteps) + " steps");
+    }
+  }
+  CaseContext clip("clip", device);
+  std::vector<Tensor> grads;
+  for (int k = 0; k < kOptimizerTensors; ++k) grads.push_back(clip.ref("grad" + std::to_string(k)).to(DType::f32));
+  expect_matches(global_norm(grads).reshape({1}), clip.ref("norm"), 1e-6, "global_norm");
+}
+
 // Every case of the fixture has its restatement here, and the other way round.
 TEST(TorchReference, EveryFixtureCaseIsRestated) {
-  std::map<std::string, bool> restated;
+  std::map<std::string, bool> restated{{"clip", true}};
+  for (const auto& oc : optimizer_cases()) restated[oc.name] = true;
   for (const auto& [name, run] : cases()) restated[name] = true;
   for (const auto& [key, tensor] : fixture()) {
     const std::string name = key.substr(0, key.find('.'));
@@ -298,6 +365,15 @@ TEST(TorchReference, CpuOpsMatchPyTorch) {
 TEST(TorchReferenceCuda, OpsMatchPyTorch) {
   if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
   expect_cases_match_pytorch(Device::cuda(), 1e-10);
+}
+
+TEST(TorchReference, CpuOptimizersMatchPyTorch) {
+  expect_optimizers_match_pytorch(Device::cpu());
+}
+
+TEST(TorchReferenceCuda, OptimizersMatchPyTorch) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  expect_optimizers_match_pytorch(Device::cuda());
 }
 
 }  // namespace
