@@ -103,6 +103,7 @@ const std::vector<std::pair<std::string, CaseFn>>& cases() {
       p.dilation = {2, 1};
       return max_pool2d(in[0], p);
     });
+    add("max_pool_ties", [](auto& in, auto&) { return max_pool2d(in[0], pool({3, 3}, {2, 2}, {1, 1})); });
     add("avg_pool_ceil_exclude_pad", [](auto& in, auto&) {
       Pool2dParams p = pool({3, 3}, {2, 2}, {1, 1}, true);
       p.count_include_pad = false;
@@ -195,6 +196,18 @@ const std::vector<std::pair<std::string, CaseFn>>& cases() {
       BinaryCrossEntropyParams p;
       p.pos_weight = ctx.ref("pos_weight");
       return binary_cross_entropy_with_logits(in[0], ctx.ref("target"), p);
+    });
+    add("bce_with_logits_extreme", [](auto& in, CaseContext& ctx) {
+      BinaryCrossEntropyParams p;
+      p.pos_weight = ctx.ref("pos_weight");
+      p.reduction = Reduction::sum;
+      return binary_cross_entropy_with_logits(in[0], ctx.ref("target"), p);
+    });
+    add("cross_entropy_extreme", [](auto& in, CaseContext& ctx) {
+      CrossEntropyParams p;
+      p.ignore_index = 255;
+      p.label_smoothing = 0.05;
+      return cross_entropy(in[0], ctx.ref("target"), p);
     });
     add("mse", [](auto& in, auto&) { return mse_loss(in[0], in[1]); });
     add("cosine_distance", [](auto& in, auto&) { return cosine_distance(in[0], in[1], Reduction::mean, 1e-8); });
