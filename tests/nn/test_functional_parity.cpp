@@ -16,6 +16,7 @@
 
 #include "engine/autograd.h"
 #include "engine/device.h"
+#include "engine/metrics.h"
 #include "engine/ops.h"
 #include "kernels/optim.h"
 #include "nn/safetensors.h"
@@ -259,14 +260,15 @@ const std::vector<std::pair<std::string, CaseFn>>& cases() {
   return all;
 }
 
-// |actual - expected| <= rel_tol * (1 + |expected|) everywhere, shapes equal; names the first miss.
+// |actual - expected| <= rel_tol * (1 + |expected|) everywhere (NaN where PyTorch has NaN), shapes equal;
+// names the first miss.
 void expect_matches(const Tensor& actual, const Tensor& expected, double rel_tol, const std::string& what) {
   ASSERT_TRUE(actual.defined()) << what << " is undefined";
   ASSERT_EQ(actual.shape(), expected.shape()) << what;
   const std::vector<double> a = actual.to_vector<double>(), e = expected.to_vector<double>();
   int64_t misses = 0;
   for (size_t k = 0; k < a.size(); ++k) {
-    if (std::abs(a[k] - e[k]) <= rel_tol * (1 + std::abs(e[k]))) continue;
+    if (std::abs(a[k] - e[k]) <= rel_tol * (1 + std::abs(e[k])) || (std::isnan(a[k]) && std::isnan(e[k]))) continue;
     if (misses++ == 0) ADD_FAILURE() << what << "[" << k << "] = " << a[k] << ", PyTorch " << e[k];
   }
   EXPECT_EQ(misses, 0) << what << ": values differing from PyTorch's";
@@ -357,9 +359,33 @@ void expect_optimizers_match_pytorch(Device device) {
   expect_matches(global_norm(grads).reshape({1}), clip.ref("norm"), 1e-6, "global_norm");
 }
 
+// The confusion matrix of two batches of class maps (with ignored pixels, a class never in the target and
+// one in neither) gives mmsegmentation's IoUMetric values: per-class IoU, Acc and Dice with NaN for 0 / 0,
+// aAcc, and their nanmeans.
+void expect_metrics_match_mmseg(Device device) {
+  constexpr int64_t kClasses = 6;
+  CaseContext ctx("metrics", device);
+  Tensor confusion = zeros({kClasses, kClasses}, {DType::i64, device});
+  for (int b = 0; b < 2; ++b) {
+    confusion_matrix_update(confusion, ctx.ref("pred" + std::to_string(b)), ctx.ref("target" + std::to_string(b)), 255);
+  }
+  const SegmentationMetrics m = segmentation_metrics(confusion.to_vector<int64_t>(), kClasses);
+  auto host = [](const std::vector<double>& values) {
+    return from_vector<double>(values, {static_cast<int64_t>(values.size())}, {DType::f64});
+  };
+  const Device cpu = Device::cpu();
+  expect_matches(host(m.iou), ctx.ref("IoU").to(cpu), 1e-12, "per-class IoU");
+  expect_matches(host(m.accuracy), ctx.ref("Acc").to(cpu), 1e-12, "per-class accuracy");
+  expect_matches(host(m.dice), ctx.ref("Dice").to(cpu), 1e-12, "per-class Dice");
+  expect_matches(host({m.pixel_accuracy}), ctx.ref("aAcc").to(cpu), 1e-12, "aAcc");
+  expect_matches(host({m.mean_iou}), ctx.ref("mIoU").to(cpu), 1e-12, "mIoU");
+  expect_matches(host({m.mean_accuracy}), ctx.ref("mAcc").to(cpu), 1e-12, "mAcc");
+  expect_matches(host({m.mean_dice}), ctx.ref("mDice").to(cpu), 1e-12, "mDice");
+}
+
 // Every case of the fixture has its restatement here, and the other way round.
 TEST(TorchReference, EveryFixtureCaseIsRestated) {
-  std::map<std::string, bool> restated{{"clip", true}};
+  std::map<std::string, bool> restated{{"clip", true}, {"metrics", true}};
   for (const auto& oc : optimizer_cases()) restated[oc.name] = true;
   for (const auto& [name, run] : cases()) restated[name] = true;
   for (const auto& [key, tensor] : fixture()) {
@@ -378,6 +404,15 @@ TEST(TorchReference, CpuOpsMatchPyTorch) {
 TEST(TorchReferenceCuda, OpsMatchPyTorch) {
   if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
   expect_cases_match_pytorch(Device::cuda(), 1e-10);
+}
+
+TEST(TorchReference, CpuMetricsMatchMmsegmentation) {
+  expect_metrics_match_mmseg(Device::cpu());
+}
+
+TEST(TorchReferenceCuda, MetricsMatchMmsegmentation) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  expect_metrics_match_mmseg(Device::cuda());
 }
 
 TEST(TorchReference, CpuOptimizersMatchPyTorch) {
