@@ -273,6 +273,41 @@ TEST(Segformer, OptimizerStepsReduceTheLoss) {
   EXPECT_LT(losses.back(), 0.5 * losses.front()) << "first " << losses.front() << ", last " << losses.back();
 }
 
+// One training-mode step of B0 against HF's, in float64 so that only semantics can differ (dropout and drop
+// path 0): name-derived weights, two non-square images, cross-entropy of the upsampled logits over a fixed
+// target with ignored pixels. The loss, each parameter's gradient (sum and sum of squares: attention with
+// spatial reduction, LayerNorm, Mix-FFN's depthwise conv and GELU, the decode head with its BatchNorm's
+// batch statistics, the resizes) and the BatchNorm's updated running statistics match.
+void expect_training_step_matches_huggingface(Device device) {
+  const std::string path = fixture("segformer_b0_train.safetensors");
+  const nn::SafetensorsContents contents = nn::load_safetensors(path);
+  const std::map<std::string, Tensor> reference(contents.tensors.begin(), contents.tensors.end());
+  const auto input_shape = nlohmann::json::parse(contents.metadata.at("input_shape")).get<Shape>();
+  const int64_t classes = std::stoll(contents.metadata.at("num_labels"));
+  Segformer model(
+      SegformerOptions{.variant = "b0", .num_classes = classes, .drop_path_rate = 0.0, .classifier_dropout = 0.0});
+  testing::fill_deterministic(model);
+  model.to(device, DType::f64);
+  model.train();
+  CrossEntropyParams ce;
+  ce.ignore_index = 255;
+  const Tensor target = testing::training_target({input_shape[0], input_shape[2], input_shape[3]}, classes, device);
+  const Tensor loss =
+      cross_entropy(model.forward(testing::deterministic_input(input_shape).to(device, DType::f64)).logits, target, ce);
+  loss.backward();
+  testing::expect_training_step_matches(
+      model, loss, reference, "", [](const std::string& name) { return name; }, path);
+}
+
+TEST(Segformer, B0TrainingStepMatchesHuggingFace) {
+  expect_training_step_matches_huggingface(Device::cpu());
+}
+
+TEST(SegformerCuda, B0TrainingStepMatchesHuggingFace) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  expect_training_step_matches_huggingface(Device::cuda());
+}
+
 // B0 forward and backward on the emulated device against the CPU, eval mode.
 TEST(Segformer, B0CudaMatchesCpu) {
   if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
