@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -15,6 +16,7 @@
 #include "engine/ops.h"
 #include "models/model.h"
 #include "nn/safetensors.h"
+#include "tests/models/parity_util.h"
 
 namespace se::testing {
 
@@ -138,6 +140,33 @@ inline Tensor fixture_tensor(const std::string& file, const std::string& key) {
   }
   ADD_FAILURE() << file << " has no tensor '" << key << "'";
   return Tensor();
+}
+
+// One float64 training-mode step against tools/fixtures/make_cnn_fixtures.py's training_steps (`file`):
+// hashed weights (fill_hashed), dropout off (its masks are random: every Dropout/Dropout2d module set to eval),
+// two (40, 56) images, cross-entropy of the logits plus 0.4 times that of the auxiliary logits over the
+// fixed target; the loss, every parameter's gradient sum and sum of squares and the running statistics
+// match within 1e-9 (expect_training_step_matches).
+template <typename Model>
+void expect_cnn_training_step_matches(Model& model, const std::string& file, Device device) {
+  const std::string path = std::string(SE_MODEL_FIXTURES) + "/" + file;
+  const nn::SafetensorsContents contents = nn::load_safetensors(path);
+  const std::map<std::string, Tensor> reference(contents.tensors.begin(), contents.tensors.end());
+  fill_hashed(model);
+  model.to(device, DType::f64);
+  model.train();
+  for (auto& [name, module] : model.named_modules()) {
+    if (module->type_name() == "Dropout" || module->type_name() == "Dropout2d") module->eval();
+  }
+  CrossEntropyParams ce;
+  ce.ignore_index = 255;
+  const Tensor target = training_target({2, 40, 56}, model.num_classes(), device);
+  const models::SegmentationOutput out =
+      model.forward(deterministic_input({2, 3, 40, 56}).to(device, DType::f64), /*with_aux=*/true);
+  const Tensor loss = add(cross_entropy(out.logits, target, ce), mul(cross_entropy(out.aux_logits, target, ce), 0.4));
+  loss.backward();
+  expect_training_step_matches(
+      model, loss, reference, "", [](const std::string& name) { return name; }, path);
 }
 #endif
 

@@ -57,6 +57,11 @@ TEST(DeepLabV3, LogitsMatchTorchvisionDeeplabv3Resnet50) {
   EXPECT_LT(testing::max_relative_error(out.aux_logits, testing::fixture_tensor(file, "aux")), 1e-4);
 }
 
+TEST(DeepLabV3, TrainingStepMatchesTorchvisionDeeplabv3Resnet50) {
+  DeepLabV3 model({.num_classes = 3, .backbone = {.depth = 50, .output_stride = 8}, .aux_head = true});
+  testing::expect_cnn_training_step_matches(model, "deeplabv3_resnet50_train.safetensors", Device::cpu());
+}
+
 TEST(DeepLabV3, RatesFollowTheOutputStrideUnlessGiven) {
   EXPECT_EQ(aspp_dilations(DeepLabV3({.num_classes = 2, .backbone = {.depth = 18, .output_stride = 16}})),
             (std::vector<int64_t>{6, 12, 18}));

@@ -44,6 +44,11 @@ TEST(PspNet, LogitsMatchTheMmsegTranscription) {
   EXPECT_LT(testing::max_relative_error(out.aux_logits, testing::fixture_tensor("pspnet.safetensors", "aux")), 1e-4);
 }
 
+TEST(PspNet, TrainingStepMatchesTheMmsegTranscription) {
+  PspNet model(parity_options());
+  testing::expect_cnn_training_step_matches(model, "pspnet_train.safetensors", Device::cpu());
+}
+
 TEST(PspNet, ForwardBackwardShapes) {
   for (const auto& [depth, os] : {std::pair{18, 8}, std::pair{50, 16}}) {
     manual_seed(2);
